@@ -1,0 +1,28 @@
+//! # twin-core
+//!
+//! The hot path of twinplane, in plain Rust (no Python): raw device bytes in, encoded twin
+//! changes out.
+//!
+//! - [`value`]: the KubeEdge property types, typed values and their canonical string form.
+//! - [`modbus`]: Modbus visitor configs compiled once, decoding of coalesced read frames and
+//!   encoding of writes, and read planning (register coalescing).
+//! - [`queue`]: bounded per-property sampling rings with drop-oldest overflow and aggregation.
+//! - [`policy`]: change detection (exact, absolute/relative deadband, heartbeat).
+//! - [`store`]: the engine: devices, properties, twins with versions, ingest and report cycles.
+//! - [`twin`]: the self-contained change records the store emits.
+//! - [`encode`]: batch encoders to DMI protobuf, KubeEdge MQTT JSON and Arrow.
+//!
+//! Every fallible operation returns [`Error`] and leaves the engine unchanged on error.
+
+pub mod encode;
+pub mod error;
+pub mod modbus;
+pub mod policy;
+pub mod queue;
+pub mod store;
+pub mod twin;
+pub mod value;
+
+pub use error::{Error, Result};
+pub use twin::{Change, ChangeKind, ChangeSet, DeviceDelta, TwinSide, TwinState, Version};
+pub use value::{PropertyType, Value};

@@ -14,6 +14,7 @@
 //!
 //! Every fallible operation returns [`Error`] and leaves the engine unchanged on error.
 
+mod device;
 pub mod encode;
 pub mod error;
 pub mod modbus;

@@ -1,1 +1,505 @@
-//! placeholder
+//! The twin engine: devices, their properties, sampling rings and twins.
+//!
+//! Configuration crosses once ([`Engine::upsert_device`] with [`PropertySpec`]s, compiled into a
+//! shared *layout* that every device of the same shape reuses); the hot calls carry indices and
+//! bytes: [`Engine::ingest_frame`] decodes a coalesced Modbus read into the rings,
+//! [`Engine::report`] drains them through each property's change policy into a [`ChangeSet`].
+//! The device-manager side applies reported values from mappers ([`Engine::apply_reported`]) and
+//! desired values from users or the cloud ([`Engine::set_desired`], [`Engine::sync_desired`]).
+//!
+//! Every batch call validates its whole input before changing anything, so an error leaves the
+//! engine as it was.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::device::{compile, kind_slot, Desired, Device, Layout};
+use crate::error::{Error, Result};
+use crate::modbus::{ReadRange, RegisterKind, Visitor, VisitorSpec, WriteOp};
+use crate::policy::{ChangePolicy, Reduce};
+use crate::queue::Sample;
+use crate::twin::{ChangeSet, TwinState, Version};
+use crate::value::{PropertyType, Value};
+
+/// Ring capacity used when a spec leaves it at 0: one report cycle's sample plus one spare.
+pub const DEFAULT_QUEUE_CAPACITY: u16 = 2;
+
+/// A property as configured: what crosses from Python once per device change.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PropertySpec {
+    /// Property name, unique within the device.
+    pub name: String,
+    /// The model's property type.
+    pub ty: PropertyType,
+    /// How to read the property over Modbus (`None` for other drivers, which push values).
+    pub visitor: Option<VisitorSpec>,
+    /// When a new value counts as a change.
+    pub policy: ChangePolicy,
+    /// Which aggregate of a report cycle's samples becomes the reported value.
+    pub reduce: Reduce,
+    /// Ring capacity in samples (0: [`DEFAULT_QUEUE_CAPACITY`]).
+    pub queue_capacity: u16,
+}
+
+/// Limits for read coalescing (see [`plan_reads`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimits {
+    /// Most registers in one read (protocol maximum 125).
+    pub max_registers: u16,
+    /// Most coils/discrete inputs in one read (protocol maximum 2000).
+    pub max_bits: u16,
+    /// Largest gap of unused addresses bridged to merge two reads (0: only adjacent ones).
+    pub max_gap: u16,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        Self {
+            max_registers: 125,
+            max_bits: 2000,
+            max_gap: 0,
+        }
+    }
+}
+
+/// Counters for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Devices configured.
+    pub devices: usize,
+    /// Properties over all devices.
+    pub properties: usize,
+    /// Distinct compiled layouts (shapes) shared by the devices.
+    pub layouts: usize,
+    /// Samples waiting in rings.
+    pub queued: usize,
+    /// Samples dropped (oldest first) by full rings, over the devices still configured.
+    pub dropped: u64,
+}
+
+/// The twin engine. Not thread-safe by itself; the Python binding wraps it in a lock.
+#[derive(Debug, Default)]
+pub struct Engine {
+    devices: Vec<Option<Device>>,
+    free: Vec<u32>,
+    index: HashMap<Arc<str>, u32>,
+    layouts: HashMap<String, Arc<Layout>>,
+    limits: ReadLimits,
+    scratch: Vec<(u16, Value)>,
+}
+
+impl Engine {
+    /// An empty engine with default read limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty engine whose read plans use `limits`.
+    pub fn with_read_limits(limits: ReadLimits) -> Self {
+        Self {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// Adds a device, or reconfigures an existing one (twin state of properties that keep their
+    /// name and type is kept; queued samples are dropped when the shape changes). Returns the
+    /// device index used by the hot calls.
+    pub fn upsert_device(&mut self, id: &str, specs: &[PropertySpec]) -> Result<u32> {
+        if id.is_empty() {
+            return Err(Error::spec("", "id", "a device id must not be empty"));
+        }
+        let layout = self.layout_for(specs).map_err(|e| e.with_device(id))?;
+        if let Some(&idx) = self.index.get(id) {
+            let dev = self.devices[idx as usize]
+                .as_mut()
+                .ok_or_else(|| unknown(id))?;
+            if !Arc::ptr_eq(&dev.layout, &layout) {
+                let old = std::mem::replace(dev, Device::new(dev.id.clone(), layout));
+                dev.adopt(&old);
+                self.gc_layout(&old.layout);
+            }
+            return Ok(idx);
+        }
+        let id: Arc<str> = Arc::from(id);
+        let device = Device::new(id.clone(), layout);
+        let idx = if let Some(i) = self.free.pop() {
+            self.devices[i as usize] = Some(device);
+            i
+        } else {
+            self.devices.push(Some(device));
+            (self.devices.len() - 1) as u32
+        };
+        self.index.insert(id, idx);
+        Ok(idx)
+    }
+
+    /// Removes a device and its twins.
+    pub fn remove_device(&mut self, id: &str) -> Result<()> {
+        let idx = self.index.remove(id).ok_or_else(|| unknown(id))?;
+        if let Some(dev) = self.devices[idx as usize].take() {
+            self.free.push(idx);
+            self.gc_layout(&dev.layout);
+        }
+        Ok(())
+    }
+
+    /// The index of a device.
+    pub fn device_index(&self, id: &str) -> Result<u32> {
+        self.index.get(id).copied().ok_or_else(|| unknown(id))
+    }
+
+    /// The id of a device index.
+    pub fn device_id(&self, dev: u32) -> Result<&Arc<str>> {
+        Ok(&self.device(dev)?.id)
+    }
+
+    /// The index of a property of a device.
+    pub fn property_index(&self, dev: u32, name: &str) -> Result<u16> {
+        let d = self.device(dev)?;
+        d.layout
+            .by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::UnknownProperty {
+                device: d.id.to_string(),
+                property: name.to_owned(),
+            })
+    }
+
+    /// Names and types of a device's properties, in index order.
+    pub fn properties(&self, dev: u32) -> Result<Vec<(Arc<str>, PropertyType)>> {
+        let d = self.device(dev)?;
+        Ok(d.layout
+            .props
+            .iter()
+            .map(|p| (p.name.clone(), p.ty))
+            .collect())
+    }
+
+    /// Device ids with their indices.
+    pub fn devices(&self) -> impl Iterator<Item = (&Arc<str>, u32)> {
+        self.index.iter().map(|(k, v)| (k, *v))
+    }
+
+    /// Number of devices.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether there are no devices.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The coalesced reads that cover every Modbus property of a device.
+    pub fn read_plan(&self, dev: u32) -> Result<&[ReadRange]> {
+        Ok(&self.device(dev)?.layout.plan)
+    }
+
+    /// Decodes a read frame of `kind` starting at address `start` into the rings of every
+    /// property whose visitor starts inside the frame (`count` registers or bits; `None`: as many
+    /// as `frame` holds). Returns how many properties were sampled. A property that starts inside
+    /// the frame but is not fully covered is an error, and then nothing is queued.
+    pub fn ingest_frame(
+        &mut self,
+        dev: u32,
+        kind: RegisterKind,
+        start: u16,
+        count: Option<u16>,
+        frame: &[u8],
+        ts: i64,
+    ) -> Result<usize> {
+        let Self {
+            devices, scratch, ..
+        } = self;
+        let d = devices
+            .get_mut(dev as usize)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| unknown_idx(dev))?;
+        let count = count.unwrap_or_else(|| frame_count(kind, frame.len()));
+        let end = u32::from(start) + u32::from(count);
+        let list = &d.layout.by_kind[kind_slot(kind)];
+        let first = list.partition_point(|&(off, _)| off < start);
+        scratch.clear();
+        for &(off, p) in &list[first..] {
+            if u32::from(off) >= end {
+                break;
+            }
+            let cfg = &d.layout.props[usize::from(p)];
+            let decoded = cfg
+                .visitor
+                .as_ref()
+                .ok_or_else(|| unknown_idx(dev))
+                .and_then(|v| {
+                    if v.covered_by(kind, start, count) {
+                        v.decode(cfg.ty, start, frame)
+                    } else {
+                        Err(short(v, kind, count))
+                    }
+                });
+            scratch.push((
+                p,
+                decoded.map_err(|e| e.with_device(&d.id).with_property(&cfg.name))?,
+            ));
+        }
+        let n = scratch.len();
+        for (p, value) in scratch.drain(..) {
+            d.push(p, Sample { ts, value });
+        }
+        Ok(n)
+    }
+
+    /// Queues values read by a driver that decodes them itself. Each value must have the
+    /// property's type; on any error nothing is queued.
+    pub fn ingest_values(&mut self, dev: u32, values: &[(u16, Value)], ts: i64) -> Result<()> {
+        let d = self.device_mut(dev)?;
+        for (p, v) in values {
+            d.check_type(*p, v)?;
+        }
+        for (p, v) in values {
+            d.push(
+                *p,
+                Sample {
+                    ts,
+                    value: v.clone(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Drains every ring, reduces each property's samples to one value and applies it to the
+    /// reported side through the property's change policy. Returns what changed.
+    pub fn report(&mut self) -> ChangeSet {
+        let mut set = ChangeSet::default();
+        for d in self.devices.iter_mut().flatten() {
+            let before = set.changes.len();
+            d.report_into(&mut set.changes);
+            if set.changes.len() > before {
+                d.delta_into(&mut set.deltas);
+            }
+        }
+        set
+    }
+
+    /// Like [`Engine::report`] for some devices only.
+    pub fn report_devices(&mut self, devs: &[u32]) -> Result<ChangeSet> {
+        for &dev in devs {
+            self.device(dev)?;
+        }
+        let mut set = ChangeSet::default();
+        for &dev in devs {
+            let d = self.device_mut(dev)?;
+            let before = set.changes.len();
+            d.report_into(&mut set.changes);
+            if set.changes.len() > before {
+                d.delta_into(&mut set.deltas);
+            }
+        }
+        Ok(set)
+    }
+
+    /// Applies reported values `(property, value, read time)` (a mapper's report), each through
+    /// its change policy. All values are type-checked first.
+    pub fn apply_reported(&mut self, dev: u32, values: &[(u16, Value, i64)]) -> Result<ChangeSet> {
+        let d = self.device_mut(dev)?;
+        for (p, v, _) in values {
+            d.check_type(*p, v)?;
+        }
+        let mut set = ChangeSet::default();
+        for (p, v, ts) in values {
+            d.settle(*p, v.clone(), *ts, &mut set.changes);
+        }
+        d.delta_into(&mut set.deltas);
+        Ok(set)
+    }
+
+    /// Sets (or with `None` removes) desired values on the edge (KubeEdge's REST/MQTT update):
+    /// each actual change bumps the desired side's edge version. Returns the changes and the
+    /// device's delta.
+    pub fn set_desired(
+        &mut self,
+        dev: u32,
+        values: &[(u16, Option<Value>)],
+        ts: i64,
+    ) -> Result<ChangeSet> {
+        let d = self.device_mut(dev)?;
+        for (p, v) in values {
+            if let Some(v) = v {
+                d.check_type(*p, v)?;
+            } else {
+                d.config(*p)?;
+            }
+        }
+        let mut set = ChangeSet::default();
+        for (p, v) in values {
+            d.set_desired(*p, v.clone(), ts, None, &mut set.changes);
+        }
+        d.delta_into(&mut set.deltas);
+        Ok(set)
+    }
+
+    /// Applies desired values synced from the cloud with their versions (KubeEdge's sync rule):
+    /// rejected with [`Error::VersionConflict`] when the local version is ahead on either
+    /// counter; otherwise the local version becomes the cloud's.
+    pub fn sync_desired(
+        &mut self,
+        dev: u32,
+        values: &[(u16, Option<Value>, Version)],
+        ts: i64,
+    ) -> Result<ChangeSet> {
+        let d = self.device_mut(dev)?;
+        for (p, v, ver) in values {
+            if let Some(v) = v {
+                d.check_type(*p, v)?;
+            }
+            d.check_sync(*p, *ver)?;
+        }
+        let mut set = ChangeSet::default();
+        for (p, v, ver) in values {
+            d.set_desired(*p, v.clone(), ts, Some(*ver), &mut set.changes);
+        }
+        d.delta_into(&mut set.deltas);
+        Ok(set)
+    }
+
+    /// The twin of one property.
+    pub fn twin(&self, dev: u32, prop: u16) -> Result<TwinState> {
+        let d = self.device(dev)?;
+        d.config(prop)?;
+        Ok(d.props[usize::from(prop)].snapshot())
+    }
+
+    /// Every twin of a device: name, type and state, in property order.
+    pub fn twins(&self, dev: u32) -> Result<Vec<(Arc<str>, PropertyType, TwinState)>> {
+        let d = self.device(dev)?;
+        Ok(d.layout
+            .props
+            .iter()
+            .zip(d.props.iter())
+            .map(|(c, s)| (c.name.clone(), c.ty, s.snapshot()))
+            .collect())
+    }
+
+    /// Replaces a twin's state as it was persisted (restart recovery); emits nothing.
+    pub fn restore(&mut self, dev: u32, prop: u16, state: TwinState) -> Result<()> {
+        let d = self.device_mut(dev)?;
+        let ty = d.config(prop)?.ty;
+        for side in state.desired.iter().chain(state.reported.iter()) {
+            if side.value.property_type() != ty {
+                return Err(d.mismatch(prop, &side.value));
+            }
+        }
+        let st = &mut d.props[usize::from(prop)];
+        let had = st.desired.is_some();
+        st.reported = state.reported;
+        st.reported_version = state.reported_version;
+        st.desired = state.desired.map(|side| {
+            Box::new(Desired {
+                side,
+                version: state.desired_version,
+            })
+        });
+        d.n_desired =
+            d.n_desired + u32::from(d.props[usize::from(prop)].desired.is_some()) - u32::from(had);
+        Ok(())
+    }
+
+    /// The write that sets a property to `value` over Modbus.
+    pub fn encode_write(&self, dev: u32, prop: u16, value: &Value) -> Result<WriteOp> {
+        let d = self.device(dev)?;
+        let cfg = d.config(prop)?;
+        if value.property_type() != cfg.ty {
+            return Err(d.mismatch(prop, value));
+        }
+        let visitor = cfg.visitor.as_ref().ok_or_else(|| {
+            Error::spec(
+                &d.id,
+                format!("properties[{prop}].visitors"),
+                format!("property {} has no Modbus visitor", cfg.name),
+            )
+        })?;
+        visitor
+            .encode(value)
+            .map_err(|e| e.with_device(&d.id).with_property(&cfg.name))
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats {
+            devices: self.index.len(),
+            layouts: self.layouts.len(),
+            ..Stats::default()
+        };
+        for d in self.devices.iter().flatten() {
+            s.properties += d.props.len();
+            for st in &*d.props {
+                s.queued += st.ring.len();
+                s.dropped += u64::from(st.ring.dropped());
+            }
+        }
+        s
+    }
+
+    fn device(&self, dev: u32) -> Result<&Device> {
+        self.devices
+            .get(dev as usize)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| unknown_idx(dev))
+    }
+
+    fn device_mut(&mut self, dev: u32) -> Result<&mut Device> {
+        self.devices
+            .get_mut(dev as usize)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| unknown_idx(dev))
+    }
+
+    /// Compiles specs into a layout, reusing an identical one.
+    fn layout_for(&mut self, specs: &[PropertySpec]) -> Result<Arc<Layout>> {
+        let props = compile(specs)?;
+        let key = format!("{props:?}");
+        if let Some(l) = self.layouts.get(&key) {
+            return Ok(l.clone());
+        }
+        let layout = Arc::new(Layout::new(props, key.clone(), self.limits));
+        self.layouts.insert(key, layout.clone());
+        Ok(layout)
+    }
+
+    /// Forgets a layout no device uses any more.
+    fn gc_layout(&mut self, layout: &Arc<Layout>) {
+        if Arc::strong_count(layout) <= 2 {
+            self.layouts.remove(&layout.key);
+        }
+    }
+}
+
+/// How many registers or bits a frame of `len` bytes holds.
+fn frame_count(kind: RegisterKind, len: usize) -> u16 {
+    let n = if kind.is_bit() { len * 8 } else { len / 2 };
+    n.min(usize::from(u16::MAX)) as u16
+}
+
+fn short(v: &Visitor, kind: RegisterKind, count: u16) -> Error {
+    let per = if kind.is_bit() { 1 } else { 2 };
+    Error::ShortFrame {
+        device: String::new(),
+        property: String::new(),
+        needed: usize::from(v.count) * per,
+        got: usize::from(count) * per,
+    }
+}
+
+fn unknown(id: &str) -> Error {
+    Error::UnknownDevice {
+        device: id.to_owned(),
+    }
+}
+
+fn unknown_idx(dev: u32) -> Error {
+    Error::UnknownDevice {
+        device: format!("#{dev}"),
+    }
+}

@@ -46,7 +46,7 @@ impl TwinState {
     /// (compared in canonical form, as KubeEdge compares strings).
     pub fn has_delta(&self) -> bool {
         match (&self.desired, &self.reported) {
-            (Some(d), Some(r)) => d.value != r.value,
+            (Some(d), Some(r)) => d.value.to_canonical() != r.value.to_canonical(),
             (Some(d), None) => !matches!(&d.value, Value::String(s) if s.is_empty()),
             (None, _) => false,
         }
@@ -111,7 +111,8 @@ pub struct DeviceDelta {
     pub delta: Vec<(Arc<str>, Value)>,
 }
 
-/// What one batch operation changed. Changes of one device are contiguous, in property order.
+/// What one batch operation changed. Changes of one device are contiguous, in property order;
+/// changes of the same property are adjacent (encoders rely on this).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ChangeSet {
     /// The changed twin properties.

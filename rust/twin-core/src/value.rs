@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 /// The KubeEdge property types a twin can hold (`DeviceModel.spec.properties[].type`).
 ///
 /// `STREAM` properties carry no twin value; callers map them to [`PropertyType::String`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum PropertyType {
     /// `INT`: a signed 64-bit integer.
     Int,
@@ -31,7 +31,8 @@ pub enum PropertyType {
     Float,
     /// `DOUBLE`: an IEEE-754 double precision number.
     Double,
-    /// `STRING`: UTF-8 text.
+    /// `STRING`: UTF-8 text (the default, as for a KubeEdge twin without a type).
+    #[default]
     String,
     /// `BOOLEAN`: `true` or `false`.
     Boolean,
@@ -212,7 +213,9 @@ impl Value {
     pub fn from_canonical(ty: PropertyType, text: &str) -> Result<Self> {
         match ty {
             PropertyType::String => Ok(Self::string(unescape(text))),
-            PropertyType::Bytes => parse_hex(text).map(Self::bytes).ok_or_else(|| mismatch(ty, text)),
+            PropertyType::Bytes => parse_hex(text)
+                .map(Self::bytes)
+                .ok_or_else(|| mismatch(ty, text)),
             _ => Self::parse(ty, text),
         }
     }
@@ -354,14 +357,21 @@ mod tests {
             Err(Error::TypeMismatch { .. })
         ));
         assert!(Value::parse(PropertyType::Boolean, "yes").is_err());
-        assert_eq!(Value::parse(PropertyType::Int, "3.0").unwrap(), Value::Int(3));
+        assert_eq!(
+            Value::parse(PropertyType::Int, "3.0").unwrap(),
+            Value::Int(3)
+        );
     }
 
     fn any_value() -> impl Strategy<Value = Value> {
         prop_oneof![
             any::<i64>().prop_map(Value::Int),
-            any::<f32>().prop_filter("nan", |x| !x.is_nan()).prop_map(Value::Float),
-            any::<f64>().prop_filter("nan", |x| !x.is_nan()).prop_map(Value::Double),
+            any::<f32>()
+                .prop_filter("nan", |x| !x.is_nan())
+                .prop_map(Value::Float),
+            any::<f64>()
+                .prop_filter("nan", |x| !x.is_nan())
+                .prop_map(Value::Double),
             any::<bool>().prop_map(Value::Boolean),
             ".*".prop_map(Value::string),
             proptest::collection::vec(any::<u8>(), 0..40).prop_map(Value::bytes),

@@ -1,0 +1,87 @@
+# twinplane — every command the README, the developers and CI use. `make help` lists them.
+#
+# Nothing needs an activated virtualenv: every tool runs from .venv/bin. The Rust extension is
+# built by maturin as part of the editable install (`pip install -e '.[test]'`), into
+# python/twinplane/_engine*.so, and rebuilt when pyproject.toml or a Rust source changes.
+
+.DEFAULT_GOAL := help
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+MAKEFLAGS += --no-builtin-rules --warn-undefined-variables
+
+PYTHON ?= python3
+CARGO ?= cargo
+BENCH_ARGS ?=
+
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+VENV_STAMP := $(VENV)/.stamp-venv
+DEV_STAMP := $(VENV)/.stamp-dev
+
+# What the native module is built from: a change to any of these reinstalls (and rebuilds).
+RUST_SOURCES := Cargo.toml $(wildcard Cargo.lock) \
+	$(shell find rust -type f \( -name '*.rs' -o -name 'Cargo.toml' \) 2>/dev/null)
+# Rebuild as well when the built module is missing (e.g. deleted by hand).
+ENGINE_SO := $(wildcard python/twinplane/_engine*.so)
+
+.PHONY: help venv dev test lint fmt run bench proto clean FORCE
+
+help: ## Show this list of targets
+	@printf 'twinplane make targets:\n\n'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
+		| awk 'BEGIN {FS = ":.*?## "}; {printf "  %-7s %s\n", $$1, $$2}'
+	@printf '\nVariables: PYTHON=%s (3.11+)  CARGO=%s  BENCH_ARGS=%s\n' '$(PYTHON)' '$(CARGO)' '$(BENCH_ARGS)'
+
+venv: $(VENV_STAMP) ## Create .venv (Python 3.11+) with an up-to-date pip
+
+$(VENV_STAMP):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "error: twinplane needs Python 3.11+; '$(PYTHON)' is $$($(PYTHON) -V 2>&1)." \
+		     "Run e.g. 'make PYTHON=python3.11 ...'" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	touch $@
+
+dev: $(DEV_STAMP) ## Install twinplane editable with its test extra (builds the Rust extension)
+
+$(DEV_STAMP): $(VENV_STAMP) pyproject.toml $(RUST_SOURCES) $(if $(ENGINE_SO),,FORCE)
+	@command -v $(CARGO) >/dev/null \
+		|| { echo "error: '$(CARGO)' not found: a Rust toolchain is needed (rustup.rs)." >&2; exit 1; }
+	$(BIN)/pip install --editable '.[test]'
+	touch $@
+
+test: dev ## Run cargo test, pytest, then the engine tests again under PYTHONMALLOC=debug
+	$(CARGO) test --workspace --exclude twin-py
+	$(PY) -m pytest
+	PYTHONMALLOC=debug $(PY) -m pytest -m engine -q -p no:cacheprovider
+
+lint: dev ## ruff, mypy --strict, stubtest of the native module, cargo fmt --check, clippy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict
+	$(PY) -m mypy.stubtest twinplane._engine --allowlist stubtest-allowlist.txt \
+		--mypy-config-file pyproject.toml
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: dev ## Format and auto-fix: ruff check --fix, ruff format, cargo fmt
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(CARGO) fmt --all
+
+run: dev ## Start the embedded default (twinplane up)
+	$(BIN)/twinplane up
+
+bench: dev ## Run the engine benchmark (BENCH_ARGS=--json for one JSON object)
+	$(PY) bench/engine.py $(BENCH_ARGS)
+
+proto: ## Generate Python code from proto/ (nothing yet)
+	@echo "proto: no .proto sources yet; the DMI v1beta1 stubs arrive with a later issue."
+
+clean: ## Remove .venv, build output (target/ too) and caches
+	rm -rf $(VENV) target dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks
+	find python -name '*.so' -delete
+	find . -path ./.git -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+
+FORCE:

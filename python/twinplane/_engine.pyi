@@ -1,0 +1,85 @@
+"""Native twin engine (pyo3). Import it through :mod:`twinplane.twin`."""
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, final
+
+from twinplane.twin.spec import (
+    PropertySpec,
+    PropertyTypeName,
+    RegisterKindName,
+    TwinDict,
+    VisitorConfig,
+)
+
+__version__: str
+
+ValueLike = str | int | float | bool | bytes
+WriteOp = tuple[int, int, list[int] | list[bool]]
+
+@final
+class Changes:
+    """What one engine call changed: an immutable batch with its encoders."""
+
+    def __len__(self) -> int: ...
+    def __bool__(self) -> bool: ...
+    def devices(self) -> list[str]:
+        """Device ids with changes, in order."""
+    def to_dmi(self) -> list[tuple[str, bytes]]:
+        """One serialized DMI ``ReportDeviceStatusRequest`` per device (reported changes)."""
+    def to_mqtt(self, now_ms: int | None = None) -> list[tuple[str, bytes]]:
+        """KubeEdge ``$hw/events/device/...`` twin result, document and delta messages."""
+    def to_list(self) -> list[dict[str, Any]]:
+        """Each change as a dict (device, property, kind, value, timestamp, before, after)."""
+    def deltas(self) -> dict[str, dict[str, str]]:
+        """Per device with a delta: property -> desired value."""
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]:
+        """Arrow PyCapsule export: a struct array of the changes."""
+
+@final
+class Engine:
+    """The twin engine: devices, sampling rings, twins, change detection."""
+
+    def __new__(cls, *, max_registers: int = 125, max_bits: int = 2000, max_gap: int = 0) -> Engine: ...
+    def upsert_device(self, device_id: str, properties: Iterable[PropertySpec]) -> int: ...
+    def remove_device(self, device_id: str) -> None: ...
+    def device_index(self, device_id: str) -> int: ...
+    def device_id(self, index: int) -> str: ...
+    def device_ids(self) -> list[str]: ...
+    def property_index(self, device: int | str, name: str) -> int: ...
+    def properties(self, device: int | str) -> list[tuple[str, str]]: ...
+    def __len__(self) -> int: ...
+    def read_plan(self, device: int | str) -> list[tuple[str, int, int]]: ...
+    def ingest_frame(
+        self,
+        device: int,
+        register: RegisterKindName,
+        start: int,
+        frame: bytes,
+        ts_ms: int,
+        count: int | None = None,
+    ) -> int: ...
+    def ingest_values(self, device: int, values: Iterable[tuple[int, ValueLike]], ts_ms: int) -> None: ...
+    def report(self) -> Changes: ...
+    def report_devices(self, devices: Sequence[int]) -> Changes: ...
+    def apply_reported(self, device: str, values: Sequence[tuple[str, str, int]]) -> Changes: ...
+    def apply_dmi_report(self, payload: bytes, ts_ms: int) -> Changes: ...
+    def set_desired(self, device: str, values: dict[str, ValueLike | None], ts_ms: int) -> Changes: ...
+    def sync_desired(
+        self, device: str, values: dict[str, tuple[str | None, int, int]], ts_ms: int
+    ) -> Changes: ...
+    def twins(self, device: str) -> dict[str, TwinDict]: ...
+    def restore(self, device: str, property: str, state: Mapping[str, Any]) -> None: ...
+    def encode_write(self, device: int | str, property: int | str, value: ValueLike) -> WriteOp: ...
+    def stats(self) -> dict[str, int]: ...
+
+def canonical(type: PropertyTypeName, text: str) -> str:
+    """The canonical string form of ``text`` read as a value of ``type``."""
+
+def is_kubeedge_safe(text: str) -> bool:
+    """Whether ``text`` is inside KubeEdge's twin value character set."""
+
+def decode_register(visitor: VisitorConfig, type: PropertyTypeName, start: int, frame: bytes) -> str:
+    """Decode one property from a register frame read from address ``start``."""
+
+def encode_register(visitor: VisitorConfig, type: PropertyTypeName, value: ValueLike) -> WriteOp:
+    """The Modbus write that sets one property: ``(function, offset, values)``."""

@@ -1,0 +1,56 @@
+"""The twin engine: typed facade over the native module ``twinplane._engine``.
+
+This package is the only importer of ``twinplane._engine``. The engine turns raw device bytes
+into twin changes without a Python object per sample:
+
+* :class:`Engine` holds devices, their compiled property configs, sampling rings and twins.
+  Configure with :meth:`Engine.upsert_device` (a :class:`PropertySpec` per property), feed it
+  with :meth:`Engine.ingest_frame` (a coalesced Modbus read) or :meth:`Engine.ingest_values`,
+  and call :meth:`Engine.report` at the report cycle; on the device-manager side,
+  :meth:`Engine.apply_reported` / :meth:`Engine.apply_dmi_report` and
+  :meth:`Engine.set_desired`.
+* :class:`Changes` is what a batch call changed; it encodes in one call to DMI
+  ``ReportDeviceStatusRequest`` bytes (:meth:`Changes.to_dmi`), KubeEdge MQTT twin payloads
+  (:meth:`Changes.to_mqtt`) and Arrow (``pyarrow.record_batch(changes)``).
+
+Batch calls release the GIL, so ``await asyncio.to_thread(engine.report)`` keeps the event loop
+free. Errors are the classes of :mod:`twinplane.errors`.
+"""
+
+from __future__ import annotations
+
+from twinplane._engine import (
+    Changes,
+    Engine,
+    canonical,
+    decode_register,
+    encode_register,
+    is_kubeedge_safe,
+)
+from twinplane.twin.spec import (
+    AggregateName,
+    PropertySpec,
+    PropertyTypeName,
+    RegisterKindName,
+    TwinDict,
+    TwinSideDict,
+    VersionDict,
+    VisitorConfig,
+)
+
+__all__ = [
+    "AggregateName",
+    "Changes",
+    "Engine",
+    "PropertySpec",
+    "PropertyTypeName",
+    "RegisterKindName",
+    "TwinDict",
+    "TwinSideDict",
+    "VersionDict",
+    "VisitorConfig",
+    "canonical",
+    "decode_register",
+    "encode_register",
+    "is_kubeedge_safe",
+]

@@ -1,0 +1,436 @@
+//! Compiled device shapes and per-device state behind the [`Engine`](crate::store::Engine).
+//!
+//! A *layout* is the compiled form of a device's property specs; devices with identical specs
+//! (a fleet of one model) share one layout, so per-device memory is the twin state and the
+//! sample slab only.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::modbus::{plan_reads, ReadRange, RegisterKind, Visitor};
+use crate::policy::{ChangePolicy, Reduce};
+use crate::queue::{Aggregate, Ring, Sample};
+use crate::store::{PropertySpec, ReadLimits, DEFAULT_QUEUE_CAPACITY};
+use crate::twin::{Change, ChangeKind, DeviceDelta, TwinSide, TwinState, Version};
+use crate::value::{PropertyType, Value};
+
+pub(crate) fn kind_slot(kind: RegisterKind) -> usize {
+    match kind {
+        RegisterKind::Coil => 0,
+        RegisterKind::DiscreteInput => 1,
+        RegisterKind::Input => 2,
+        RegisterKind::Holding => 3,
+    }
+}
+
+/// A compiled property.
+#[derive(Debug)]
+pub(crate) struct PropertyConfig {
+    pub(crate) name: Arc<str>,
+    pub(crate) ty: PropertyType,
+    pub(crate) visitor: Option<Visitor>,
+    pub(crate) policy: ChangePolicy,
+    pub(crate) reduce: Reduce,
+    pub(crate) capacity: u16,
+}
+
+/// The compiled shape of a device, shared by every device with the same specs.
+#[derive(Debug)]
+pub(crate) struct Layout {
+    pub(crate) props: Box<[PropertyConfig]>,
+    /// Start of each property's ring in the device's sample slab; one extra entry = total.
+    pub(crate) ring_offsets: Box<[u32]>,
+    pub(crate) by_name: HashMap<Arc<str>, u16>,
+    /// Per register kind: `(offset, property)` sorted by offset.
+    pub(crate) by_kind: [Box<[(u16, u16)]>; 4],
+    pub(crate) plan: Box<[ReadRange]>,
+    pub(crate) key: String,
+}
+
+/// A desired value with its version (boxed: most properties never have one).
+#[derive(Debug, Clone)]
+pub(crate) struct Desired {
+    pub(crate) side: TwinSide,
+    pub(crate) version: Version,
+}
+
+/// The mutable state of one property of one device.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PropState {
+    pub(crate) reported: Option<TwinSide>,
+    pub(crate) reported_version: Version,
+    pub(crate) desired: Option<Box<Desired>>,
+    /// Version of the desired side, kept when the desired value is removed.
+    pub(crate) ring: Ring,
+}
+
+/// One device.
+#[derive(Debug)]
+pub(crate) struct Device {
+    pub(crate) id: Arc<str>,
+    pub(crate) layout: Arc<Layout>,
+    pub(crate) props: Box<[PropState]>,
+    pub(crate) samples: Box<[Sample]>,
+    pub(crate) n_desired: u32,
+}
+
+/// Compiles and validates specs; errors name `properties[i].<field>`.
+pub(crate) fn compile(specs: &[PropertySpec]) -> Result<Box<[PropertyConfig]>> {
+    if specs.len() > usize::from(u16::MAX) {
+        return Err(Error::spec(
+            "",
+            "properties",
+            "at most 65535 properties per device",
+        ));
+    }
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(specs.len());
+    let mut out = Vec::with_capacity(specs.len());
+    for (i, s) in specs.iter().enumerate() {
+        let path = format!("properties[{i}]");
+        if s.name.is_empty() {
+            return Err(Error::spec(
+                "",
+                format!("{path}.name"),
+                "a property name must not be empty",
+            ));
+        }
+        if let Some(j) = seen.insert(&s.name, i) {
+            return Err(Error::spec(
+                "",
+                format!("{path}.name"),
+                format!(
+                    "property names must be unique: {:?} is also properties[{j}]",
+                    s.name
+                ),
+            ));
+        }
+        s.policy.validate(s.ty, &path)?;
+        if s.reduce != Reduce::Last && !s.ty.is_numeric() {
+            return Err(Error::spec(
+                "",
+                format!("{path}.reduce"),
+                format!(
+                    "{:?} needs a numeric property, this one is {}",
+                    s.reduce,
+                    s.ty.as_str()
+                ),
+            ));
+        }
+        let visitor = match &s.visitor {
+            Some(v) => Some(Visitor::compile(v, s.ty).map_err(|e| prefix(e, &path))?),
+            None => None,
+        };
+        let capacity = if s.queue_capacity == 0 {
+            DEFAULT_QUEUE_CAPACITY
+        } else {
+            s.queue_capacity
+        };
+        out.push(PropertyConfig {
+            name: Arc::from(s.name.as_str()),
+            ty: s.ty,
+            visitor,
+            policy: s.policy,
+            reduce: s.reduce,
+            capacity,
+        });
+    }
+    Ok(out.into_boxed_slice())
+}
+
+/// Prefixes a spec error's path with the property's path.
+fn prefix(e: Error, path: &str) -> Error {
+    match e {
+        Error::InvalidSpec {
+            device,
+            path: p,
+            message,
+        } => Error::InvalidSpec {
+            device,
+            path: format!("{path}.{p}"),
+            message,
+        },
+        other => other,
+    }
+}
+
+impl Layout {
+    pub(crate) fn new(props: Box<[PropertyConfig]>, key: String, limits: ReadLimits) -> Self {
+        let mut ring_offsets = Vec::with_capacity(props.len() + 1);
+        let mut total = 0u32;
+        for p in &*props {
+            ring_offsets.push(total);
+            total += u32::from(p.capacity);
+        }
+        ring_offsets.push(total);
+        let by_name = props
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.clone(), i as u16))
+            .collect();
+        let mut by_kind: [Vec<(u16, u16)>; 4] = Default::default();
+        let mut visitors = Vec::new();
+        for (i, p) in props.iter().enumerate() {
+            if let Some(v) = &p.visitor {
+                by_kind[kind_slot(v.kind)].push((v.offset, i as u16));
+                visitors.push(*v);
+            }
+        }
+        for list in &mut by_kind {
+            list.sort_unstable();
+        }
+        let plan = plan_reads(
+            &visitors,
+            limits.max_registers,
+            limits.max_bits,
+            limits.max_gap,
+        )
+        .into_boxed_slice();
+        Self {
+            props,
+            ring_offsets: ring_offsets.into_boxed_slice(),
+            by_name,
+            by_kind: by_kind.map(Vec::into_boxed_slice),
+            plan,
+            key,
+        }
+    }
+}
+
+impl Device {
+    pub(crate) fn new(id: Arc<str>, layout: Arc<Layout>) -> Self {
+        let n = layout.props.len();
+        let slots = layout.ring_offsets[n] as usize;
+        Self {
+            id,
+            props: vec![PropState::default(); n].into_boxed_slice(),
+            samples: vec![Sample::default(); slots].into_boxed_slice(),
+            layout,
+            n_desired: 0,
+        }
+    }
+
+    /// Takes over the twin state of properties that kept their name and type.
+    pub(crate) fn adopt(&mut self, old: &Device) {
+        for (i, cfg) in self.layout.props.iter().enumerate() {
+            if let Some(&j) = old.layout.by_name.get(&cfg.name) {
+                if old.layout.props[usize::from(j)].ty == cfg.ty {
+                    let mut st = old.props[usize::from(j)].clone();
+                    st.ring = Ring::default();
+                    self.n_desired += u32::from(st.desired.is_some());
+                    self.props[i] = st;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn config(&self, prop: u16) -> Result<&PropertyConfig> {
+        self.layout
+            .props
+            .get(usize::from(prop))
+            .ok_or_else(|| Error::UnknownProperty {
+                device: self.id.to_string(),
+                property: format!("#{prop}"),
+            })
+    }
+
+    pub(crate) fn mismatch(&self, prop: u16, v: &Value) -> Error {
+        let cfg = &self.layout.props[usize::from(prop)];
+        Error::TypeMismatch {
+            device: self.id.to_string(),
+            property: cfg.name.to_string(),
+            expected: cfg.ty.as_str().to_owned(),
+            got: format!("a {} value", v.property_type().as_str()),
+        }
+    }
+
+    pub(crate) fn check_type(&self, prop: u16, v: &Value) -> Result<()> {
+        if self.config(prop)?.ty == v.property_type() {
+            Ok(())
+        } else {
+            Err(self.mismatch(prop, v))
+        }
+    }
+
+    pub(crate) fn check_sync(&self, prop: u16, msg: Version) -> Result<()> {
+        let cfg = self.config(prop)?;
+        let local = self.props[usize::from(prop)]
+            .desired
+            .as_ref()
+            .map_or_else(Version::default, |d| d.version);
+        let conflict = |message: String| Error::VersionConflict {
+            device: self.id.to_string(),
+            property: cfg.name.to_string(),
+            message,
+        };
+        if local.cloud > msg.cloud {
+            return Err(conflict(format!(
+                "cloud version {} is older than the local {}",
+                msg.cloud, local.cloud
+            )));
+        }
+        if local.edge > msg.edge {
+            return Err(conflict(format!(
+                "the cloud has seen edge version {}, the edge is at {}",
+                msg.edge, local.edge
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn push(&mut self, prop: u16, sample: Sample) {
+        let p = usize::from(prop);
+        let (a, b) = (
+            self.layout.ring_offsets[p] as usize,
+            self.layout.ring_offsets[p + 1] as usize,
+        );
+        self.props[p].ring.push(&mut self.samples[a..b], sample);
+    }
+
+    pub(crate) fn report_into(&mut self, out: &mut Vec<Change>) {
+        for p in 0..self.props.len() {
+            if self.props[p].ring.is_empty() {
+                continue;
+            }
+            let (a, b) = (
+                self.layout.ring_offsets[p] as usize,
+                self.layout.ring_offsets[p + 1] as usize,
+            );
+            let Some(agg) = self.props[p].ring.drain(&self.samples[a..b]) else {
+                continue;
+            };
+            let cfg = &self.layout.props[p];
+            let value = reduce(&agg, cfg.reduce, cfg.ty);
+            self.settle(p as u16, value, agg.last.ts, out);
+        }
+    }
+
+    /// Applies one reported value through the change policy; pushes a change when it is one.
+    pub(crate) fn settle(&mut self, prop: u16, value: Value, ts: i64, out: &mut Vec<Change>) {
+        let p = usize::from(prop);
+        let cfg = &self.layout.props[p];
+        let st = &mut self.props[p];
+        let emit = match &st.reported {
+            None => true,
+            Some(old) => {
+                cfg.policy.is_change(&old.value, &value) || cfg.policy.heartbeat_due(old.ts, ts)
+            }
+        };
+        if !emit {
+            return;
+        }
+        let before = st.snapshot();
+        st.reported = Some(TwinSide { value, ts });
+        st.reported_version.edge += 1;
+        out.push(Change {
+            device: self.id.clone(),
+            property: cfg.name.clone(),
+            ty: cfg.ty,
+            kind: ChangeKind::Reported,
+            before,
+            after: st.snapshot(),
+        });
+    }
+
+    /// Sets or removes a desired value; `version` is the cloud's (sync) or `None` (edge: bump).
+    pub(crate) fn set_desired(
+        &mut self,
+        prop: u16,
+        value: Option<Value>,
+        ts: i64,
+        version: Option<Version>,
+        out: &mut Vec<Change>,
+    ) {
+        let p = usize::from(prop);
+        let cfg = &self.layout.props[p];
+        let st = &mut self.props[p];
+        let same = match (&st.desired, &value) {
+            (Some(d), Some(v)) => d.side.value == *v,
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            if let (Some(d), Some(ver)) = (st.desired.as_mut(), version) {
+                d.version = ver;
+            }
+            return;
+        }
+        let before = st.snapshot();
+        let mut ver = before.desired_version;
+        ver.edge += 1;
+        let ver = version.unwrap_or(ver);
+        let had = st.desired.is_some();
+        st.desired = value.map(|value| {
+            Box::new(Desired {
+                side: TwinSide { value, ts },
+                version: ver,
+            })
+        });
+        self.n_desired = self.n_desired + u32::from(st.desired.is_some()) - u32::from(had);
+        let mut after = st.snapshot();
+        after.desired_version = ver;
+        out.push(Change {
+            device: self.id.clone(),
+            property: cfg.name.clone(),
+            ty: cfg.ty,
+            kind: ChangeKind::Desired,
+            before,
+            after,
+        });
+    }
+
+    /// Appends the device's delta when it has one.
+    pub(crate) fn delta_into(&self, out: &mut Vec<DeviceDelta>) {
+        if self.n_desired == 0 {
+            return;
+        }
+        let mut twins = Vec::new();
+        let mut delta = Vec::new();
+        for (cfg, st) in self.layout.props.iter().zip(self.props.iter()) {
+            if st.desired.is_none() {
+                continue;
+            }
+            let state = st.snapshot();
+            if state.has_delta() {
+                if let Some(d) = &state.desired {
+                    delta.push((cfg.name.clone(), d.value.clone()));
+                }
+            }
+            twins.push((cfg.name.clone(), cfg.ty, state));
+        }
+        if !delta.is_empty() {
+            out.push(DeviceDelta {
+                device: self.id.clone(),
+                twins,
+                delta,
+            });
+        }
+    }
+}
+
+impl PropState {
+    pub(crate) fn snapshot(&self) -> TwinState {
+        TwinState {
+            desired: self.desired.as_ref().map(|d| d.side.clone()),
+            reported: self.reported.clone(),
+            desired_version: self
+                .desired
+                .as_ref()
+                .map_or_else(Version::default, |d| d.version),
+            reported_version: self.reported_version,
+        }
+    }
+}
+
+/// The value a report cycle's aggregate gives under `reduce`.
+pub(crate) fn reduce(agg: &Aggregate, reduce: Reduce, ty: PropertyType) -> Value {
+    let pick = match reduce {
+        Reduce::Last => None,
+        Reduce::Min => agg.min,
+        Reduce::Max => agg.max,
+        Reduce::Mean => agg.mean,
+        Reduce::Count => Some(f64::from(agg.count)),
+    };
+    pick.and_then(|x| Value::from_f64(ty, x))
+        .unwrap_or_else(|| agg.last.value.clone())
+}

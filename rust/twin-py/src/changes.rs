@@ -1,0 +1,154 @@
+//! The `Changes` pyclass: an immutable batch of twin changes and its encoders (DMI protobuf,
+//! KubeEdge MQTT JSON, Arrow through the `PyCapsule` interface).
+
+use std::ffi::CString;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arrow_array::{Array, StructArray};
+use arrow_data::ffi::FFI_ArrowArray;
+use arrow_schema::ffi::FFI_ArrowSchema;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyCapsule, PyDict, PyList};
+use twin_core::encode::{arrow as arrow_enc, dmi, mqtt};
+use twin_core::ChangeSet;
+
+use crate::convert;
+use crate::without_gil;
+
+/// What one engine call changed (see `twinplane.twin.Changes`).
+#[pyclass(frozen, module = "twinplane._engine")]
+pub struct Changes {
+    set: Arc<ChangeSet>,
+}
+
+impl Changes {
+    pub(crate) fn new(set: ChangeSet) -> Self {
+        Self { set: Arc::new(set) }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A seed for event ids: time and a per-process counter.
+fn seed() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+}
+
+#[pymethods]
+impl Changes {
+    fn __len__(&self) -> usize {
+        self.set.changes.len()
+    }
+
+    fn __bool__(&self) -> bool {
+        !self.set.is_empty()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<Changes changes={} deltas={}>",
+            self.set.changes.len(),
+            self.set.deltas.len()
+        )
+    }
+
+    /// Device ids with changes, in order.
+    fn devices(&self) -> Vec<String> {
+        self.set
+            .by_device()
+            .map(|c| c[0].device.to_string())
+            .collect()
+    }
+
+    fn to_dmi<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let set = self.set.clone();
+        let encoded = without_gil(py, move || dmi::report_device_status_requests(&set));
+        let items: Vec<(String, Bound<'py, PyBytes>)> = encoded
+            .iter()
+            .map(|(id, b)| (id.to_string(), PyBytes::new(py, b)))
+            .collect();
+        PyList::new(py, items)
+    }
+
+    #[pyo3(signature = (now_ms = None))]
+    fn to_mqtt<'py>(&self, py: Python<'py>, now_ms: Option<i64>) -> PyResult<Bound<'py, PyList>> {
+        let set = self.set.clone();
+        let now = now_ms.unwrap_or_else(self::now_ms);
+        let mut state = seed();
+        let msgs = without_gil(py, move || {
+            mqtt::twin_messages(&set, now, &mut || mqtt::uuid_v4(&mut state))
+        });
+        let items: Vec<(&str, Bound<'py, PyBytes>)> = msgs
+            .iter()
+            .map(|m| (m.topic.as_str(), PyBytes::new(py, &m.payload)))
+            .collect();
+        PyList::new(py, items)
+    }
+
+    fn to_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for c in &self.set.changes {
+            let d = PyDict::new(py);
+            d.set_item("device", &*c.device)?;
+            d.set_item("property", &*c.property)?;
+            d.set_item("kind", c.kind.as_str())?;
+            let side = c.side();
+            d.set_item("value", side.map(|s| s.value.to_canonical()))?;
+            d.set_item("timestamp", side.map(|s| s.ts))?;
+            d.set_item("before", convert::twin_to_py(py, c.ty, &c.before)?)?;
+            d.set_item("after", convert::twin_to_py(py, c.ty, &c.after)?)?;
+            out.append(d)?;
+        }
+        Ok(out)
+    }
+
+    fn deltas<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        for d in &self.set.deltas {
+            let delta = PyDict::new(py);
+            for (name, v) in &d.delta {
+                delta.set_item(&**name, v.to_canonical())?;
+            }
+            out.set_item(&*d.device, delta)?;
+        }
+        Ok(out)
+    }
+
+    #[pyo3(signature = (requested_schema = None))]
+    fn __arrow_c_array__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyCapsule>, Bound<'py, PyCapsule>)> {
+        let _ = requested_schema;
+        let set = self.set.clone();
+        let batch = without_gil(py, move || arrow_enc::changes_to_record_batch(&set))
+            .map_err(|e| PyValueError::new_err(format!("arrow encoding failed: {e}")))?;
+        let data = StructArray::from(batch).into_data();
+        let schema = FFI_ArrowSchema::try_from(data.data_type())
+            .map_err(|e| PyValueError::new_err(format!("arrow schema export failed: {e}")))?;
+        let array = FFI_ArrowArray::new(&data);
+        let schema_name =
+            CString::new("arrow_schema").map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let array_name =
+            CString::new("arrow_array").map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok((
+            PyCapsule::new(py, schema, Some(schema_name))?,
+            PyCapsule::new(py, array, Some(array_name))?,
+        ))
+    }
+}
+
+// `Array` is used through `into_data`.
+const _: fn(&StructArray) -> usize = <StructArray as Array>::len;

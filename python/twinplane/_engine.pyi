@@ -11,10 +11,20 @@ from twinplane.twin.spec import (
     VisitorConfig,
 )
 
+__all__ = [
+    "Changes",
+    "Engine",
+    "__version__",
+    "canonical",
+    "decode_register",
+    "encode_register",
+    "is_kubeedge_safe",
+]
+
 __version__: str
 
-ValueLike = str | int | float | bool | bytes
-WriteOp = tuple[int, int, list[int] | list[bool]]
+_ValueLike = str | int | float | bool | bytes
+_WriteOp = tuple[int, int, list[int] | list[bool]]
 
 @final
 class Changes:
@@ -39,7 +49,9 @@ class Changes:
 class Engine:
     """The twin engine: devices, sampling rings, twins, change detection."""
 
-    def __new__(cls, *, max_registers: int = 125, max_bits: int = 2000, max_gap: int = 0) -> Engine: ...
+    def __new__(
+        cls, *, max_registers: int = 125, max_bits: int = 2000, max_gap: int = 0
+    ) -> Engine: ...
     def upsert_device(self, device_id: str, properties: Iterable[PropertySpec]) -> int: ...
     def remove_device(self, device_id: str) -> None: ...
     def device_index(self, device_id: str) -> int: ...
@@ -58,18 +70,24 @@ class Engine:
         ts_ms: int,
         count: int | None = None,
     ) -> int: ...
-    def ingest_values(self, device: int, values: Iterable[tuple[int, ValueLike]], ts_ms: int) -> None: ...
+    def ingest_values(
+        self, device: int, values: Iterable[tuple[int, _ValueLike]], ts_ms: int
+    ) -> None: ...
     def report(self) -> Changes: ...
     def report_devices(self, devices: Sequence[int]) -> Changes: ...
     def apply_reported(self, device: str, values: Sequence[tuple[str, str, int]]) -> Changes: ...
     def apply_dmi_report(self, payload: bytes, ts_ms: int) -> Changes: ...
-    def set_desired(self, device: str, values: dict[str, ValueLike | None], ts_ms: int) -> Changes: ...
+    def set_desired(
+        self, device: str, values: dict[str, _ValueLike | None], ts_ms: int
+    ) -> Changes: ...
     def sync_desired(
         self, device: str, values: dict[str, tuple[str | None, int, int]], ts_ms: int
     ) -> Changes: ...
     def twins(self, device: str) -> dict[str, TwinDict]: ...
     def restore(self, device: str, property: str, state: Mapping[str, Any]) -> None: ...
-    def encode_write(self, device: int | str, property: int | str, value: ValueLike) -> WriteOp: ...
+    def encode_write(
+        self, device: int | str, property: int | str, value: _ValueLike
+    ) -> _WriteOp: ...
     def stats(self) -> dict[str, int]: ...
 
 def canonical(type: PropertyTypeName, text: str) -> str:
@@ -78,8 +96,10 @@ def canonical(type: PropertyTypeName, text: str) -> str:
 def is_kubeedge_safe(text: str) -> bool:
     """Whether ``text`` is inside KubeEdge's twin value character set."""
 
-def decode_register(visitor: VisitorConfig, type: PropertyTypeName, start: int, frame: bytes) -> str:
+def decode_register(
+    visitor: VisitorConfig, type: PropertyTypeName, start: int, frame: bytes
+) -> str:
     """Decode one property from a register frame read from address ``start``."""
 
-def encode_register(visitor: VisitorConfig, type: PropertyTypeName, value: ValueLike) -> WriteOp:
+def encode_register(visitor: VisitorConfig, type: PropertyTypeName, value: _ValueLike) -> _WriteOp:
     """The Modbus write that sets one property: ``(function, offset, values)``."""

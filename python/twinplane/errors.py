@@ -54,7 +54,7 @@ class FrameError(TwinplaneError, ValueError):
         got: Bytes the frame holds.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only structured fields
         self,
         message: str,
         *,

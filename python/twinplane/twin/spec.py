@@ -11,7 +11,9 @@ from typing import Literal, NotRequired, TypedDict
 PropertyTypeName = Literal["INT", "FLOAT", "DOUBLE", "STRING", "BOOLEAN", "BYTES", "STREAM"]
 """A KubeEdge property type (``DeviceModel.spec.properties[].type``); STREAM is held as STRING."""
 
-RegisterKindName = Literal["CoilRegister", "DiscreteInputRegister", "InputRegister", "HoldingRegister"]
+RegisterKindName = Literal[
+    "CoilRegister", "DiscreteInputRegister", "InputRegister", "HoldingRegister"
+]
 """A Modbus register kind, as in a visitor's ``register``."""
 
 AggregateName = Literal["last", "min", "max", "mean", "count"]

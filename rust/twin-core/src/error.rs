@@ -98,7 +98,9 @@ impl Error {
             Self::UnknownProperty { property, .. }
             | Self::ShortFrame { property, .. }
             | Self::TypeMismatch { property, .. }
-            | Self::VersionConflict { property, .. } => Some(property.as_str()),
+            | Self::VersionConflict { property, .. } => {
+                (!property.is_empty()).then_some(property.as_str())
+            }
             Self::InvalidSpec { .. } | Self::UnknownDevice { .. } => None,
         }
     }
@@ -152,6 +154,10 @@ impl fmt::Display for Error {
             Self::UnknownProperty { device, property } => {
                 write!(f, "device {device} has no property {property}")
             }
+            Self::ShortFrame { device, property, needed, got } if property.is_empty() => write!(
+                f,
+                "device {device}: malformed frame ({got} bytes; a register frame has an even length, {needed} expected)"
+            ),
             Self::ShortFrame { device, property, needed, got } => write!(
                 f,
                 "device {device}, property {property}: frame too short ({got} bytes, the visitor needs {needed})"

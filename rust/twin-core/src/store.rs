@@ -217,6 +217,14 @@ impl Engine {
             .get_mut(dev as usize)
             .and_then(Option::as_mut)
             .ok_or_else(|| unknown_idx(dev))?;
+        if !kind.is_bit() && frame.len() % 2 != 0 {
+            return Err(Error::ShortFrame {
+                device: d.id.to_string(),
+                property: String::new(),
+                needed: frame.len() + 1,
+                got: frame.len(),
+            });
+        }
         let count = count.unwrap_or_else(|| frame_count(kind, frame.len()));
         let end = u32::from(start) + u32::from(count);
         let list = &d.layout.by_kind[kind_slot(kind)];

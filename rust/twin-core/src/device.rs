@@ -73,6 +73,10 @@ pub(crate) struct Device {
     pub(crate) props: Box<[PropState]>,
     pub(crate) samples: Box<[Sample]>,
     pub(crate) n_desired: u32,
+    /// Whether changed properties are recorded in `dirty` (the device manager persists them).
+    pub(crate) track_dirty: bool,
+    /// Properties changed since the last `Engine::take_dirty` (may repeat).
+    pub(crate) dirty: Vec<u16>,
 }
 
 /// Compiles and validates specs; errors name `properties[i].<field>`.
@@ -207,6 +211,8 @@ impl Device {
             samples: vec![Sample::default(); slots].into_boxed_slice(),
             layout,
             n_desired: 0,
+            track_dirty: false,
+            dirty: Vec::new(),
         }
     }
 
@@ -330,6 +336,9 @@ impl Device {
             before,
             after: st.snapshot(),
         });
+        if self.track_dirty {
+            self.dirty.push(prop);
+        }
     }
 
     /// Sets or removes a desired value; `version` is the cloud's (sync) or `None` (edge: bump).
@@ -352,6 +361,9 @@ impl Device {
         if same {
             if let (Some(d), Some(ver)) = (st.desired.as_mut(), version) {
                 d.version = ver;
+                if self.track_dirty {
+                    self.dirty.push(prop);
+                }
             }
             return;
         }
@@ -377,6 +389,9 @@ impl Device {
             before,
             after,
         });
+        if self.track_dirty {
+            self.dirty.push(prop);
+        }
     }
 
     /// Appends the device's delta when it has one.

@@ -86,6 +86,7 @@ pub struct Engine {
     layouts: HashMap<String, Arc<Layout>>,
     limits: ReadLimits,
     scratch: Vec<(u16, Value)>,
+    track_dirty: bool,
 }
 
 impl Engine {
@@ -116,13 +117,18 @@ impl Engine {
                 .ok_or_else(|| unknown(id))?;
             if !Arc::ptr_eq(&dev.layout, &layout) {
                 let old = std::mem::replace(dev, Device::new(dev.id.clone(), layout));
+                dev.track_dirty = old.track_dirty;
+                if dev.track_dirty {
+                    dev.dirty = (0..dev.props.len() as u16).collect();
+                }
                 dev.adopt(&old);
                 self.gc_layout(&old.layout);
             }
             return Ok(idx);
         }
         let id: Arc<str> = Arc::from(id);
-        let device = Device::new(id.clone(), layout);
+        let mut device = Device::new(id.clone(), layout);
+        device.track_dirty = self.track_dirty;
         let idx = if let Some(i) = self.free.pop() {
             self.devices[i as usize] = Some(device);
             i
@@ -431,6 +437,39 @@ impl Engine {
         visitor
             .encode(value)
             .map_err(|e| e.with_device(&d.id).with_property(&cfg.name))
+    }
+
+    /// Records changed properties from now on (for devices added later too), so
+    /// [`Engine::take_dirty`] can hand them to persistence.
+    pub fn set_track_dirty(&mut self, on: bool) {
+        self.track_dirty = on;
+        for d in self.devices.iter_mut().flatten() {
+            d.track_dirty = on;
+            if !on {
+                d.dirty = Vec::new();
+            }
+        }
+    }
+
+    /// The twins changed since the last call, each once, as `(device id, property, persisted
+    /// JSON)` (see [`crate::encode::state::twin_json`]); clears the record.
+    pub fn take_dirty(&mut self) -> Vec<(Arc<str>, Arc<str>, String)> {
+        let mut rows = Vec::new();
+        for d in self.devices.iter_mut().flatten() {
+            if d.dirty.is_empty() {
+                continue;
+            }
+            let mut dirty = std::mem::take(&mut d.dirty);
+            dirty.sort_unstable();
+            dirty.dedup();
+            for p in dirty {
+                let cfg = &d.layout.props[usize::from(p)];
+                let json =
+                    crate::encode::state::twin_json(cfg.ty, &d.props[usize::from(p)].snapshot());
+                rows.push((d.id.clone(), cfg.name.clone(), json));
+            }
+        }
+        rows
     }
 
     /// Counters for metrics.

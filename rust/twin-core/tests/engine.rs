@@ -292,3 +292,34 @@ fn reconfiguring_keeps_twins_of_kept_properties() {
         Value::Int(7)
     );
 }
+
+#[test]
+fn dirty_twins_are_handed_out_once() {
+    let mut e = Engine::new();
+    e.set_track_dirty(true);
+    let dev = e.upsert_device("default/d", &specs(3)).unwrap();
+    e.apply_reported(
+        dev,
+        &[
+            (0, Value::Int(1), 1),
+            (0, Value::Int(2), 2),
+            (2, Value::Int(5), 2),
+        ],
+    )
+    .unwrap();
+    e.set_desired(dev, &[(2, Some(Value::Int(6)))], 3).unwrap();
+    let rows = e.take_dirty();
+    let names: Vec<&str> = rows.iter().map(|(_, p, _)| &**p).collect();
+    assert_eq!(names, ["p0", "p2"]);
+    assert!(
+        rows[1]
+            .2
+            .contains(r#""desired":{"value":"6","timestamp":3}"#),
+        "{}",
+        rows[1].2
+    );
+    assert!(e.take_dirty().is_empty());
+    // Unchanged reports are not dirty.
+    e.apply_reported(dev, &[(0, Value::Int(2), 4)]).unwrap();
+    assert!(e.take_dirty().is_empty());
+}

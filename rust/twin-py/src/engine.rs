@@ -53,8 +53,8 @@ fn changes(set: ChangeSet) -> Changes {
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (*, max_registers = 125, max_bits = 2000, max_gap = 0))]
-    fn new(max_registers: u16, max_bits: u16, max_gap: u16) -> PyResult<Self> {
+    #[pyo3(signature = (*, max_registers = 125, max_bits = 2000, max_gap = 0, track_dirty = false))]
+    fn new(max_registers: u16, max_bits: u16, max_gap: u16, track_dirty: bool) -> PyResult<Self> {
         if !(1..=125).contains(&max_registers) || !(1..=2000).contains(&max_bits) {
             return Err(crate::errors::to_py(&Error::spec(
                 "",
@@ -67,8 +67,10 @@ impl Engine {
             max_bits,
             max_gap,
         };
+        let mut core = Core::with_read_limits(limits);
+        core.set_track_dirty(track_dirty);
         Ok(Self {
-            inner: Mutex::new(Core::with_read_limits(limits)),
+            inner: Mutex::new(core),
         })
     }
 
@@ -289,6 +291,14 @@ impl Engine {
             batch.push((p, value, Version { cloud, edge }));
         }
         core.sync_desired(dev, &batch, ts_ms).py().map(changes)
+    }
+
+    fn take_dirty(&self, py: Python<'_>) -> PyResult<Vec<(String, String, String)>> {
+        let rows = self.detached(py, |core| Ok(core.take_dirty()))?;
+        Ok(rows
+            .into_iter()
+            .map(|(d, p, j)| (d.to_string(), p.to_string(), j))
+            .collect())
     }
 
     fn twins<'py>(&self, py: Python<'py>, device: &str) -> PyResult<Bound<'py, PyDict>> {

@@ -18,6 +18,7 @@
 pub mod arrow;
 pub mod dmi;
 pub mod mqtt;
+pub mod state;
 #[cfg(test)]
 mod testutil;
 

@@ -312,21 +312,21 @@ fn push_twin_value(json: &mut String, side: &TwinSide) {
 
 /// Writes a value's canonical string as a JSON string. Canonical text holds only
 /// `[a-zA-Z0-9-_.,:/@#]`, so it needs no escaping.
-fn push_value(json: &mut String, value: &Value) {
+pub(crate) fn push_value(json: &mut String, value: &Value) {
     json.push('"');
     value.write_canonical(json);
     json.push('"');
 }
 
 /// Writes a decimal integer.
-fn push_i64(json: &mut String, v: i64) {
+pub(crate) fn push_i64(json: &mut String, v: i64) {
     let mut digits = [0u8; 20];
     json.push_str(format_i64(v, &mut digits));
 }
 
 /// Writes `text` as a JSON string: `"` and `\` escaped with a backslash, control characters as
 /// `\u00XX`, everything else (including non-ASCII) as is.
-fn push_json_str(json: &mut String, text: &str) {
+pub(crate) fn push_json_str(json: &mut String, text: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     json.push('"');
     let mut start = 0;

@@ -25,12 +25,34 @@ RUST_SOURCES := Cargo.toml $(wildcard Cargo.lock) \
 # Rebuild as well when the built module is missing (e.g. deleted by hand).
 ENGINE_SO := $(wildcard python/twinplane/_engine*.so)
 
-.PHONY: help venv dev test lint fmt run bench proto clean FORCE
+# DMI v1beta1: the .proto source and the package its generated Python is committed in.
+DMI_PROTO := dmi/v1beta1/api.proto
+DMI_PKG := python/twinplane/dmi/v1beta1
+# $(call gen-dmi,DIR): generate api_pb2.py, api_pb2.pyi and api_pb2_grpc.py into DIR. protoc is
+# run with -I proto, so the descriptor keeps the source's name (dmi/v1beta1/api.proto, what
+# reflection clients see), and its Python imports say `dmi.v1beta1`; sed rewrites the two places
+# that name the module (the gRPC module's import of api_pb2, the message classes' __module__) to
+# `twinplane.dmi.v1beta1`, and grep fails the build if grpcio-tools ever emits another spelling.
+# The output depends only on the source and the grpcio-tools version (pinned in pyproject.toml).
+gen-dmi = ( gen=$$(mktemp -d); trap 'rm -rf "$$gen"' EXIT; \
+	$(PY) -m grpc_tools.protoc -I proto --python_out="$$gen" --pyi_out="$$gen" \
+		--grpc_python_out="$$gen" $(DMI_PROTO); \
+	sed -i -e 's/^from dmi\.v1beta1 import api_pb2 /from twinplane.dmi.v1beta1 import api_pb2 /' \
+		-e "s/(DESCRIPTOR, 'dmi\.v1beta1\.api_pb2', /(DESCRIPTOR, 'twinplane.dmi.v1beta1.api_pb2', /" \
+		"$$gen"/dmi/v1beta1/api_pb2*.py; \
+	if grep -nE "^(from|import) dmi\b|'dmi\.v1beta1\." "$$gen"/dmi/v1beta1/api_pb2*.py; then \
+		echo "error: grpcio-tools names the module differently; update gen-dmi in the Makefile" >&2; \
+		exit 1; fi; \
+	mkdir -p $(1); \
+	cp "$$gen"/dmi/v1beta1/api_pb2.py "$$gen"/dmi/v1beta1/api_pb2.pyi \
+		"$$gen"/dmi/v1beta1/api_pb2_grpc.py $(1)/ )
+
+.PHONY: help venv dev test lint fmt run bench proto proto-check clean FORCE
 
 help: ## Show this list of targets
 	@printf 'twinplane make targets:\n\n'
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
-		| awk 'BEGIN {FS = ":.*?## "}; {printf "  %-7s %s\n", $$1, $$2}'
+		| awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
 	@printf '\nVariables: PYTHON=%s (3.11+)  CARGO=%s  BENCH_ARGS=%s\n' '$(PYTHON)' '$(CARGO)' '$(BENCH_ARGS)'
 
 venv: $(VENV_STAMP) ## Create .venv (Python 3.11+) with an up-to-date pip
@@ -56,7 +78,7 @@ test: dev ## Run cargo test, pytest, then the engine tests again under PYTHONMAL
 	$(PY) -m pytest
 	PYTHONMALLOC=debug $(PY) -m pytest -m engine -q -p no:cacheprovider
 
-lint: dev ## ruff, mypy --strict, stubtest of the native module, cargo fmt --check, clippy
+lint: dev proto-check ## DMI code freshness, ruff, mypy --strict, stubtest, cargo fmt --check, clippy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict
@@ -76,8 +98,15 @@ run: dev ## Start the embedded default (twinplane up)
 bench: dev ## Run the engine benchmark (BENCH_ARGS=--json for one JSON object)
 	$(PY) bench/engine.py $(BENCH_ARGS)
 
-proto: ## Generate Python code from proto/ (nothing yet)
-	@echo "proto: no .proto sources yet; the DMI v1beta1 stubs arrive with a later issue."
+proto: dev ## Regenerate the DMI v1beta1 Python modules from proto/ (committed in the package)
+	@echo "grpc_tools.protoc $(DMI_PROTO) -> $(DMI_PKG)/"
+	@$(call gen-dmi,$(DMI_PKG))
+
+proto-check: dev ## Fail if the committed DMI Python modules differ from what make proto makes
+	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	$(call gen-dmi,"$$out"); \
+	diff -r -u --exclude=__init__.py --exclude=__pycache__ "$$out" $(DMI_PKG) \
+		|| { echo "error: generated DMI code is stale: run make proto" >&2; exit 1; }
 
 clean: ## Remove .venv, build output (target/ too) and caches
 	rm -rf $(VENV) target dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks

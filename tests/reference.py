@@ -318,15 +318,68 @@ def is_kubeedge_safe(text: str) -> bool:
 
 
 def float_text(x: float, bits: int) -> str:
-    """Plain decimal text of a 32- or 64-bit float (Rust's ``Display``): shortest round trip."""
+    """Plain decimal text of a 32- or 64-bit float (Rust's ``Display``), see :func:`shortest`."""
     if math.isnan(x):
         return "NaN"
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     if x == 0:
         return "-0" if math.copysign(1.0, x) < 0 else "0"
-    digits = Decimal(repr(x)) if bits == 64 else shortest_f32(x)
-    return format(digits.normalize(), "f")
+    return format(shortest(x, bits).normalize(), "f")
+
+
+def shortest(x: float, bits: int) -> Decimal:
+    """The shortest decimal that reads back as the 32- or 64-bit float ``x``.
+
+    Of the (at most two) decimals of that length that read back, the nearer one; of two equally
+    near, the one of larger magnitude (``1710678.75`` as a FLOAT is ``1710678.8``). ``x`` is
+    finite and non-zero.
+    """
+    if bits == 64:
+        # Python's repr is this same shortest round trip, except that it breaks a tie toward an
+        # even last digit; a tie needs x's exact expansion to be one digit longer, ending in 5.
+        short = Decimal(repr(x))
+        exact = Decimal(x).as_tuple().digits
+        if len(exact) != len(short.normalize().as_tuple().digits) + 1 or exact[-1] != 5:
+            return short
+    low, high, inclusive = _rounding_interval(x, bits)
+    target = Fraction(abs(x))
+
+    def reads_back(d: Decimal) -> bool:
+        q = Fraction(d)
+        return low < q < high or (inclusive and q in (low, high))
+
+    for precision in range(1, 18):
+        candidates = [
+            Context(prec=precision, rounding=rounding).create_decimal(Decimal(abs(x)))
+            for rounding in (ROUND_CEILING, ROUND_FLOOR)
+        ]
+        good = [d for d in candidates if reads_back(d)]
+        if good:
+            best = min(good, key=lambda d: abs(Fraction(d) - target))  # ties: the first, larger
+            return -best if x < 0 else best
+    raise AssertionError(f"no shortest form of {x!r}")  # 9 or 17 digits always suffice
+
+
+def _rounding_interval(x: float, bits: int) -> tuple[Fraction, Fraction, bool]:
+    """The numbers that read back as ``|x|``.
+
+    They lie between the midpoints to both neighbours, the midpoints included when the mantissa
+    is even (ties go to even).
+    """
+    a = abs(x)
+    if bits == 32:
+        pattern = _f32_bits(a)
+        below = Fraction(_f32_from_bits(pattern - 1))
+        top = pattern + 1 == 0x7F800000
+        above = Fraction(2**128) if top else Fraction(_f32_from_bits(pattern + 1))
+    else:
+        pattern = int(struct.unpack("<Q", struct.pack("<d", a))[0])
+        below = Fraction(math.nextafter(a, 0.0))
+        top = math.isinf(math.nextafter(a, math.inf))
+        above = Fraction(2**1024) if top else Fraction(math.nextafter(a, math.inf))
+    exact = Fraction(a)
+    return (below + exact) / 2, (exact + above) / 2, pattern % 2 == 0
 
 
 def _f32_bits(x: float) -> int:
@@ -335,36 +388,6 @@ def _f32_bits(x: float) -> int:
 
 def _f32_from_bits(bits: int) -> float:
     return float(struct.unpack("<f", struct.pack("<I", bits))[0])
-
-
-def shortest_f32(x: float) -> Decimal:
-    """The shortest decimal that reads back as the 32-bit float ``x``.
-
-    The shortest decimal that reads back (round half to even) as the 32-bit float ``x``; of two
-    such decimals of that length, the nearer one. ``x`` is finite and non-zero.
-    """
-    bits = _f32_bits(abs(x))
-    exact = Fraction(abs(x))
-    below = Fraction(_f32_from_bits(bits - 1))
-    above = Fraction(2**128) if bits + 1 == 0x7F800000 else Fraction(_f32_from_bits(bits + 1))
-    low, high = (below + exact) / 2, (exact + above) / 2
-    inclusive = bits % 2 == 0  # an even mantissa wins the tie at the boundary
-
-    def reads_back(d: Decimal) -> bool:
-        q = Fraction(d)
-        return low < q < high or (inclusive and q in (low, high))
-
-    as_decimal = Decimal(abs(x))
-    for precision in range(1, 10):
-        candidates = [
-            Context(prec=precision, rounding=rounding).create_decimal(as_decimal)
-            for rounding in (ROUND_FLOOR, ROUND_CEILING)
-        ]
-        good = [d for d in candidates if reads_back(d)]
-        if good:
-            best = min(good, key=lambda d: abs(Fraction(d) - exact))
-            return -best if x < 0 else best
-    raise AssertionError(f"no shortest form of {x!r}")  # 9 digits always suffice
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,6 +437,11 @@ _CONFIG = "visitors.configData."
 def max_read(kind: str) -> int:
     """The protocol limit of one read: 2000 bits or 125 registers."""
     return MAX_READ.get(kind, 125)
+
+
+def frame_size(kind: str, count: int) -> int:
+    """Bytes of a read response holding ``count`` bits or registers."""
+    return (count + 7) // 8 if kind in BIT_KINDS else 2 * count
 
 
 def _config_error(key: str, message: str) -> SpecError:
@@ -636,18 +664,19 @@ def swapped(v: Visitor, data: bytes) -> bytes:
 def decode(v: Visitor, start: int, frame: bytes) -> Value:
     """Decodes the visitor's property out of a frame of its kind read from address ``start``.
 
-    Register data is big-endian after the swaps. Integer types read two's complement or
-    unsigned; float32/float64 IEEE-754; boolean is "not zero"; string trims trailing NULs and
-    blanks and replaces invalid UTF-8; bytes are raw. The number then becomes the property type:
-    INT keeps an unscaled integer exactly (a uint64 above the INT range saturates) and otherwise
-    truncates the scaled number; FLOAT rounds it to 32 bits; BOOLEAN is "not zero"; STRING shows
-    the exact integer, or the canonical FLOAT (float32 data) or DOUBLE text of the scaled number.
+    Register data is big-endian after the swaps. A BYTES property takes the raw bytes; string
+    data trims trailing NULs and blanks and replaces invalid UTF-8. Integer types read two's
+    complement or unsigned, float32/float64 IEEE-754, boolean "not zero". The number then
+    becomes the property type: INT keeps an unscaled integer exactly (a uint64 above the INT
+    range saturates) and otherwise truncates the scaled number; FLOAT rounds it to 32 bits;
+    BOOLEAN is "not zero"; STRING shows the exact integer, or the canonical FLOAT (float32 data)
+    or DOUBLE text of the scaled number.
     """
     if v.is_bit:
         raw = visitor_bits(v, start, frame)
     else:
         data = swapped(v, visitor_bytes(v, start, frame))
-        if v.data_type == "bytes":
+        if v.property_type == "BYTES":
             return data
         if v.data_type == "string":
             return data.rstrip(b"\x00 ").decode("utf-8", errors="replace")
@@ -664,8 +693,8 @@ def _interpret(data_type: str, raw: int) -> int | float | bool:
     if data_type == "boolean":
         return raw != 0
     width = {"int16": 16, "int32": 32, "int64": 64}.get(data_type)
-    if width is not None and raw >= 2 ** (width - 1):
-        return raw - 2**width
+    if width is not None and raw >> (width - 1):
+        return raw - (1 << width)
     return raw
 
 
@@ -1081,7 +1110,8 @@ class Change:
     """One changed twin property, with the whole twin before and after."""
 
     device: str
-    property: str
+    name: str
+    """The property's name."""
     type: str
     kind: str
     """``reported`` or ``desired``."""
@@ -1278,7 +1308,7 @@ class ReferenceEngine:
 
     # -- mapper side: samples in, changes out ------------------------------------------------
 
-    def ingest_frame(
+    def ingest_frame(  # noqa: PLR0913, PLR0917 - the engine's signature
         self,
         device: int,
         register: str,
@@ -1311,8 +1341,8 @@ class ReferenceEngine:
             assert v is not None
             try:
                 if v.offset + v.count > start + count:
-                    per = 1 if v.is_bit else 2
-                    raise _short(per * (v.offset + v.count - start), per * count)
+                    size = frame_size(kind, v.offset + v.count - start)
+                    raise _short(size, frame_size(kind, count))
                 decoded.append((i, decode(v, start, frame)))
             except (FrameError, ValueTypeError) as e:
                 e.device, e.property = d.id, d.properties[i].config.name
@@ -1392,7 +1422,8 @@ class ReferenceEngine:
             if twin["reported"] is None:
                 continue
             stamp = twin["reported"]["metadata"].get("timestamp", "")
-            ts = int(stamp) if re.fullmatch(r"[+-]?[0-9]+", stamp) else ts_ms
+            ts = int(stamp) if _INT_TEXT.fullmatch(stamp) else ts_ms
+            ts = ts if I64_MIN <= ts <= I64_MAX else ts_ms
             values.append((twin["propertyName"], twin["reported"]["value"], ts))
         return self.apply_reported(f"{namespace}/{request['deviceName']}", values)
 
@@ -1414,7 +1445,7 @@ class ReferenceEngine:
             batch.append((p, value))
         out = ReferenceChanges()
         for p, value in batch:
-            self._set_desired(d, p, value, ts_ms, None, out)
+            self._set_desired(d, p, None if value is None else Side(value, ts_ms), None, out)
         self._delta(d, out)
         return out
 
@@ -1443,7 +1474,7 @@ class ReferenceEngine:
                 )
         out = ReferenceChanges()
         for p, value, version in batch:
-            self._set_desired(d, p, value, ts_ms, version, out)
+            self._set_desired(d, p, None if value is None else Side(value, ts_ms), version, out)
         self._delta(d, out)
         return out
 
@@ -1520,12 +1551,7 @@ class ReferenceEngine:
 
     @staticmethod
     def _set_desired(
-        d: Device,
-        p: Property,
-        value: Value | None,
-        ts: int,
-        version: Version | None,
-        out: ReferenceChanges,
+        d: Device, p: Property, side: Side | None, version: Version | None, out: ReferenceChanges
     ) -> None:
         """Sets or removes the desired side.
 
@@ -1533,8 +1559,8 @@ class ReferenceEngine:
         change: bump the edge counter). The version is kept when the value is removed.
         """
         current = p.twin.desired
-        same = (current is None and value is None) or (
-            current is not None and value is not None and current.value == value
+        same = (current is None and side is None) or (
+            current is not None and side is not None and current.value == side.value
         )
         if same:
             if version is not None:
@@ -1543,7 +1569,6 @@ class ReferenceEngine:
         before = p.twin
         if version is None:
             version = replace(before.desired_version, edge=before.desired_version.edge + 1)
-        side = None if value is None else Side(value, ts)
         p.twin = replace(before, desired=side, desired_version=version)
         out.changes.append(Change(d.id, p.config.name, p.config.type, "desired", before, p.twin))
 
@@ -1558,7 +1583,7 @@ class ReferenceEngine:
         )
         if delta:
             twins = tuple((p.config.name, p.config.type, p.twin) for p in with_desired)
-            out.deltas.append(DeviceDelta(d.id, twins, delta))
+            out.device_deltas.append(DeviceDelta(d.id, twins, delta))
 
 
 def _named(
@@ -1661,7 +1686,7 @@ class ReferenceChanges:
         return [
             {
                 "device": c.device,
-                "property": c.property,
+                "property": c.name,
                 "kind": c.kind,
                 "value": None if c.side is None else canonical(c.type, c.side.value),
                 "timestamp": None if c.side is None else c.side.ts,
@@ -1687,12 +1712,12 @@ class ReferenceChanges:
                 continue
             namespace, name = split_device_id(run[0].device)
             twins = []
-            for prop in _groups(run, "property"):
+            for prop in _groups(run, "name"):
                 if any(c.kind == "reported" for c in prop):
                     last = prop[-1]
                     twins.append(
                         {
-                            "propertyName": last.property,
+                            "propertyName": last.name,
                             "observedDesired": _twin_property(last.type, last.after.desired),
                             "reported": _twin_property(last.type, last.after.reported),
                         }
@@ -1720,10 +1745,10 @@ class ReferenceChanges:
         pending = list(self.device_deltas)
         for run in _groups(self.changes, "device"):
             device = run[0].device
-            props = _groups(run, "property")
-            result = {p[-1].property: _msg_twin_or_null(p[-1].type, p[-1].after) for p in props}
+            props = _groups(run, "name")
+            result = {p[-1].name: _msg_twin_or_null(p[-1].type, p[-1].after) for p in props}
             document = {
-                p[-1].property: {
+                p[-1].name: {
                     "last": _msg_twin_or_null(p[-1].type, p[0].before),
                     "current": _msg_twin_or_null(p[-1].type, p[-1].after),
                 }
@@ -1765,7 +1790,7 @@ class ReferenceChanges:
             rows.append(
                 {
                     "device": c.device,
-                    "property": c.property,
+                    "property": c.name,
                     "kind": c.kind,
                     "timestamp": None if side is None else side.ts,
                     "type": c.type,
@@ -1876,38 +1901,45 @@ def write_report_request(fields: Mapping[str, Any]) -> bytes:
 
 
 def _read_fields(data: bytes) -> list[tuple[int, int, bytes | int]]:
-    """The fields of one message: (number, wire type, payload or scalar)."""
+    """The fields of one message: (number, wire type, payload or scalar).
+
+    Raises ValueError for what no protobuf runtime accepts: truncated or over-long varints,
+    payloads past the end, field number 0 or above 2^29 - 1, group and unknown wire types.
+    """
     out: list[tuple[int, int, bytes | int]] = []
     pos = 0
 
     def varint() -> int:
         nonlocal pos
-        shift = result = 0
-        while True:
+        result = 0
+        for shift in range(0, 70, 7):
             if pos >= len(data):
                 raise ValueError("truncated varint")
             b = data[pos]
             pos += 1
             result |= (b & 0x7F) << shift
             if b < 0x80:
+                if result >= 1 << 64:
+                    raise ValueError("varint over 64 bits")
                 return result
-            shift += 7
+        raise ValueError("varint longer than 10 bytes")
+
+    def take(n: int) -> bytes:
+        nonlocal pos
+        if pos + n > len(data):
+            raise ValueError("field runs past the end")
+        pos += n
+        return data[pos - n : pos]
 
     while pos < len(data):
         tag = varint()
         number, wire = tag >> 3, tag & 7
+        if not 1 <= number < 1 << 29:
+            raise ValueError(f"invalid field number {number}")
         if wire == 0:
             out.append((number, wire, varint()))
-        elif wire == 2:
-            n = varint()
-            if pos + n > len(data):
-                raise ValueError("length past the end")
-            out.append((number, wire, data[pos : pos + n]))
-            pos += n
-        elif wire in (1, 5):
-            n = 8 if wire == 1 else 4
-            out.append((number, wire, data[pos : pos + n]))
-            pos += n
+        elif wire in (1, 2, 5):
+            out.append((number, wire, take({1: 8, 5: 4}.get(wire) or varint())))
         else:
             raise ValueError(f"wire type {wire}")
     return out
@@ -1918,27 +1950,46 @@ def _text(payload: bytes | int) -> str:
     return payload.decode()
 
 
-def _read_twin_property(data: bytes) -> dict[str, Any]:
-    prop: dict[str, Any] = {"value": "", "metadata": {}}
-    for number, wire, payload in _read_fields(data):
-        if number == 1 and wire == 2:
-            prop["value"] = _text(payload)
-        elif number == 2 and wire == 2:
-            entry = {n: _text(p) for n, w, p in _read_fields(_bytes(payload)) if w == 2}
-            prop["metadata"][entry.get(1, "")] = entry.get(2, "")
-    return prop
-
-
 def _bytes(payload: bytes | int) -> bytes:
     assert isinstance(payload, bytes)
     return payload
 
 
+def _merge_twin_property(data: bytes, prop: dict[str, Any]) -> None:
+    """Reads a ``TwinProperty`` into ``prop`` (a repeated message merges into the first)."""
+    for number, wire, payload in _read_fields(data):
+        if wire != 2:
+            continue
+        if number == 1:
+            prop["value"] = _text(payload)
+        elif number == 2:
+            entry = {
+                n: _text(p) for n, w, p in _read_fields(_bytes(payload)) if n in (1, 2) and w == 2
+            }
+            prop["metadata"][entry.get(1, "")] = entry.get(2, "")
+
+
+def _read_twin(data: bytes) -> dict[str, Any]:
+    twin: dict[str, Any] = {"propertyName": "", "observedDesired": None, "reported": None}
+    for number, wire, payload in _read_fields(data):
+        if wire != 2:
+            continue
+        if number == 1:
+            twin["propertyName"] = _text(payload)
+        elif number in (2, 3):
+            key = "observedDesired" if number == 2 else "reported"
+            if twin[key] is None:
+                twin[key] = {"value": "", "metadata": {}}
+            _merge_twin_property(_bytes(payload), twin[key])
+    return twin
+
+
 def read_report_request(data: bytes) -> dict[str, Any]:
     """Parses a ``ReportDeviceStatusRequest`` into its fields.
 
-    Parses a ``ReportDeviceStatusRequest`` into its fields (absent messages are None; absent
-    strings are empty; unknown fields are skipped; the last string wins).
+    Absent messages are None and absent strings empty; unknown fields, and known fields of
+    another wire type, are skipped; the last string wins and repeated messages merge, as
+    protobuf does. Malformed input raises ValueError (or UnicodeDecodeError for a string).
     """
     out: dict[str, Any] = {"deviceName": "", "deviceNamespace": "", "twins": []}
     for number, wire, payload in _read_fields(data):
@@ -1949,22 +2000,7 @@ def read_report_request(data: bytes) -> dict[str, Any]:
         elif number == 3:
             out["deviceNamespace"] = _text(payload)
         elif number == 2:
-            for n, w, twin_bytes in _read_fields(_bytes(payload)):
-                if n != 1 or w != 2:
-                    continue
-                twin: dict[str, Any] = {
-                    "propertyName": "",
-                    "observedDesired": None,
-                    "reported": None,
-                }
-                for tn, tw, tp in _read_fields(_bytes(twin_bytes)):
-                    if tw != 2:
-                        continue
-                    if tn == 1:
-                        twin["propertyName"] = _text(tp)
-                    elif tn == 2:
-                        twin["observedDesired"] = _read_twin_property(_bytes(tp))
-                    elif tn == 3:
-                        twin["reported"] = _read_twin_property(_bytes(tp))
-                out["twins"].append(twin)
+            for n, w, twin in _read_fields(_bytes(payload)):
+                if n == 1 and w == 2:
+                    out["twins"].append(_read_twin(_bytes(twin)))
     return out

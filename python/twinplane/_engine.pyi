@@ -8,6 +8,7 @@ from twinplane.twin.spec import (
     PropertyTypeName,
     RegisterKindName,
     TwinDict,
+    ValueLike,
     VisitorConfig,
 )
 
@@ -23,7 +24,6 @@ __all__ = [
 
 __version__: str
 
-_ValueLike = str | int | float | bool | bytes
 _WriteOp = tuple[int, int, list[int] | list[bool]]
 
 @final
@@ -76,14 +76,14 @@ class Engine:
         count: int | None = None,
     ) -> int: ...
     def ingest_values(
-        self, device: int, values: Iterable[tuple[int, _ValueLike]], ts_ms: int
+        self, device: int, values: Iterable[tuple[int, ValueLike]], ts_ms: int
     ) -> None: ...
     def report(self) -> Changes: ...
     def report_devices(self, devices: Sequence[int]) -> Changes: ...
     def apply_reported(self, device: str, values: Sequence[tuple[str, str, int]]) -> Changes: ...
     def apply_dmi_report(self, payload: bytes, ts_ms: int) -> Changes: ...
     def set_desired(
-        self, device: str, values: dict[str, _ValueLike | None], ts_ms: int
+        self, device: str, values: dict[str, ValueLike | None], ts_ms: int
     ) -> Changes: ...
     def sync_desired(
         self, device: str, values: dict[str, tuple[str | None, int, int]], ts_ms: int
@@ -92,7 +92,7 @@ class Engine:
     def twins(self, device: str) -> dict[str, TwinDict]: ...
     def restore(self, device: str, property: str, state: Mapping[str, Any]) -> None: ...
     def encode_write(
-        self, device: int | str, property: int | str, value: _ValueLike
+        self, device: int | str, property: int | str, value: ValueLike
     ) -> _WriteOp: ...
     def stats(self) -> dict[str, int]: ...
 
@@ -107,5 +107,5 @@ def decode_register(
 ) -> str:
     """Decode one property from a register frame read from address ``start``."""
 
-def encode_register(visitor: VisitorConfig, type: PropertyTypeName, value: _ValueLike) -> _WriteOp:
+def encode_register(visitor: VisitorConfig, type: PropertyTypeName, value: ValueLike) -> _WriteOp:
     """The Modbus write that sets one property: ``(function, offset, values)``."""

@@ -34,6 +34,7 @@ from twinplane.twin.spec import (
     RegisterKindName,
     TwinDict,
     TwinSideDict,
+    ValueLike,
     VersionDict,
     VisitorConfig,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "RegisterKindName",
     "TwinDict",
     "TwinSideDict",
+    "ValueLike",
     "VersionDict",
     "VisitorConfig",
     "canonical",

@@ -16,6 +16,9 @@ RegisterKindName = Literal[
 ]
 """A Modbus register kind, as in a visitor's ``register``."""
 
+ValueLike = str | int | float | bool | bytes
+"""A value as Python code gives it: text is parsed by the property type, numbers must fit it."""
+
 AggregateName = Literal["last", "min", "max", "mean", "count"]
 """Which aggregate of a report cycle's samples becomes the reported value."""
 

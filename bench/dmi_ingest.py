@@ -1,0 +1,222 @@
+"""DMI ingest benchmark: twin updates per second through ``ReportDeviceStatus``.
+
+Runs, in one go and over the same kind of Unix socket:
+
+* the **ceiling**: an empty ``grpc.aio`` unary handler in a server process of its own — the most
+  calls per second this machine's gRPC stack can carry one-at-a-time per device;
+* **twinplane's device manager** (a real ``EdgeApp``: engine, SQLite persistence, event hub) in
+  its own process, fed by the same client with 1, 10 and 100 twins per call.
+
+The client keeps ``--devices`` calls in flight (one per device, as mappers do); every call carries
+new values, so every twin is a real change that is applied, versioned and persisted. Requests are
+serialized once up front, so the client's cost per call is the same in every run.
+
+Targets (issue 3): >= 100,000 updates/s batched; single-twin calls >= 80 % of the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from twinplane.dmi.v1beta1 import api_pb2
+
+METHOD = "/v1beta1.DeviceManagerService/ReportDeviceStatus"
+EMPTY_METHOD = "/bench.Empty/Call"
+
+
+def manifests(devices: int, properties: int) -> str:
+    """A model with ``properties`` INT properties and ``devices`` devices of it."""
+    props = "\n".join(
+        f"  - {{name: p{i}, type: INT, accessMode: ReadOnly}}" for i in range(properties)
+    )
+    docs = [
+        "apiVersion: devices.kubeedge.io/v1beta1\nkind: DeviceModel\n"
+        f"metadata: {{name: bench-model, namespace: default}}\nspec:\n  protocol: bench\n"
+        f"  properties:\n{props}\n"
+    ]
+    dev_props = "\n".join(
+        f"  - {{name: p{i}, visitors: {{protocolName: bench, configData: {{}}}}}}"
+        for i in range(properties)
+    )
+    docs.extend(
+        "apiVersion: devices.kubeedge.io/v1beta1\nkind: Device\n"
+        f"metadata: {{name: dev{d}, namespace: default}}\nspec:\n"
+        "  deviceModelRef: {name: bench-model}\n  protocol: {protocolName: bench}\n"
+        f"  properties:\n{dev_props}\n"
+        for d in range(devices)
+    )
+    return "---\n".join(docs)
+
+
+def _serve_edge(home: str, text: str, conn: Connection) -> None:
+    """Child process: a real device manager with the bench manifests applied."""
+    from twinplane.edge.app import EdgeApp, EdgeConfig  # noqa: PLC0415 - in the child
+
+    async def main() -> None:
+        app = EdgeApp(EdgeConfig(home=Path(home), rest_addr="127.0.0.1:0", dmi_rate=0))
+        await app.start()
+        assert app.core is not None
+        await app.core.apply(text, source="bench")
+        conn.send(str(app.config.socket_path))
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        conn.send(dict(vars(app.core.counters)))
+        await app.stop()
+
+    _run(main)
+
+
+def _serve_empty(sock: str, conn: Connection) -> None:
+    """Child process: the ceiling — an empty unary handler, same server options."""
+
+    async def main() -> None:
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4 << 20)])
+
+        async def call(request: bytes, context: object) -> bytes:
+            return b""
+
+        handler = grpc.unary_unary_rpc_method_handler(call)
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("bench.Empty", {"Call": handler}),)
+        )
+        server.add_insecure_port(f"unix:{sock}")
+        await server.start()
+        conn.send(sock)
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        conn.send({})
+        await server.stop(0.5)
+
+    _run(main)
+
+
+def _run(main: Callable[[], Any]) -> None:
+    try:
+        import uvloop  # noqa: PLC0415
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+
+
+def requests(devices: int, twins: int, rounds: int) -> list[list[bytes]]:
+    """Serialized requests: per device, ``rounds`` requests with ever-changing values."""
+    out = []
+    for d in range(devices):
+        per = []
+        for r in range(rounds):
+            req = api_pb2.ReportDeviceStatusRequest(deviceName=f"dev{d}", deviceNamespace="default")
+            for i in range(twins):
+                t = req.reportedDevice.twins.add(propertyName=f"p{i}")
+                t.reported.value = str(r * 1000 + i)
+                t.reported.metadata["timestamp"] = str(1_700_000_000_000 + r)
+                t.observedDesired.SetInParent()
+            per.append(req.SerializeToString())
+        out.append(per)
+    return out
+
+
+async def load(sock: str, method: str, reqs: list[list[bytes]], seconds: float) -> float:
+    """Calls per second with one call in flight per device, for ``seconds``."""
+    async with grpc.aio.insecure_channel(f"unix:{sock}") as channel:
+        call = channel.unary_unary(method)
+        await call(reqs[0][0], timeout=5)  # warm the connection
+        done = 0
+        deadline = time.perf_counter() + seconds
+
+        async def worker(per: list[bytes]) -> None:
+            nonlocal done
+            i = 0
+            while time.perf_counter() < deadline:
+                await call(per[i % len(per)], timeout=10)
+                i += 1
+                done += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(per) for per in reqs))
+        return done / (time.perf_counter() - start)
+
+
+def _start(target: Callable[..., None], *args: object) -> tuple[Any, Connection, str]:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(*args, child), daemon=True)
+    proc.start()
+    if not parent.poll(120):
+        proc.kill()
+        raise RuntimeError(f"{target.__name__} did not start")
+    return proc, parent, parent.recv()
+
+
+def _finish(proc: Any, conn: Connection) -> dict[str, Any]:
+    conn.send("stop")
+    stats: dict[str, Any] = conn.recv() if conn.poll(30) else {}
+    proc.join(30)
+    return stats
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Runs the ceiling and the three batch sizes; returns the figures."""
+    rounds = 50
+    with tempfile.TemporaryDirectory(prefix="twinplane-bench-") as tmp:
+        proc, conn, sock = _start(_serve_empty, os.path.join(tmp, "empty.sock"))
+        single = requests(args.devices, 1, rounds)
+        ceiling = asyncio.run(load(sock, EMPTY_METHOD, single, args.seconds))
+        _finish(proc, conn)
+
+        proc, conn, sock = _start(_serve_edge, os.path.join(tmp, "edge"), manifests(args.devices, 100))
+        rates = {}
+        for twins in (1, 10, 100):
+            reqs = single if twins == 1 else requests(args.devices, twins, rounds)
+            rates[twins] = asyncio.run(load(sock, METHOD, reqs, args.seconds))
+        counters = _finish(proc, conn)
+    return {
+        "devices": args.devices,
+        "seconds_per_run": args.seconds,
+        "empty_call_ceiling_per_s": round(ceiling),
+        "calls_per_s_single": round(rates[1]),
+        "single_vs_ceiling": round(rates[1] / ceiling, 3),
+        "calls_per_s_10": round(rates[10]),
+        "updates_per_s_10": round(rates[10] * 10),
+        "calls_per_s_batched": round(rates[100]),
+        "updates_per_s_batched": round(rates[100] * 100),
+        "edge_counters": counters,
+        "targets": {"updates_per_s_batched": ">= 100000", "single_vs_ceiling": ">= 0.8"},
+    }
+
+
+def main() -> None:
+    """Command line: prints a table, or one JSON object with ``--json``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=100, help="concurrent devices (calls in flight)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each run")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    r = measure(args)
+    if args.json:
+        json.dump(r, sys.stdout)
+        sys.stdout.write("\n")
+        return
+    print(f"DMI ingest over a Unix socket, {r['devices']} devices in flight, {args.seconds:g} s per run")
+    print(f"{'run':<34}{'calls/s':>10}{'updates/s':>12}")
+    print(f"{'empty grpc.aio call (ceiling)':<34}{r['empty_call_ceiling_per_s']:>10}{'-':>12}")
+    print(f"{'ReportDeviceStatus, 1 twin':<34}{r['calls_per_s_single']:>10}{r['calls_per_s_single']:>12}")
+    print(f"{'ReportDeviceStatus, 10 twins':<34}{r['calls_per_s_10']:>10}{r['updates_per_s_10']:>12}")
+    print(f"{'ReportDeviceStatus, 100 twins':<34}{r['calls_per_s_batched']:>10}{r['updates_per_s_batched']:>12}")
+    print(f"single / ceiling = {r['single_vs_ceiling']:.2f} (target >= 0.80); "
+          f"batched = {r['updates_per_s_batched']} updates/s (target >= 100000)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""``twinplane edge``: runs the device manager until SIGINT or SIGTERM.
+
+The device manager's modules (gRPC, aiohttp, the engine) are imported when the command runs, so
+the client commands of the same CLI start quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+from twinplane.errors import TwinplaneError
+
+__all__ = ["add_parser", "default_home", "run"]
+
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+
+# Attributes every LogRecord has; anything else came in through ``extra=`` and is printed.
+_RECORD_KEYS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def default_home() -> Path:
+    """``$TWINPLANE_HOME``, else ``~/.twinplane``."""
+    return Path(os.environ.get("TWINPLANE_HOME") or "~/.twinplane").expanduser()
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds ``edge`` to the subcommands."""
+    parser = commands.add_parser(
+        "edge",
+        help="run the device manager (DMI server, registry, twins, REST API, MQTT bridge)",
+        description=(
+            "Run the device manager: the DMI v1beta1 DeviceManagerService on a Unix socket, the "
+            "device registry and twins in SQLite, the REST API, and the MQTT twin topics when a "
+            "broker is given. Stops cleanly on SIGINT or SIGTERM."
+        ),
+    )
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="state directory (default: $TWINPLANE_HOME or ~/.twinplane)",
+    )
+    parser.add_argument(
+        "--dmi-socket", type=Path, default=None, help="DMI Unix socket (default: HOME/run/dmi.sock)"
+    )
+    parser.add_argument(
+        "--rest-addr",
+        default="127.0.0.1:7780",
+        metavar="HOST:PORT",
+        help="REST API address; port 0 picks a free port (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--mqtt", default=None, metavar="URL", help="MQTT broker, mqtt://host:port (default: off)"
+    )
+    parser.add_argument("--node-name", default="edge", help="this node's name (default: edge)")
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="info", help="(default: %(default)s)"
+    )
+
+
+class _Formatter(logging.Formatter):
+    """``time level logger: message key=value ...`` with the record's structured fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        extra = {k: v for k, v in vars(record).items() if k not in _RECORD_KEYS}
+        if extra:
+            text += " " + " ".join(f"{k}={v}" for k, v in extra.items())
+        return text
+
+
+def _configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    if level != "debug":
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop  # noqa: PLC0415 - optional, where the platform has it
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs ``twinplane edge``; returns the exit status."""
+    from twinplane.edge.app import EdgeConfig, run_edge  # noqa: PLC0415 - see the module doc
+    from twinplane.edge.rest import parse_addr  # noqa: PLC0415
+
+    try:
+        parse_addr(args.rest_addr)
+    except TwinplaneError as err:
+        print(f"twinplane edge: error: --rest-addr: {err.message}", file=sys.stderr)
+        return 2
+    _configure_logging(args.log_level)
+    home: Path = args.home if args.home is not None else default_home()
+    config = EdgeConfig(
+        home=home.expanduser(),
+        dmi_socket=args.dmi_socket,
+        rest_addr=args.rest_addr,
+        mqtt_url=args.mqtt,
+        node_name=args.node_name,
+    )
+    try:
+        config.db_path.parent.mkdir(parents=True, exist_ok=True)
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(run_edge(config))
+    except TwinplaneError as err:
+        print(f"twinplane edge: error: {err.message}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"twinplane edge: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130
+    return 0

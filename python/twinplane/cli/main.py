@@ -1,0 +1,169 @@
+"""The ``twinplane`` parser and entry point.
+
+``edge`` runs the device manager; ``apply``, ``get``, ``describe``, ``delete`` and
+``twin get|set`` talk to a running one over its REST API (``--server``, default
+``$TWINPLANE_SERVER`` or ``http://127.0.0.1:7780``). ``up`` is a placeholder for now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from twinplane import __version__
+from twinplane.cli import commands, edge
+from twinplane.cli.client import ApiClient, CliError, default_server
+
+__all__ = ["main"]
+
+_UP_PLACEHOLDER: Final = (
+    "twinplane up: not built yet. The embedded default (device manager + Modbus mapper + "
+    "simulator + sample manifests in one command) arrives with a later issue.\n"
+    "What exists today: the Rust twin engine, importable as twinplane.twin, and the device "
+    "manager (`twinplane edge`, see docs/edge.md)."
+)
+
+Command = Callable[[argparse.Namespace, ApiClient], int]
+
+
+def _client_options() -> argparse.ArgumentParser:
+    """Options every client command takes (``--server`` also works before the command)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--server",
+        default=argparse.SUPPRESS,
+        metavar="URL",
+        help="device manager REST API (default: $TWINPLANE_SERVER or http://127.0.0.1:7780)",
+    )
+    return parent
+
+
+def _namespace_options(*, all_namespaces: bool = False) -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("-n", "--namespace", default="default", help="(default: %(default)s)")
+    if all_namespaces:
+        parent.add_argument(
+            "-A", "--all-namespaces", action="store_true", help="list across all namespaces"
+        )
+    return parent
+
+
+def _output_option() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json", "yaml"),
+        default="table",
+        help="(default: table)",
+    )
+    return parent
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="twinplane",
+        description="Edge device-management data plane in KubeEdge's DMI design.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--server", default=None, metavar="URL", help=argparse.SUPPRESS)
+    cmds = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    cmds.add_parser(
+        "up",
+        help="run edge + mapper + simulator in one process (placeholder for now)",
+        description="Run the embedded default. Not built yet: prints what exists and exits 0.",
+    )
+    edge.add_parser(cmds)
+    server, ns, ns_all, out = (
+        _client_options(),
+        _namespace_options(),
+        _namespace_options(all_namespaces=True),
+        _output_option(),
+    )
+    resource = {"type": commands.resource_arg, "metavar": "RESOURCE"}
+
+    p = cmds.add_parser(
+        "apply",
+        parents=[server],
+        help="create or update devices and device models from manifests",
+        description="Apply Device and DeviceModel manifests (YAML or JSON). All files go in "
+        "one request: every document is applied, or none is.",
+    )
+    p.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="a manifest file, a directory of them, or - for stdin (repeatable)",
+    )
+    p.set_defaults(run=commands.apply)
+
+    p = cmds.add_parser(
+        "get", parents=[server, ns_all, out], help="list devices or device models, or show one"
+    )
+    p.add_argument("resource", help="devices or devicemodels", **resource)  # type: ignore[arg-type]
+    p.add_argument("name", nargs="?", help="one object's name")
+    p.set_defaults(run=commands.get)
+
+    p = cmds.add_parser("describe", parents=[server, ns], help="show one object in detail")
+    p.add_argument("resource", help="device or devicemodel", **resource)  # type: ignore[arg-type]
+    p.add_argument("name")
+    p.set_defaults(run=commands.describe)
+
+    p = cmds.add_parser("delete", parents=[server, ns], help="delete a device or device model")
+    p.add_argument("resource", help="device or devicemodel", **resource)  # type: ignore[arg-type]
+    p.add_argument("name")
+    p.set_defaults(run=commands.delete)
+
+    twin = cmds.add_parser("twin", help="read or set a device's twins")
+    twin_cmds = twin.add_subparsers(dest="twin_command", required=True, metavar="ACTION")
+    p = twin_cmds.add_parser("get", parents=[server, ns, out], help="show a device's twins")
+    p.add_argument("device")
+    p.set_defaults(run=commands.twin_get)
+    p = twin_cmds.add_parser(
+        "set",
+        parents=[server, ns, out],
+        help="set desired values (PROP=VALUE; PROP- clears one); prints the delta",
+    )
+    p.add_argument("device")
+    p.add_argument("assignments", nargs="+", metavar="PROP=VALUE")
+    p.set_defaults(run=commands.twin_set)
+    return parser
+
+
+def _print_error(err: CliError) -> None:
+    print(f"error: {err.message}", file=sys.stderr)
+    lines = [commands.format_cause(cause) for cause in err.causes]
+    if len(lines) == 1 and lines[0] in err.message:
+        return  # the message says it already
+    for line in lines:
+        print(f"  {line}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``twinplane`` command line.
+
+    Args:
+        argv: The arguments after the program name; ``None`` reads ``sys.argv``.
+
+    Returns:
+        The process exit status: 0 on success, 1 when the command failed, 2 for bad usage.
+    """
+    args = _build_parser().parse_args(argv)
+    if args.command == "up":
+        print(_UP_PLACEHOLDER)
+        return 0
+    if args.command == "edge":
+        return edge.run(args)
+    run: Command = args.run
+    try:
+        client = ApiClient(args.server or default_server())
+        return run(args, client)
+    except CliError as err:
+        _print_error(err)
+        return 1
+    except BrokenPipeError:  # `twinplane get devices | head`
+        return 0

@@ -1,0 +1,152 @@
+"""``twinplane edge``: the device manager process, composed from its parts.
+
+Startup order: open the store → load the registry and twins → start the DMI server on its Unix
+socket → the REST API → the MQTT bridge (when a broker is given). Shutdown runs the other way
+and flushes every changed twin before the store closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from twinplane.edge.core import EdgeCore
+from twinplane.edge.dmi_server import DmiServer
+from twinplane.edge.mappers import MapperDirectory, MapperInfo
+from twinplane.edge.store import AsyncEdgeStore
+
+if TYPE_CHECKING:
+    from twinplane.edge.mqtt_bridge import MqttBridge
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class EdgeConfig:
+    """Settings of one device manager.
+
+    Attributes:
+        home: State directory: ``home/state/edge.db``, ``home/run/dmi.sock``.
+        dmi_socket: The DMI socket path (default ``home/run/dmi.sock``).
+        rest_addr: ``HOST:PORT`` of the REST API (port 0 picks a free port).
+        mqtt_url: ``mqtt://host:port`` of a broker, or ``None`` for none.
+        node_name: This node's name.
+        dmi_rate: DMI admission budget, calls per second (0: unlimited).
+        dmi_burst: DMI calls admitted at once above the rate.
+    """
+
+    home: Path
+    dmi_socket: Path | None = None
+    rest_addr: str = "127.0.0.1:7780"
+    mqtt_url: str | None = None
+    node_name: str = "edge"
+    dmi_rate: float = 200_000.0
+    dmi_burst: int = 20_000
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def socket_path(self) -> Path:
+        """The DMI socket in effect."""
+        return self.dmi_socket or self.home / "run" / "dmi.sock"
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite database."""
+        return self.home / "state" / "edge.db"
+
+
+class EdgeApp:
+    """A running device manager (see :func:`run_edge`)."""
+
+    def __init__(self, config: EdgeConfig) -> None:
+        self.config = config
+        self.store: AsyncEdgeStore | None = None
+        self.core: EdgeCore | None = None
+        self.mappers: MapperDirectory | None = None
+        self.dmi: DmiServer | None = None
+        self.rest: Any = None
+        self.mqtt: MqttBridge | None = None
+        self.rest_url = ""
+
+    async def start(self) -> None:
+        """Starts every part; raises if one cannot start (the caller stops what started)."""
+        cfg = self.config
+        self.store = AsyncEdgeStore.open(cfg.db_path)
+        await self.store.start()
+        core = EdgeCore(self.store, node_name=cfg.node_name)
+        self.core = core
+        await core.start()
+        self.mappers = MapperDirectory(
+            models=lambda: core.models, devices=lambda: core.devices, desired=core.desired_values
+        )
+        core.add_lifecycle_listener(self.mappers.on_lifecycle)
+        for row in await self.store.list_mappers():
+            self.mappers.register(
+                MapperInfo(row.name, row.protocol, row.address, row.version, row.api_version),
+                with_data=False,
+            )
+        self.dmi = DmiServer(core, self.mappers, rate=cfg.dmi_rate, burst=cfg.dmi_burst)
+        await self.dmi.start(cfg.socket_path)
+        await self._start_rest()
+        await self._start_mqtt()
+
+    async def _start_rest(self) -> None:
+        from twinplane.edge.rest import RestServer  # noqa: PLC0415 - optional part
+
+        assert self.core is not None  # noqa: S101
+        assert self.dmi is not None  # noqa: S101
+        assert self.mappers is not None  # noqa: S101
+        self.rest = RestServer(self.core, self.dmi, self.mappers)
+        self.rest_url = await self.rest.start(self.config.rest_addr)
+
+    async def _start_mqtt(self) -> None:
+        if not self.config.mqtt_url:
+            log.warning("no MQTT broker configured (--mqtt): the $hw/events twin topics are off")
+            return
+        from twinplane.edge.mqtt_bridge import MqttBridge  # noqa: PLC0415 - optional part
+
+        assert self.core is not None  # noqa: S101
+        self.mqtt = MqttBridge(self.core, self.config.mqtt_url, node_name=self.config.node_name)
+        await self.mqtt.start()
+
+    async def stop(self) -> None:
+        """Stops every part that started, in reverse order."""
+        if self.mqtt is not None:
+            await self.mqtt.stop()
+        if self.rest is not None:
+            await self.rest.stop()
+        if self.dmi is not None:
+            await self.dmi.stop()
+        if self.mappers is not None:
+            await self.mappers.close()
+        if self.core is not None:
+            await self.core.stop()
+        if self.store is not None:
+            await self.store.close()
+
+
+async def run_edge(config: EdgeConfig, *, ready: asyncio.Event | None = None) -> None:
+    """Runs a device manager until SIGINT/SIGTERM (or cancellation), then stops cleanly."""
+    app = EdgeApp(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await app.start()
+        print(  # noqa: T201 - the command's own output
+            f"twinplane edge: DMI unix://{config.socket_path}  REST {app.rest_url}  "
+            f"MQTT {config.mqtt_url or 'off'}  state {config.db_path}",
+            flush=True,
+        )
+        if ready is not None:
+            ready.set()
+        await stop.wait()
+    finally:
+        await app.stop()

@@ -1,0 +1,439 @@
+"""The device manager's core: registry, twins, states, and what happens when they change.
+
+:class:`EdgeCore` owns the device/model registry (typed manifests), the twin engine (in
+``track_dirty`` mode: every changed twin is persisted by a background flusher), device states
+and mapper records, and fans changes out to listeners (the MQTT bridge, the mapper lifecycle)
+and to the event hub (server-sent events). The DMI server, the REST API and the MQTT bridge are
+thin adapters over it.
+
+Durability: manifests, desired values, mapper records and state changes are written to SQLite
+before the call that made them returns; reported values are flushed every ``flush_interval``
+(a crash loses at most that window of telemetry, which the mappers report again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+from twinplane.edge.events import Event, EventHub
+from twinplane.edge.store import AsyncEdgeStore
+from twinplane.errors import SpecError, TwinplaneError, UnknownDeviceError
+from twinplane.manifests import (
+    Device,
+    DeviceModel,
+    ManifestError,
+    ManifestIssue,
+    load_documents,
+    validate_references,
+)
+from twinplane.twin import Changes, Engine, PropertySpec, TwinDict, ValueLike
+
+log = logging.getLogger(__name__)
+
+DEVICE_STATES = frozenset({"online", "offline", "ok", "unknown", "unhealthy", "disconnected"})
+"""States a mapper may report: EdgeCore's five plus mapper-framework's ``disconnected``."""
+
+ONLINE_STATES = frozenset({"online", "ok"})
+
+ChangeListener = Callable[[Changes], None]
+
+
+def now_ms() -> int:
+    """Milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
+
+
+class InUseError(TwinplaneError):
+    """An object cannot be deleted because others refer to it."""
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """A device's last reported state."""
+
+    state: str = "unknown"
+    last_online: str = ""
+    updated_ms: int = 0
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    """What an apply did, per object: ``created``, ``configured`` or ``unchanged``."""
+
+    outcomes: list[tuple[str, str, Literal["created", "configured", "unchanged"]]] = field(
+        default_factory=list
+    )
+    warnings: list[ManifestIssue] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Counters:
+    """Monotonic counters for ``/metrics``."""
+
+    dmi_reports: int = 0
+    dmi_twins_changed: int = 0
+    state_reports: int = 0
+    desired_sets: int = 0
+    applies: int = 0
+    twins_persisted: int = 0
+    persist_errors: int = 0
+
+
+def engine_specs(device: Device, model: DeviceModel) -> list[PropertySpec]:
+    """The engine's property specs of a device: every model property, typed by the model.
+
+    The device manager's engine keeps twins only (mappers read devices), so no visitors.
+    """
+    return [{"name": p.name, "type": p.type} for p in model.spec.properties]
+
+
+class EdgeCore:
+    """The registry, twins and states of one edge node.
+
+    Args:
+        store: The opened SQLite store.
+        node_name: This node's name (``spec.nodeName`` of devices assigned here).
+        hub: The event hub (one is made when not given).
+        flush_interval: Seconds between flushes of changed reported twins.
+    """
+
+    def __init__(
+        self,
+        store: AsyncEdgeStore,
+        *,
+        node_name: str = "edge",
+        hub: EventHub | None = None,
+        flush_interval: float = 0.1,
+    ) -> None:
+        self.store = store
+        self.node_name = node_name
+        self.hub = hub or EventHub()
+        self.engine = Engine(track_dirty=True)
+        self.models: dict[str, DeviceModel] = {}
+        self.devices: dict[str, Device] = {}
+        self.states: dict[str, DeviceState] = {}
+        self.counters = Counters()
+        self.flush_interval = flush_interval
+        self._listeners: list[ChangeListener] = []
+        self._lifecycle: list[Callable[[str, str, object | None], None]] = []
+        self._lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
+        self._persist_lock = asyncio.Lock()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Loads the registry, twins and states from the store and starts the flusher."""
+        for row in await self.store.list_objects("DeviceModel"):
+            model = _decode_object(DeviceModel, row.body)
+            self.models[model.id] = model
+        for row in await self.store.list_objects("Device"):
+            device = _decode_object(Device, row.body)
+            self.devices[device.id] = device
+            model = self.models.get(device.model_id)
+            if model is not None:
+                self.engine.upsert_device(device.id, engine_specs(device, model))
+        for device_id, twins in (await self.store.load_twins()).items():
+            for prop, body in twins.items():
+                with contextlib.suppress(TwinplaneError):
+                    self.engine.restore(device_id, prop, body)
+        for st in await self.store.list_states():
+            self.states[st.device_id] = DeviceState(st.state, st.last_online, st.updated_ms)
+        self.engine.take_dirty()  # restored state is already stored
+        self._flusher = asyncio.create_task(self._flush_loop(), name="twin-flusher")
+        log.info(
+            "registry loaded", extra={"models": len(self.models), "devices": len(self.devices)}
+        )
+
+    async def stop(self) -> None:
+        """Stops the flusher and persists what is left."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        await self.persist()
+
+    def add_change_listener(self, listener: ChangeListener) -> None:
+        """Calls ``listener(changes)`` for every batch of twin changes (must not block)."""
+        self._listeners.append(listener)
+
+    def remove_change_listener(self, listener: ChangeListener) -> None:
+        """Stops calling ``listener`` (no error if it was not registered)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def add_lifecycle_listener(self, listener: Callable[[str, str, object | None], None]) -> None:
+        """Calls ``listener(action, id, object)`` on model/device changes.
+
+        ``action`` is one of ``model-upsert``, ``model-delete``, ``device-upsert``,
+        ``device-delete`` (``object`` is the old object for deletes).
+        """
+        self._lifecycle.append(listener)
+
+    # -- persistence ----------------------------------------------------------------------
+
+    async def persist(self) -> int:
+        """Writes every changed twin now; returns how many rows were written."""
+        async with self._persist_lock:
+            rows = await asyncio.to_thread(self.engine.take_dirty)
+            if not rows:
+                return 0
+            await self.store.save_twins(rows)
+            self.counters.twins_persisted += len(rows)
+            return len(rows)
+
+    async def _flush_loop(self) -> None:
+        backoff = self.flush_interval
+        while True:
+            await asyncio.sleep(backoff)
+            try:
+                await self.persist()
+                backoff = self.flush_interval
+            except TwinplaneError:
+                self.counters.persist_errors += 1
+                log.exception("persisting twins failed; retrying")
+                backoff = min(backoff * 2, 5.0)
+
+    # -- registry -------------------------------------------------------------------------
+
+    async def apply(self, text: str | bytes, *, source: str = "<input>") -> ApplyResult:
+        """Validates and applies manifests (YAML or JSON, one or many documents).
+
+        Everything is validated first (schema, admission rules, references against the registry
+        and the batch); on any error nothing is applied and :class:`ManifestError` carries every
+        issue with its path.
+        """
+        loaded = load_documents(text, source=source)
+        if loaded.errors:
+            raise ManifestError(loaded.errors, source=source)
+        models = [o for o in loaded.objects if isinstance(o, DeviceModel)]
+        devices = [o for o in loaded.objects if isinstance(o, Device)]
+        async with self._lock:
+            all_models = {**self.models, **{m.id: m for m in models}}
+            batch_ids = {d.id for d in devices}
+            kept = [d for i, d in self.devices.items() if i not in batch_ids]
+            issues = validate_references([*devices, *kept], list(all_models.values()))
+            if issues:
+                raise ManifestError(issues, source=source)
+            result = ApplyResult(warnings=list(loaded.warnings))
+            for model in models:
+                result.outcomes.append(await self._put_model(model))
+            for device in devices:
+                result.outcomes.append(await self._put_device(device, all_models[device.model_id]))
+            # Devices of a changed model get their new property list.
+            for model in models:
+                for device in kept:
+                    if device.model_id == model.id:
+                        self.engine.upsert_device(device.id, engine_specs(device, model))
+            self.counters.applies += 1
+        return result
+
+    async def _put_model(self, model: DeviceModel) -> tuple[str, str, Any]:
+        old = self.models.get(model.id)
+        body = model.to_dict()
+        if old is not None and old.to_dict() == body:
+            return ("DeviceModel", model.id, "unchanged")
+        await self.store.put_object("DeviceModel", model.namespace, model.name, body)
+        self.models[model.id] = model
+        self._emit_lifecycle("model-upsert", model.id, model)
+        return ("DeviceModel", model.id, "created" if old is None else "configured")
+
+    async def _put_device(self, device: Device, model: DeviceModel) -> tuple[str, str, Any]:
+        old = self.devices.get(device.id)
+        body = device.to_dict()
+        if old is not None and old.to_dict() == body:
+            return ("Device", device.id, "unchanged")
+        self.engine.upsert_device(device.id, engine_specs(device, model))
+        desired = _manifest_desired(device, old)
+        if desired:
+            changes = self.engine.set_desired(device.id, dict(desired), now_ms())
+            self._fan_out(changes)
+        await self.store.put_object("Device", device.namespace, device.name, body)
+        await self.persist()
+        self.devices[device.id] = device
+        self._emit_lifecycle("device-upsert", device.id, device)
+        return ("Device", device.id, "created" if old is None else "configured")
+
+    async def delete_device(self, namespace: str, name: str) -> bool:
+        """Deletes a device with its twins and state; whether it existed."""
+        device_id = f"{namespace}/{name}"
+        async with self._lock:
+            old = self.devices.pop(device_id, None)
+            if old is None:
+                return False
+            await self.store.delete_object("Device", namespace, name)
+            with contextlib.suppress(UnknownDeviceError):
+                self.engine.remove_device(device_id)
+            self.states.pop(device_id, None)
+            self._emit_lifecycle("device-delete", device_id, old)
+            return True
+
+    async def delete_model(self, namespace: str, name: str) -> bool:
+        """Deletes a model no device uses; whether it existed.
+
+        Raises:
+            InUseError: Devices still refer to the model.
+        """
+        model_id = f"{namespace}/{name}"
+        async with self._lock:
+            if model_id not in self.models:
+                return False
+            users = sorted(d.id for d in self.devices.values() if d.model_id == model_id)
+            if users:
+                raise InUseError(
+                    f"device model {model_id} is used by {len(users)} device(s): "
+                    + ", ".join(users[:5]),
+                    path="metadata.name",
+                )
+            old = self.models.pop(model_id)
+            await self.store.delete_object("DeviceModel", namespace, name)
+            self._emit_lifecycle("model-delete", model_id, old)
+            return True
+
+    def devices_for_protocol(self, protocol: str) -> list[tuple[Device, DeviceModel]]:
+        """Devices routed to mappers of ``protocol``, with their models."""
+        out = []
+        for device in self.devices.values():
+            model = self.models.get(device.model_id)
+            if model is not None and device.protocol_name == protocol:
+                out.append((device, model))
+        return out
+
+    # -- twins ----------------------------------------------------------------------------
+
+    def twins(self, device_id: str) -> dict[str, TwinDict]:
+        """Every twin of a device.
+
+        Raises:
+            UnknownDeviceError: No such device.
+        """
+        if device_id not in self.devices:
+            raise UnknownDeviceError(f"unknown device {device_id}", device=device_id)
+        return self.engine.twins(device_id)
+
+    def ingest_dmi_report(self, payload: bytes) -> Changes:
+        """Applies a serialized DMI ``ReportDeviceStatusRequest`` (decoded in Rust)."""
+        changes = self.engine.apply_dmi_report(payload, now_ms())
+        self.counters.dmi_reports += 1
+        if changes:
+            self.counters.dmi_twins_changed += len(changes)
+            self._fan_out(changes)
+        return changes
+
+    def apply_reported(self, device_id: str, values: Iterable[tuple[str, str, int]]) -> Changes:
+        """Applies reported values ``(property, value, ts_ms)`` (e.g. from MQTT)."""
+        changes = self.engine.apply_reported(device_id, list(values))
+        if changes:
+            self._fan_out(changes)
+        return changes
+
+    async def set_desired(
+        self, device_id: str, values: Mapping[str, str | None], *, ts_ms: int | None = None
+    ) -> Changes:
+        """Sets desired values on the edge; durable before it returns.
+
+        Raises:
+            UnknownDeviceError: No such device.
+            UnknownPropertyError: The device has no such property.
+            ValueTypeError: A value does not fit its property's type.
+        """
+        if device_id not in self.devices:
+            raise UnknownDeviceError(f"unknown device {device_id}", device=device_id)
+        desired: dict[str, ValueLike | None] = dict(values)
+        changes = self.engine.set_desired(device_id, desired, ts_ms or now_ms())
+        self.counters.desired_sets += 1
+        await self.persist()
+        if changes:
+            self._fan_out(changes)
+            self._emit_lifecycle("desired", device_id, self.devices[device_id])
+        return changes
+
+    def desired_values(self, device_id: str) -> dict[str, str]:
+        """The current desired values of a device (canonical text), for mappers."""
+        return {
+            name: twin["desired"]["value"]
+            for name, twin in self.engine.twins(device_id).items()
+            if twin["desired"] is not None
+        }
+
+    # -- states ---------------------------------------------------------------------------
+
+    async def report_state(self, device_id: str, state: str) -> DeviceState:
+        """Records a device state (lower-cased); persisted when it changes.
+
+        Raises:
+            UnknownDeviceError: No such device.
+            SpecError: The state is not one of :data:`DEVICE_STATES`.
+        """
+        if device_id not in self.devices:
+            raise UnknownDeviceError(f"unknown device {device_id}", device=device_id)
+        norm = state.strip().lower()
+        if norm not in DEVICE_STATES:
+            raise SpecError(
+                f"unknown device state {state!r}; allowed: {', '.join(sorted(DEVICE_STATES))}",
+                device=device_id,
+                path="state",
+            )
+        self.counters.state_reports += 1
+        current = self.states.setdefault(device_id, DeviceState())
+        changed = current.state != norm
+        current.state = norm
+        current.updated_ms = now_ms()
+        if norm in ONLINE_STATES:
+            current.last_online = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if changed:
+            await self.store.put_state(device_id, norm, current.last_online)
+            if self.hub.active:
+                body = {"state": norm, "lastOnlineTime": current.last_online}
+                self.hub.publish(Event("state", device_id, body))
+        return current
+
+    # -- fan-out --------------------------------------------------------------------------
+
+    def _fan_out(self, changes: Changes) -> None:
+        for listener in self._listeners:
+            try:
+                listener(changes)
+            except Exception:  # a listener bug must not break ingestion
+                log.exception("change listener failed")
+        if self.hub.active:
+            for change in changes.to_list():
+                self.hub.publish(Event("twin", change["device"], change))
+
+    def _emit_lifecycle(self, action: str, object_id: str, obj: object | None) -> None:
+        for listener in self._lifecycle:
+            try:
+                listener(action, object_id, obj)
+            except Exception:
+                log.exception("lifecycle listener failed")
+        if self.hub.active and action != "desired":
+            self.hub.publish(Event("lifecycle", object_id, {"action": action}))
+
+
+def _manifest_desired(device: Device, old: Device | None) -> dict[str, ValueLike | None]:
+    """Desired values a manifest sets: those that differ from the previous manifest's."""
+    before = {p.name: p.desired.value for p in (old.spec.properties if old else ()) if p.desired}
+    out: dict[str, ValueLike | None] = {}
+    for prop in device.spec.properties:
+        if prop.desired is not None and before.get(prop.name) != prop.desired.value:
+            out[prop.name] = prop.desired.value
+    return out
+
+
+_Obj = TypeVar("_Obj", Device, DeviceModel)
+
+
+def _decode_object(kind: type[_Obj], body: Mapping[str, Any]) -> _Obj:
+    """A stored manifest body back as its typed object (it was valid when stored)."""
+    data = {k: v for k, v in body.items() if k not in ("apiVersion", "kind")}
+    return msgspec.convert(data, kind)

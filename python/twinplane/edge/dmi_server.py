@@ -1,0 +1,215 @@
+"""The DMI v1beta1 ``DeviceManagerService`` server, over a Unix socket (what mappers call).
+
+``ReportDeviceStatus`` takes the request as raw bytes and hands them to the twin engine, which
+decodes, validates and applies them in Rust (no Python object per twin). Admission control is a
+token bucket with a high default budget plus a cap on concurrent calls; a call over the budget
+is answered at once with ``RESOURCE_EXHAUSTED``. Bad requests get a precise status and change
+nothing: ``NOT_FOUND`` (unknown device), ``INVALID_ARGUMENT`` (unknown property, a value that
+does not fit the property type, a malformed message, an empty protocol or state),
+``RESOURCE_EXHAUSTED`` (over budget, or a message over the 4 MiB limit).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, NoReturn
+
+import grpc
+
+from twinplane.dmi.convert import device_to_proto, model_to_proto
+from twinplane.dmi.reflection import enable_reflection
+from twinplane.dmi.v1beta1 import api_pb2
+from twinplane.edge.admission import TokenBucket
+from twinplane.edge.core import EdgeCore, now_ms
+from twinplane.edge.mappers import MapperDirectory, MapperInfo
+from twinplane.errors import (
+    SpecError,
+    TwinplaneError,
+    UnknownDeviceError,
+    UnknownPropertyError,
+    ValueTypeError,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE = "v1beta1.DeviceManagerService"
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""Receive limit: grpc-go's default, which KubeEdge peers use on both sides."""
+
+_EMPTY = b""
+
+
+def _status_of(err: TwinplaneError) -> grpc.StatusCode:
+    if isinstance(err, UnknownDeviceError):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(err, UnknownPropertyError | ValueTypeError | SpecError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    return grpc.StatusCode.INTERNAL
+
+
+class DmiServer:
+    """``DeviceManagerService`` for one :class:`EdgeCore`.
+
+    Args:
+        core: The registry and twins.
+        mappers: The mapper directory (lifecycle toward mappers).
+        rate: Admitted calls per second (0: unlimited).
+        burst: Calls admitted at once above the rate.
+        max_concurrent: Most calls in progress at once.
+    """
+
+    def __init__(
+        self,
+        core: EdgeCore,
+        mappers: MapperDirectory,
+        *,
+        rate: float = 200_000.0,
+        burst: int = 20_000,
+        max_concurrent: int = 1_000,
+    ) -> None:
+        self.core = core
+        self.mappers = mappers
+        self.bucket = TokenBucket(rate, burst)
+        self.max_concurrent = max_concurrent
+        self.server: grpc.aio.Server | None = None
+        self.socket_path: Path | None = None
+
+    async def start(self, socket_path: str | os.PathLike[str]) -> None:
+        """Listens on ``socket_path`` (a stale socket file is replaced)."""
+        path = Path(socket_path)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        if path.exists() or path.is_symlink():
+            path.unlink()
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ],
+            maximum_concurrent_rpcs=self.max_concurrent,
+        )
+        handlers = {
+            "MapperRegister": grpc.unary_unary_rpc_method_handler(
+                self.mapper_register,
+                request_deserializer=api_pb2.MapperRegisterRequest.FromString,
+                response_serializer=api_pb2.MapperRegisterResponse.SerializeToString,
+            ),
+            "ReportDeviceStatus": grpc.unary_unary_rpc_method_handler(
+                self.report_device_status
+            ),  # raw bytes in and out
+            "ReportDeviceStates": grpc.unary_unary_rpc_method_handler(
+                self.report_device_states,
+                request_deserializer=api_pb2.ReportDeviceStatesRequest.FromString,
+            ),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+        enable_reflection(server, SERVICE)
+        server.add_insecure_port(f"unix:{path}")
+        await server.start()
+        self.server = server
+        self.socket_path = path
+        log.info("DMI server listening", extra={"socket": str(path)})
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Stops serving and removes the socket file."""
+        if self.server is not None:
+            await self.server.stop(grace)
+            self.server = None
+        if self.socket_path is not None and self.socket_path.exists():
+            self.socket_path.unlink()
+
+    async def _admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        if not self.bucket.try_acquire():
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"over the DMI admission budget ({self.bucket.rate:g} calls/s); retry later",
+            )
+
+    async def _fail(
+        self, context: grpc.aio.ServicerContext[Any, Any], err: TwinplaneError
+    ) -> NoReturn:
+        await context.abort(_status_of(err), str(err))
+        raise AssertionError("unreachable")  # abort raises
+
+    async def mapper_register(
+        self, request: api_pb2.MapperRegisterRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> api_pb2.MapperRegisterResponse:
+        """Registers a mapper; with ``withData`` returns its devices and their models."""
+        await self._admit(context)
+        mapper = request.mapper
+        if not request.HasField("mapper") or not mapper.name:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "mapper.name must be set")
+        if not mapper.protocol:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"fail to register mapper {mapper.name} because the protocol is nil",
+            )
+        try:
+            address = mapper.address.decode()
+        except UnicodeDecodeError:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "mapper.address is not UTF-8")
+        address = address.removeprefix("unix://").removeprefix("unix:")
+        info = MapperInfo(
+            name=mapper.name,
+            protocol=mapper.protocol,
+            address=address,
+            version=mapper.version,
+            api_version=mapper.api_version,
+            state=mapper.state,
+        )
+        await self.core.store.put_mapper(
+            info.name,
+            protocol=info.protocol,
+            address=info.address,
+            version=info.version,
+            api_version=info.api_version,
+            state=info.state,
+        )
+        link = self.mappers.register(info, with_data=request.withData)
+        response = api_pb2.MapperRegisterResponse()
+        if request.withData:
+            for device, model in self.mappers.owned(link):
+                try:
+                    pb = device_to_proto(device, model, self.core.desired_values(device.id))
+                except TwinplaneError:
+                    log.exception("device %s cannot be sent to mapper %s", device.id, info.name)
+                    continue
+                response.modelList.append(model_to_proto(model))
+                response.deviceList.append(pb)
+            link.mark_sent(response.modelList, response.deviceList)
+        log.info(
+            "mapper registered",
+            extra={"mapper": info.name, "protocol": info.protocol, "devices": len(response.deviceList)},
+        )
+        return response
+
+    async def report_device_status(
+        self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes:
+        """Applies reported twins (the raw ``ReportDeviceStatusRequest``) through the engine."""
+        await self._admit(context)
+        try:
+            self.core.ingest_dmi_report(request)
+        except TwinplaneError as err:
+            await self._fail(context, err)
+        return _EMPTY
+
+    async def report_device_states(
+        self, request: api_pb2.ReportDeviceStatesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes:
+        """Records a device state (``online``, ``offline``, ``ok``, ``unknown``, ...)."""
+        await self._admit(context)
+        if not request.deviceName or not request.state:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "deviceName and state must be set"
+            )
+        device_id = f"{request.deviceNamespace or 'default'}/{request.deviceName}"
+        try:
+            await self.core.report_state(device_id, request.state)
+        except TwinplaneError as err:
+            await self._fail(context, err)
+        return _EMPTY
+
+
+__all__ = ["DmiServer", "now_ms"]

@@ -1,0 +1,256 @@
+"""``GET /metrics``: the device manager's numbers in the Prometheus text format (0.0.4).
+
+:func:`render_metrics` reads the counters the parts already keep (nothing is counted twice, and
+nothing here runs on the hot path): the core's :class:`~twinplane.edge.core.Counters`, the
+engine's ``stats()``, the twin writer's ``stats()``, DMI admission, the mapper links, the event
+hub, devices by state, and the REST API's own request counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from twinplane import __version__
+from twinplane.edge.core import DEVICE_STATES, EdgeCore
+from twinplane.edge.dmi_server import DmiServer
+from twinplane.edge.mappers import MapperDirectory
+
+__all__ = ["CONTENT_TYPE", "MetricsWriter", "RequestCounts", "render_metrics"]
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+"""The ``Content-Type`` of the Prometheus text exposition format."""
+
+MetricType = Literal["counter", "gauge"]
+Labels = Mapping[str, str]
+Sample = tuple[Labels, float]
+
+_CORE_COUNTERS: Final[tuple[tuple[str, str, str], ...]] = (
+    ("dmi_reports", "dmi_reports_total", "ReportDeviceStatus calls applied."),
+    ("dmi_twins_changed", "dmi_twins_changed_total", "Twin changes made by ReportDeviceStatus."),
+    ("state_reports", "state_reports_total", "Device states reported (DMI or MQTT)."),
+    ("desired_sets", "desired_sets_total", "Desired-value updates made on the edge."),
+    ("applies", "applies_total", "Manifest applies that changed or checked the registry."),
+    ("twins_persisted", "twins_persisted_total", "Twin rows written to the store."),
+    ("persist_errors", "persist_errors_total", "Failed attempts to persist changed twins."),
+)
+
+_ENGINE_STATS: Final[dict[str, tuple[str, MetricType, str]]] = {
+    "devices": ("engine_devices", "gauge", "Devices held by the twin engine."),
+    "properties": ("engine_properties", "gauge", "Twin properties held by the twin engine."),
+    "layouts": ("engine_layouts", "gauge", "Distinct compiled property layouts in the engine."),
+    "queued": ("engine_queued_samples", "gauge", "Samples waiting in the engine's queues."),
+    "dropped": ("engine_dropped_samples_total", "counter", "Samples dropped by full queues."),
+}
+
+_STORE_STATS: Final[dict[str, tuple[str, MetricType, str]]] = {
+    "staged": ("store_staged_twins", "gauge", "Twin rows waiting to be written to SQLite."),
+    "flushed_rows": ("store_flushed_rows_total", "counter", "Twin rows written by flushes."),
+    "flushes": ("store_flushes_total", "counter", "Twin writer flushes (transactions)."),
+    "flush_errors": ("store_flush_errors_total", "counter", "Twin writer flushes that failed."),
+    "rejected_rows": ("store_rejected_rows_total", "counter", "Twin rows that were not JSON."),
+}
+
+_PREFIX: Final = "twinplane_"
+
+
+@dataclass(slots=True)
+class RequestCounts:
+    """REST requests served, by method, route template and status code."""
+
+    counts: dict[tuple[str, str, int], int] = field(default_factory=dict)
+
+    def add(self, method: str, route: str, code: int) -> None:
+        """Counts one request."""
+        key = (method, route, code)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+
+class MetricsWriter:
+    """Builds a Prometheus text exposition, one metric family at a time.
+
+    Each family gets its ``# HELP`` and ``# TYPE`` lines once, then its samples; label values
+    and help texts are escaped as the format requires.
+    """
+
+    def __init__(self, prefix: str = _PREFIX) -> None:
+        self._prefix = prefix
+        self._lines: list[str] = []
+        self._seen: set[str] = set()
+
+    def family(
+        self, name: str, kind: MetricType, help_text: str, samples: Iterable[Sample]
+    ) -> None:
+        """Adds one family (``name`` without the prefix) with its samples.
+
+        Raises:
+            ValueError: The family was already written.
+        """
+        full = self._prefix + name
+        if full in self._seen:
+            raise ValueError(f"metric family {full} written twice")
+        self._seen.add(full)
+        self._lines.append(f"# HELP {full} {_escape_help(help_text)}")
+        self._lines.append(f"# TYPE {full} {kind}")
+        for labels, value in samples:
+            self._lines.append(f"{full}{_labels(labels)} {_number(value)}")
+
+    def single(self, name: str, kind: MetricType, help_text: str, value: float) -> None:
+        """Adds a family with one unlabelled sample."""
+        self.family(name, kind, help_text, [({}, value)])
+
+    def render(self) -> str:
+        """The exposition text (ends with a newline)."""
+        return "\n".join(self._lines) + "\n"
+
+
+def render_metrics(
+    core: EdgeCore,
+    dmi: DmiServer,
+    mappers: MapperDirectory,
+    requests: RequestCounts | None = None,
+) -> str:
+    """Every metric of one device manager, as Prometheus text."""
+    out = MetricsWriter()
+    out.family("build_info", "gauge", "The twinplane version.", [({"version": __version__}, 1)])
+    for attr, name, help_text in _CORE_COUNTERS:
+        out.single(name, "counter", help_text, getattr(core.counters, attr))
+    _write_stats(out, core.engine.stats(), _ENGINE_STATS, "engine_", "Twin engine statistic")
+    _write_stats(out, core.store.stats(), _STORE_STATS, "store_", "Twin writer statistic")
+    _write_registry(out, core)
+    out.single(
+        "dmi_admitted_total",
+        "counter",
+        "DMI calls admitted by the admission budget.",
+        dmi.bucket.admitted,
+    )
+    out.single(
+        "dmi_rejected_total",
+        "counter",
+        "DMI calls answered RESOURCE_EXHAUSTED by the admission budget.",
+        dmi.bucket.rejected,
+    )
+    _write_mappers(out, mappers)
+    hub = core.hub
+    out.single("events_subscribers", "gauge", "Event hub subscribers (SSE clients).", len(hub))
+    out.single("events_published_total", "counter", "Events published to the hub.", hub.published)
+    out.single(
+        "events_dropped_total",
+        "counter",
+        "Events dropped because a subscriber fell behind (its oldest first).",
+        hub.dropped,
+    )
+    if requests is not None:
+        out.family(
+            "http_requests_total",
+            "counter",
+            "REST API requests, by method, route and status code.",
+            [
+                ({"method": m, "route": r, "code": str(c)}, n)
+                for (m, r, c), n in sorted(requests.counts.items())
+            ],
+        )
+    return out.render()
+
+
+def _write_registry(out: MetricsWriter, core: EdgeCore) -> None:
+    out.single("device_models", "gauge", "DeviceModels in the registry.", len(core.models))
+    by_state = dict.fromkeys(sorted(DEVICE_STATES), 0)
+    for device_id in core.devices:
+        state = core.states.get(device_id)
+        key = state.state if state is not None else "unknown"
+        by_state[key] = by_state.get(key, 0) + 1
+    out.family(
+        "devices",
+        "gauge",
+        "Devices in the registry, by last reported state (unknown: none reported).",
+        [({"state": s}, n) for s, n in by_state.items()],
+    )
+
+
+def _write_mappers(out: MetricsWriter, mappers: MapperDirectory) -> None:
+    links = sorted(mappers.links.values(), key=lambda link: link.info.name)
+    out.single("mappers_registered", "gauge", "Mappers registered with MapperRegister.", len(links))
+
+    def per_link(attr: str) -> list[Sample]:
+        samples: list[Sample] = []
+        for link in links:
+            labels = {"mapper": link.info.name, "protocol": link.info.protocol}
+            value = link.pending if attr == "pending" else getattr(link.stats, attr)
+            samples.append((labels, value))
+        return samples
+
+    out.family(
+        "mapper_pending_ops",
+        "gauge",
+        "Lifecycle operations waiting to be sent to a mapper.",
+        per_link("pending"),
+    )
+    out.family(
+        "mapper_ops_sent_total",
+        "counter",
+        "Lifecycle calls a mapper accepted.",
+        per_link("sent"),
+    )
+    out.family(
+        "mapper_ops_failed_total",
+        "counter",
+        "Lifecycle calls to a mapper that failed.",
+        per_link("failed"),
+    )
+    out.family(
+        "mapper_op_retries_total",
+        "counter",
+        "Lifecycle calls to a mapper retried after a failure.",
+        per_link("retries"),
+    )
+    out.family(
+        "mapper_ops_skipped_unchanged_total",
+        "counter",
+        "Device updates not sent to a mapper because the device message did not change.",
+        per_link("skipped_unchanged"),
+    )
+
+
+def _write_stats(
+    out: MetricsWriter,
+    stats: Mapping[str, int],
+    known: Mapping[str, tuple[str, MetricType, str]],
+    prefix: str,
+    generic_help: str,
+) -> None:
+    """Known keys get their name, type and help; a key added later is still exported (gauge)."""
+    for key, value in stats.items():
+        name, kind, help_text = known.get(key, (prefix + _snake(key), "gauge", generic_help))
+        out.single(name, kind, help_text if key in known else f"{generic_help} {key!r}.", value)
+
+
+def _snake(key: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in key.lower())
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _escape_label(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(labels: Labels) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
+    return "{" + inner + "}"
+
+
+def _number(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return str(int(value)) if value.is_integer() else repr(value)

@@ -1,0 +1,163 @@
+"""The edge store's schema, as an ordered list of migration steps.
+
+The schema version is SQLite's ``PRAGMA user_version``; the file is marked as twinplane's with
+``PRAGMA application_id``. Step ``n`` takes a database from version ``n - 1`` to ``n`` and is
+applied in one transaction together with the version bump, so a crash leaves the database at
+one version or the next, never between. A released step is never edited: a change to the
+schema is a new step at the end of :data:`MIGRATIONS`.
+
+This module only knows the schema and how to apply it; :mod:`twinplane.edge.store` decides
+whether a file may be migrated at all (a newer or foreign database is refused untouched).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Final
+
+APPLICATION_ID: Final = 0x74776E70
+"""``PRAGMA application_id`` of a twinplane edge database (``"twnp"``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema step.
+
+    Attributes:
+        version: The schema version the step produces (steps are numbered 1, 2, 3, ...).
+        description: What the step adds, for logs.
+        statements: The SQL statements, executed in order inside one transaction.
+    """
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(
+        1,
+        "registry: applied Device and DeviceModel manifests, registered mappers",
+        (
+            f"PRAGMA application_id = {APPLICATION_ID}",
+            """CREATE TABLE objects (
+                kind TEXT NOT NULL,
+                namespace TEXT NOT NULL,
+                name TEXT NOT NULL,
+                body TEXT NOT NULL,
+                generation INTEGER NOT NULL CHECK (generation >= 1),
+                updated_ms INTEGER NOT NULL,
+                PRIMARY KEY (kind, namespace, name)
+            )""",
+            """CREATE TABLE mappers (
+                name TEXT NOT NULL PRIMARY KEY,
+                protocol TEXT NOT NULL,
+                address TEXT NOT NULL,
+                version TEXT NOT NULL,
+                api_version TEXT NOT NULL,
+                state TEXT NOT NULL,
+                registered_ms INTEGER NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        2,
+        "twins and device states; deleting a Device deletes both",
+        (
+            """CREATE TABLE twins (
+                device_id TEXT NOT NULL,
+                property TEXT NOT NULL,
+                body TEXT NOT NULL,
+                PRIMARY KEY (device_id, property)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE device_states (
+                device_id TEXT NOT NULL PRIMARY KEY,
+                state TEXT NOT NULL,
+                last_online TEXT NOT NULL,
+                updated_ms INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+            # A device's id is `<namespace>/<name>` (KubeEdge's); the cascade lives in the schema
+            # so that no caller can leave a deleted device's twins behind.
+            """CREATE TRIGGER objects_device_cascade AFTER DELETE ON objects
+            WHEN old.kind = 'Device'
+            BEGIN
+                DELETE FROM twins WHERE device_id = old.namespace || '/' || old.name;
+                DELETE FROM device_states WHERE device_id = old.namespace || '/' || old.name;
+            END""",
+        ),
+    ),
+    Migration(
+        3,
+        "outbox of events toward the cloud link",
+        (
+            # AUTOINCREMENT: ids are never reused, so "delete up to id" cannot hit a newer event.
+            """CREATE TABLE events_outbox (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                topic TEXT NOT NULL,
+                payload BLOB NOT NULL,
+                created_ms INTEGER NOT NULL
+            )""",
+        ),
+    ),
+)
+
+LATEST: Final = MIGRATIONS[-1].version
+"""The schema version this code writes."""
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    """The database's schema version (``PRAGMA user_version``; 0 for a new file)."""
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def application_id(conn: sqlite3.Connection) -> int:
+    """The database's ``PRAGMA application_id`` (0 when never set)."""
+    row = conn.execute("PRAGMA application_id").fetchone()
+    return int(row[0])
+
+
+def has_tables(conn: sqlite3.Connection) -> bool:
+    """Whether the database holds any schema object besides SQLite's own."""
+    row = conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+    ).fetchone()
+    return int(row[0]) > 0
+
+
+def migrate(conn: sqlite3.Connection, steps: tuple[Migration, ...] = MIGRATIONS) -> list[Migration]:
+    """Applies the steps the database has not seen yet, one transaction each.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``). Each step re-reads the
+    version under the write lock (``BEGIN IMMEDIATE``), so two processes opening the same file
+    at once apply every step exactly once.
+
+    Args:
+        conn: The connection, in autocommit mode.
+        steps: The ordered steps (tests pass a prefix to build an old database).
+
+    Returns:
+        The steps applied, in order.
+
+    Raises:
+        sqlite3.Error: A step failed; it was rolled back and the database is at the version
+            of the last step that succeeded.
+    """
+    applied: list[Migration] = []
+    for step in steps:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if user_version(conn) >= step.version:
+                conn.execute("ROLLBACK")
+                continue
+            for statement in step.statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {step.version:d}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        applied.append(step)
+    return applied

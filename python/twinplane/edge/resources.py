@@ -1,0 +1,166 @@
+"""The REST API's JSON shapes: objects with status, lists, and Kubernetes ``Status`` errors.
+
+A Device is served as its manifest (``to_dict()``) plus a ``status`` like KubeEdge's
+DeviceStatus (v1.23): one entry per twin with ``reported`` and ``observedDesired`` values whose
+``metadata`` holds the timestamp (milliseconds, as a string) and the type, the device ``state``
+and ``lastOnlineTime``. The deprecated ``Device.status`` fields of a manifest
+(``reportToCloud``, ``reportCycle``) are kept beside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from twinplane.edge.core import EdgeCore
+from twinplane.errors import UnknownDeviceError
+from twinplane.manifests import API_VERSION, Device, DeviceModel, ManifestIssue
+from twinplane.twin import TwinDict, TwinSideDict
+
+__all__ = [
+    "GROUP",
+    "ApiError",
+    "device_json",
+    "issue_cause",
+    "list_json",
+    "model_json",
+    "status_body",
+    "twins_json",
+]
+
+GROUP: Final = "devices.kubeedge.io"
+
+_REASONS: Final[dict[int, str]] = {
+    400: "BadRequest",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    413: "RequestEntityTooLarge",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+}
+
+
+def status_body(
+    code: int, message: str, *, reason: str | None = None, details: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A Kubernetes ``Status`` of a failed request."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason or _REASONS.get(code, "Unknown"),
+        "code": code,
+        "details": dict(details or {}),
+    }
+
+
+class ApiError(Exception):
+    """A request that fails with a Kubernetes ``Status`` answer.
+
+    Args:
+        code: The HTTP status.
+        message: What went wrong, for a person.
+        reason: The machine-readable reason (derived from ``code`` when not given).
+        details: ``details`` of the Status (``name``, ``kind``, ``causes``...).
+    """
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        reason: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.body = status_body(code, message, reason=reason, details=details)
+
+    @classmethod
+    def not_found(cls, resource: str, namespace: str, name: str) -> ApiError:
+        """``<resource>.devices.kubeedge.io "<name>" not found`` (kubectl's wording)."""
+        return cls(
+            404,
+            f'{resource}.{GROUP} "{name}" not found in namespace "{namespace}"',
+            details={"name": name, "namespace": namespace, "group": GROUP, "kind": resource},
+        )
+
+    @classmethod
+    def invalid(
+        cls,
+        message: str,
+        causes: Iterable[Mapping[str, Any]],
+        details: Mapping[str, Any] | None = None,
+    ) -> ApiError:
+        """422 with every cause (``field``, ``message``, ...) beside ``details``."""
+        return cls(422, message, details={**(details or {}), "causes": list(causes)})
+
+
+def issue_cause(issue: ManifestIssue) -> dict[str, Any]:
+    """One manifest error or warning as a Status cause (``field`` is the path)."""
+    return {
+        "reason": issue.code,
+        "field": issue.path,
+        "message": issue.message,
+        "document": issue.document,
+        "kind": issue.kind,
+        "namespace": issue.namespace,
+        "name": issue.name,
+    }
+
+
+def list_json(kind: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A ``<kind>List`` of items."""
+    return {"kind": f"{kind}List", "apiVersion": API_VERSION, "metadata": {}, "items": items}
+
+
+def model_json(model: DeviceModel) -> dict[str, Any]:
+    """A DeviceModel as applied."""
+    return model.to_dict()
+
+
+def device_json(core: EdgeCore, device: Device) -> dict[str, Any]:
+    """A Device as applied, with its twins, state and last online time as ``status``."""
+    body = device.to_dict()
+    status: dict[str, Any] = dict(device.status or {})
+    status["twins"] = [_status_twin(name, twin) for name, twin in _twins(core, device).items()]
+    state = core.states.get(device.id)
+    status["state"] = state.state if state is not None else "unknown"
+    if state is not None and state.last_online:
+        status["lastOnlineTime"] = state.last_online
+    body["status"] = status
+    return body
+
+
+def twins_json(device_id: str, twins: Mapping[str, TwinDict]) -> dict[str, Any]:
+    """The body of ``GET .../twin``: the device id and every twin by property."""
+    return {"device": device_id, "twins": dict(twins)}
+
+
+def _twins(core: EdgeCore, device: Device) -> dict[str, TwinDict]:
+    try:
+        return core.twins(device.id)
+    except UnknownDeviceError:  # its model is missing (a store edited by hand): no twins
+        return {}
+
+
+def _status_twin(name: str, twin: TwinDict) -> dict[str, Any]:
+    out: dict[str, Any] = {"propertyName": name}
+    if twin["reported"] is not None:
+        out["reported"] = _twin_value(twin["reported"], twin["type"])
+    if twin["desired"] is not None:
+        out["observedDesired"] = _twin_value(twin["desired"], twin["type"])
+    return out
+
+
+def _twin_value(side: TwinSideDict, type_: str) -> dict[str, Any]:
+    return {
+        "value": side["value"],
+        "metadata": {"timestamp": str(side["timestamp"]), "type": type_},
+    }

@@ -1,0 +1,544 @@
+"""The device manager's REST API: Kubernetes-style JSON over HTTP (aiohttp).
+
+Routes (``{ns}`` a namespace, ``{name}`` an object name):
+
+- ``GET /api/v1/devices``, ``GET /api/v1/devicemodels``: every namespace;
+  ``GET /api/v1/namespaces/{ns}/devices[/{name}]``, ``…/devicemodels[/{name}]``;
+  ``DELETE`` the same single-object paths (409 for a model that devices still use).
+- ``GET|PATCH /api/v1/namespaces/{ns}/devices/{name}/twin``: the twins; a PATCH body
+  ``{"desired": {"<property>": "<value>" | null}}`` sets (or clears) desired values and answers
+  with the device's delta and the changed twins.
+- ``POST /api/v1/apply``: YAML or JSON manifests, one or many documents; 422 lists every issue.
+- ``GET /api/v1/events``: server-sent events (:mod:`twinplane.edge.sse`).
+- ``GET /healthz``, ``GET /metrics`` (:mod:`twinplane.edge.metrics`).
+
+Every failure is a Kubernetes ``Status`` (:mod:`twinplane.edge.resources`), whatever raised it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final, cast
+
+import msgspec
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from twinplane import __version__
+from twinplane.edge.core import EdgeCore, InUseError
+from twinplane.edge.dmi_server import DmiServer
+from twinplane.edge.mappers import MapperDirectory
+from twinplane.edge.metrics import CONTENT_TYPE, RequestCounts, render_metrics
+from twinplane.edge.resources import (
+    GROUP,
+    ApiError,
+    device_json,
+    issue_cause,
+    list_json,
+    model_json,
+    status_body,
+    twins_json,
+)
+from twinplane.edge.sse import parse_kinds, stream_events
+from twinplane.edge.store import StoreError
+from twinplane.errors import (
+    SpecError,
+    TwinplaneError,
+    UnknownDeviceError,
+    UnknownPropertyError,
+    ValueTypeError,
+)
+from twinplane.manifests import ManifestError, ManifestIssue
+from twinplane.manifests.parse import parse_documents
+from twinplane.twin import PropertyTypeName, canonical
+
+__all__ = ["MAX_BODY_BYTES", "RestServer", "parse_addr"]
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES: Final = 16 * 1024 * 1024
+"""Largest request body (an apply of many manifests); larger ones get 413."""
+
+HEARTBEAT_S: Final = 15.0
+"""Seconds of silence after which an event stream gets a heartbeat comment."""
+
+_YAML_TYPES: Final = frozenset(
+    {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
+    | {"application/apply-patch+yaml"}  # what kubectl apply --server-side sends
+)
+_JSON_TYPES: Final = frozenset({"application/json", "application/merge-patch+json"})
+_SNIFFED_TYPES: Final = frozenset(
+    {"application/octet-stream", "text/plain", ""}
+    | {"application/x-www-form-urlencoded"}  # what curl --data-binary sends unless told
+)
+_FIELD_NAME: Final = re.compile(r"[A-Za-z0-9_-]+")
+_ENCODER: Final = msgspec.json.Encoder()
+
+HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+"""A component check: returns a dict with at least ``status`` (``ok`` or ``fail``)."""
+
+
+def parse_addr(addr: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:7780`` for IPv6) as a host and a port.
+
+    Raises:
+        SpecError: Not ``HOST:PORT`` with a port from 0 to 65535.
+    """
+    host, sep, port_text = addr.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:  # noqa: PLR2004
+        raise SpecError(
+            f"REST address {addr!r} is not HOST:PORT (e.g. 127.0.0.1:7780; port 0 picks one)",
+            path="rest_addr",
+        )
+    return host, int(port_text)
+
+
+def _json_response(body: Any, status: int = 200) -> web.Response:  # noqa: ANN401 - JSON
+    return web.Response(body=_ENCODER.encode(body), status=status, content_type="application/json")
+
+
+def _field(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if _FIELD_NAME.fullmatch(key) else f"{prefix}[{json.dumps(key)}]"
+
+
+class RestServer:
+    """The REST API of one device manager.
+
+    Args:
+        core: The registry, twins and event hub.
+        dmi: The DMI server (admission counters, health).
+        mappers: The mapper directory (link counters).
+        heartbeat: Seconds of silence before an event stream gets a heartbeat comment.
+        max_body: Largest accepted request body, in bytes.
+    """
+
+    def __init__(
+        self,
+        core: EdgeCore,
+        dmi: DmiServer,
+        mappers: MapperDirectory,
+        *,
+        heartbeat: float = HEARTBEAT_S,
+        max_body: int = MAX_BODY_BYTES,
+    ) -> None:
+        self.core = core
+        self.dmi = dmi
+        self.mappers = mappers
+        self.heartbeat = heartbeat
+        self.max_body = max_body
+        self.url = ""
+        self.requests = RequestCounts()
+        self._checks: dict[str, HealthCheck] = {"store": self._check_store, "dmi": self._check_dmi}
+        self._closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self, addr: str) -> str:
+        """Listens on ``HOST:PORT`` (port 0 picks a free one); returns the base URL.
+
+        Raises:
+            SpecError: ``addr`` is not ``HOST:PORT``.
+            OSError: The address cannot be bound.
+        """
+        host, port = parse_addr(addr)
+        app = web.Application(middlewares=[self._middleware], client_max_size=self.max_body)
+        self._routes(app.router)
+        runner = web.AppRunner(app, shutdown_timeout=5.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._closing.clear()
+        bound_port = runner.addresses[0][1]
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{bound_port}"
+        log.info("REST API listening", extra={"url": self.url})
+        return self.url
+
+    async def stop(self) -> None:
+        """Ends the event streams, stops listening and waits for requests in progress."""
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def add_health_check(self, name: str, check: HealthCheck) -> None:
+        """Adds a component to ``/healthz`` (e.g. the MQTT bridge)."""
+        self._checks[name] = check
+
+    def _routes(self, router: web.UrlDispatcher) -> None:
+        ns = "/api/v1/namespaces/{ns}"
+        router.add_get("/healthz", self.healthz)
+        router.add_get("/metrics", self.metrics)
+        router.add_get("/api/v1/devices", self.list_devices)
+        router.add_get("/api/v1/devicemodels", self.list_models)
+        router.add_get(f"{ns}/devices", self.list_devices)
+        router.add_get(f"{ns}/devicemodels", self.list_models)
+        router.add_get(f"{ns}/devices/{{name}}", self.get_device)
+        router.add_delete(f"{ns}/devices/{{name}}", self.delete_device)
+        router.add_get(f"{ns}/devicemodels/{{name}}", self.get_model)
+        router.add_delete(f"{ns}/devicemodels/{{name}}", self.delete_model)
+        router.add_get(f"{ns}/devices/{{name}}/twin", self.get_twin)
+        router.add_patch(f"{ns}/devices/{{name}}/twin", self.patch_twin)
+        router.add_post("/api/v1/apply", self.apply)
+        router.add_get("/api/v1/events", self.events)
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Turns every failure into a ``Status`` answer and counts the request."""
+        try:
+            response = await handler(request)
+        except ApiError as err:
+            response = _json_response(err.body, err.code)
+        except web.HTTPException as exc:
+            if exc.status < 400:  # noqa: PLR2004 - redirects pass through
+                raise
+            message = _http_message(request, exc, self.max_body)
+            response = _json_response(status_body(exc.status, message), exc.status)
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+        except TwinplaneError as err:
+            code, reason = _error_status(err)
+            if code >= 500:  # noqa: PLR2004
+                log.exception("%s %s failed", request.method, request.path)
+            details = {"causes": [{"field": err.path, "message": err.message}]} if err.path else {}
+            response = _json_response(
+                status_body(code, err.message, reason=reason, details=details), code
+            )
+        except Exception:  # a bug must answer 500, not drop the connection
+            log.exception("%s %s failed", request.method, request.path)
+            response = _json_response(status_body(500, "internal error (see the server log)"), 500)
+        route = request.match_info.route.resource
+        self.requests.add(
+            request.method, route.canonical if route is not None else "unmatched", response.status
+        )
+        return response
+
+    # -- registry -------------------------------------------------------------------------
+
+    async def list_devices(self, request: web.Request) -> web.Response:
+        """``GET …/devices``: a DeviceList (one namespace, or all)."""
+        ns = request.match_info.get("ns")
+        devices = sorted(
+            (d for d in self.core.devices.values() if ns is None or d.namespace == ns),
+            key=lambda d: (d.namespace, d.name),
+        )
+        return _json_response(list_json("Device", [device_json(self.core, d) for d in devices]))
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        """``GET …/devicemodels``: a DeviceModelList (one namespace, or all)."""
+        ns = request.match_info.get("ns")
+        models = sorted(
+            (m for m in self.core.models.values() if ns is None or m.namespace == ns),
+            key=lambda m: (m.namespace, m.name),
+        )
+        return _json_response(list_json("DeviceModel", [model_json(m) for m in models]))
+
+    async def get_device(self, request: web.Request) -> web.Response:
+        """``GET …/devices/{name}``: the Device with its status."""
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        device = self.core.devices.get(f"{ns}/{name}")
+        if device is None:
+            raise ApiError.not_found("devices", ns, name)
+        return _json_response(device_json(self.core, device))
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        """``GET …/devicemodels/{name}``: the DeviceModel."""
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        model = self.core.models.get(f"{ns}/{name}")
+        if model is None:
+            raise ApiError.not_found("devicemodels", ns, name)
+        return _json_response(model_json(model))
+
+    async def delete_device(self, request: web.Request) -> web.Response:
+        """``DELETE …/devices/{name}``: removes the device, its twins and state."""
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        if not await self.core.delete_device(ns, name):
+            raise ApiError.not_found("devices", ns, name)
+        return _json_response(_deleted("devices", ns, name))
+
+    async def delete_model(self, request: web.Request) -> web.Response:
+        """``DELETE …/devicemodels/{name}``: 409 while devices use the model."""
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        try:
+            existed = await self.core.delete_model(ns, name)
+        except InUseError as err:
+            raise ApiError(
+                409,
+                err.message,
+                reason="Conflict",
+                details={"name": name, "namespace": ns, "group": GROUP, "kind": "devicemodels"},
+            ) from err
+        if not existed:
+            raise ApiError.not_found("devicemodels", ns, name)
+        return _json_response(_deleted("devicemodels", ns, name))
+
+    async def apply(self, request: web.Request) -> web.Response:
+        """``POST /api/v1/apply``: validates everything, then applies (all or nothing)."""
+        ctype = request.content_type
+        if ctype not in _YAML_TYPES | _JSON_TYPES | _SNIFFED_TYPES:
+            raise ApiError(
+                415,
+                f"Content-Type {ctype} is not accepted: send application/yaml or "
+                "application/json (or no Content-Type)",
+            )
+        body = await request.read()  # 413 past client_max_size
+        if not body.strip():
+            raise ApiError(400, "empty body: nothing to apply")
+        source = request.query.get("source", "<request body>")[:256]
+        try:
+            result = await self.core.apply(body, source=source)
+        except ManifestError as err:
+            issues = _with_documents(err.issues, body)
+            count = len(issues)
+            raise ApiError.invalid(
+                f"{count} error{'s' if count != 1 else ''} in {source}: {issues[0]}",
+                [issue_cause(i) for i in issues],
+                {"source": source},
+            ) from err
+        items = []
+        for kind, object_id, outcome in result.outcomes:
+            namespace, _, name = object_id.partition("/")
+            items.append({"kind": kind, "namespace": namespace, "name": name, "outcome": outcome})
+        warnings = [issue_cause(w) for w in result.warnings]
+        return _json_response({"kind": "ApplyResult", "items": items, "warnings": warnings})
+
+    # -- twins ----------------------------------------------------------------------------
+
+    def _device_id(self, request: web.Request) -> str:
+        ns, name = request.match_info["ns"], request.match_info["name"]
+        device_id = f"{ns}/{name}"
+        if device_id not in self.core.devices:
+            raise ApiError.not_found("devices", ns, name)
+        return device_id
+
+    async def get_twin(self, request: web.Request) -> web.Response:
+        """``GET …/twin``: every twin of the device (desired, reported, versions)."""
+        device_id = self._device_id(request)
+        return _json_response(twins_json(device_id, self.core.twins(device_id)))
+
+    async def patch_twin(self, request: web.Request) -> web.Response:
+        """``PATCH …/twin``: sets desired values; answers the delta and the changed twins."""
+        device_id = self._device_id(request)
+        raw = await request.read()
+        try:
+            data = msgspec.json.decode(raw)
+        except msgspec.DecodeError as err:
+            raise ApiError(400, f"the body is not JSON: {err}") from err
+        values = _desired_values(data)
+        self._check_desired(device_id, values)
+        changes = await self.core.set_desired(device_id, values)
+        changed = {c["property"] for c in changes.to_list()}
+        twins = self.core.twins(device_id)
+        return _json_response(
+            {
+                "device": device_id,
+                "delta": changes.deltas().get(device_id, {}),
+                "twins": {p: t for p, t in twins.items() if p in changed},
+            }
+        )
+
+    def _check_desired(self, device_id: str, values: Mapping[str, str | None]) -> None:
+        """Every unknown property and every value of the wrong type, in one 422."""
+        types = {
+            name: cast("PropertyTypeName", type_)
+            for name, type_ in self.core.engine.properties(device_id)
+        }
+        causes = []
+        for prop, value in values.items():
+            where = _field("desired", prop)
+            if prop not in types:
+                known = ", ".join(sorted(types)) or "none"
+                message = f"device {device_id} has no property {prop!r} (it has: {known})"
+                causes.append({"reason": "reference", "field": where, "message": message})
+                continue
+            if value is None:
+                continue
+            try:
+                canonical(types[prop], value)
+            except ValueTypeError:
+                message = f"{value!r} is not a {types[prop]} value (the type of {prop!r})"
+                causes.append({"reason": "value", "field": where, "message": message})
+        if causes:
+            namespace, _, name = device_id.partition("/")
+            raise ApiError.invalid(
+                f"{causes[0]['field']}: {causes[0]['message']}"
+                + (f" (and {len(causes) - 1} more)" if len(causes) > 1 else ""),
+                causes,
+                {"name": name, "namespace": namespace, "group": GROUP, "kind": "devices"},
+            )
+
+    # -- events, health, metrics ----------------------------------------------------------
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """``GET /api/v1/events[?kinds=twin,state,lifecycle]``: server-sent events."""
+        try:
+            kinds = parse_kinds(request.query.get("kinds"))
+        except ValueError as err:
+            raise ApiError(400, str(err), details={"causes": [{"field": "kinds"}]}) from err
+        return await stream_events(
+            request,
+            hub=self.core.hub,
+            kinds=kinds,
+            heartbeat=self.heartbeat,
+            closing=self._closing,
+        )
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """``GET /healthz``: 200 when every component check passes, else 503."""
+        names = list(self._checks)
+        results = await asyncio.gather(*(self._run_check(self._checks[n]) for n in names))
+        checks = dict(zip(names, results, strict=True))
+        ok = all(c.get("status") == "ok" for c in checks.values())
+        body = {
+            "status": "ok" if ok else "fail",
+            "version": __version__,
+            "node": self.core.node_name,
+            "devices": len(self.core.devices),
+            "deviceModels": len(self.core.models),
+            "mappers": len(self.mappers.links),
+            "eventSubscribers": len(self.core.hub),
+            "checks": checks,
+        }
+        return _json_response(body, 200 if ok else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """``GET /metrics``: Prometheus text format 0.0.4."""
+        text = render_metrics(self.core, self.dmi, self.mappers, self.requests)
+        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    @staticmethod
+    async def _run_check(check: HealthCheck) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(2.0):
+                return await check()
+        except TimeoutError:
+            return {"status": "fail", "error": "no answer within 2 s"}
+        except (TwinplaneError, OSError) as err:
+            return {"status": "fail", "error": str(err)}
+
+    async def _check_store(self) -> dict[str, Any]:
+        pragmas = await self.core.store.pragmas()
+        stats = self.core.store.stats()
+        journal = str(pragmas.get("journal_mode", ""))
+        return {
+            "status": "ok" if journal.lower() == "wal" else "fail",
+            "path": str(self.core.store.path),
+            "journalMode": journal,
+            "schemaVersion": pragmas.get("user_version"),
+            "stagedTwins": stats.get("staged", 0),
+            "flushErrors": stats.get("flush_errors", 0),
+        }
+
+    async def _check_dmi(self) -> dict[str, Any]:
+        path = self.dmi.socket_path
+        if self.dmi.server is None or path is None:
+            return {"status": "fail", "error": "DMI server not started"}
+        _, writer = await asyncio.open_unix_connection(path)  # it accepts connections
+        writer.close()
+        await writer.wait_closed()
+        return {"status": "ok", "socket": str(path)}
+
+
+def _http_message(request: web.Request, exc: web.HTTPException, max_body: int) -> str:
+    if isinstance(exc, web.HTTPNotFound):
+        return f"the server could not find the requested resource ({request.path})"
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return f"method {request.method} is not allowed on {request.path} (allowed: {allowed})"
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return f"the request body is larger than the limit of {max_body / 2**20:g} MiB"
+    return exc.text or exc.reason
+
+
+def _error_status(err: TwinplaneError) -> tuple[int, str]:
+    if isinstance(err, UnknownDeviceError):
+        return 404, "NotFound"
+    if isinstance(err, InUseError):
+        return 409, "Conflict"
+    if isinstance(err, UnknownPropertyError | ValueTypeError | SpecError):
+        return 422, "Invalid"
+    if isinstance(err, StoreError):
+        return 503, "ServiceUnavailable"
+    return 500, "InternalError"
+
+
+def _deleted(resource: str, namespace: str, name: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {"name": name, "namespace": namespace, "group": GROUP, "kind": resource},
+    }
+
+
+def _with_documents(issues: Sequence[ManifestIssue], body: bytes) -> list[ManifestIssue]:
+    """Issues with the document index filled in where the core checked whole objects.
+
+    Reference checks run over the registry and the batch together, so their issues carry
+    ``document == -1``; the object they name is found again among the request's documents
+    (only on this error path, so a valid apply never parses twice).
+    """
+    if all(i.document >= 0 for i in issues):
+        return list(issues)
+    where: dict[tuple[str, str, str], int] = {}
+    for raw in parse_documents(body):
+        if isinstance(raw.data, dict) and isinstance(raw.data.get("metadata"), dict):
+            meta = raw.data["metadata"]
+            key = (str(raw.data.get("kind")), str(meta.get("namespace") or "default"))
+            where[(*key, str(meta.get("name")))] = raw.index
+    return [
+        msgspec.structs.replace(
+            i, document=where.get((i.kind, i.namespace or "default", i.name), -1)
+        )
+        if i.document < 0
+        else i
+        for i in issues
+    ]
+
+
+def _desired_values(data: Any) -> dict[str, str | None]:  # noqa: ANN401 - decoded JSON
+    """The ``desired`` map of a PATCH body, values as text; 422 naming the bad field."""
+    if not isinstance(data, dict):
+        raise ApiError.invalid(
+            'the body must be a JSON object: {"desired": {"<property>": "<value>" | null}}',
+            [{"field": "", "message": "expected an object"}],
+        )
+    extra = sorted(k for k in data if k != "desired")
+    if extra:
+        raise ApiError.invalid(
+            f"unknown field {extra[0]!r}: the body has only 'desired'",
+            [{"field": k, "message": "unknown field"} for k in extra],
+        )
+    desired = data.get("desired")
+    if not isinstance(desired, dict):
+        raise ApiError.invalid(
+            'desired: expected an object {"<property>": "<value>" | null}',
+            [{"field": "desired", "message": "expected an object"}],
+        )
+    values: dict[str, str | None] = {}
+    causes = []
+    for prop, value in desired.items():
+        if value is None or isinstance(value, str):
+            values[prop] = value
+        elif isinstance(value, bool):
+            values[prop] = "true" if value else "false"
+        elif isinstance(value, int | float):
+            values[prop] = json.dumps(value)
+        else:
+            where = _field("desired", prop)
+            causes.append({"field": where, "message": "expected a string, a number or null"})
+    if causes:
+        raise ApiError.invalid(f"{causes[0]['field']}: {causes[0]['message']}", causes)
+    return values

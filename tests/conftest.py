@@ -1,0 +1,24 @@
+"""Test configuration: hypothesis settings shared by the whole suite.
+
+``tests/reference.py`` (the pure-Python reference of the twin engine) is importable as
+``reference`` from every test module: pytest puts this directory on ``sys.path`` for this
+conftest.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+# Modest example counts keep the suite well under a minute; no deadline, because a slow CI
+# machine must not turn timing into failures (performance lives in bench/).
+settings.register_profile(
+    "twinplane",
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+# TWINPLANE_HYPOTHESIS_PROFILE=thorough explores much further (minutes, not seconds).
+settings.register_profile("thorough", parent=settings.get_profile("twinplane"), max_examples=3000)
+settings.load_profile(os.environ.get("TWINPLANE_HYPOTHESIS_PROFILE", "twinplane"))

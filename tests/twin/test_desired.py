@@ -1,0 +1,196 @@
+"""The desired side: edge updates, cloud syncs with versions, and the delta."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import reference as ref
+from engine_strategies import (
+    assert_same_changes,
+    both,
+    device_ids,
+    property_specs,
+    reported_batches,
+    same_outcome,
+    snapshot,
+    type_of,
+    values,
+)
+from hypothesis import given
+from hypothesis import strategies as st
+
+from twinplane.errors import VersionConflictError
+from twinplane.twin import PropertySpec
+
+pytestmark = pytest.mark.engine
+
+# The generated runs leave out removals (set to None) and empty desired values: the engine gets
+# their versions and deltas wrong; the xfail tests below pin each case.
+
+
+@st.composite
+def desired_values(draw: st.DrawFn, specs: list[PropertySpec]) -> dict[str, object]:
+    """An edge update: property -> value (a typed object or its text)."""
+    out: dict[str, object] = {}
+    for name in draw(st.lists(st.sampled_from([s["name"] for s in specs]), max_size=3)):
+        ty = type_of(specs, name)
+        value = draw(values(ty, nonempty=True))
+        as_text = ty != "STRING" and draw(st.booleans())
+        out[name] = ref.canonical(ty, value) if as_text else value
+    return out
+
+
+@st.composite
+def synced_values(
+    draw: st.DrawFn, specs: list[PropertySpec], model: ref.ReferenceEngine, device: str
+) -> dict[str, tuple[str | None, int, int]]:
+    """A cloud sync: property -> (text, cloud version, edge version), mostly at or ahead of the
+    local version, sometimes behind it."""
+    out: dict[str, tuple[str | None, int, int]] = {}
+    twins = model.twins(device)
+    for name in draw(st.lists(st.sampled_from([s["name"] for s in specs]), max_size=3)):
+        ty = type_of(specs, name)
+        local = twins[name]["desired_version"]
+        cloud = local["cloud"] + draw(st.integers(-1, 2))
+        edge = local["edge"] + draw(st.integers(-1, 1))
+        out[name] = (
+            ref.canonical(ty, draw(values(ty, nonempty=True))),
+            max(cloud, 0),
+            max(edge, 0),
+        )
+    return out
+
+
+@given(property_specs(), device_ids, st.data())
+def test_desired_runs_match_reference(
+    specs: list[PropertySpec], device: str, data: st.DataObject
+) -> None:
+    """Edge updates, cloud syncs and reports in any order give the reference's changes, deltas,
+    versions and conflicts."""
+    engine, model = both(specs, device)
+    ts = 0
+    for _ in range(data.draw(st.integers(1, 8), label="steps")):
+        ts += 10
+        step = data.draw(st.sampled_from(["set", "sync", "report"]))
+        if step == "set":
+            update = data.draw(desired_values(specs))
+            calls: tuple[Any, Any] = (
+                lambda: engine.set_desired(device, update, ts),  # type: ignore[arg-type]
+                lambda: model.set_desired(device, update, ts),
+            )
+        elif step == "sync":
+            synced = data.draw(synced_values(specs, model, device))
+            calls = (
+                lambda: engine.sync_desired(device, synced, ts),
+                lambda: model.sync_desired(device, synced, ts),
+            )
+        else:
+            batch = data.draw(reported_batches(specs, ts))
+            calls = (
+                lambda: engine.apply_reported(device, batch),
+                lambda: model.apply_reported(device, batch),
+            )
+        outcome = same_outcome(*calls)
+        if outcome is not None:
+            assert_same_changes(*outcome)
+        assert snapshot(engine) == snapshot(model)
+
+
+def test_setting_desired_returns_the_delta() -> None:
+    """A desired value that differs from the reported one is a delta; reaching it clears it."""
+    engine, model = both([{"name": "sp", "type": "INT"}, {"name": "t", "type": "DOUBLE"}])
+    for e in (engine, model):
+        e.apply_reported("ns/dev", [("sp", "20", 1)])
+    changes = engine.set_desired("ns/dev", {"sp": 22}, 2)
+    assert_same_changes(changes, model.set_desired("ns/dev", {"sp": 22}, 2))
+    assert changes.deltas() == {"ns/dev": {"sp": "22"}}
+    assert changes.to_list()[0]["after"]["desired_version"] == {"cloud": 0, "edge": 1}
+    reached = engine.apply_reported("ns/dev", [("sp", "22", 3)])
+    assert_same_changes(reached, model.apply_reported("ns/dev", [("sp", "22", 3)]))
+    assert reached.deltas() == {}
+
+
+def test_setting_the_same_desired_value_changes_nothing() -> None:
+    """Setting the desired value it already has emits nothing and bumps no version."""
+    engine, _ = both([{"name": "sp", "type": "INT"}])
+    engine.set_desired("ns/dev", {"sp": 5}, 1)
+    again = engine.set_desired("ns/dev", {"sp": "5"}, 2)
+    assert len(again) == 0
+    assert engine.twins("ns/dev")["sp"]["desired"] == {"value": "5", "timestamp": 1}
+    assert engine.twins("ns/dev")["sp"]["desired_version"] == {"cloud": 0, "edge": 1}
+
+
+def test_cloud_sync_follows_kubeedge_version_rule() -> None:
+    """A sync is refused when the local version is ahead on either counter (nothing changes);
+    otherwise the local version becomes the cloud's."""
+    engine, model = both([{"name": "sp", "type": "INT"}])
+    for e in (engine, model):
+        e.set_desired("ns/dev", {"sp": 1}, 1)
+        e.set_desired("ns/dev", {"sp": 2}, 2)  # local {cloud 0, edge 2}
+    before = snapshot(engine)
+    for stale in [(5, 1), (0, 1)]:
+        with pytest.raises(VersionConflictError) as info:
+            engine.sync_desired("ns/dev", {"sp": ("9", *stale)}, 3)
+        assert (info.value.device, info.value.property) == ("ns/dev", "sp")
+        assert snapshot(engine) == before
+    accepted = engine.sync_desired("ns/dev", {"sp": ("9", 3, 2)}, 4)
+    assert_same_changes(accepted, model.sync_desired("ns/dev", {"sp": ("9", 3, 2)}, 4))
+    assert engine.twins("ns/dev")["sp"]["desired_version"] == {"cloud": 3, "edge": 2}
+    with pytest.raises(VersionConflictError):
+        engine.sync_desired("ns/dev", {"sp": ("9", 2, 2)}, 5)
+
+
+def test_removing_a_desired_value_emits_a_change_and_ends_the_delta() -> None:
+    """Setting a desired value to None removes it: one desired change, and no delta left."""
+    engine, model = both([{"name": "sp", "type": "INT"}])
+    engine.set_desired("ns/dev", {"sp": 5}, 1)
+    model.set_desired("ns/dev", {"sp": 5}, 1)
+    removed = engine.set_desired("ns/dev", {"sp": None}, 2)
+    [change] = removed.to_list()
+    assert (change["kind"], change["value"], change["after"]["desired"]) == ("desired", None, None)
+    assert change["after"]["desired_version"] == {"cloud": 0, "edge": 2}
+    assert removed.deltas() == model.set_desired("ns/dev", {"sp": None}, 2).deltas() == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: removing a desired value drops its version (store.rs Device::set_desired "
+    "boxes the version with the value); twins() then shows {cloud 0, edge 0} and the next edge "
+    "update is edge 1 again, so versions go backwards",
+)
+def test_removing_a_desired_value_keeps_its_version() -> None:
+    """Versions only grow: after a removal the desired version stays, the next update bumps it."""
+    engine, model = both([{"name": "sp", "type": "INT"}])
+    for value in (5, None, 6):
+        engine.set_desired("ns/dev", {"sp": value}, 1)
+        model.set_desired("ns/dev", {"sp": value}, 1)
+        assert engine.twins("ns/dev") == model.twins("ns/dev")
+    assert engine.twins("ns/dev")["sp"]["desired_version"] == {"cloud": 0, "edge": 3}
+
+
+@pytest.mark.parametrize(("desired", "reported"), [("NaN", "NaN"), ("-0", "0")])
+def test_delta_compares_canonical_text(desired: str, reported: str) -> None:
+    """KubeEdge's delta compares expected and actual as strings: NaN meets NaN, -0 is not 0."""
+    engine, model = both([{"name": "x", "type": "DOUBLE"}])
+    for e in (engine, model):
+        e.apply_reported("ns/dev", [("x", reported, 1)])
+    got = engine.set_desired("ns/dev", {"x": desired}, 2)
+    assert_same_changes(got, model.set_desired("ns/dev", {"x": desired}, 2))
+    assert got.deltas() == ({} if desired == reported else {"ns/dev": {"x": desired}})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine deviation: an empty desired STRING (or BYTES) is a delta when a reported "
+    "value exists (twin.rs has_delta); KubeEdge only deltas non-empty expected values",
+)
+@pytest.mark.parametrize("ty", ["STRING", "BYTES"])
+def test_an_empty_desired_value_is_no_delta(ty: str) -> None:
+    """KubeEdge's delta skips twins whose expected value is empty."""
+    engine, model = both([{"name": "x", "type": ty}])  # type: ignore[list-item]
+    for e in (engine, model):
+        e.apply_reported("ns/dev", [("x", "00", 1)])
+    empty = "" if ty == "STRING" else b""
+    assert engine.set_desired("ns/dev", {"x": empty}, 2).deltas() == {}
+    assert model.set_desired("ns/dev", {"x": empty}, 2).deltas() == {}

@@ -1,0 +1,276 @@
+"""Concurrency: batch calls release the GIL, and one engine is safe from several threads."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import reference as ref
+from engine_strategies import assert_same_changes
+
+from twinplane.twin import Changes, Engine, PropertySpec
+
+pytestmark = pytest.mark.engine
+
+SPECS: list[PropertySpec] = [
+    {"name": f"p{i}", "type": "DOUBLE", "visitor": {"register": "HoldingRegister", "offset": 4 * i}}
+    for i in range(10)
+]
+DEVICES = 20_000
+
+
+@pytest.fixture(scope="module")
+def big_engine() -> Engine:
+    """An engine of 20,000 devices x 10 properties."""
+    engine = Engine()
+    for d in range(DEVICES):
+        engine.upsert_device(f"ns/d{d}", SPECS)
+    return engine
+
+
+def fill(engine: Engine, ts: int) -> None:
+    """One sample for every property of every device."""
+    values = [(i, float(ts + i)) for i in range(10)]
+    for d in range(DEVICES):
+        engine.ingest_values(d, values, ts)
+
+
+def ran_alongside(windows: list[tuple[float, float]], stamps: list[float]) -> bool:
+    """Whether the stamping thread kept running while the calls ran: its longest pause is
+    well under the shortest call. A call that holds the GIL pauses it for the whole call; a
+    call that releases it lets it go on, pausing only for the GIL's switch interval."""
+    shortest = min(end - start for start, end in windows)
+    longest_pause = max(b - a for a, b in zip(stamps, stamps[1:], strict=False))
+    assert shortest > 0.01, "calls too short to tell"  # noqa: PLR2004
+    return longest_pause < shortest / 2
+
+
+Step = tuple[Callable[[], object], Callable[[], object]]
+"""Work before a timed call (outside its window), and the call."""
+
+
+def run_with_ticker(steps: list[Step]) -> tuple[list[tuple[float, float]], list[float]]:
+    """Runs the steps in a worker thread while this thread keeps running Python code; returns
+    the timed calls' windows and this thread's time stamps."""
+    windows: list[tuple[float, float]] = []
+    done = threading.Event()
+
+    def worker() -> None:
+        try:
+            for prepare, call in steps:
+                prepare()
+                start = time.perf_counter()
+                call()
+                windows.append((start, time.perf_counter()))
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=worker)
+    stamps: list[float] = []
+    thread.start()
+    while not done.is_set():
+        stamps.append(time.perf_counter())
+    thread.join()
+    return windows, stamps
+
+
+@pytest.fixture(autouse=True)
+def quick_gil_switches() -> Iterator[None]:
+    """Hand the GIL over every millisecond, so a thread waiting for it pauses only briefly."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.001)
+    yield
+    sys.setswitchinterval(before)
+
+
+def releases_gil(steps: list[Step], attempts: int = 3) -> bool:
+    """Whether the steps' calls let another thread run meanwhile (a busy machine gets another
+    try or two: only a release of the GIL can ever pass)."""
+    return any(ran_alongside(*run_with_ticker(steps)) for _ in range(attempts))
+
+
+def test_the_gil_check_sees_a_call_that_holds_the_gil() -> None:
+    """The check itself: a long C call that keeps the GIL fails it, a sleep passes it."""
+
+    def nothing() -> None:
+        pass
+
+    assert not releases_gil([(nothing, lambda: sum(range(3_000_000)))] * 3, attempts=1)
+    assert releases_gil([(nothing, lambda: time.sleep(0.05))] * 3)
+
+
+def test_report_and_encoders_release_the_gil(big_engine: Engine) -> None:
+    """While report, to_mqtt and to_dmi run in a thread, other Python code keeps running."""
+    changes: list[Changes] = []
+
+    def nothing() -> None:
+        pass
+
+    reports: list[Step] = [
+        (lambda t=t: fill(big_engine, t), lambda: changes.append(big_engine.report()))  # type: ignore[misc]
+        for t in range(3)
+    ]
+    assert releases_gil(reports), "report held the GIL"
+    assert len(changes[-1]) == DEVICES * 10
+    for name in ("to_mqtt", "to_dmi"):
+        encode = getattr(changes[-1], name)
+        assert releases_gil([(nothing, encode)] * 3), f"{name} held the GIL"
+
+
+async def test_to_thread_keeps_the_event_loop_free(big_engine: Engine) -> None:
+    """Awaiting asyncio.to_thread(engine.report) lets the event loop run other tasks."""
+    ticks: list[float] = []
+    running = True
+
+    async def ticker() -> None:
+        while running:
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(0)
+
+    windows = []
+    for attempt in range(3):
+        fill(big_engine, attempt)
+        ticks.clear()
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        start = time.perf_counter()
+        changes = await asyncio.to_thread(big_engine.report)
+        middle = time.perf_counter()
+        await asyncio.to_thread(changes.to_mqtt)
+        windows = [(start, middle), (middle, time.perf_counter())]
+        running = False
+        await task
+        running = True
+        if ran_alongside(windows, ticks):
+            return
+    pytest.fail("the event loop stalled while the engine worked in a thread")
+
+
+def own_device_run(engine: Engine, worker: int, seed: int) -> tuple[list[Any], dict[str, Any]]:
+    """A thread's run over devices of its own, mirrored on a private reference engine; returns
+    the reference's view to compare with what the engine gave this thread."""
+    rng = random.Random(seed)
+    model = ref.ReferenceEngine()
+    ids = [f"w{worker}/d{i}" for i in range(3)]
+    for device in ids:
+        engine.upsert_device(device, SPECS)
+        model.upsert_device(device, SPECS)
+    mismatches: list[Any] = []
+    for step in range(150):
+        device = rng.choice(ids)
+        action = rng.choice(["frame", "values", "report", "mapper", "desired", "churn", "read"])
+        if action == "frame":
+            frame = bytes(rng.randrange(256) for _ in range(80))
+            engine.ingest_frame(engine.device_index(device), "HoldingRegister", 0, frame, step)
+            model.ingest_frame(model.device_index(device), "HoldingRegister", 0, frame, step)
+        elif action == "values":
+            values = ((rng.randrange(10), float(rng.randrange(3))) for _ in range(4))
+            batch = list(values)
+            engine.ingest_values(engine.device_index(device), batch, step)
+            model.ingest_values(model.device_index(device), batch, step)
+        elif action == "report":
+            got = engine.report_devices([engine.device_index(d) for d in ids])
+            want = model.report_devices([model.device_index(d) for d in ids])
+            if got.to_list() != want.to_list() or got.to_dmi() != want.to_dmi():
+                mismatches.append((step, action))
+        elif action == "mapper":
+            batch = [(f"p{rng.randrange(10)}", str(rng.randrange(3)), step)]
+            got, want = engine.apply_reported(device, batch), model.apply_reported(device, batch)
+            if got.to_list() != want.to_list() or got.deltas() != want.deltas():
+                mismatches.append((step, action))
+        elif action == "desired":
+            update = {f"p{rng.randrange(10)}": float(rng.randrange(3))}
+            got, want = (
+                engine.set_desired(device, update, step),
+                model.set_desired(device, update, step),
+            )
+            if got.to_list() != want.to_list():
+                mismatches.append((step, action))
+        elif action == "churn":
+            engine.upsert_device(f"w{worker}/tmp", SPECS[: rng.randrange(1, 10)])
+            engine.remove_device(f"w{worker}/tmp")
+        else:
+            engine.stats()
+            if engine.twins(device) != model.twins(device):
+                mismatches.append((step, action))
+    return mismatches, {d: model.twins(d) for d in ids}
+
+
+def test_one_engine_is_safe_from_several_threads() -> None:
+    """Threads working on their own devices of one shared engine each see exactly what a
+    private reference engine says, whatever the interleaving."""
+    engine = Engine()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        runs = list(pool.map(lambda w: own_device_run(engine, w, 1000 + w), range(4)))
+    for worker, (mismatches, twins) in enumerate(runs):
+        assert mismatches == [], f"worker {worker}"
+        for device, twin in twins.items():
+            assert engine.twins(device) == twin
+    assert len(engine) == 4 * 3
+
+
+def test_changes_are_shareable_between_threads() -> None:
+    """One Changes object encodes the same bytes from several threads at once."""
+    engine = Engine()
+    model = ref.ReferenceEngine()
+    for e in (engine, model):
+        for d in range(200):
+            e.upsert_device(f"ns/d{d}", SPECS)
+            e.ingest_values(d, [(i, float(d + i)) for i in range(10)], d)
+    changes, want = engine.report(), model.report()
+    assert_same_changes(changes, want)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: changes.to_dmi(), range(8)))
+    assert all(r == want.to_dmi() for r in results)
+
+
+DEADLOCK = textwrap.dedent(
+    """
+    import threading, time
+    from twinplane.twin import Engine
+
+    engine = Engine()
+    dev = engine.upsert_device("d", [{"name": "x", "type": "INT"}])
+
+    def slow_values():  # a driver's generator; sleeping releases the GIL
+        for i in range(5):
+            time.sleep(0.01)
+            yield (0, i)
+
+    stop = threading.Event()
+
+    def other():
+        while not stop.is_set():
+            engine.stats()
+
+    thread = threading.Thread(target=other, daemon=True)
+    thread.start()
+    engine.ingest_values(dev, slow_values(), 1)
+    stop.set()
+    thread.join()
+    """
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: deadlock. Engine.ingest_values (twin-py engine.rs) takes the engine lock, "
+    "then iterates the Python iterable; when that code releases the GIL, another thread's engine "
+    "call blocks on the lock while holding the GIL (Engine::lock() waits with the GIL held), and "
+    "the first thread can never get the GIL back",
+)
+def test_a_generator_fed_to_ingest_values_does_not_deadlock() -> None:
+    """ingest_values fed by a generator while another thread uses the engine completes."""
+    try:
+        subprocess.run([sys.executable, "-c", DEADLOCK], check=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("ingest_values deadlocked with a concurrent engine call")

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import multiprocessing as mp
-import os
 import sys
 import tempfile
 import time
@@ -68,11 +68,12 @@ def _serve_edge(home: str, text: str, conn: Connection) -> None:
     async def main() -> None:
         app = EdgeApp(EdgeConfig(home=Path(home), rest_addr="127.0.0.1:0", dmi_rate=0))
         await app.start()
-        assert app.core is not None
+        if app.core is None:
+            raise RuntimeError("device manager did not start")
         await app.core.apply(text, source="bench")
         conn.send(str(app.config.socket_path))
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)
-        conn.send(dict(vars(app.core.counters)))
+        conn.send(dataclasses.asdict(app.core.counters))
         await app.stop()
 
     _run(main)
@@ -87,7 +88,7 @@ def _serve_empty(sock: str, conn: Connection) -> None:
         async def call(request: bytes, context: object) -> bytes:
             return b""
 
-        handler = grpc.unary_unary_rpc_method_handler(call)
+        handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(call)
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler("bench.Empty", {"Call": handler}),)
         )
@@ -130,7 +131,7 @@ def requests(devices: int, twins: int, rounds: int) -> list[list[bytes]]:
 async def load(sock: str, method: str, reqs: list[list[bytes]], seconds: float) -> float:
     """Calls per second with one call in flight per device, for ``seconds``."""
     async with grpc.aio.insecure_channel(f"unix:{sock}") as channel:
-        call = channel.unary_unary(method)
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
         await call(reqs[0][0], timeout=5)  # warm the connection
         done = 0
         deadline = time.perf_counter() + seconds
@@ -148,7 +149,9 @@ async def load(sock: str, method: str, reqs: list[list[bytes]], seconds: float) 
         return done / (time.perf_counter() - start)
 
 
-def _start(target: Callable[..., None], *args: object) -> tuple[Any, Connection, str]:
+def _start(
+    target: Callable[..., None], *args: object
+) -> tuple[mp.process.BaseProcess, Connection, str]:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=target, args=(*args, child), daemon=True)
@@ -159,7 +162,7 @@ def _start(target: Callable[..., None], *args: object) -> tuple[Any, Connection,
     return proc, parent, parent.recv()
 
 
-def _finish(proc: Any, conn: Connection) -> dict[str, Any]:
+def _finish(proc: mp.process.BaseProcess, conn: Connection) -> dict[str, Any]:
     conn.send("stop")
     stats: dict[str, Any] = conn.recv() if conn.poll(30) else {}
     proc.join(30)
@@ -170,12 +173,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Runs the ceiling and the three batch sizes; returns the figures."""
     rounds = 50
     with tempfile.TemporaryDirectory(prefix="twinplane-bench-") as tmp:
-        proc, conn, sock = _start(_serve_empty, os.path.join(tmp, "empty.sock"))
+        proc, conn, sock = _start(_serve_empty, str(Path(tmp) / "empty.sock"))
         single = requests(args.devices, 1, rounds)
         ceiling = asyncio.run(load(sock, EMPTY_METHOD, single, args.seconds))
         _finish(proc, conn)
 
-        proc, conn, sock = _start(_serve_edge, os.path.join(tmp, "edge"), manifests(args.devices, 100))
+        proc, conn, sock = _start(
+            _serve_edge, str(Path(tmp) / "edge"), manifests(args.devices, 100)
+        )
         rates = {}
         for twins in (1, 10, 100):
             reqs = single if twins == 1 else requests(args.devices, twins, rounds)
@@ -199,7 +204,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     """Command line: prints a table, or one JSON object with ``--json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", type=int, default=100, help="concurrent devices (calls in flight)")
+    parser.add_argument(
+        "--devices", type=int, default=100, help="concurrent devices (calls in flight)"
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each run")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
@@ -208,14 +215,23 @@ def main() -> None:
         json.dump(r, sys.stdout)
         sys.stdout.write("\n")
         return
-    print(f"DMI ingest over a Unix socket, {r['devices']} devices in flight, {args.seconds:g} s per run")
+    print(
+        f"DMI ingest over a Unix socket, {r['devices']} devices in flight, "
+        f"{args.seconds:g} s per run"
+    )
     print(f"{'run':<34}{'calls/s':>10}{'updates/s':>12}")
     print(f"{'empty grpc.aio call (ceiling)':<34}{r['empty_call_ceiling_per_s']:>10}{'-':>12}")
-    print(f"{'ReportDeviceStatus, 1 twin':<34}{r['calls_per_s_single']:>10}{r['calls_per_s_single']:>12}")
-    print(f"{'ReportDeviceStatus, 10 twins':<34}{r['calls_per_s_10']:>10}{r['updates_per_s_10']:>12}")
-    print(f"{'ReportDeviceStatus, 100 twins':<34}{r['calls_per_s_batched']:>10}{r['updates_per_s_batched']:>12}")
-    print(f"single / ceiling = {r['single_vs_ceiling']:.2f} (target >= 0.80); "
-          f"batched = {r['updates_per_s_batched']} updates/s (target >= 100000)")
+    rows = [
+        ("ReportDeviceStatus, 1 twin", r["calls_per_s_single"], r["calls_per_s_single"]),
+        ("ReportDeviceStatus, 10 twins", r["calls_per_s_10"], r["updates_per_s_10"]),
+        ("ReportDeviceStatus, 100 twins", r["calls_per_s_batched"], r["updates_per_s_batched"]),
+    ]
+    for name, calls, updates in rows:
+        print(f"{name:<34}{calls:>10}{updates:>12}")
+    print(
+        f"single / ceiling = {r['single_vs_ceiling']:.2f} (target >= 0.80); "
+        f"batched = {r['updates_per_s_batched']} updates/s (target >= 100000)"
+    )
 
 
 if __name__ == "__main__":

@@ -92,6 +92,15 @@ def test_invalid_json_names_the_place() -> None:
     assert "line 2, column 20" in result.errors[0].message
 
 
+def test_a_broken_value_in_a_json_stream_keeps_the_ones_before() -> None:
+    """In a JSON stream, the values before a syntax error load; the error has its index."""
+    text = json.dumps(model_doc()) + "\n" + json.dumps(device_doc()) + '\n{"kind": }\n'
+    result = load_documents(text)
+    assert result.documents == [0, 1]
+    assert [(e.document, e.code) for e in result.errors] == [(2, "parse")]
+    assert "at line 3, column 10" in result.errors[0].message
+
+
 def test_v1_list_items_are_read_one_by_one_with_item_paths() -> None:
     """A kubectl-style v1 List loads its items; an item's issues start with items[i]."""
     bad = device_doc()

@@ -7,12 +7,13 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-import reference as ref
-from engine_strategies import both, change_sets
 from hypothesis import given
 from hypothesis import strategies as st
 
+import reference as ref
 from twinplane.twin import Changes
+
+from .engine_strategies import both, change_sets
 
 pytestmark = pytest.mark.engine
 
@@ -80,4 +81,4 @@ def test_cleared_desired_value_has_null_value_columns() -> None:
     row = pa.record_batch(engine.set_desired("ns/dev", {"x": None}, 20)).to_pylist()[0]
     assert row["kind"] == "desired"
     assert (row["timestamp"], row["value"], row["value_float"]) == (None, None, None)
-    assert row["version"] == 2  # noqa: PLR2004
+    assert row["version"] == 2

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import reference as ref
-from engine_strategies import UUID4, both, change_sets, ordered
 from hypothesis import given
 from hypothesis import strategies as st
 
+import reference as ref
 from twinplane.twin import Changes
+
+from .engine_strategies import UUID4, both, change_sets, ordered
 
 pytestmark = pytest.mark.engine
 
@@ -18,8 +19,11 @@ NOW = 1_700_000_000_123
 
 
 def assert_same_mqtt(got: Changes, want: ref.ReferenceChanges) -> None:
-    """Same topics in the same order; each payload, parsed, equals the reference's with its
-    keys in the same order; event ids are distinct version 4 UUIDs."""
+    """The engine's publications equal the reference's, key order included.
+
+    Same topics in the same order; each payload, parsed, equals the reference's; event ids are
+    distinct version 4 UUIDs.
+    """
     published = got.to_mqtt(NOW)
     expected = want.mqtt_messages(NOW)
     assert [topic for topic, _ in published] == [topic for topic, _ in expected]
@@ -28,8 +32,7 @@ def assert_same_mqtt(got: Changes, want: ref.ReferenceChanges) -> None:
         message = json.loads(payload)
         assert UUID4.fullmatch(message["event_id"]), message["event_id"]
         ids.append(message.pop("event_id"))
-        body = {k: v for k, v in body.items() if k != "event_id"}
-        assert ordered(message) == ordered(body)
+        assert ordered(message) == ordered({k: v for k, v in body.items() if k != "event_id"})
     assert len(set(ids)) == len(ids)
 
 
@@ -41,8 +44,7 @@ def test_mqtt_payloads_match_reference(data: st.DataObject) -> None:
 
 
 def test_mqtt_payload_example() -> None:
-    """A reported change and a desired value that differs give result, document and delta in
-    KubeEdge's shapes, without versions."""
+    """A reported value and a different desired one give KubeEdge's result/document/delta."""
     engine, model = both([{"name": "sp", "type": "INT"}], "ns/pump")
     engine.apply_reported("ns/pump", [("sp", "20", 5)])
     model.apply_reported("ns/pump", [("sp", "20", 5)])

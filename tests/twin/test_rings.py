@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-import reference as ref
-from engine_strategies import assert_same_changes, both, clock_steps, property_specs, values
 from hypothesis import given
 from hypothesis import strategies as st
 
+import reference as ref
 from twinplane.twin import PropertySpec
+
+from .engine_strategies import assert_same_changes, both, clock_steps, property_specs, values
 
 pytestmark = pytest.mark.engine
 
@@ -17,8 +18,7 @@ pytestmark = pytest.mark.engine
 def test_rings_and_aggregates_match_reference(
     specs: list[PropertySpec], data: st.DataObject
 ) -> None:
-    """Samples pushed between reports (more than a ring holds, sometimes) reduce to the
-    reference's value; queued and dropped counts agree at every step."""
+    """Rings fill, overflow and drain to the reference's values, queued and dropped counts."""
     engine, model = both(specs)
     dev = engine.device_index("ns/dev")
     ts = 0
@@ -43,8 +43,7 @@ def test_rings_and_aggregates_match_reference(
 
 @given(st.integers(0, 6), st.integers(0, 20))
 def test_a_full_ring_drops_its_oldest_sample(capacity: int, pushes: int) -> None:
-    """A ring of capacity c (0: the default 2) keeps the newest c samples and counts the rest
-    as dropped; count/min/max/mean see exactly the kept ones."""
+    """A full ring drops (and counts) its oldest samples; aggregates see the kept ones."""
     kept = min(pushes, capacity or ref.DEFAULT_QUEUE_CAPACITY)
     for reduce in ref.REDUCES:
         specs: list[PropertySpec] = [

@@ -140,7 +140,7 @@ async def run_edge(config: EdgeConfig, *, ready: asyncio.Event | None = None) ->
             loop.add_signal_handler(sig, stop.set)
     try:
         await app.start()
-        print(  # noqa: T201 - the command's own output
+        print(
             f"twinplane edge: DMI unix://{config.socket_path}  REST {app.rest_url}  "
             f"MQTT {config.mqtt_url or 'off'}  state {config.db_path}",
             flush=True,

@@ -30,6 +30,8 @@ from twinplane.errors import SpecError, TwinplaneError, UnknownDeviceError
 from twinplane.manifests import (
     Device,
     DeviceModel,
+    DeviceStatus,
+    LoadResult,
     ManifestError,
     ManifestIssue,
     load_documents,
@@ -139,9 +141,9 @@ class EdgeCore:
         for row in await self.store.list_objects("Device"):
             device = _decode_object(Device, row.body)
             self.devices[device.id] = device
-            model = self.models.get(device.model_id)
-            if model is not None:
-                self.engine.upsert_device(device.id, engine_specs(device, model))
+            device_model = self.models.get(device.model_id)
+            if device_model is not None:
+                self.engine.upsert_device(device.id, engine_specs(device, device_model))
         for device_id, twins in (await self.store.load_twins()).items():
             for prop, body in twins.items():
                 with contextlib.suppress(TwinplaneError):
@@ -213,19 +215,25 @@ class EdgeCore:
         and the batch); on any error nothing is applied and :class:`ManifestError` carries every
         issue with its path.
         """
-        loaded = load_documents(text, source=source)
+        loaded = await asyncio.to_thread(load_documents, text, source=source)
         if loaded.errors:
             raise ManifestError(loaded.errors, source=source)
-        models = [o for o in loaded.objects if isinstance(o, DeviceModel)]
-        devices = [o for o in loaded.objects if isinstance(o, Device)]
+        models = loaded.models
+        devices = loaded.devices
+        warnings = list(loaded.warnings)
+        for status, document in zip(loaded.objects, loaded.documents, strict=True):
+            if isinstance(status, DeviceStatus):
+                warnings.append(_status_ignored(status, document))
         async with self._lock:
             all_models = {**self.models, **{m.id: m for m in models}}
             batch_ids = {d.id for d in devices}
             kept = [d for i, d in self.devices.items() if i not in batch_ids]
-            issues = validate_references([*devices, *kept], list(all_models.values()))
+            issues = loaded.reference_issues(self.models.values())
+            issues += validate_references(kept, list(all_models.values()))
+            issues += _wire_issues(loaded, all_models)
             if issues:
                 raise ManifestError(issues, source=source)
-            result = ApplyResult(warnings=list(loaded.warnings))
+            result = ApplyResult(warnings=warnings)
             for model in models:
                 result.outcomes.append(await self._put_model(model))
             for device in devices:
@@ -418,6 +426,38 @@ class EdgeCore:
                 log.exception("lifecycle listener failed")
         if self.hub.active and action != "desired":
             self.hub.publish(Event("lifecycle", object_id, {"action": action}))
+
+
+def _status_ignored(status: DeviceStatus, document: int) -> ManifestIssue:
+    return ManifestIssue(
+        document,
+        "DeviceStatus",
+        status.name,
+        "",
+        "DeviceStatus is written by the device manager from reported twins; "
+        "an applied DeviceStatus is ignored",
+        "ignored",
+        status.namespace,
+    )
+
+
+def _wire_issues(loaded: LoadResult, models: Mapping[str, DeviceModel]) -> list[ManifestIssue]:
+    """Devices whose configData cannot be sent to a Go mapper (spec §1.3), found at apply time."""
+    from twinplane.dmi.convert import device_to_proto  # noqa: PLC0415 - avoids an import cycle
+
+    issues = []
+    for obj, document in zip(loaded.objects, loaded.documents, strict=True):
+        if not isinstance(obj, Device) or obj.model_id not in models:
+            continue
+        try:
+            device_to_proto(obj, models[obj.model_id])
+        except SpecError as err:
+            issues.append(
+                ManifestIssue(
+                    document, "Device", obj.name, err.path or "", err.message, "type", obj.namespace
+                )
+            )
+    return issues
 
 
 def _manifest_desired(device: Device, old: Device | None) -> dict[str, ValueLike | None]:

@@ -11,6 +11,7 @@ does not fit the property type, a malformed message, an empty protocol or state)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from pathlib import Path
@@ -39,6 +40,13 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """Receive limit: grpc-go's default, which KubeEdge peers use on both sides."""
 
 _EMPTY = b""
+
+
+def _prepare_socket_path(path: Path) -> None:
+    """Creates the socket's folder and removes a stale socket file (as EdgeCore does)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    if path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def _status_of(err: TwinplaneError) -> grpc.StatusCode:
@@ -79,9 +87,7 @@ class DmiServer:
     async def start(self, socket_path: str | os.PathLike[str]) -> None:
         """Listens on ``socket_path`` (a stale socket file is replaced)."""
         path = Path(socket_path)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-        if path.exists() or path.is_symlink():
-            path.unlink()
+        await asyncio.to_thread(_prepare_socket_path, path)
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -89,7 +95,7 @@ class DmiServer:
             ],
             maximum_concurrent_rpcs=self.max_concurrent,
         )
-        handlers = {
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
             "MapperRegister": grpc.unary_unary_rpc_method_handler(
                 self.mapper_register,
                 request_deserializer=api_pb2.MapperRegisterRequest.FromString,
@@ -116,8 +122,8 @@ class DmiServer:
         if self.server is not None:
             await self.server.stop(grace)
             self.server = None
-        if self.socket_path is not None and self.socket_path.exists():
-            self.socket_path.unlink()
+        if self.socket_path is not None:
+            await asyncio.to_thread(self.socket_path.unlink, missing_ok=True)
 
     async def _admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         if not self.bucket.try_acquire():
@@ -180,7 +186,11 @@ class DmiServer:
             link.mark_sent(response.modelList, response.deviceList)
         log.info(
             "mapper registered",
-            extra={"mapper": info.name, "protocol": info.protocol, "devices": len(response.deviceList)},
+            extra={
+                "mapper": info.name,
+                "protocol": info.protocol,
+                "devices": len(response.deviceList),
+            },
         )
         return response
 
@@ -196,7 +206,9 @@ class DmiServer:
         return _EMPTY
 
     async def report_device_states(
-        self, request: api_pb2.ReportDeviceStatesRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self,
+        request: api_pb2.ReportDeviceStatesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> bytes:
         """Records a device state (``online``, ``offline``, ``ok``, ``unknown``, ...)."""
         await self._admit(context)

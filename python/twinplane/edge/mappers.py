@@ -101,6 +101,10 @@ class MapperLink:
             await self._channel.close()
             self._channel = None
 
+    def has_model(self, model_id: str) -> bool:
+        """Whether the mapper was sent this model."""
+        return model_id in self._sent_models
+
     def forget_sent(self) -> None:
         """Forgets what the mapper was sent (it restarted): the next sync sends everything."""
         self._sent_devices.clear()
@@ -169,14 +173,18 @@ class MapperLink:
             await self._send_model(stub, model)
         elif op.kind == "model-delete":
             self._sent_models.pop(op.key, None)
-            req = api_pb2.RemoveDeviceModelRequest(modelName=op.name, modelNamespace=op.namespace)
-            await stub.RemoveDeviceModel(req, timeout=CALL_TIMEOUT_S)
+            await stub.RemoveDeviceModel(
+                api_pb2.RemoveDeviceModelRequest(modelName=op.name, modelNamespace=op.namespace),
+                timeout=CALL_TIMEOUT_S,
+            )
         elif op.kind == "device":
             await self._send_device(stub, op)
         else:
             self._sent_devices.pop(op.key, None)
-            req = api_pb2.RemoveDeviceRequest(deviceName=op.name, deviceNamespace=op.namespace)
-            await stub.RemoveDevice(req, timeout=CALL_TIMEOUT_S)
+            await stub.RemoveDevice(
+                api_pb2.RemoveDeviceRequest(deviceName=op.name, deviceNamespace=op.namespace),
+                timeout=CALL_TIMEOUT_S,
+            )
         self.stats.sent += 1
 
     async def _send_model(
@@ -255,14 +263,16 @@ class MapperDirectory:
 
     def owner(self, device: Device) -> MapperLink | None:
         """The mapper that owns a device, if one of its protocol is registered."""
-        candidates = [l for l in self.links.values() if l.info.protocol == device.protocol_name]
+        candidates = [
+            link for link in self.links.values() if link.info.protocol == device.protocol_name
+        ]
         if not candidates:
             return None
         pinned = (device.metadata.annotations or {}).get(OWNER_ANNOTATION)
         for link in candidates:
             if link.info.name == pinned:
                 return link
-        return max(candidates, key=lambda l: _rendezvous(device.id, l.info.name))
+        return max(candidates, key=lambda link: _rendezvous(device.id, link.info.name))
 
     def owned(self, link: MapperLink) -> list[tuple[Device, DeviceModel]]:
         """The devices a mapper owns, with their models."""
@@ -320,7 +330,7 @@ class MapperDirectory:
                 link.enqueue(_Op("model", object_id, namespace, name))
         elif action == "model-delete" and isinstance(obj, DeviceModel):
             for link in self.links.values():
-                if object_id in link._sent_models:  # noqa: SLF001 - same module
+                if link.has_model(object_id):
                     link.enqueue(_Op("model-delete", object_id, namespace, name))
 
     def _links_using(self, model_id: str) -> Iterable[MapperLink]:

@@ -32,7 +32,7 @@ _CORE_COUNTERS: Final[tuple[tuple[str, str, str], ...]] = (
     ("dmi_twins_changed", "dmi_twins_changed_total", "Twin changes made by ReportDeviceStatus."),
     ("state_reports", "state_reports_total", "Device states reported (DMI or MQTT)."),
     ("desired_sets", "desired_sets_total", "Desired-value updates made on the edge."),
-    ("applies", "applies_total", "Manifest applies that changed or checked the registry."),
+    ("applies", "applies_total", "Successful manifest applies (unchanged ones too)."),
     ("twins_persisted", "twins_persisted_total", "Twin rows written to the store."),
     ("persist_errors", "persist_errors_total", "Failed attempts to persist changed twins."),
 )
@@ -172,7 +172,12 @@ def _write_registry(out: MetricsWriter, core: EdgeCore) -> None:
 
 def _write_mappers(out: MetricsWriter, mappers: MapperDirectory) -> None:
     links = sorted(mappers.links.values(), key=lambda link: link.info.name)
-    out.single("mappers_registered", "gauge", "Mappers registered with MapperRegister.", len(links))
+    out.single(
+        "mappers_registered",
+        "gauge",
+        "Mappers known (registered with MapperRegister, now or before a restart).",
+        len(links),
+    )
 
     def per_link(attr: str) -> list[Sample]:
         samples: list[Sample] = []

@@ -191,7 +191,7 @@ class RestServer:
         router.add_get(f"{ns}/devices/{{name}}/twin", self.get_twin)
         router.add_patch(f"{ns}/devices/{{name}}/twin", self.patch_twin)
         router.add_post("/api/v1/apply", self.apply)
-        router.add_get("/api/v1/events", self.events)
+        router.add_get("/api/v1/events", self.events, allow_head=False)  # a stream has no HEAD
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -299,7 +299,7 @@ class RestServer:
         try:
             result = await self.core.apply(body, source=source)
         except ManifestError as err:
-            issues = _with_documents(err.issues, body)
+            issues = await asyncio.to_thread(_with_documents, err.issues, body)
             count = len(issues)
             raise ApiError.invalid(
                 f"{count} error{'s' if count != 1 else ''} in {source}: {issues[0]}",

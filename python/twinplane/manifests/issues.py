@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 import msgspec
 
 from twinplane.errors import SpecError
+from twinplane.manifests.paths import Path
 
-__all__ = ["IssueCode", "ManifestError", "ManifestIssue"]
+__all__ = ["IssueCode", "ManifestError", "ManifestIssue", "Note"]
 
 IssueCode: TypeAlias = Literal[
     "parse",  # not YAML/JSON, or not text
@@ -29,8 +31,18 @@ IssueCode: TypeAlias = Literal[
     "indentation",  # (warning) a document re-indented to parse
     "duplicate-key",  # (warning) a YAML key given twice; the last one wins
     "repeated",  # (warning) the same object twice in one input; the last one wins
+    "ignored",  # (warning) a document twinplane reads but does not apply (DeviceStatus)
 ]
 """A machine-readable class of issue (the REST API returns it beside the message)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """An issue before it knows its document: the path as parts, the message, the class."""
+
+    path: Path
+    message: str
+    code: IssueCode
 
 
 class ManifestIssue(msgspec.Struct, frozen=True):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any, Final
 
-from twinplane.manifests.issues import IssueCode, ManifestError, ManifestIssue
+from twinplane.manifests.issues import IssueCode, ManifestError, ManifestIssue, Note
 from twinplane.manifests.legacy import LEGACY_VERSIONS, legacy_version_message
 from twinplane.manifests.parse import parse_documents
 from twinplane.manifests.paths import Path, format_path
@@ -33,7 +33,7 @@ from twinplane.manifests.types import (
     DeviceStatus,
     Manifest,
 )
-from twinplane.manifests.validate import Note, check_document
+from twinplane.manifests.validate import check_document
 
 __all__ = ["LoadResult", "load_documents", "load_file", "load_strict"]
 

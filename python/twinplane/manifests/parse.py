@@ -23,8 +23,8 @@ import msgspec
 import yaml
 from yaml.nodes import MappingNode, ScalarNode
 
+from twinplane.manifests.issues import Note
 from twinplane.manifests.quirks import dedent_after_first_line
-from twinplane.manifests.validate import Note
 
 try:
     from yaml import CSafeLoader as _BaseLoader
@@ -95,23 +95,24 @@ def parse_documents(text: str | bytes) -> list[RawDocument]:
     text = text.removeprefix("\ufeff")
     stripped = text.lstrip()
     if stripped[:1] in ("{", "["):
-        documents, json_error = _json_documents(text)
-        if json_error is None:
+        documents, failed = _json_documents(text)
+        if failed is None:
             return documents
-        documents = _yaml_documents(text)
-        if any(d.error is not None for d in documents):
-            return [RawDocument(0, 1, error=Note((), f"not valid JSON: {json_error}", "parse"))]
-        return documents
+        as_yaml = _yaml_documents(text)  # flow-style YAML looks like JSON, too
+        if all(d.error is None for d in as_yaml):
+            return as_yaml
+        return [*documents, failed]
     return _yaml_documents(text)
 
 
 # --- JSON -------------------------------------------------------------------------------------
 
 
-def _json_documents(text: str) -> tuple[list[RawDocument], str | None]:
+def _json_documents(text: str) -> tuple[list[RawDocument], RawDocument | None]:
+    """The JSON values of ``text``, and the first one that does not parse, if any."""
     try:
         return [_checked(0, 1, msgspec.json.decode(text))], None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         pass
     decoder = json.JSONDecoder()
     documents: list[RawDocument] = []
@@ -123,9 +124,12 @@ def _json_documents(text: str) -> tuple[list[RawDocument], str | None]:
         try:
             value, pos = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            return documents, f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+            where = f"at line {exc.lineno}, column {exc.colno}"
+            note = Note((), f"not valid JSON: {exc.msg} {where}", "parse")
+            return documents, RawDocument(len(documents), line, error=note)
         except RecursionError:
-            return documents, f"nested too deeply at line {line}"
+            note = Note((), f"not valid JSON: nested too deeply at line {line}", "parse")
+            return documents, RawDocument(len(documents), line, error=note)
         documents.append(_checked(len(documents), line, value))
     return documents, None
 

@@ -8,7 +8,9 @@ CRDs keep as they are (``configData``, ``protocolConfigData``, ``anomalyDetectio
 read-only (:func:`~twinplane.manifests.overridden_device` returns copies).
 
 Optional fields default to ``None`` (lists to ``()``) and are left out of :meth:`Device.to_dict`
-when unset, so what was loaded encodes back to the same mapping. The constraints carried in
+when unset, so what was loaded encodes back to the same mapping, except that unknown fields are
+pruned, quirks are corrected, ``metadata.namespace`` is filled in and an empty list is left out
+like an absent one. The constraints carried in
 ``Annotated[..., Meta(...)]`` (enums, integer widths, the twin key charset, DNS names) are what
 :mod:`twinplane.manifests.validate` checks, so the structs are the one description of the
 schema; ``tests/manifests`` cross-checks it against the real CRDs.

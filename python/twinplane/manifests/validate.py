@@ -9,12 +9,14 @@
 - ``null``: the field is unset (as in Kubernetes);
 - the quirks of :mod:`twinplane.manifests.quirks`: read as meant, with a **warning**.
 
-Then KubeEdge's admission rule (property names unique in a Device and in a DeviceModel) and
-twinplane's (method names unique) are applied. Only a document without errors becomes a typed
-object. Fields required beyond the OpenAPI schema are those KubeEdge's Go types document as
-required and its code cannot do without (``spec.deviceModelRef``, ``spec.protocol.protocolName``,
-property and method names, a model property's ``type`` and ``accessMode``); a device property's
-``visitors`` is optional because a v1.22 model may supply it.
+Then KubeEdge's admission rule (property names unique in a Device and in a DeviceModel) and the
+CRD's documented rule that method names are unique are applied. Only a document without errors
+becomes a typed object.
+
+Fields required beyond the OpenAPI schema are those KubeEdge's Go types document as required and
+its code cannot do without (``spec.deviceModelRef``, ``spec.protocol.protocolName``, property and
+method names, a model property's ``type`` and ``accessMode``); a device property's ``visitors`` is
+optional because a v1.22 model may supply it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 
-from twinplane.manifests.issues import IssueCode
+from twinplane.manifests.issues import IssueCode, Note
 from twinplane.manifests.legacy import LEGACY_FIELD_NOTES
 from twinplane.manifests.paths import Path, format_path, path_pattern
 from twinplane.manifests.quirks import (
@@ -48,7 +50,7 @@ from twinplane.manifests.schema import (
 )
 from twinplane.manifests.types import API_VERSION, Manifest
 
-__all__ = ["Checked", "Note", "check_document"]
+__all__ = ["Checked", "check_document"]
 
 M = TypeVar("M", bound=Manifest)
 
@@ -69,15 +71,6 @@ _REQUIRED_NOTES: Final[dict[tuple[str, str], str]] = {
     ("DeviceModel", "spec.properties[].accessMode"): "ReadWrite or ReadOnly",
 }
 """Why a required field is required, by (kind or ``""`` for any kind, path pattern)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Note:
-    """An issue before it knows its document: path, message, class."""
-
-    path: Path
-    message: str
-    code: IssueCode
 
 
 @dataclass(slots=True)

@@ -1,0 +1,265 @@
+"""Twin engine benchmark: the Rust engine against the pure-Python reference, same inputs.
+
+A pass is what a mapper does every cycle for its whole fleet: for each of ``--devices`` devices,
+one coalesced holding-register frame covering its ``--properties`` properties of mixed data types
+goes in (``ingest_frame``), one ``report`` turns the samples into twin changes, and the changes
+go out as KubeEdge MQTT payloads and DMI ``ReportDeviceStatusRequest`` bytes. About 5 % of the
+values change from one pass to the next. Both engines get the same frames, after a warm-up pass
+(which reports every value as new), and must produce the same changes.
+
+Also measured: the engine's resident memory per property, as the growth of ``VmRSS`` while a
+fresh subprocess creates the engine and runs a pass (so nothing of the reference is counted).
+
+Targets (issue 2): engine/reference ratio >= 30, <= 150 bytes per property.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import reference  # noqa: E402 - tests/reference.py, the pure-Python reference engine
+
+from twinplane.twin import Engine  # noqa: E402
+
+RATIO_TARGET = 30.0
+BYTES_TARGET = 150.0
+NOW_MS = 1_700_000_000_000
+
+# One device model: (type, visitor configData without offset, registers, value maker). The
+# makers draw a register value for a property; a changed value always differs from the old one.
+Maker = Callable[[random.Random], bytes]
+MODEL: list[tuple[str, dict[str, Any], int, Maker]] = [
+    ("DOUBLE", {"dataType": "uint16", "scale": 0.1}, 1, lambda r: struct.pack(">H", r.randrange(2**16))),
+    ("INT", {"dataType": "int16"}, 1, lambda r: struct.pack(">h", r.randrange(-(2**15), 2**15))),
+    ("FLOAT", {"dataType": "float32"}, 2, lambda r: struct.pack(">f", r.uniform(-1e3, 1e3))),
+    ("DOUBLE", {"dataType": "float64"}, 4, lambda r: struct.pack(">d", r.uniform(-1e6, 1e6))),
+    ("INT", {"dataType": "int32", "isRegisterSwap": True}, 2, lambda r: struct.pack(">i", r.randrange(-(2**31), 2**31))),
+    ("BOOLEAN", {"dataType": "boolean"}, 1, lambda r: struct.pack(">H", r.randrange(2))),
+    ("INT", {"dataType": "uint32", "isSwap": True}, 2, lambda r: struct.pack(">I", r.randrange(2**32))),
+    ("DOUBLE", {"dataType": "int32", "scale": 0.01}, 2, lambda r: struct.pack(">i", r.randrange(-(10**6), 10**6))),
+    ("FLOAT", {"dataType": "float", "limit": 1, "scale": 0.1}, 1, lambda r: struct.pack(">h", r.randrange(-1000, 1000))),
+    ("STRING", {"dataType": "string", "limit": 4}, 4, lambda r: f"s{r.randrange(10**6):06d}".encode()),
+]
+
+
+class TwinEngine(Protocol):
+    """What a pass needs of an engine (both engines have it)."""
+
+    def ingest_frame(self, device: int, register: Any, start: int, frame: bytes, ts_ms: int) -> int: ...  # noqa: ANN401, D102
+    def report(self) -> Any: ...  # noqa: ANN401, D102
+
+
+def model_specs(properties: int) -> tuple[list[dict[str, Any]], list[tuple[int, int, Maker]]]:
+    """The property specs of the device model, and where each property's registers lie."""
+    specs, layout, offset = [], [], 0
+    for i in range(properties):
+        ty, config, registers, maker = MODEL[i % len(MODEL)]
+        visitor = {"register": "HoldingRegister", "offset": offset, **config}
+        specs.append({"name": f"p{i}", "type": ty, "visitor": visitor})
+        layout.append((offset, registers, maker))
+        offset += registers
+    if offset > 125:  # noqa: PLR2004 - the Modbus limit of one read
+        raise SystemExit(f"{properties} properties need {offset} registers; one read holds 125")
+    return specs, layout
+
+
+def make_frames(
+    devices: int, layout: list[tuple[int, int, Maker]], passes: int, changed: float, seed: int
+) -> list[list[bytes]]:
+    """Frames of every device for every pass: random first values, then ``changed`` of the
+    properties given a new value each pass."""
+    rng = random.Random(seed)
+    size = 2 * sum(registers for _, registers, _ in layout)
+    current = []
+    for _ in range(devices):
+        frame = bytearray(size)
+        for offset, registers, maker in layout:
+            frame[2 * offset : 2 * (offset + registers)] = maker(rng).ljust(2 * registers, b"\0")
+        current.append(frame)
+    out = [[bytes(f) for f in current]]
+    total = devices * len(layout)
+    for _ in range(passes):
+        for slot in rng.sample(range(total), round(changed * total)):
+            frame = current[slot // len(layout)]
+            offset, registers, maker = layout[slot % len(layout)]
+            old = frame[2 * offset : 2 * (offset + registers)]
+            new = old
+            while new == old:
+                new = maker(rng).ljust(2 * registers, b"\0")
+            frame[2 * offset : 2 * (offset + registers)] = new
+        out.append([bytes(f) for f in current])
+    return out
+
+
+def run_pass(engine: TwinEngine, frames: list[bytes], ts: int) -> tuple[int, int, int]:
+    """One pass: every frame in, one report, changes out as MQTT and DMI. Returns the number of
+    changes, MQTT messages and DMI bytes."""
+    for device, frame in enumerate(frames):
+        engine.ingest_frame(device, "HoldingRegister", 0, frame, ts)
+    changes = engine.report()
+    mqtt = changes.to_mqtt(NOW_MS)
+    dmi = changes.to_dmi()
+    return len(changes), len(mqtt), sum(len(b) for _, b in dmi)
+
+
+def build(engine: TwinEngine, devices: int, specs: list[dict[str, Any]]) -> None:
+    """Adds the fleet: ``devices`` devices of the model."""
+    upsert: Any = engine.upsert_device  # type: ignore[attr-defined]
+    for d in range(devices):
+        upsert(f"bench/d{d:05d}", specs)
+
+
+def measure(
+    engine: TwinEngine, frames: list[list[bytes]]
+) -> tuple[float, list[tuple[int, int, int]]]:
+    """Runs the warm-up pass, then the timed passes; returns seconds per timed pass and what
+    each pass produced."""
+    produced = [run_pass(engine, frames[0], 0)]
+    gc.collect()
+    start = time.perf_counter()
+    for i, pass_frames in enumerate(frames[1:], start=1):
+        produced.append(run_pass(engine, pass_frames, 1000 * i))
+    elapsed = time.perf_counter() - start
+    return elapsed / (len(frames) - 1), produced
+
+
+def rss_bytes() -> int:
+    """This process's resident set size (``VmRSS``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def memory_child(devices: int, properties: int, seed: int) -> None:
+    """In a fresh process: RSS growth of creating the engine and running a pass, per property."""
+    specs, layout = model_specs(properties)
+    frames = make_frames(devices, layout, 1, 0.05, seed)
+    gc.collect()
+    before = rss_bytes()
+    engine = Engine()
+    build(engine, devices, specs)
+    run_pass(engine, frames[0], 0)
+    run_pass(engine, frames[1], 1000)
+    gc.collect()
+    grown = rss_bytes() - before
+    print(json.dumps({"rss_growth": grown, "bytes_per_property": grown / (devices * properties)}))
+
+
+def engine_memory(devices: int, properties: int, seed: int) -> dict[str, float]:
+    """Runs :func:`memory_child` in a fresh interpreter."""
+    args = [sys.executable, __file__, "--memory-child"]
+    args += ["--devices", str(devices), "--properties", str(properties), "--seed", str(seed)]
+    out = subprocess.run(args, check=True, capture_output=True, text=True)  # noqa: S603
+    result: dict[str, float] = json.loads(out.stdout)
+    return result
+
+
+def main() -> None:
+    """Runs the benchmark and prints a table (or, with --json, one JSON object)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--properties", type=int, default=10, help="per device")
+    parser.add_argument("--passes", type=int, default=3, help="timed passes after the warm-up")
+    parser.add_argument("--changed", type=float, default=0.05, help="fraction changed per pass")
+    parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.devices, args.properties, args.seed)
+        return
+
+    specs, layout = model_specs(args.properties)
+    frames = make_frames(args.devices, layout, args.passes, args.changed, args.seed)
+    total = args.devices * args.properties
+
+    engine = Engine()
+    build(engine, args.devices, specs)
+    engine_s, engine_out = measure(engine, frames)
+    del engine
+    gc.collect()
+    model = reference.ReferenceEngine()
+    build(model, args.devices, specs)
+    reference_s, reference_out = measure(model, frames)
+    del model
+    if [out[0] for out in engine_out] != [out[0] for out in reference_out]:
+        raise SystemExit(f"engines disagree: changes {engine_out} vs {reference_out}")
+    memory = engine_memory(args.devices, args.properties, args.seed)
+
+    result = {
+        "engine_props_per_s": total / engine_s,
+        "reference_props_per_s": total / reference_s,
+        "ratio": reference_s / engine_s,
+        "bytes_per_property": memory["bytes_per_property"],
+        "devices": args.devices,
+        "properties_per_device": args.properties,
+        "properties": total,
+        "changed_fraction": args.changed,
+        "passes": args.passes,
+        "changes_per_pass": sum(out[0] for out in engine_out[1:]) / args.passes,
+        "mqtt_messages_per_pass": sum(out[1] for out in engine_out[1:]) / args.passes,
+        "dmi_bytes_per_pass": sum(out[2] for out in engine_out[1:]) / args.passes,
+        "engine_pass_s": engine_s,
+        "reference_pass_s": reference_s,
+        "engine_rss_growth_bytes": memory["rss_growth"],
+        "targets": {"ratio": RATIO_TARGET, "bytes_per_property": BYTES_TARGET},
+    }
+    result["meets_targets"] = result["ratio"] >= RATIO_TARGET and (
+        result["bytes_per_property"] <= BYTES_TARGET
+    )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_table(result)
+
+
+def print_table(r: dict[str, Any]) -> None:
+    """The results as a readable table."""
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    print(
+        f"twin engine: {r['devices']:,} devices x {r['properties_per_device']} properties "
+        f"({r['properties']:,}), {r['changed_fraction']:.0%} changed per pass, "
+        f"{r['passes']} timed passes after a warm-up"
+    )
+    print(f"per pass: {r['changes_per_pass']:,.0f} changes, {r['mqtt_messages_per_pass']:,.0f} "
+          f"MQTT messages, {r['dmi_bytes_per_pass'] / 1e3:,.0f} kB of DMI requests")
+    print()
+    rows = [
+        ("", "engine", "reference", "target"),
+        ("seconds per pass", f"{r['engine_pass_s']:.4f}", f"{r['reference_pass_s']:.3f}", ""),
+        (
+            "properties per second",
+            f"{r['engine_props_per_s']:,.0f}",
+            f"{r['reference_props_per_s']:,.0f}",
+            "",
+        ),
+        ("ratio", f"{r['ratio']:.1f}x", "1x", f">= {RATIO_TARGET:.0f}x  {verdict(r['ratio'] >= RATIO_TARGET)}"),
+        (
+            "resident bytes per property",
+            f"{r['bytes_per_property']:.0f}",
+            "",
+            f"<= {BYTES_TARGET:.0f}  {verdict(r['bytes_per_property'] <= BYTES_TARGET)}",
+        ),
+    ]
+    for row in rows:
+        print(f"{row[0]:<28}{row[1]:>16}{row[2]:>16}   {row[3]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -113,11 +113,15 @@ def parse_type(text: str) -> str:
 
 def ascii_upper(text: str) -> str:
     """Upper-cases ASCII letters only (as Rust's ``to_ascii_uppercase``)."""
+    if text.isascii():
+        return text.upper()
     return "".join(c.upper() if c.isascii() else c for c in text)
 
 
 def ascii_lower(text: str) -> str:
     """Lower-cases ASCII letters only (as Rust's ``to_ascii_lowercase``)."""
+    if text.isascii():
+        return text.lower()
     return "".join(c.lower() if c.isascii() else c for c in text)
 
 
@@ -470,6 +474,8 @@ class Visitor:
     swap: bool
     register_swap: bool
     property_type: str
+    decimals: int | None = None
+    """Decimals of the scale's shortest text (see :func:`scale_decimals`), found once."""
 
     @property
     def is_bit(self) -> bool:
@@ -520,7 +526,8 @@ def compile_visitor(config: Mapping[str, Any], ty: str) -> Visitor:
         raise _config_error("offset", f"offset must be in 0..=65535, got {offset}")
     if offset + count > 0x10000:
         raise _config_error("offset", f"offset {offset} + {count} run past address 65535")
-    return Visitor(kind, offset, count, data_type, scale, swap, register_swap, ty)
+    decimals = scale_decimals(scale)
+    return Visitor(kind, offset, count, data_type, scale, swap, register_swap, ty, decimals)
 
 
 def _generic_name(ty: str, bits: bool) -> str:
@@ -607,9 +614,8 @@ def scaled_number(v: Visitor, x: float, integral: bool) -> float:
     """
     if not v.scaled:
         return x
-    decimals = scale_decimals(v.scale)
-    if integral and decimals is not None:
-        p = 10.0**decimals
+    if integral and v.decimals is not None:
+        p = 10.0**v.decimals
         m = rust_round(v.scale * p)
         product = x * m
         if abs(product) < EXACT_F64 and m / p == v.scale:
@@ -1103,6 +1109,8 @@ class Device:
     layout: tuple[PropertyConfig, ...]
     properties: list[Property]
     by_name: dict[str, int]
+    by_kind: dict[str, list[tuple[int, int]]]
+    """Per register kind: (offset, property index) of the Modbus properties, sorted."""
 
 
 @dataclass(frozen=True)
@@ -1295,7 +1303,8 @@ class ReferenceEngine:
         """The index of a property of a device."""
         d = self._device(device)
         if name not in d.by_name:
-            raise UnknownPropertyError(f"no property {name}", device=d.id, property=name)
+            # An empty name is no name: the error's property field stays empty (None).
+            raise UnknownPropertyError(f"no property {name!r}", device=d.id, property=name or None)
         return d.by_name[name]
 
     def read_plan(self, device: int | str) -> list[tuple[str, int, int]]:
@@ -1328,13 +1337,7 @@ class ReferenceEngine:
         kind = parse_register_kind(register)
         if count is None:
             count = min(len(frame) * 8 if kind in BIT_KINDS else len(frame) // 2, 0xFFFF)
-        inside = sorted(
-            (p.config.visitor.offset, i)
-            for i, p in enumerate(d.properties)
-            if p.config.visitor is not None
-            and p.config.visitor.kind == kind
-            and start <= p.config.visitor.offset < start + count
-        )
+        inside = [(o, i) for o, i in d.by_kind.get(kind, []) if start <= o < start + count]
         decoded: list[tuple[int, Value]] = []
         for _, i in inside:
             v = d.properties[i].config.visitor
@@ -1608,7 +1611,14 @@ def _new_device(device_id: str, layout: tuple[PropertyConfig, ...], old: Device 
             if previous.config.type == config.type:
                 twin = previous.twin
         properties.append(Property(config, twin, Ring(config.capacity)))
-    return Device(device_id, layout, properties, {c.name: i for i, c in enumerate(layout)})
+    by_kind: dict[str, list[tuple[int, int]]] = {}
+    for i, config in enumerate(layout):
+        if config.visitor is not None:
+            by_kind.setdefault(config.visitor.kind, []).append((config.visitor.offset, i))
+    for visitors in by_kind.values():
+        visitors.sort()
+    by_name = {c.name: i for i, c in enumerate(layout)}
+    return Device(device_id, layout, properties, by_name, by_kind)
 
 
 def twin_dict(ty: str, twin: TwinState) -> dict[str, Any]:

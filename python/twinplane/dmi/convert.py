@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from twinplane.dmi.anyvalue import fill_customized_value
+from twinplane.dmi.anyvalue import encode_config, fill_customized_value
 from twinplane.dmi.v1beta1 import api_pb2
+from twinplane.errors import SpecError
 from twinplane.manifests import Device, DeviceModel, overridden_device
 from twinplane.manifests.types import DeviceProperty, PushMethod
 
@@ -71,6 +72,39 @@ def device_to_proto(
     pb.status.reportToCloud = bool(report.report_to_cloud)
     pb.status.reportCycle = report.report_cycle or 0
     return pb
+
+
+def config_errors(obj: Device | DeviceModel) -> list[SpecError]:
+    """Every ``configData`` value of a manifest that a Go mapper cannot take, each with its path.
+
+    :func:`device_to_proto` stops at the first bad value of a device after the model→instance
+    override. This checks the object's own maps (a model's defaults reach every device of the
+    model, so a model is checked as well) and finds every bad value, for apply-time errors.
+    """
+    maps: list[tuple[str, Mapping[str, object] | None]] = []
+    if isinstance(obj, DeviceModel):
+        maps.append(("spec.protocolConfigData", obj.spec.protocol_config_data))
+        for i, model_prop in enumerate(obj.spec.properties):
+            visitors = model_prop.visitors
+            config = visitors.config_data if visitors else None
+            maps.append((f"spec.properties[{i}].visitors.configData", config))
+    else:
+        maps.append(("spec.protocol.configData", obj.spec.protocol.config_data))
+        for i, prop in enumerate(obj.spec.properties):
+            path = f"spec.properties[{i}]"
+            config = prop.visitors.config_data if prop.visitors else None
+            maps.append((f"{path}.visitors.configData", config))
+            if prop.push_method is not None:
+                anomaly = prop.push_method.anomaly_detection
+                maps.append((f"{path}.pushMethod.anomalyDetection", anomaly))
+    errors = []
+    for path, data in maps:
+        for key, value in (data or {}).items():
+            try:
+                encode_config({key: value}, path)
+            except SpecError as err:
+                errors.append(err)
+    return errors
 
 
 def _property(

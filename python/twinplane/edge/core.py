@@ -230,7 +230,7 @@ class EdgeCore:
             kept = [d for i, d in self.devices.items() if i not in batch_ids]
             issues = loaded.reference_issues(self.models.values())
             issues += validate_references(kept, list(all_models.values()))
-            issues += _wire_issues(loaded, all_models)
+            issues += _wire_issues(loaded)
             if issues:
                 raise ManifestError(issues, source=source)
             result = ApplyResult(warnings=warnings)
@@ -357,6 +357,7 @@ class EdgeCore:
         """
         if device_id not in self.devices:
             raise UnknownDeviceError(f"unknown device {device_id}", device=device_id)
+        self._check_writable(device_id, values)
         desired: dict[str, ValueLike | None] = dict(values)
         changes = self.engine.set_desired(device_id, desired, ts_ms or now_ms())
         self.counters.desired_sets += 1
@@ -365,6 +366,22 @@ class EdgeCore:
             self._fan_out(changes)
             self._emit_lifecycle("desired", device_id, self.devices[device_id])
         return changes
+
+    def _check_writable(self, device_id: str, values: Mapping[str, object]) -> None:
+        """A desired value on a ``ReadOnly`` property is refused (no mapper would apply it)."""
+        model = self.models.get(self.devices[device_id].model_id)
+        if model is None:
+            return
+        for prop, value in values.items():
+            mp = model.get_property(prop)
+            if value is not None and mp is not None and mp.access_mode == "ReadOnly":
+                raise SpecError(
+                    f"property {prop} of device {device_id} is ReadOnly in model {model.id}: "
+                    "it has no desired value",
+                    device=device_id,
+                    property=prop,
+                    path=f"desired.{prop}",
+                )
 
     def desired_values(self, device_id: str) -> dict[str, str]:
         """The current desired values of a device (canonical text), for mappers."""
@@ -441,21 +458,22 @@ def _status_ignored(status: DeviceStatus, document: int) -> ManifestIssue:
     )
 
 
-def _wire_issues(loaded: LoadResult, models: Mapping[str, DeviceModel]) -> list[ManifestIssue]:
-    """Devices whose configData cannot be sent to a Go mapper (spec §1.3), found at apply time."""
-    from twinplane.dmi.convert import device_to_proto  # noqa: PLC0415 - avoids an import cycle
+def _wire_issues(loaded: LoadResult) -> list[ManifestIssue]:
+    """Every configData value of the devices and models that a Go mapper cannot take (spec §1.3).
 
-    issues = []
+    Found at apply time, not at send time; a model's values reach its devices in the mapper.
+    """
+    from twinplane.dmi.convert import config_errors  # noqa: PLC0415 - avoids an import cycle
+
+    issues: list[ManifestIssue] = []
     for obj, document in zip(loaded.objects, loaded.documents, strict=True):
-        if not isinstance(obj, Device) or obj.model_id not in models:
-            continue
-        try:
-            device_to_proto(obj, models[obj.model_id])
-        except SpecError as err:
-            issues.append(
+        if isinstance(obj, Device | DeviceModel):
+            kind = type(obj).__name__
+            issues.extend(
                 ManifestIssue(
-                    document, "Device", obj.name, err.path or "", err.message, "type", obj.namespace
+                    document, kind, obj.name, err.path or "", err.message, "type", obj.namespace
                 )
+                for err in config_errors(obj)
             )
     return issues
 

@@ -28,6 +28,7 @@ import grpc
 
 from twinplane.dmi.convert import device_to_proto, model_to_proto
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
+from twinplane.errors import TwinplaneError
 from twinplane.manifests import Device, DeviceModel
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class MapperLink:
         self._dir = directory
         self._pending: dict[str, _Op] = {}
         self._wake = asyncio.Event()
+        self._retry_now = asyncio.Event()
         self._sent_devices: dict[str, bytes] = {}
         self._sent_models: dict[str, bytes] = {}
         self.stats = LinkStats()
@@ -97,9 +99,16 @@ class MapperLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._drop_channel()
+
+    async def _drop_channel(self) -> None:
         if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
+            channel, self._channel = self._channel, None
+            await channel.close()
+
+    def retry_now(self) -> None:
+        """Ends a retry backoff at once (the mapper registered again: it is back)."""
+        self._retry_now.set()
 
     def has_model(self, model_id: str) -> bool:
         """Whether the mapper was sent this model."""
@@ -147,6 +156,10 @@ class MapperLink:
                 try:
                     await self._send(op)
                     backoff = 0.2
+                    self._retry_now.clear()
+                except TwinplaneError:  # cannot be converted: retrying will not help
+                    self.stats.failed += 1
+                    log.exception("mapper %s: %s %s dropped", self.info.name, op.kind, op.key)
                 except (grpc.aio.AioRpcError, OSError) as err:
                     self.stats.failed += 1
                     if key not in self._pending:  # not superseded meanwhile: retry it
@@ -161,8 +174,17 @@ class MapperLink:
                         delay,
                     )
                     self.stats.retries += 1
-                    await asyncio.sleep(delay)
-                    backoff = min(backoff * 2, 30.0)
+                    # Dial afresh on the next try, as EdgeCore dials per call: a kept channel's
+                    # own reconnect backoff grows to minutes and fails calls fast meanwhile.
+                    await self._drop_channel()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await self._retry_now.wait()
+                    if self._retry_now.is_set():
+                        self._retry_now.clear()
+                        backoff = 0.2
+                    else:
+                        backoff = min(backoff * 2, 30.0)
 
     async def _send(self, op: _Op) -> None:
         stub = self._stub()
@@ -302,6 +324,7 @@ class MapperDirectory:
             link.start()
         else:
             link.info = info
+            link.retry_now()
         link.forget_sent()
         if not with_data:
             for device, model in self.owned(link):

@@ -51,7 +51,8 @@ pub(crate) struct Layout {
 /// A desired value with its version (boxed: most properties never have one).
 #[derive(Debug, Clone)]
 pub(crate) struct Desired {
-    pub(crate) side: TwinSide,
+    /// The value; `None` after it was removed (the version is kept, so it keeps growing).
+    pub(crate) side: Option<TwinSide>,
     pub(crate) version: Version,
 }
 
@@ -61,7 +62,6 @@ pub(crate) struct PropState {
     pub(crate) reported: Option<TwinSide>,
     pub(crate) reported_version: Version,
     pub(crate) desired: Option<Box<Desired>>,
-    /// Version of the desired side, kept when the desired value is removed.
     pub(crate) ring: Ring,
 }
 
@@ -223,7 +223,7 @@ impl Device {
                 if old.layout.props[usize::from(j)].ty == cfg.ty {
                     let mut st = old.props[usize::from(j)].clone();
                     st.ring = Ring::default();
-                    self.n_desired += u32::from(st.desired.is_some());
+                    self.n_desired += u32::from(st.has_desired());
                     self.props[i] = st;
                 }
             }
@@ -353,8 +353,8 @@ impl Device {
         let p = usize::from(prop);
         let cfg = &self.layout.props[p];
         let st = &mut self.props[p];
-        let same = match (&st.desired, &value) {
-            (Some(d), Some(v)) => d.side.value == *v,
+        let same = match (st.desired_side(), &value) {
+            (Some(d), Some(v)) => d.value == *v,
             (None, None) => true,
             _ => false,
         };
@@ -371,14 +371,12 @@ impl Device {
         let mut ver = before.desired_version;
         ver.edge += 1;
         let ver = version.unwrap_or(ver);
-        let had = st.desired.is_some();
-        st.desired = value.map(|value| {
-            Box::new(Desired {
-                side: TwinSide { value, ts },
-                version: ver,
-            })
-        });
-        self.n_desired = self.n_desired + u32::from(st.desired.is_some()) - u32::from(had);
+        let had = st.has_desired();
+        st.desired = Some(Box::new(Desired {
+            side: value.map(|value| TwinSide { value, ts }),
+            version: ver,
+        }));
+        self.n_desired = self.n_desired + u32::from(st.has_desired()) - u32::from(had);
         let mut after = st.snapshot();
         after.desired_version = ver;
         out.push(Change {
@@ -402,7 +400,7 @@ impl Device {
         let mut twins = Vec::new();
         let mut delta = Vec::new();
         for (cfg, st) in self.layout.props.iter().zip(self.props.iter()) {
-            if st.desired.is_none() {
+            if !st.has_desired() {
                 continue;
             }
             let state = st.snapshot();
@@ -424,9 +422,19 @@ impl Device {
 }
 
 impl PropState {
+    /// The desired value, if one is set.
+    pub(crate) fn desired_side(&self) -> Option<&TwinSide> {
+        self.desired.as_ref().and_then(|d| d.side.as_ref())
+    }
+
+    /// Whether a desired value is set.
+    pub(crate) fn has_desired(&self) -> bool {
+        self.desired_side().is_some()
+    }
+
     pub(crate) fn snapshot(&self) -> TwinState {
         TwinState {
-            desired: self.desired.as_ref().map(|d| d.side.clone()),
+            desired: self.desired_side().cloned(),
             reported: self.reported.clone(),
             desired_version: self
                 .desired

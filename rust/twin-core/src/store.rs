@@ -21,8 +21,10 @@ use crate::queue::Sample;
 use crate::twin::{ChangeSet, TwinState, Version};
 use crate::value::{PropertyType, Value};
 
-/// Ring capacity used when a spec leaves it at 0: one report cycle's sample plus one spare.
-pub const DEFAULT_QUEUE_CAPACITY: u16 = 2;
+/// Ring capacity used when a spec leaves it at 0: one sample, the newest (a twin reported every
+/// collect cycle needs no more). Callers whose report cycle spans several collect cycles (push
+/// and database sinks) set `queue_capacity` to the samples per report cycle.
+pub const DEFAULT_QUEUE_CAPACITY: u16 = 1;
 
 /// A property as configured: what crosses from Python once per device change.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -231,6 +233,9 @@ impl Engine {
                 got: frame.len(),
             });
         }
+        // A bit frame's byte length rounds the coil count up: with no explicit count, visitors
+        // that start in the padding are not in the frame (skipped, not an error).
+        let padded = count.is_none() && kind.is_bit();
         let count = count.unwrap_or_else(|| frame_count(kind, frame.len()));
         let end = u32::from(start) + u32::from(count);
         let list = &d.layout.by_kind[kind_slot(kind)];
@@ -241,6 +246,14 @@ impl Engine {
                 break;
             }
             let cfg = &d.layout.props[usize::from(p)];
+            if padded
+                && cfg
+                    .visitor
+                    .as_ref()
+                    .is_some_and(|v| !v.covered_by(kind, start, count))
+            {
+                continue;
+            }
             let decoded = cfg
                 .visitor
                 .as_ref()
@@ -249,7 +262,7 @@ impl Engine {
                     if v.covered_by(kind, start, count) {
                         v.decode(cfg.ty, start, frame)
                     } else {
-                        Err(short(v, kind, count))
+                        Err(short(v, kind, start, count))
                     }
                 });
             scratch.push((
@@ -406,17 +419,18 @@ impl Engine {
             }
         }
         let st = &mut d.props[usize::from(prop)];
-        let had = st.desired.is_some();
+        let had = st.has_desired();
         st.reported = state.reported;
         st.reported_version = state.reported_version;
-        st.desired = state.desired.map(|side| {
-            Box::new(Desired {
-                side,
-                version: state.desired_version,
-            })
-        });
+        st.desired =
+            (state.desired.is_some() || state.desired_version != Version::default()).then(|| {
+                Box::new(Desired {
+                    side: state.desired,
+                    version: state.desired_version,
+                })
+            });
         d.n_desired =
-            d.n_desired + u32::from(d.props[usize::from(prop)].desired.is_some()) - u32::from(had);
+            d.n_desired + u32::from(d.props[usize::from(prop)].has_desired()) - u32::from(had);
         Ok(())
     }
 
@@ -529,13 +543,21 @@ fn frame_count(kind: RegisterKind, len: usize) -> u16 {
     n.min(usize::from(u16::MAX)) as u16
 }
 
-fn short(v: &Visitor, kind: RegisterKind, count: u16) -> Error {
-    let per = if kind.is_bit() { 1 } else { 2 };
+fn short(v: &Visitor, kind: RegisterKind, start: u16, count: u16) -> Error {
+    // Bytes the frame must hold from its start to cover the visitor, and bytes it covers.
+    let units_needed = (u32::from(v.offset) + u32::from(v.count)).saturating_sub(u32::from(start));
+    let bytes = |units: u32| -> usize {
+        if kind.is_bit() {
+            units.div_ceil(8) as usize
+        } else {
+            units as usize * 2
+        }
+    };
     Error::ShortFrame {
         device: String::new(),
         property: String::new(),
-        needed: usize::from(v.count) * per,
-        got: usize::from(count) * per,
+        needed: bytes(units_needed),
+        got: bytes(u32::from(count)),
     }
 }
 

@@ -42,14 +42,17 @@ pub struct TwinState {
 }
 
 impl TwinState {
-    /// Whether this twin has a delta: a desired value that differs from the reported one
-    /// (compared in canonical form, as KubeEdge compares strings).
+    /// Whether this twin has a delta: a non-empty desired value that differs from the reported
+    /// one (compared in canonical form, as KubeEdge compares strings).
     pub fn has_delta(&self) -> bool {
-        match (&self.desired, &self.reported) {
-            (Some(d), Some(r)) => d.value.to_canonical() != r.value.to_canonical(),
-            (Some(d), None) => !matches!(&d.value, Value::String(s) if s.is_empty()),
-            (None, _) => false,
-        }
+        let Some(d) = &self.desired else { return false };
+        let expected = d.value.to_canonical();
+        // KubeEdge: only a non-empty expected value can have a delta.
+        !expected.is_empty()
+            && self
+                .reported
+                .as_ref()
+                .is_none_or(|r| r.value.to_canonical() != expected)
     }
 }
 

@@ -272,12 +272,15 @@ fn side_from_py(
     obj: Option<Bound<'_, PyAny>>,
     ty: PropertyType,
     path: &str,
+    owner: (&str, &str),
 ) -> PyResult<Option<TwinSide>> {
     let Some(obj) = obj else { return Ok(None) };
     let value =
         get(&obj, "value")?.ok_or_else(|| spec_err(&format!("{path}.value"), "required"))?;
     let text = as_string(&value, &format!("{path}.value"))?;
-    let value = Value::from_canonical(ty, &text).py()?;
+    let value = Value::from_canonical(ty, &text)
+        .map_err(|e| e.with_device(owner.0).with_property(owner.1))
+        .py()?;
     let ts = get(&obj, "timestamp")?
         .map(|v| as_i64(&v, &format!("{path}.timestamp")))
         .transpose()?
@@ -302,10 +305,16 @@ fn version_from_py(obj: Option<Bound<'_, PyAny>>, path: &str) -> PyResult<Versio
 }
 
 /// The inverse of [`twin_to_py`] (the `type` key is ignored: the property decides).
-pub(crate) fn twin_from_py(obj: &Bound<'_, PyAny>, ty: PropertyType) -> PyResult<TwinState> {
+pub(crate) fn twin_from_py(
+    obj: &Bound<'_, PyAny>,
+    ty: PropertyType,
+    device: &str,
+    property: &str,
+) -> PyResult<TwinState> {
+    let owner = (device, property);
     Ok(TwinState {
-        desired: side_from_py(get(obj, "desired")?, ty, "desired")?,
-        reported: side_from_py(get(obj, "reported")?, ty, "reported")?,
+        desired: side_from_py(get(obj, "desired")?, ty, "desired", owner)?,
+        reported: side_from_py(get(obj, "reported")?, ty, "reported", owner)?,
         desired_version: version_from_py(get(obj, "desired_version")?, "desired_version")?,
         reported_version: version_from_py(get(obj, "reported_version")?, "reported_version")?,
     })

@@ -1,6 +1,6 @@
 //! The `Engine` pyclass: a frozen wrapper with an interior lock around `twin_core::store::Engine`.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -20,8 +20,16 @@ pub struct Engine {
 }
 
 impl Engine {
-    fn lock(&self) -> PyResult<MutexGuard<'_, Core>> {
-        self.inner.lock().map_err(|_| poisoned())
+    /// Locks the engine. When another thread holds the lock (a long batch with the GIL
+    /// released), waits without the GIL, so other Python threads and the event loop run on.
+    fn lock(&self, py: Python<'_>) -> PyResult<MutexGuard<'_, Core>> {
+        loop {
+            match self.inner.try_lock() {
+                Ok(guard) => return Ok(guard),
+                Err(TryLockError::Poisoned(_)) => return Err(poisoned()),
+                Err(TryLockError::WouldBlock) => without_gil(py, || drop(self.inner.lock())),
+            }
+        }
     }
 
     /// Locks with the GIL released, runs `f`, and returns its result (errors converted after
@@ -74,44 +82,62 @@ impl Engine {
         })
     }
 
-    fn upsert_device(&self, device_id: &str, properties: &Bound<'_, PyAny>) -> PyResult<u32> {
+    fn upsert_device(
+        &self,
+        py: Python<'_>,
+        device_id: &str,
+        properties: &Bound<'_, PyAny>,
+    ) -> PyResult<u32> {
         let mut specs = Vec::new();
         for (i, p) in properties.try_iter()?.enumerate() {
             let p = p?;
             convert::expect_mapping(&p, &format!("properties[{i}]"))?;
-            specs.push(convert::property_spec(&p, i)?);
+            let spec = convert::property_spec(&p, i).inspect_err(|err| {
+                // Errors found while reading the spec name the device too.
+                let _ = err.value(py).setattr("device", device_id);
+            })?;
+            specs.push(spec);
         }
-        self.lock()?.upsert_device(device_id, &specs).py()
+        self.lock(py)?.upsert_device(device_id, &specs).py()
     }
 
-    fn remove_device(&self, device_id: &str) -> PyResult<()> {
-        self.lock()?.remove_device(device_id).py()
+    fn remove_device(&self, py: Python<'_>, device_id: &str) -> PyResult<()> {
+        self.lock(py)?.remove_device(device_id).py()
     }
 
-    fn device_index(&self, device_id: &str) -> PyResult<u32> {
-        self.lock()?.device_index(device_id).py()
+    fn device_index(&self, py: Python<'_>, device_id: &str) -> PyResult<u32> {
+        self.lock(py)?.device_index(device_id).py()
     }
 
-    fn device_id(&self, index: u32) -> PyResult<String> {
-        Ok(self.lock()?.device_id(index).py()?.to_string())
+    fn device_id(&self, py: Python<'_>, index: u32) -> PyResult<String> {
+        Ok(self.lock(py)?.device_id(index).py()?.to_string())
     }
 
-    fn device_ids(&self) -> PyResult<Vec<String>> {
-        let core = self.lock()?;
+    fn device_ids(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let core = self.lock(py)?;
         let mut ids: Vec<(u32, String)> =
             core.devices().map(|(id, i)| (i, id.to_string())).collect();
         ids.sort_unstable();
         Ok(ids.into_iter().map(|(_, id)| id).collect())
     }
 
-    fn property_index(&self, device: &Bound<'_, PyAny>, name: &str) -> PyResult<u16> {
-        let core = self.lock()?;
+    fn property_index(
+        &self,
+        py: Python<'_>,
+        device: &Bound<'_, PyAny>,
+        name: &str,
+    ) -> PyResult<u16> {
+        let core = self.lock(py)?;
         let dev = Self::index(&core, device)?;
         core.property_index(dev, name).py()
     }
 
-    fn properties(&self, device: &Bound<'_, PyAny>) -> PyResult<Vec<(String, &'static str)>> {
-        let core = self.lock()?;
+    fn properties(
+        &self,
+        py: Python<'_>,
+        device: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<(String, &'static str)>> {
+        let core = self.lock(py)?;
         let dev = Self::index(&core, device)?;
         Ok(core
             .properties(dev)
@@ -121,12 +147,16 @@ impl Engine {
             .collect())
     }
 
-    fn __len__(&self) -> PyResult<usize> {
-        Ok(self.lock()?.len())
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.lock(py)?.len())
     }
 
-    fn read_plan(&self, device: &Bound<'_, PyAny>) -> PyResult<Vec<(&'static str, u16, u16)>> {
-        let core = self.lock()?;
+    fn read_plan(
+        &self,
+        py: Python<'_>,
+        device: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<(&'static str, u16, u16)>> {
+        let core = self.lock(py)?;
         let dev = Self::index(&core, device)?;
         Ok(core
             .read_plan(dev)
@@ -137,6 +167,7 @@ impl Engine {
     }
 
     #[pyo3(signature = (device, register, start, frame, ts_ms, count = None))]
+    #[allow(clippy::too_many_arguments)] // the Python signature: one call per coalesced read
     fn ingest_frame(
         &self,
         device: u32,
@@ -145,34 +176,49 @@ impl Engine {
         frame: &[u8],
         ts_ms: i64,
         count: Option<u16>,
+        py: Python<'_>,
     ) -> PyResult<usize> {
         let kind = convert::register_kind(register)?;
-        self.lock()?
+        self.lock(py)?
             .ingest_frame(device, kind, start, count, frame, ts_ms)
             .py()
     }
 
-    fn ingest_values(&self, device: u32, values: &Bound<'_, PyAny>, ts_ms: i64) -> PyResult<()> {
-        let mut core = self.lock()?;
-        let types = core.properties(device).py()?;
-        let mut batch = Vec::new();
+    fn ingest_values(
+        &self,
+        py: Python<'_>,
+        device: u32,
+        values: &Bound<'_, PyAny>,
+        ts_ms: i64,
+    ) -> PyResult<()> {
+        // Read the Python side first: iterating may run Python code, never under the lock.
+        let mut items = Vec::new();
         for item in values.try_iter()? {
             let (prop, obj): (u16, Bound<'_, PyAny>) = item?.extract()?;
-            let Some((name, ty)) = types.get(usize::from(prop)) else {
-                return core
-                    .property_index(device, &format!("#{prop}"))
-                    .map(|_| ())
-                    .py();
-            };
-            let id = core.device_id(device).py()?.to_string();
-            batch.push((
-                prop,
-                convert::value(&obj, *ty)
-                    .map_err(|e| e.with_device(&id).with_property(name))
-                    .py()?,
-            ));
+            items.push((prop, obj));
         }
-        core.ingest_values(device, &batch, ts_ms).py()
+        let (id, types) = {
+            let core = self.lock(py)?;
+            (
+                core.device_id(device).py()?.to_string(),
+                core.properties(device).py()?,
+            )
+        };
+        let mut batch = Vec::with_capacity(items.len());
+        for (prop, obj) in &items {
+            let Some((name, ty)) = types.get(usize::from(*prop)) else {
+                let err = Error::UnknownProperty {
+                    device: id.clone(),
+                    property: format!("#{prop}"),
+                };
+                return Err(crate::errors::to_py(&err));
+            };
+            let value =
+                convert::value(obj, *ty).map_err(|e| e.with_device(&id).with_property(name));
+            batch.push((*prop, value.py()?));
+        }
+        // The engine re-checks every type, so a reconfiguration in between cannot slip through.
+        self.lock(py)?.ingest_values(device, &batch, ts_ms).py()
     }
 
     fn report(&self, py: Python<'_>) -> PyResult<Changes> {
@@ -242,55 +288,85 @@ impl Engine {
 
     fn set_desired(
         &self,
+        py: Python<'_>,
         device: &str,
         values: &Bound<'_, PyDict>,
         ts_ms: i64,
     ) -> PyResult<Changes> {
-        let mut core = self.lock()?;
-        let dev = core.device_index(device).py()?;
-        let types = core.properties(dev).py()?;
-        let mut batch = Vec::with_capacity(values.len());
-        for (k, v) in values.iter() {
-            let name: String = k.extract()?;
-            let p = core.property_index(dev, &name).py()?;
+        let items: Vec<(String, Bound<'_, PyAny>)> = values
+            .iter()
+            .map(|(k, v)| Ok((k.extract::<String>()?, v)))
+            .collect::<PyResult<_>>()?;
+        let (dev, types) = {
+            let core = self.lock(py)?;
+            let dev = core.device_index(device).py()?;
+            (dev, core.properties(dev).py()?)
+        };
+        let mut batch = Vec::with_capacity(items.len());
+        for (name, v) in &items {
+            let Some(p) = types.iter().position(|(n, _)| **n == **name) else {
+                let err = Error::UnknownProperty {
+                    device: device.to_owned(),
+                    property: name.clone(),
+                };
+                return Err(crate::errors::to_py(&err));
+            };
             let value = if v.is_none() {
                 None
             } else {
-                Some(
-                    convert::value(&v, types[usize::from(p)].1)
-                        .map_err(|e| e.with_device(device).with_property(&name))
-                        .py()?,
-                )
+                let ty = types[p].1;
+                let parsed =
+                    convert::value(v, ty).map_err(|e| e.with_device(device).with_property(name));
+                Some(parsed.py()?)
             };
-            batch.push((p, value));
+            batch.push((p as u16, value));
         }
-        core.set_desired(dev, &batch, ts_ms).py().map(changes)
+        self.lock(py)?
+            .set_desired(dev, &batch, ts_ms)
+            .py()
+            .map(changes)
     }
 
     fn sync_desired(
         &self,
+        py: Python<'_>,
         device: &str,
         values: &Bound<'_, PyDict>,
         ts_ms: i64,
     ) -> PyResult<Changes> {
-        let mut core = self.lock()?;
-        let dev = core.device_index(device).py()?;
-        let types = core.properties(dev).py()?;
-        let mut batch = Vec::with_capacity(values.len());
+        let mut items = Vec::with_capacity(values.len());
         for (k, v) in values.iter() {
             let name: String = k.extract()?;
             let (text, cloud, edge): (Option<String>, u64, u64) = v.extract()?;
-            let p = core.property_index(dev, &name).py()?;
+            items.push((name, text, Version { cloud, edge }));
+        }
+        let (dev, types) = {
+            let core = self.lock(py)?;
+            let dev = core.device_index(device).py()?;
+            (dev, core.properties(dev).py()?)
+        };
+        let mut batch = Vec::with_capacity(items.len());
+        for (name, text, version) in items {
+            let Some(p) = types.iter().position(|(n, _)| **n == *name) else {
+                let err = Error::UnknownProperty {
+                    device: device.to_owned(),
+                    property: name,
+                };
+                return Err(crate::errors::to_py(&err));
+            };
             let value = text
                 .map(|t| {
-                    Value::parse(types[usize::from(p)].1, &t)
+                    Value::parse(types[p].1, &t)
                         .map_err(|e| e.with_device(device).with_property(&name))
                 })
                 .transpose()
                 .py()?;
-            batch.push((p, value, Version { cloud, edge }));
+            batch.push((p as u16, value, version));
         }
-        core.sync_desired(dev, &batch, ts_ms).py().map(changes)
+        self.lock(py)?
+            .sync_desired(dev, &batch, ts_ms)
+            .py()
+            .map(changes)
     }
 
     fn take_dirty(&self, py: Python<'_>) -> PyResult<Vec<(String, String, String)>> {
@@ -303,7 +379,7 @@ impl Engine {
 
     fn twins<'py>(&self, py: Python<'py>, device: &str) -> PyResult<Bound<'py, PyDict>> {
         let twins = {
-            let core = self.lock()?;
+            let core = self.lock(py)?;
             let dev = core.device_index(device).py()?;
             core.twins(dev).py()?
         };
@@ -314,25 +390,35 @@ impl Engine {
         Ok(out)
     }
 
-    fn restore(&self, device: &str, property: &str, state: &Bound<'_, PyAny>) -> PyResult<()> {
-        let mut core = self.lock()?;
-        let dev = core.device_index(device).py()?;
-        let p = core.property_index(dev, property).py()?;
-        let ty = core.properties(dev).py()?[usize::from(p)].1;
-        let twin = convert::twin_from_py(state, ty)?;
-        core.restore(dev, p, twin)
+    fn restore(
+        &self,
+        py: Python<'_>,
+        device: &str,
+        property: &str,
+        state: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let (dev, p, ty) = {
+            let core = self.lock(py)?;
+            let dev = core.device_index(device).py()?;
+            let p = core.property_index(dev, property).py()?;
+            (dev, p, core.properties(dev).py()?[usize::from(p)].1)
+        };
+        let twin = convert::twin_from_py(state, ty, device, property)?;
+        self.lock(py)?
+            .restore(dev, p, twin)
             .map_err(|e| e.with_property(property))
             .py()
     }
 
     fn encode_write<'py>(
         &self,
+        py: Python<'py>,
         device: &Bound<'py, PyAny>,
         property: &Bound<'py, PyAny>,
         value: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let op = {
-            let core = self.lock()?;
+            let core = self.lock(py)?;
             let dev = Self::index(&core, device)?;
             let p = match property.extract::<u16>() {
                 Ok(p) => p,
@@ -360,7 +446,7 @@ impl Engine {
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.lock()?.stats();
+        let s = self.lock(py)?.stats();
         let d = PyDict::new(py);
         d.set_item("devices", s.devices)?;
         d.set_item("properties", s.properties)?;
@@ -370,8 +456,8 @@ impl Engine {
         Ok(d)
     }
 
-    fn __repr__(&self) -> PyResult<String> {
-        let s = self.lock()?.stats();
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let s = self.lock(py)?.stats();
         Ok(format!(
             "<Engine devices={} properties={}>",
             s.devices, s.properties

@@ -945,8 +945,12 @@ def py_value(obj: object, ty: str) -> Value:
 # ---------------------------------------------------------------------------------------------
 
 REDUCES = ("last", "min", "max", "mean", "count")
-DEFAULT_QUEUE_CAPACITY = 2
-"""A ring's capacity when the spec says 0: one report cycle's sample plus one spare."""
+DEFAULT_QUEUE_CAPACITY = 1
+"""A ring's capacity when the spec says 0: one sample, the newest.
+
+A twin reported every collect cycle needs no more; a report cycle spanning several collect
+cycles sets ``queue_capacity`` to its samples per report cycle.
+"""
 
 
 @dataclass(frozen=True)
@@ -1332,11 +1336,18 @@ class ReferenceEngine:
         property whose visitor starts inside it (``count`` registers or bits; None: as many as
         the frame holds). A property that starts inside but is not covered, or does not decode,
         is an error, and then nothing is queued. Returns how many were sampled.
+
+        A bit frame's bytes round its bit count up, so without ``count`` the inferred count is
+        an upper bound: the real count is more than the bits of all bytes but the last. A
+        property that starts after that (in what may be the last byte's padding) and is not
+        covered is skipped, not an error; one that starts before it is an error as usual.
         """
         d = self._device(device)
         kind = parse_register_kind(register)
+        padded = count is None and kind in BIT_KINDS
         if count is None:
             count = min(len(frame) * 8 if kind in BIT_KINDS else len(frame) // 2, 0xFFFF)
+        first_padding = start + 8 * (len(frame) - 1) + 1  # bits before it are in the frame
         inside = [(o, i) for o, i in d.by_kind.get(kind, []) if start <= o < start + count]
         decoded: list[tuple[int, Value]] = []
         for _, i in inside:
@@ -1344,6 +1355,8 @@ class ReferenceEngine:
             assert v is not None
             try:
                 if v.offset + v.count > start + count:
+                    if padded and v.offset >= first_padding:
+                        continue
                     size = frame_size(kind, v.offset + v.count - start)
                     raise _short(size, frame_size(kind, count))
                 decoded.append((i, decode(v, start, frame)))

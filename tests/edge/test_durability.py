@@ -161,7 +161,7 @@ class EdgeProcess:
             log.close()
         try:
             async with asyncio.timeout(WAIT), aiohttp.ClientSession() as http:
-                while not await self._healthy(http):
+                while not await self._healthy(http):  # noqa: ASYNC110 - another process
                     await asyncio.sleep(0.05)
         except TimeoutError:
             pytest.fail(f"twinplane edge did not become healthy:\n{self.output()}")
@@ -239,7 +239,9 @@ async def report(edge: EdgeProcess, device: str, **values: str) -> None:
         for prop, value in values.items()
     ]
     request = api_pb2.ReportDeviceStatusRequest(
-        deviceName=device, deviceNamespace="default", reportedDevice=api_pb2.DeviceStatus(twins=twins)
+        deviceName=device,
+        deviceNamespace="default",
+        reportedDevice=api_pb2.DeviceStatus(twins=twins),
     )
     async with grpc.aio.insecure_channel(f"unix:{edge.socket}") as channel:
         stub = api_pb2_grpc.DeviceManagerServiceStub(channel)
@@ -269,7 +271,7 @@ async def wait_until_stored(edge: EdgeProcess, expected: dict[tuple[str, str], s
 
     try:
         async with asyncio.timeout(WAIT):
-            while not await asyncio.to_thread(stored):
+            while not await asyncio.to_thread(stored):  # noqa: ASYNC110 - another process
                 await asyncio.sleep(0.02)
     except TimeoutError:
         pytest.fail(f"reported values never reached {edge.db}: {stored_twins(edge.db)}")
@@ -329,7 +331,7 @@ async def test_kill_9_keeps_registry_desired_and_reported_values(edge: EdgeProce
 async def test_writes_acknowledged_just_before_kill_9_survive_a_stale_socket(
     edge: EdgeProcess,
 ) -> None:
-    """An apply and a desired value answered just before kill -9 are kept; the socket is replaced."""
+    """An apply and a desired value answered right before kill -9 stay; the socket is replaced."""
     await edge.start()
     await apply(edge, MANIFESTS)
     await apply(edge, LATE_DEVICE)

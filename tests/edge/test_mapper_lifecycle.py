@@ -19,6 +19,7 @@ import itertools
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ spec:
 """
 
 MANIFESTS = "---\n".join([MODEL, thermo("thermo-1"), BARE, VALVE])
-MODBUS_DEVICES = {"thermo-1", "thermo-bare"}
+MODBUS_DEVICES = frozenset({"thermo-1", "thermo-bare"})
 
 
 # -- the fake mapper -------------------------------------------------------------------------------
@@ -266,7 +267,7 @@ async def eventually(predicate: Callable[[], bool], what: str) -> None:
     """Polls ``predicate`` until it holds; fails after :data:`WAIT` seconds."""
     try:
         async with asyncio.timeout(WAIT):
-            while not predicate():
+            while not predicate():  # noqa: ASYNC110 - polls what the fake mappers recorded
                 await asyncio.sleep(0.005)
     except TimeoutError:
         pytest.fail(f"timed out waiting for {what}")
@@ -274,7 +275,7 @@ async def eventually(predicate: Callable[[], bool], what: str) -> None:
 
 @dataclass
 class Edge:
-    """A running device manager and the fake mappers of a test."""
+    """A running device manager, with helpers to register and watch fake mappers."""
 
     app: EdgeApp
     home: Path
@@ -286,7 +287,9 @@ class Edge:
         assert self.app.core is not None
         return self.app.core
 
-    def mapper(self, name: str = "modbus-mapper", **failures: int) -> FakeMapper:
+    def mapper(
+        self, name: str = "modbus-mapper", failures: dict[str, int] | None = None
+    ) -> FakeMapper:
         """A fake mapper (not started) with a socket in the home folder."""
         return FakeMapper(self.home / f"{name}.sock", failures)
 
@@ -322,9 +325,11 @@ class Edge:
             )
             return response
 
-    async def synced(self, mapper: FakeMapper, devices: set[str] = MODBUS_DEVICES) -> None:
+    async def synced(self, mapper: FakeMapper, devices: AbstractSet[str] = MODBUS_DEVICES) -> None:
         """Waits until ``mapper`` holds exactly ``devices``."""
-        await eventually(lambda: mapper.held() == devices, f"{mapper.socket_path} to hold {devices}")
+        await eventually(
+            lambda: mapper.held() == devices, f"{mapper.socket_path} to hold {devices}"
+        )
 
     async def barrier(self, mapper: FakeMapper, device: str = "thermo-bare") -> None:
         """Changes ``device``'s desired setpoint and waits for the UpdateDevice carrying it."""
@@ -435,7 +440,10 @@ async def test_registration_without_data_pushes_model_before_each_device(
     await edge.synced(fake)
     summary = fake.summary()
     assert summary[0] == ("CreateDeviceModel", "thermo-model")
-    assert sorted(summary[1:]) == [("RegisterDevice", "thermo-1"), ("RegisterDevice", "thermo-bare")]
+    assert sorted(summary[1:]) == [
+        ("RegisterDevice", "thermo-1"),
+        ("RegisterDevice", "thermo-bare"),
+    ]
     assert all(c.device.namespace == "default" for c in fake.done("RegisterDevice"))
     model = models_sent(fake)["thermo-model"]
     assert model.namespace == "default"
@@ -540,7 +548,7 @@ async def test_a_desired_value_reaches_the_mapper_as_update_device(
     await edge.register(fake)
     await edge.synced(fake)
     mark = len(fake.calls)
-    await edge.core.set_desired("default/thermo-1", {"setpoint": "25", "enabled": True})
+    await edge.core.set_desired("default/thermo-1", {"setpoint": "25", "enabled": "true"})
     await eventually(lambda: bool(fake.done("UpdateDevice", mark)), "the UpdateDevice")
     (update,) = fake.done("UpdateDevice", mark)
     assert desired(update.device, "setpoint") == "25"
@@ -625,7 +633,7 @@ async def test_pushes_wait_for_a_mapper_that_is_not_listening_yet(edge: Edge) ->
 @pytest.mark.parametrize("method", ["CreateDeviceModel", "RegisterDevice"])
 async def test_a_failing_mapper_method_is_retried(edge: Edge, method: str) -> None:
     """A method answering UNAVAILABLE three times is retried; model still before device."""
-    flaky = edge.mapper(**{method: 3})
+    flaky = edge.mapper(failures={method: 3})
     await flaky.start()
     try:
         await edge.register(flaky)
@@ -636,7 +644,10 @@ async def test_a_failing_mapper_method_is_retried(edge: Edge, method: str) -> No
     assert edge.link().stats.retries >= 3
     summary = flaky.summary()
     assert summary[0] == ("CreateDeviceModel", "thermo-model")
-    assert sorted(summary[1:]) == [("RegisterDevice", "thermo-1"), ("RegisterDevice", "thermo-bare")]
+    assert sorted(summary[1:]) == [
+        ("RegisterDevice", "thermo-1"),
+        ("RegisterDevice", "thermo-bare"),
+    ]
 
 
 async def test_reregistration_resyncs_every_owned_device(edge: Edge, fake: FakeMapper) -> None:

@@ -15,11 +15,9 @@ from twinplane.twin import PropertySpec
 
 from .engine_strategies import (
     DesiredUpdate,
-    KnownEngineBug,
     assert_same_changes,
     both,
     device_ids,
-    engine_check,
     property_specs,
     reported_batches,
     same_outcome,
@@ -30,17 +28,17 @@ from .engine_strategies import (
 
 pytestmark = pytest.mark.engine
 
-# The generated runs leave out removals (set to None) and empty desired values: the engine gets
-# their versions and deltas wrong; the xfail tests below pin each case.
-
 
 @st.composite
 def desired_values(draw: st.DrawFn, specs: list[PropertySpec]) -> DesiredUpdate:
-    """An edge update: property -> value (a typed object or its text)."""
+    """An edge update: property -> value (a typed object or its text), sometimes None."""
     out: DesiredUpdate = {}
     for name in draw(st.lists(st.sampled_from([s["name"] for s in specs]), max_size=3)):
         ty = type_of(specs, name)
-        value = draw(values(ty, nonempty=True))
+        if draw(st.integers(0, 4)) == 0:
+            out[name] = None
+            continue
+        value = draw(values(ty))
         as_text = ty != "STRING" and draw(st.booleans())
         out[name] = ref.canonical(ty, value) if as_text else value
     return out
@@ -50,7 +48,7 @@ def desired_values(draw: st.DrawFn, specs: list[PropertySpec]) -> DesiredUpdate:
 def synced_values(
     draw: st.DrawFn, specs: list[PropertySpec], model: ref.ReferenceEngine, device: str
 ) -> dict[str, tuple[str | None, int, int]]:
-    """A cloud sync: property -> (text, cloud version, edge version).
+    """A cloud sync: property -> (text or None, cloud version, edge version).
 
     The versions are mostly at or ahead of the local ones, sometimes behind.
     """
@@ -61,8 +59,10 @@ def synced_values(
         local = twins[name]["desired_version"]
         cloud = local["cloud"] + draw(st.integers(-1, 2))
         edge = local["edge"] + draw(st.integers(-1, 1))
+        remove = draw(st.integers(0, 4)) == 0
+        text = None if remove else ref.canonical(ty, draw(values(ty)))
         out[name] = (
-            ref.canonical(ty, draw(values(ty, nonempty=True))),
+            text,
             max(cloud, 0),
             max(edge, 0),
         )
@@ -158,22 +158,28 @@ def test_removing_a_desired_value_emits_a_change_and_ends_the_delta() -> None:
     assert removed.deltas() == model.set_desired("ns/dev", {"sp": None}, 2).deltas() == {}
 
 
-@pytest.mark.xfail(
-    raises=KnownEngineBug,
-    strict=True,
-    reason="engine bug: removing a desired value drops its version (store.rs Device::set_desired "
-    "boxes the version with the value); twins() then shows {cloud 0, edge 0} and the next edge "
-    "update is edge 1 again, so versions go backwards",
-)
 def test_removing_a_desired_value_keeps_its_version() -> None:
     """Versions only grow: after a removal the desired version stays, the next update bumps it."""
     engine, model = both([{"name": "sp", "type": "INT"}])
     for value, edge in ((5, 1), (None, 2), (6, 3)):
-        engine.set_desired("ns/dev", {"sp": value}, 1)
-        model.set_desired("ns/dev", {"sp": value}, 1)
-        assert model.twins("ns/dev")["sp"]["desired_version"] == {"cloud": 0, "edge": edge}
-        version = engine.twins("ns/dev")["sp"]["desired_version"]
-        engine_check(version == {"cloud": 0, "edge": edge}, f"{version} after setting {value}")
+        assert_same_changes(
+            engine.set_desired("ns/dev", {"sp": value}, 1),
+            model.set_desired("ns/dev", {"sp": value}, 1),
+        )
+        assert engine.twins("ns/dev")["sp"]["desired_version"] == {"cloud": 0, "edge": edge}
+        assert snapshot(engine) == snapshot(model)
+
+
+def test_a_cloud_removal_takes_the_cloud_version() -> None:
+    """A cloud sync removing a desired value that is not there still takes the cloud's version."""
+    engine, model = both([{"name": "sp", "type": "INT"}])
+    for e in (engine, model):
+        assert len(e.sync_desired("ns/dev", {"sp": (None, 2, 3)}, 1)) == 0
+    assert model.twins("ns/dev")["sp"]["desired_version"] == {"cloud": 2, "edge": 3}
+    with pytest.raises(VersionConflictError):
+        model.sync_desired("ns/dev", {"sp": (None, 2, 2)}, 2)
+    version = engine.twins("ns/dev")["sp"]["desired_version"]
+    assert version == {"cloud": 2, "edge": 3}, f"desired_version {version}"
 
 
 @pytest.mark.parametrize(("desired", "reported"), [("NaN", "NaN"), ("-0", "0")])
@@ -187,12 +193,6 @@ def test_delta_compares_canonical_text(desired: str, reported: str) -> None:
     assert got.deltas() == ({} if desired == reported else {"ns/dev": {"x": desired}})
 
 
-@pytest.mark.xfail(
-    raises=KnownEngineBug,
-    strict=True,
-    reason="engine deviation: an empty desired STRING (or BYTES) is a delta when a reported "
-    "value exists (twin.rs has_delta); KubeEdge only deltas non-empty expected values",
-)
 @pytest.mark.parametrize("ty", ["STRING", "BYTES"])
 def test_an_empty_desired_value_is_no_delta(ty: str) -> None:
     """KubeEdge's delta skips twins whose expected value is empty."""
@@ -201,6 +201,7 @@ def test_an_empty_desired_value_is_no_delta(ty: str) -> None:
     for e in (engine, model):
         e.apply_reported("ns/dev", [("x", "00", 1)])
     empty = "" if ty == "STRING" else b""
-    assert model.set_desired("ns/dev", {"x": empty}, 2).deltas() == {}
-    deltas = engine.set_desired("ns/dev", {"x": empty}, 2).deltas()
-    engine_check(deltas == {}, f"{deltas}")
+    got = engine.set_desired("ns/dev", {"x": empty}, 2)
+    assert_same_changes(got, model.set_desired("ns/dev", {"x": empty}, 2))
+    assert got.deltas() == {}
+    assert len(got) == 1  # the desired change itself is still emitted

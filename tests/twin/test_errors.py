@@ -19,7 +19,7 @@ from twinplane.errors import (
 )
 from twinplane.twin import Engine, PropertySpec
 
-from .engine_strategies import EngineLike, KnownEngineBug, engine_check, snapshot
+from .engine_strategies import EngineLike, snapshot
 
 pytestmark = pytest.mark.engine
 
@@ -329,13 +329,8 @@ CONVERSION_CASES: list[tuple[str, Call, type[TwinplaneError], dict[str, object]]
 ]
 
 
-def check_error(
-    call: Call, error: type[TwinplaneError], fields: dict[str, object], *, known_bug: bool = False
-) -> None:
-    """The call raises ``error`` with ``fields`` on engine and reference, changing neither.
-
-    With ``known_bug``, wrong fields from the engine raise :class:`KnownEngineBug`.
-    """
+def check_error(call: Call, error: type[TwinplaneError], fields: dict[str, object]) -> None:
+    """The call raises ``error`` with ``fields`` on engine and reference, changing neither."""
     engine, model = populated(Engine()), populated(ref.ReferenceEngine())
     before = snapshot(engine)
     assert before == snapshot(model)
@@ -343,8 +338,6 @@ def check_error(
         with pytest.raises(error) as info:
             call(e)
         got = {key: getattr(info.value, key) for key in fields}
-        if known_bug and e is engine:
-            engine_check(got == fields, f"{got} != {fields}")
         assert got == fields, f"{type(e).__name__}: {info.value}"
         assert snapshot(e) == before
 
@@ -359,12 +352,6 @@ def test_error_has_class_and_fields_and_changes_nothing(
     check_error(call, error, fields)
 
 
-@pytest.mark.xfail(
-    raises=KnownEngineBug,
-    strict=True,
-    reason="engine gap: errors found while converting a spec from Python (twin-py convert.rs "
-    "spec_err) carry no device, unlike the same errors found by twin-core",
-)
 @pytest.mark.parametrize(
     ("method", "call", "error", "fields"),
     CONVERSION_CASES,
@@ -374,7 +361,7 @@ def test_conversion_error_names_the_device(
     method: str, call: Call, error: type[TwinplaneError], fields: dict[str, object]
 ) -> None:
     """A spec error found while converting Python values names the device too."""
-    check_error(call, error, fields, known_bug=True)
+    check_error(call, error, fields)
 
 
 @pytest.mark.parametrize(
@@ -410,20 +397,15 @@ def test_restore_checks_its_input() -> None:
     assert snapshot(engine) == before
 
 
-@pytest.mark.xfail(
-    raises=KnownEngineBug,
-    strict=True,
-    reason="engine gap: restore() converts the state's values before naming device and property "
-    "(twin-py engine.rs restore -> convert::twin_from_py), so its ValueTypeError has neither",
-)
-def test_restore_error_names_device_and_property() -> None:
-    """Restore's ValueTypeError names the device and the property."""
+@pytest.mark.parametrize("side", ["reported", "desired"])
+def test_restore_error_names_device_and_property(side: str) -> None:
+    """Restore's ValueTypeError names the device, the property and the expected type."""
     engine = Engine()
     engine.upsert_device(DEVICE, SPECS)
     with pytest.raises(ValueTypeError) as info:
-        engine.restore(DEVICE, "speed", {"reported": {"value": "x", "timestamp": 1}})
-    fields = (info.value.device, info.value.property)
-    engine_check(fields == (DEVICE, "speed"), f"{fields}")
+        engine.restore(DEVICE, "speed", {side: {"value": "x", "timestamp": 1}})
+    fields = (info.value.device, info.value.property, info.value.expected)
+    assert fields == (DEVICE, "speed", "INT")
 
 
 def test_restore_round_trips_a_twin() -> None:
@@ -437,13 +419,6 @@ def test_restore_round_trips_a_twin() -> None:
     assert fresh.twins(DEVICE) == engine.twins(DEVICE)
 
 
-@pytest.mark.xfail(
-    raises=KnownEngineBug,
-    strict=True,
-    reason="engine bug: ingest_frame's FrameError (twin-core store.rs short()) gives needed = the "
-    "visitor's own length and, for coils, counts bits, not bytes; here it says 'frame too short "
-    "(4 bytes, the visitor needs 4)'",
-)
 @pytest.mark.parametrize(
     ("register", "frame", "needed", "got"),
     [("HoldingRegister", b"\x00\x01\x00\x02", 6, 4), ("CoilRegister", b"\x01", 2, 1)],
@@ -466,7 +441,4 @@ def test_frame_error_counts_bytes_from_the_frame_start(
         e.upsert_device("d", specs)
         with pytest.raises(FrameError) as info:
             e.ingest_frame(0, register, 0, frame, 1, count)  # type: ignore[arg-type]
-        counts = (info.value.needed, info.value.got)
-        if e is engine:
-            engine_check(counts == (needed, got), f"needed, got = {counts}")
-        assert counts == (needed, got)
+        assert (info.value.needed, info.value.got) == (needed, got), type(e).__name__

@@ -13,7 +13,11 @@ import reference as ref
 from twinplane.errors import FrameError, SpecError
 from twinplane.twin import Engine, decode_register, encode_register
 
-from .engine_strategies import assert_same_changes, same_outcome, values
+from .engine_strategies import (
+    assert_same_changes,
+    same_outcome,
+    values,
+)
 
 pytestmark = pytest.mark.engine
 
@@ -258,9 +262,9 @@ def test_coalesced_frames_match_reference(
         for kind, start, count in engine.read_plan(dev):
             size = (count + 7) // 8 if kind in ref.BIT_KINDS else 2 * count
             frame = data.draw(st.binary(min_size=size, max_size=size))
-            # A bit frame's last byte is padding: its count must be given (see
-            # test_bit_frames_need_their_count); for registers it may be.
-            given_count = count if kind in ref.BIT_KINDS or data.draw(st.booleans()) else None
+            # Without a count, a bit frame's padding may hold the start of a later read's
+            # visitor: it is skipped (see test_bit_frames_skip_padding_visitors_without_count).
+            given_count = count if data.draw(st.booleans()) else None
             ts = 1000 * cycle
             got = engine.ingest_frame(dev, kind, start, frame, ts, given_count)  # type: ignore[arg-type]
             assert got == model.ingest_frame(dev, kind, start, frame, ts, given_count)
@@ -269,21 +273,59 @@ def test_coalesced_frames_match_reference(
     assert engine.twins("ns/d") == model.twins("ns/d")
 
 
-def test_bit_frames_need_their_count() -> None:
-    """A padded bit frame needs its count: without it, a later coil property is short."""
-    engine = Engine()
-    specs = [
-        {"name": "a", "type": "INT", "visitor": {"register": "CoilRegister", "offset": 0}},
-        {
-            "name": "b",
-            "type": "INT",
-            "visitor": {"register": "CoilRegister", "offset": 5, "limit": 4},
-        },
-    ]
-    dev = engine.upsert_device("d", specs)  # type: ignore[arg-type]
+COIL_SPECS: list[dict[str, Any]] = [
+    {"name": "a", "type": "INT", "visitor": {"register": "CoilRegister", "offset": 0}},
+    {"name": "b", "type": "INT", "visitor": {"register": "CoilRegister", "offset": 5, "limit": 4}},
+]
+"""Two coil properties read apart: ``a`` (coil 0) and ``b`` (coils 5-8)."""
+
+
+@pytest.mark.parametrize("impl", [Engine, ref.ReferenceEngine])
+def test_bit_frames_skip_padding_visitors_without_count(impl: type[Engine]) -> None:
+    """Without a count, a visitor starting in a bit frame's padding is skipped, not an error."""
+    engine = impl()
+    dev = engine.upsert_device("d", COIL_SPECS)  # type: ignore[arg-type]
     assert engine.read_plan(dev) == [("CoilRegister", 0, 1), ("CoilRegister", 5, 4)]
+    # The 1-coil read's byte: coil 0 and seven padding bits, where b starts.
+    assert engine.ingest_frame(dev, "CoilRegister", 0, b"\x01", 0) == 1
+    assert engine.stats()["queued"] == 1
+    assert engine.report().to_list()[0]["property"] == "a"
+    assert "b" not in {p for p, t in engine.twins("d").items() if t["reported"]}
+
+
+@pytest.mark.parametrize("impl", [Engine, ref.ReferenceEngine])
+def test_bit_frames_with_count_raise_for_visitors_past_it(impl: type[Engine]) -> None:
+    """With an explicit count, a visitor that starts inside but ends past it is a FrameError."""
+    engine = impl()
+    dev = engine.upsert_device("d", COIL_SPECS)  # type: ignore[arg-type]
     assert engine.ingest_frame(dev, "CoilRegister", 0, b"\x01", 0, count=1) == 1
     with pytest.raises(FrameError) as info:
-        engine.ingest_frame(dev, "CoilRegister", 0, b"\x01", 0)
+        engine.ingest_frame(dev, "CoilRegister", 0, b"\x21", 0, count=6)
     assert (info.value.device, info.value.property) == ("d", "b")
-    assert engine.stats()["queued"] == 1
+    assert (info.value.needed, info.value.got) == (2, 1)
+    assert engine.stats()["queued"] == 1  # only the first frame's sample
+
+
+def test_bit_frames_without_count_raise_for_visitors_they_hold_the_start_of() -> None:
+    """Without a count, a visitor starting before the last byte but ending past it is short."""
+    specs: list[Any] = [
+        {
+            "name": "w",
+            "type": "INT",
+            "visitor": {"register": "CoilRegister", "offset": 3, "limit": 16},
+        }
+    ]
+    engine, model = Engine(), ref.ReferenceEngine()
+    for e in (model, engine):
+        e.upsert_device("d", specs)
+    with pytest.raises(FrameError) as info:  # coil 3 is in the first of two bytes: it was read
+        model.ingest_frame(0, "CoilRegister", 0, b"\xff\xff", 0)
+    assert (info.value.needed, info.value.got) == (3, 2)
+    outcome: int | FrameError
+    try:
+        outcome = engine.ingest_frame(0, "CoilRegister", 0, b"\xff\xff", 0)
+    except FrameError as e:
+        outcome = e
+    assert isinstance(outcome, FrameError), f"no FrameError; {outcome} sampled"
+    assert isinstance(outcome, FrameError)
+    assert (outcome.property, outcome.needed, outcome.got) == ("w", 3, 2)

@@ -359,8 +359,17 @@ impl Device {
             _ => false,
         };
         if same {
-            if let (Some(d), Some(ver)) = (st.desired.as_mut(), version) {
-                d.version = ver;
+            if let Some(ver) = version {
+                // A cloud sync with the same value still takes the cloud's version.
+                match st.desired.as_mut() {
+                    Some(d) => d.version = ver,
+                    None => {
+                        st.desired = Some(Box::new(Desired {
+                            side: None,
+                            version: ver,
+                        }));
+                    }
+                }
                 if self.track_dirty {
                     self.dirty.push(prop);
                 }

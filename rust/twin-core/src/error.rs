@@ -164,7 +164,7 @@ impl fmt::Display for Error {
             ),
             Self::TypeMismatch { device, property, expected, got } => write!(
                 f,
-                "device {device}, property {property}: expected a {expected} value, got {got}"
+                "device {device}, property {property}: expected a value of type {expected}, got {got}"
             ),
             Self::VersionConflict { device, property, message } => {
                 write!(f, "device {device}, property {property}: version conflict: {message}")

@@ -235,7 +235,9 @@ impl Engine {
         }
         // A bit frame's byte length rounds the coil count up: with no explicit count, visitors
         // that start in the padding are not in the frame (skipped, not an error).
-        let padded = count.is_none() && kind.is_bit();
+        let padded = count.is_none() && kind.is_bit() && !frame.is_empty();
+        // The first bit that may be padding: the last byte holds at least one real bit.
+        let first_padding = u32::from(start) + (frame.len().saturating_sub(1) * 8 + 1) as u32;
         let count = count.unwrap_or_else(|| frame_count(kind, frame.len()));
         let end = u32::from(start) + u32::from(count);
         let list = &d.layout.by_kind[kind_slot(kind)];
@@ -247,10 +249,9 @@ impl Engine {
             }
             let cfg = &d.layout.props[usize::from(p)];
             if padded
-                && cfg
-                    .visitor
-                    .as_ref()
-                    .is_some_and(|v| !v.covered_by(kind, start, count))
+                && cfg.visitor.as_ref().is_some_and(|v| {
+                    u32::from(v.offset) >= first_padding && !v.covered_by(kind, start, count)
+                })
             {
                 continue;
             }

@@ -992,22 +992,23 @@ def _same(a: Value, b: Value) -> bool:
     return a == b
 
 
-def _fmin(a: float, b: float) -> float:
-    """IEEE minNum (Rust's ``f64::min``): a NaN operand is ignored."""
+def _ignoring_nan(pick: Callable[[float, float], float], a: float, b: float) -> float:
+    """``pick(a, b)``, except that a NaN operand is ignored (IEEE minNum/maxNum)."""
     if math.isnan(b):
         return a
     if math.isnan(a):
         return b
-    return min(a, b)
+    return pick(a, b)
+
+
+def _fmin(a: float, b: float) -> float:
+    """IEEE minNum (Rust's ``f64::min``): a NaN operand is ignored."""
+    return _ignoring_nan(min, a, b)
 
 
 def _fmax(a: float, b: float) -> float:
     """IEEE maxNum (Rust's ``f64::max``): a NaN operand is ignored."""
-    if math.isnan(b):
-        return a
-    if math.isnan(a):
-        return b
-    return max(a, b)
+    return _ignoring_nan(max, a, b)
 
 
 @dataclass

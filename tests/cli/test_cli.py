@@ -10,38 +10,27 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
 import yaml
 
+from dmi_helpers import report_request
+from edge_helpers import EdgeProcess, edge_process, free_port, samples, thermo_model
 from twinplane.cli import main
-from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
+from twinplane.dmi.v1beta1 import api_pb2_grpc
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared/fixtures/kubeedge/samples"
-"""KubeEdge's sample manifests, in the shared folder beside the repository."""
 
-THERMO = """\
-apiVersion: devices.kubeedge.io/v1beta1
-kind: DeviceModel
-metadata: {{name: thermo-model, namespace: {ns}}}
-spec:
-  protocol: modbus
-  properties:
-  - {{name: temperature, type: FLOAT, accessMode: ReadOnly, unit: Celsius}}
-  - {{name: setpoint, type: INT, accessMode: ReadWrite}}
----
+def thermo(ns: str) -> str:
+    """``thermo-model`` and its Device ``thermo-1`` in namespace ``ns``."""
+    return "---\n".join(
+        [
+            thermo_model("temperature", "setpoint", namespace=ns),
+            f"""\
 apiVersion: devices.kubeedge.io/v1beta1
 kind: Device
 metadata: {{name: thermo-1, namespace: {ns}}}
@@ -56,41 +45,13 @@ spec:
   - name: setpoint
     desired: {{value: "21"}}
     visitors: {{protocolName: modbus, configData: {{register: HoldingRegister, offset: 1}}}}
-"""
-
-
-def samples() -> Path:
-    """The samples folder; missing, the test fails under CI and is skipped elsewhere."""
-    if not SAMPLES.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{SAMPLES} is missing")
-        pytest.skip(f"{SAMPLES} is missing")
-    return SAMPLES
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    """A running ``twinplane edge``."""
-
-    url: str
-    home: Path
-
-    @property
-    def dmi_socket(self) -> Path:
-        """Its DMI socket."""
-        return self.home / "run" / "dmi.sock"
+""",
+        ]
+    )
 
 
 def cli(
-    server: Server | None, *args: str, stdin: str | None = None
+    server: EdgeProcess | None, *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Runs ``twinplane ARGS`` (``$TWINPLANE_SERVER`` pointing at ``server``)."""
     env = {**os.environ, "TWINPLANE_SERVER": server.url if server else "http://127.0.0.1:9"}
@@ -105,14 +66,14 @@ def cli(
     )
 
 
-def ok(server: Server, *args: str, stdin: str | None = None) -> str:
+def ok(server: EdgeProcess, *args: str, stdin: str | None = None) -> str:
     """Runs a command that must succeed; its stdout."""
     done = cli(server, *args, stdin=stdin)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
-def failed(server: Server | None, *args: str, stdin: str | None = None) -> list[str]:
+def failed(server: EdgeProcess | None, *args: str, stdin: str | None = None) -> list[str]:
     """Runs a command that must fail with status 1; its stderr lines (never a traceback)."""
     done = cli(server, *args, stdin=stdin)
     assert done.returncode == 1, (done.stdout, done.stderr)
@@ -120,68 +81,26 @@ def failed(server: Server | None, *args: str, stdin: str | None = None) -> list[
     return done.stderr.splitlines()
 
 
-def report(server: Server, namespace: str, device: str, **values: str) -> None:
+def report(server: EdgeProcess, namespace: str, device: str, **values: str) -> None:
     """ReportDeviceStatus over the DMI socket."""
-    request = api_pb2.ReportDeviceStatusRequest(
-        deviceName=device,
-        deviceNamespace=namespace,
-        reportedDevice=api_pb2.DeviceStatus(
-            twins=[
-                api_pb2.Twin(propertyName=k, reported=api_pb2.TwinProperty(value=v))
-                for k, v in values.items()
-            ]
-        ),
-    )
-    with grpc.insecure_channel(f"unix:{server.dmi_socket}") as channel:
+    request = report_request(device, values, namespace=namespace)
+    with grpc.insecure_channel(server.target) as channel:
         api_pb2_grpc.DeviceManagerServiceStub(channel).ReportDeviceStatus(request, timeout=5)
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"twinplane edge exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as resp:  # noqa: S310
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    pytest.fail(f"twinplane edge did not answer /healthz within 30 s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
+def server() -> Iterator[EdgeProcess]:
     """``twinplane edge`` in a subprocess; it must stop with status 0 on SIGTERM."""
-    home = Path(tempfile.mkdtemp(prefix="tp-cli-"))
-    port = free_port()
-    log = home / "edge.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(  # noqa: S603 - our own command
-            [
-                *(sys.executable, "-m", "twinplane.cli", "edge", "--home", str(home)),
-                *("--rest-addr", f"127.0.0.1:{port}", "--log-level", "warning"),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, proc, log)
-        yield Server(url, home)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(home, ignore_errors=True)
+    with edge_process("--log-level", "warning") as process:
+        process.start()
+        yield process
+        assert process.terminate() == 0, process.output()
 
 
 # -- apply -----------------------------------------------------------------------------------------
 
 
-def test_apply_samples_prints_kubectl_lines_and_warnings(server: Server) -> None:
+def test_apply_samples_prints_kubectl_lines_and_warnings(server: EdgeProcess) -> None:
     """``apply -f model -f instance`` prints one line per object, the quirks as warnings."""
     model, instance = samples() / "onvifdevice-model.yaml", samples() / "onvifdevice-instance.yaml"
     done = cli(server, "apply", "-f", str(model), "-f", str(instance))
@@ -204,20 +123,20 @@ def test_apply_samples_prints_kubectl_lines_and_warnings(server: Server) -> None
     ]
 
 
-def test_apply_from_stdin(server: Server) -> None:
+def test_apply_from_stdin(server: EdgeProcess) -> None:
     """``apply -f -`` reads the manifests from standard input."""
-    out = ok(server, "apply", "-f", "-", stdin=THERMO.format(ns="stdin"))
+    out = ok(server, "apply", "-f", "-", stdin=thermo("stdin"))
     assert out.splitlines() == [
         "devicemodel.devices.kubeedge.io/stdin/thermo-model created",
         "device.devices.kubeedge.io/stdin/thermo-1 created",
     ]
 
 
-def test_apply_invalid_prints_every_issue(server: Server, tmp_path: Path) -> None:
+def test_apply_invalid_prints_every_issue(server: EdgeProcess, tmp_path: Path) -> None:
     """An invalid file prints each issue with its file, document and path, and exits 1."""
     bad = tmp_path / "bad.yaml"
     bad.write_text(
-        THERMO.format(ns="bad")
+        thermo("bad")
         .replace("type: INT", "type: NUMBER")
         .replace("name: thermo-1", "name: Thermo_1")
     )
@@ -231,7 +150,7 @@ def test_apply_invalid_prints_every_issue(server: Server, tmp_path: Path) -> Non
     assert cli(server, "get", "devicemodels", "-n", "bad").stdout == ""
 
 
-def test_apply_directory_names_the_file_of_an_issue(server: Server) -> None:
+def test_apply_directory_names_the_file_of_an_issue(server: EdgeProcess) -> None:
     """A directory goes in one request; KubeEdge's mqtt sample typo is traced to its file."""
     lines = failed(server, "apply", "-f", str(samples()))
     assert lines[0] == "error: 1 error; nothing was applied"
@@ -245,9 +164,9 @@ def test_apply_directory_names_the_file_of_an_issue(server: Server) -> None:
 # -- get, describe, delete ---------------------------------------------------------------------
 
 
-def test_get_prints_tables_json_and_yaml(server: Server) -> None:
+def test_get_prints_tables_json_and_yaml(server: EdgeProcess) -> None:
     """``get`` prints aligned tables by default, and the objects with -o json / -o yaml."""
-    ok(server, "apply", "-f", "-", stdin=THERMO.format(ns="get"))
+    ok(server, "apply", "-f", "-", stdin=thermo("get"))
     table = ok(server, "get", "devices", "-n", "get").splitlines()
     assert table[0].split() == [
         "NAME",
@@ -285,9 +204,9 @@ def test_get_prints_tables_json_and_yaml(server: Server) -> None:
     ]
 
 
-def test_describe_device_and_model(server: Server) -> None:
+def test_describe_device_and_model(server: EdgeProcess) -> None:
     """``describe`` shows the spec summary and each property's desired and reported values."""
-    ok(server, "apply", "-f", "-", stdin=THERMO.format(ns="desc"))
+    ok(server, "apply", "-f", "-", stdin=thermo("desc"))
     report(server, "desc", "thermo-1", temperature="22.5")
     text = ok(server, "describe", "device", "thermo-1", "-n", "desc")
     fields = dict(
@@ -308,9 +227,9 @@ def test_describe_device_and_model(server: Server) -> None:
     assert "Celsius" in model
 
 
-def test_delete_device_and_model(server: Server) -> None:
+def test_delete_device_and_model(server: EdgeProcess) -> None:
     """``delete`` prints what it deleted; a model in use and a missing object are clear errors."""
-    ok(server, "apply", "-f", "-", stdin=THERMO.format(ns="del"))
+    ok(server, "apply", "-f", "-", stdin=thermo("del"))
     lines = failed(server, "delete", "devicemodel", "thermo-model", "-n", "del")
     assert lines == ["error: device model del/thermo-model is used by 1 device(s): del/thermo-1"]
     out = ok(server, "delete", "device", "thermo-1", "-n", "del")
@@ -325,9 +244,9 @@ def test_delete_device_and_model(server: Server) -> None:
 # -- twins -------------------------------------------------------------------------------------
 
 
-def test_twin_set_prints_the_delta_and_twin_get_the_table(server: Server) -> None:
+def test_twin_set_prints_the_delta_and_twin_get_the_table(server: EdgeProcess) -> None:
     """``twin set`` prints the delta; ``twin get`` shows desired, reported and versions."""
-    ok(server, "apply", "-f", "-", stdin=THERMO.format(ns="twin"))
+    ok(server, "apply", "-f", "-", stdin=thermo("twin"))
     report(server, "twin", "thermo-1", temperature="19.5", setpoint="21")
     out = ok(server, "twin", "set", "thermo-1", "setpoint=25", "-n", "twin").splitlines()
     assert out[0] == "twin twin/thermo-1: desired setpoint=25 (1 changed)"
@@ -354,9 +273,9 @@ def test_twin_set_prints_the_delta_and_twin_get_the_table(server: Server) -> Non
     assert data["twins"]["setpoint"]["reported"]["value"] == "25"
 
 
-def test_twin_set_errors(server: Server) -> None:
+def test_twin_set_errors(server: EdgeProcess) -> None:
     """A wrong value type, an unknown property or device, a bad assignment: one-line errors."""
-    ok(server, "apply", "-f", "-", stdin=THERMO.format(ns="twinerr"))
+    ok(server, "apply", "-f", "-", stdin=thermo("twinerr"))
     lines = failed(server, "twin", "set", "thermo-1", "setpoint=warm", "-n", "twinerr")
     assert lines == ["error: desired.setpoint: 'warm' is not a INT value (the type of 'setpoint')"]
     lines = failed(server, "twin", "set", "thermo-1", "colour=red", "setpoint=x", "-n", "twinerr")

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import struct
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,6 +17,7 @@ import pytest
 from google.protobuf import any_pb2, descriptor, descriptor_pb2, message
 from google.protobuf.descriptor import FieldDescriptor
 
+from dmi_helpers import serve_dmi
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
 
 # --- the spec's tables, transcribed -------------------------------------------------------------
@@ -671,18 +670,8 @@ class _Mapper(api_pb2_grpc.DeviceMapperServiceServicer):
 @pytest.fixture
 async def dmi_target() -> AsyncIterator[str]:
     """Both DMI services served over a Unix socket; yields the client target."""
-    # A short directory: a socket path must fit in sun_path (108 bytes).
-    with tempfile.TemporaryDirectory(prefix="tp-dmi-") as tmp:
-        socket = Path(tmp) / "dmi.sock"
-        server = grpc.aio.server()
-        api_pb2_grpc.add_DeviceManagerServiceServicer_to_server(_Manager(), server)
-        api_pb2_grpc.add_DeviceMapperServiceServicer_to_server(_Mapper(), server)
-        server.add_insecure_port(f"unix:{socket}")
-        await server.start()
-        try:
-            yield f"unix:{socket}"
-        finally:
-            await server.stop(grace=None)
+    async with serve_dmi(_Manager(), _Mapper()) as target:
+        yield target
 
 
 # (path, request, expected response or None, expected "method" trailer or None)

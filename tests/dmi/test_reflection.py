@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -16,6 +14,7 @@ from grpc_reflection.v1alpha import (
     reflection_pb2_grpc,
 )
 
+from dmi_helpers import serve_dmi
 from twinplane.dmi.reflection import enable_reflection
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
 
@@ -27,22 +26,10 @@ REFLECTION = "grpc.reflection.v1alpha.ServerReflection"
 @pytest.fixture
 async def target() -> AsyncIterator[str]:
     """Both DMI services (unimplemented base servicers) with reflection, over a Unix socket."""
-    with tempfile.TemporaryDirectory(prefix="tp-refl-") as tmp:
-        socket = Path(tmp) / "dmi.sock"
-        server = grpc.aio.server()
-        api_pb2_grpc.add_DeviceManagerServiceServicer_to_server(
-            api_pb2_grpc.DeviceManagerServiceServicer(), server
-        )
-        api_pb2_grpc.add_DeviceMapperServiceServicer_to_server(
-            api_pb2_grpc.DeviceMapperServiceServicer(), server
-        )
-        enable_reflection(server, MANAGER, MAPPER)
-        server.add_insecure_port(f"unix:{socket}")
-        await server.start()
-        try:
-            yield f"unix:{socket}"
-        finally:
-            await server.stop(grace=None)
+    manager = api_pb2_grpc.DeviceManagerServiceServicer()
+    mapper = api_pb2_grpc.DeviceMapperServiceServicer()
+    async with serve_dmi(manager, mapper, MANAGER, MAPPER) as dmi_target:
+        yield dmi_target
 
 
 async def _ask(
@@ -122,20 +109,8 @@ async def test_unknown_service_name_is_rejected(name: str) -> None:
 
 async def test_repeated_names_are_listed_once() -> None:
     """Giving a service twice, or the reflection service itself, lists each name once."""
-    with tempfile.TemporaryDirectory(prefix="tp-refl-") as tmp:
-        socket = Path(tmp) / "dmi.sock"
-        server = grpc.aio.server()
-        api_pb2_grpc.add_DeviceManagerServiceServicer_to_server(
-            api_pb2_grpc.DeviceManagerServiceServicer(), server
-        )
-        enable_reflection(server, MANAGER, MANAGER, REFLECTION)
-        server.add_insecure_port(f"unix:{socket}")
-        await server.start()
-        try:
-            (answer,) = await _ask(
-                f"unix:{socket}", reflection_pb2.ServerReflectionRequest(list_services="")
-            )
-        finally:
-            await server.stop(grace=None)
+    manager = api_pb2_grpc.DeviceManagerServiceServicer()
+    async with serve_dmi(manager, None, MANAGER, MANAGER, REFLECTION) as target:
+        (answer,) = await _ask(target, reflection_pb2.ServerReflectionRequest(list_services=""))
     names = [s.name for s in answer.list_services_response.service]
     assert sorted(names) == sorted([MANAGER, REFLECTION])

@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from dmi_helpers import MAPPER_METADATA, manager_stub, register_request, report_request
+from edge_helpers import RunningEdge, device_yaml, model_yaml, running_app, thermo_model
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
-from twinplane.edge.app import EdgeApp, EdgeConfig
-from twinplane.edge.core import EdgeCore
 from twinplane.twin import TwinDict
 
 WAIT = 10.0
@@ -35,50 +32,19 @@ MAPPER_DEADLINE = 1.0
 REPORT_PATH = "/v1beta1.DeviceManagerService/ReportDeviceStatus"
 MiB = 1024 * 1024
 
-THERMO_MODEL = """\
-apiVersion: devices.kubeedge.io/v1beta1
-kind: DeviceModel
-metadata: {name: thermo-model, namespace: default}
-spec:
-  protocol: modbus
-  properties:
-  - {name: temperature, type: FLOAT, accessMode: ReadOnly, unit: Celsius}
-  - {name: setpoint, type: INT, accessMode: ReadWrite}
-  - {name: enabled, type: BOOLEAN, accessMode: ReadWrite}
-  - {name: label, type: STRING, accessMode: ReadOnly}
-"""
+THERMO_MODEL = thermo_model("temperature", "setpoint", "enabled", "label")
 
-VALVES = """\
-apiVersion: devices.kubeedge.io/v1beta1
-kind: DeviceModel
-metadata: {name: valve-model, namespace: default}
-spec:
-  protocol: bacnet
-  properties:
-  - {name: position, type: INT, accessMode: ReadWrite}
----
-apiVersion: devices.kubeedge.io/v1beta1
-kind: DeviceModel
-metadata: {name: valve-model, namespace: plant}
-spec:
-  protocol: bacnet
-  properties:
-  - {name: position, type: INT, accessMode: ReadWrite}
----
-apiVersion: devices.kubeedge.io/v1beta1
-kind: Device
-metadata: {name: valve-1, namespace: default}
-spec:
-  deviceModelRef: {name: valve-model}
-  protocol: {protocolName: bacnet, configData: {deviceInstance: 17}}
----
-apiVersion: devices.kubeedge.io/v1beta1
-kind: Device
-metadata: {name: valve-2, namespace: plant}
-spec:
-  deviceModelRef: {name: valve-model}
-  protocol: {protocolName: bacnet}
-"""
+POSITION = "{name: position, type: INT, accessMode: ReadWrite}"
+VALVES = "---\n".join(
+    [
+        model_yaml("valve-model", "bacnet", POSITION),
+        model_yaml("valve-model", "bacnet", POSITION, namespace="plant"),
+        device_yaml(
+            "valve-1", "valve-model", "{protocolName: bacnet, configData: {deviceInstance: 17}}"
+        ),
+        device_yaml("valve-2", "valve-model", "{protocolName: bacnet}", namespace="plant"),
+    ]
+)
 
 THERMOS = ("thermo-1", "thermo-2", "thermo-3")
 
@@ -107,26 +73,8 @@ Snapshot = dict[str, dict[str, TwinDict]]
 
 
 @dataclass
-class Edge:
+class Edge(RunningEdge):
     """A running device manager with the manifests above applied."""
-
-    app: EdgeApp
-
-    @property
-    def core(self) -> EdgeCore:
-        """The registry and twins."""
-        assert self.app.core is not None
-        return self.app.core
-
-    @property
-    def target(self) -> str:
-        """The DMI socket as a gRPC target."""
-        return f"unix:{self.app.config.socket_path}"
-
-    @property
-    def home(self) -> Path:
-        """The device manager's state folder."""
-        return self.app.config.home
 
     def snapshot(self) -> Snapshot:
         """Every twin of every device."""
@@ -143,26 +91,11 @@ class Edge:
         return {prop: twin["reported_version"]["edge"] for prop, twin in twins.items()}
 
 
-@contextlib.asynccontextmanager
-async def running_edge(**settings: Any) -> AsyncIterator[Edge]:  # noqa: ANN401
-    """A device manager in a fresh short home (a socket path must fit 107 bytes)."""
-    home = Path(tempfile.mkdtemp(prefix="tp-dmi-"))
-    app = EdgeApp(EdgeConfig(home=home, rest_addr="127.0.0.1:0", **settings))
-    try:
-        await app.start()
-        assert app.core is not None
-        await app.core.apply(MANIFESTS)
-        yield Edge(app)
-    finally:
-        await app.stop()
-        shutil.rmtree(home, ignore_errors=True)
-
-
 @pytest.fixture
-async def edge() -> AsyncIterator[Edge]:
+async def edge(home: Path) -> AsyncIterator[Edge]:
     """A device manager with three thermostats and two valves."""
-    async with running_edge() as running:
-        yield running
+    async with running_app(home, MANIFESTS) as app:
+        yield Edge(app)
 
 
 @dataclass
@@ -187,17 +120,7 @@ class KubeEdgeMapper:
 
     async def register(self, *, with_data: bool = True) -> api_pb2.MapperRegisterResponse:
         """``MapperRegister`` exactly as ``RegisterMapper(true)`` fills it."""
-        request = api_pb2.MapperRegisterRequest(
-            withData=with_data,
-            mapper=api_pb2.MapperInfo(
-                name=self.name,
-                version="v1.19.0",
-                api_version="v1.0.0",
-                protocol=self.protocol,
-                address=self.socket_path.encode(),
-                state="ok",
-            ),
-        )
+        request = register_request(self.name, self.protocol, self.socket_path, with_data=with_data)
         async with self._stub() as stub:
             response: api_pb2.MapperRegisterResponse = await stub.MapperRegister(
                 request, timeout=MAPPER_DEADLINE
@@ -208,16 +131,9 @@ class KubeEdgeMapper:
         self, device: str, prop: str, value: str, *, desired: str = "", namespace: str = "default"
     ) -> None:
         """One ``ReportDeviceStatus`` with one twin, as a device's data loop sends it."""
-        metadata = {"timestamp": "", "type": ""}
-        twin = api_pb2.Twin(
-            propertyName=prop,
-            reported=api_pb2.TwinProperty(value=value, metadata=metadata),
-            observedDesired=api_pb2.TwinProperty(value=desired, metadata=metadata),
-        )
-        request = api_pb2.ReportDeviceStatusRequest(
-            deviceName=device,
-            deviceNamespace=namespace,
-            reportedDevice=api_pb2.DeviceStatus(twins=[twin]),
+        observed = api_pb2.TwinProperty(value=desired, metadata=MAPPER_METADATA)
+        request = report_request(
+            device, {prop: value}, namespace=namespace, metadata=MAPPER_METADATA, observed=observed
         )
         async with self._stub() as stub:
             await stub.ReportDeviceStatus(request, timeout=MAPPER_DEADLINE)
@@ -239,26 +155,6 @@ class KubeEdgeMapper:
 def mapper_for(edge: Edge, **kwargs: str) -> KubeEdgeMapper:
     """A mapper-style client whose own socket (never listening here) is in the edge's home."""
     return KubeEdgeMapper(edge.target, str(edge.home / "mapper.sock"), **kwargs)
-
-
-def batch(device: str, values: Mapping[str, str]) -> api_pb2.ReportDeviceStatusRequest:
-    """One ``ReportDeviceStatusRequest`` carrying many twins (reported values only)."""
-    twins = [
-        api_pb2.Twin(propertyName=prop, reported=api_pb2.TwinProperty(value=value))
-        for prop, value in values.items()
-    ]
-    return api_pb2.ReportDeviceStatusRequest(
-        deviceName=device,
-        deviceNamespace="default",
-        reportedDevice=api_pb2.DeviceStatus(twins=twins),
-    )
-
-
-@contextlib.asynccontextmanager
-async def manager_stub(edge: Edge) -> AsyncIterator[api_pb2_grpc.DeviceManagerServiceStub]:
-    """One channel to the DMI server, for many calls."""
-    async with grpc.aio.insecure_channel(edge.target) as channel:
-        yield api_pb2_grpc.DeviceManagerServiceStub(channel)
 
 
 @contextlib.contextmanager
@@ -331,14 +227,17 @@ async def test_batched_client_many_twins_many_calls_in_flight(edge: Edge) -> Non
             "label": f"{name}-r{round_}",
         }
 
-    async with manager_stub(edge) as stub, asyncio.timeout(WAIT):
+    async with manager_stub(edge.target) as stub, asyncio.timeout(WAIT):
         for round_ in range(4):
             await asyncio.gather(
-                *(stub.ReportDeviceStatus(batch(n, values(n, round_)), timeout=WAIT) for n in names)
+                *(
+                    stub.ReportDeviceStatus(report_request(n, values(n, round_)), timeout=WAIT)
+                    for n in names
+                )
             )
         settled = edge.snapshot()
         await asyncio.gather(
-            *(stub.ReportDeviceStatus(batch(n, values(n, 3)), timeout=WAIT) for n in names)
+            *(stub.ReportDeviceStatus(report_request(n, values(n, 3)), timeout=WAIT) for n in names)
         )
     assert edge.snapshot() == settled
     for name in names:
@@ -441,10 +340,10 @@ async def test_report_device_states_rejects_bogus_states_and_unknown_devices(edg
 
 async def seed(edge: Edge) -> Snapshot:
     """Reports a first value for every thermostat twin; the snapshot after it."""
-    async with manager_stub(edge) as stub:
+    async with manager_stub(edge.target) as stub:
         for name in THERMOS:
             values = {"temperature": "20.5", "setpoint": "20", "enabled": "false", "label": "a"}
-            await stub.ReportDeviceStatus(batch(name, values), timeout=WAIT)
+            await stub.ReportDeviceStatus(report_request(name, values), timeout=WAIT)
     return edge.snapshot()
 
 
@@ -505,9 +404,9 @@ async def test_bad_report_gets_a_precise_status_and_changes_nothing(
     """Unknown device/property or a value that does not fit: the status says so, nothing moves."""
     before = await seed(edge)
     changed = edge.core.counters.dmi_twins_changed
-    async with manager_stub(edge) as stub:
+    async with manager_stub(edge.target) as stub:
         with rpc_error(code) as details:
-            await stub.ReportDeviceStatus(batch(device, values), timeout=WAIT)
+            await stub.ReportDeviceStatus(report_request(device, values), timeout=WAIT)
     for word in mentions:
         assert word in details[0]
     assert edge.snapshot() == before
@@ -582,13 +481,13 @@ async def test_malformed_message_is_invalid_argument_naming_the_field(
 async def test_message_over_4_mib_is_resource_exhausted(edge: Edge) -> None:
     """A report over grpc-go's 4 MiB limit is RESOURCE_EXHAUSTED and changes nothing."""
     before = await seed(edge)
-    huge = batch("thermo-1", {"temperature": "25.5", "label": "x" * (4 * MiB)})
+    huge = report_request("thermo-1", {"temperature": "25.5", "label": "x" * (4 * MiB)})
     assert huge.ByteSize() > 4 * MiB
-    async with manager_stub(edge) as stub:
+    async with manager_stub(edge.target) as stub:
         with rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED):
             await stub.ReportDeviceStatus(huge, timeout=WAIT)
         assert edge.snapshot() == before
-        just_under = batch("thermo-1", {"label": "y" * (4 * MiB - 100)})
+        just_under = report_request("thermo-1", {"label": "y" * (4 * MiB - 100)})
         assert just_under.ByteSize() <= 4 * MiB
         await stub.ReportDeviceStatus(just_under, timeout=WAIT)
     assert edge.reported("thermo-1", "label") == "y" * (4 * MiB - 100)
@@ -606,45 +505,51 @@ async def failure(call: Awaitable[object]) -> grpc.aio.AioRpcError | None:
 # -- admission control -----------------------------------------------------------------------------
 
 
-async def test_over_budget_calls_are_refused_at_once() -> None:
+async def test_over_budget_calls_are_refused_at_once(home: Path) -> None:
     """With a tiny budget, calls past it get RESOURCE_EXHAUSTED within their 1 s deadline."""
-    async with running_edge(dmi_rate=1, dmi_burst=5) as edge, manager_stub(edge) as stub:
-        assert edge.app.dmi is not None
-        admitted: list[int] = []
-        refused: grpc.aio.AioRpcError | None = None
-        async with asyncio.timeout(WAIT):
-            for i in range(1, 50):
-                request = batch("thermo-1", {"setpoint": str(i)})
-                refused = await failure(stub.ReportDeviceStatus(request, timeout=MAPPER_DEADLINE))
-                if refused is not None:
-                    break
-                admitted.append(i)
-        assert refused is not None
-        assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refused.details()
-        assert "admission budget" in (refused.details() or "")
-        assert 5 <= len(admitted) < 49
-        # The refused report changed nothing.
-        assert edge.reported("thermo-1", "setpoint") == str(admitted[-1])
+    async with running_app(home, MANIFESTS, dmi_rate=1, dmi_burst=5) as app:
+        edge = Edge(app)
+        async with manager_stub(edge.target) as stub:
+            assert edge.app.dmi is not None
+            admitted: list[int] = []
+            refused: grpc.aio.AioRpcError | None = None
+            async with asyncio.timeout(WAIT):
+                for i in range(1, 50):
+                    request = report_request("thermo-1", {"setpoint": str(i)})
+                    refused = await failure(
+                        stub.ReportDeviceStatus(request, timeout=MAPPER_DEADLINE)
+                    )
+                    if refused is not None:
+                        break
+                    admitted.append(i)
+            assert refused is not None
+            assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refused.details()
+            assert "admission budget" in (refused.details() or "")
+            assert 5 <= len(admitted) < 49
+            # The refused report changed nothing.
+            assert edge.reported("thermo-1", "setpoint") == str(admitted[-1])
 
-        # A burst from many callers: every call is answered, the refused ones at once.
-        calls = [
-            stub.ReportDeviceStatus(batch("thermo-2", {"label": f"n{i}"}), timeout=MAPPER_DEADLINE)
-            for i in range(20)
-        ]
-        calls.append(
-            stub.ReportDeviceStates(
-                api_pb2.ReportDeviceStatesRequest(
-                    deviceName="thermo-2", deviceNamespace="default", state="online"
-                ),
-                timeout=MAPPER_DEADLINE,
+            # A burst from many callers: every call is answered, the refused ones at once.
+            calls = [
+                stub.ReportDeviceStatus(
+                    report_request("thermo-2", {"label": f"n{i}"}), timeout=MAPPER_DEADLINE
+                )
+                for i in range(20)
+            ]
+            calls.append(
+                stub.ReportDeviceStates(
+                    api_pb2.ReportDeviceStatesRequest(
+                        deviceName="thermo-2", deviceNamespace="default", state="online"
+                    ),
+                    timeout=MAPPER_DEADLINE,
+                )
             )
-        )
-        async with asyncio.timeout(WAIT):
-            results = await asyncio.gather(*calls, return_exceptions=True)
-        codes = [r.code() for r in results if isinstance(r, grpc.aio.AioRpcError)]
-        assert set(codes) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
-        assert len(codes) >= len(calls) - 3
-        assert edge.app.dmi.bucket.rejected == len(codes) + 1
+            async with asyncio.timeout(WAIT):
+                results = await asyncio.gather(*calls, return_exceptions=True)
+            codes = [r.code() for r in results if isinstance(r, grpc.aio.AioRpcError)]
+            assert set(codes) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+            assert len(codes) >= len(calls) - 3
+            assert edge.app.dmi.bucket.rejected == len(codes) + 1
 
 
 # -- reflection ------------------------------------------------------------------------------------

@@ -14,40 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import signal
-import socket
 import sqlite3
 import stat
-import sys
-import sysconfig
-import tempfile
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import aiohttp
-import grpc
 import pytest
 
-from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
+from dmi_helpers import MAPPER_METADATA, report_state
+from dmi_helpers import report as dmi_report
+from edge_helpers import EdgeProcess, device_yaml, edge_process, thermo_model
+from twinplane.dmi.v1beta1 import api_pb2
 
 WAIT = 30.0
-"""Seconds a process start (or any other wait) may take before the test fails."""
+"""Seconds any wait may take before the test fails."""
 
-MANIFESTS = """\
-apiVersion: devices.kubeedge.io/v1beta1
-kind: DeviceModel
-metadata: {name: thermo-model, namespace: default}
-spec:
-  protocol: modbus
-  properties:
-  - {name: temperature, type: FLOAT, accessMode: ReadOnly, unit: Celsius}
-  - {name: setpoint, type: INT, accessMode: ReadWrite}
-  - {name: label, type: STRING, accessMode: ReadOnly}
----
+THERMO_1 = """\
 apiVersion: devices.kubeedge.io/v1beta1
 kind: Device
 metadata: {name: thermo-1, namespace: default}
@@ -60,23 +44,17 @@ spec:
   - name: setpoint
     desired: {value: "21"}
     visitors: {protocolName: modbus, configData: {register: HoldingRegister, offset: 1}}
----
-apiVersion: devices.kubeedge.io/v1beta1
-kind: Device
-metadata: {name: thermo-2, namespace: default}
-spec:
-  deviceModelRef: {name: thermo-model}
-  protocol: {protocolName: modbus}
 """
 
-LATE_DEVICE = """\
-apiVersion: devices.kubeedge.io/v1beta1
-kind: Device
-metadata: {name: thermo-3, namespace: default}
-spec:
-  deviceModelRef: {name: thermo-model}
-  protocol: {protocolName: modbus}
-"""
+MANIFESTS = "---\n".join(
+    [
+        thermo_model("temperature", "setpoint", "label"),
+        THERMO_1,
+        device_yaml("thermo-2", "thermo-model"),
+    ]
+)
+
+LATE_DEVICE = device_yaml("thermo-3", "thermo-model")
 
 DEVICES = "/api/v1/namespaces/default/devices"
 MODELS = "/api/v1/namespaces/default/devicemodels"
@@ -85,25 +63,6 @@ MODELS = "/api/v1/namespaces/default/devicemodels"
 def twin_path(device: str) -> str:
     """The REST path of a device's twin."""
     return f"{DEVICES}/{device}/twin"
-
-
-def edge_command() -> list[str]:
-    """The installed ``twinplane`` command (the module when the script is not installed)."""
-    script = Path(sysconfig.get_path("scripts")) / "twinplane"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "twinplane.cli"]
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def open_log(path: Path) -> IO[bytes]:
-    """The process log, appended to across restarts."""
-    return path.open("ab")
 
 
 def stored_twins(db: Path) -> dict[tuple[str, str], dict[str, Any]]:
@@ -116,95 +75,16 @@ def stored_twins(db: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return {(device, prop): json.loads(body) for device, prop, body in rows}
 
 
-@dataclass
-class EdgeProcess:
-    """``twinplane edge`` as a subprocess on a home folder; restartable."""
-
-    home: Path
-    proc: asyncio.subprocess.Process | None = None
-    port: int = 0
-
-    @property
-    def url(self) -> str:
-        """The REST API."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def socket(self) -> Path:
-        """The DMI socket (the default place under the home)."""
-        return self.home / "run" / "dmi.sock"
-
-    @property
-    def db(self) -> Path:
-        """The SQLite database."""
-        return self.home / "state" / "edge.db"
-
-    @property
-    def log(self) -> Path:
-        """The processes' output."""
-        return self.home / "edge.log"
-
-    async def start(self) -> None:
-        """Starts the command on a free port and waits until ``/healthz`` answers 200."""
-        self.port = free_port()
-        args = ["edge", "--home", str(self.home), "--rest-addr", f"127.0.0.1:{self.port}"]
-        log = open_log(self.log)
-        try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *edge_command(),
-                *args,
-                stdout=log,
-                stderr=log,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        finally:
-            log.close()
-        try:
-            async with asyncio.timeout(WAIT), aiohttp.ClientSession() as http:
-                while not await self._healthy(http):  # noqa: ASYNC110 - another process
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            pytest.fail(f"twinplane edge did not become healthy:\n{self.output()}")
-
-    async def _healthy(self, http: aiohttp.ClientSession) -> bool:
-        assert self.proc is not None
-        if self.proc.returncode is not None:
-            pytest.fail(f"twinplane edge exited with {self.proc.returncode}:\n{self.output()}")
-        try:
-            async with http.get(f"{self.url}/healthz") as resp:
-                return resp.status == 200
-        except aiohttp.ClientConnectionError:
-            return False
-
-    def output(self) -> str:
-        """What the processes printed so far."""
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    async def kill9(self) -> None:
-        """SIGKILL: no shutdown code runs, nothing is flushed or removed."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        assert await self.proc.wait() == -signal.SIGKILL
-        self.proc = None
-
-    async def stop(self) -> None:
-        """Ends a process still running (test cleanup)."""
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        self.proc = None
-
-
 @pytest.fixture
-async def edge() -> AsyncIterator[EdgeProcess]:
-    """A home folder (short: the socket path must fit 107 bytes); the process is not started."""
-    home = Path(tempfile.mkdtemp(prefix="tp-dur-"))
-    process = EdgeProcess(home)
-    try:
+def edge() -> Iterator[EdgeProcess]:
+    """``twinplane edge`` on a fresh home folder; the process is not started."""
+    with edge_process() as process:
         yield process
-    finally:
-        await process.stop()
-        shutil.rmtree(home, ignore_errors=True)
+
+
+async def start(edge: EdgeProcess) -> None:
+    """Starts the process (in a thread: it waits for ``/healthz``)."""
+    await asyncio.to_thread(edge.start)
 
 
 async def call(
@@ -229,33 +109,9 @@ async def apply(edge: EdgeProcess, manifests: str) -> Any:  # noqa: ANN401
 
 
 async def report(edge: EdgeProcess, device: str, **values: str) -> None:
-    """``ReportDeviceStatus`` over the DMI socket with one twin per value."""
-    twins = [
-        api_pb2.Twin(
-            propertyName=prop,
-            reported=api_pb2.TwinProperty(value=value, metadata={"timestamp": "", "type": ""}),
-            observedDesired=api_pb2.TwinProperty(),
-        )
-        for prop, value in values.items()
-    ]
-    request = api_pb2.ReportDeviceStatusRequest(
-        deviceName=device,
-        deviceNamespace="default",
-        reportedDevice=api_pb2.DeviceStatus(twins=twins),
-    )
-    async with grpc.aio.insecure_channel(f"unix:{edge.socket}") as channel:
-        stub = api_pb2_grpc.DeviceManagerServiceStub(channel)
-        await stub.ReportDeviceStatus(request, timeout=5)
-
-
-async def report_state(edge: EdgeProcess, device: str, state: str) -> None:
-    """``ReportDeviceStates`` over the DMI socket."""
-    request = api_pb2.ReportDeviceStatesRequest(
-        deviceName=device, deviceNamespace="default", state=state
-    )
-    async with grpc.aio.insecure_channel(f"unix:{edge.socket}") as channel:
-        stub = api_pb2_grpc.DeviceManagerServiceStub(channel)
-        await stub.ReportDeviceStates(request, timeout=5)
+    """``ReportDeviceStatus`` over the DMI socket with one twin per value, as a mapper sends it."""
+    observed = api_pb2.TwinProperty()
+    await dmi_report(edge.target, device, values, metadata=MAPPER_METADATA, observed=observed)
 
 
 async def wait_until_stored(edge: EdgeProcess, expected: dict[tuple[str, str], str]) -> None:
@@ -279,7 +135,7 @@ async def wait_until_stored(edge: EdgeProcess, expected: dict[tuple[str, str], s
 
 async def test_kill_9_keeps_registry_desired_and_reported_values(edge: EdgeProcess) -> None:
     """Devices, models, an acknowledged desired value and flushed reports survive kill -9."""
-    await edge.start()
+    await start(edge)
     result = await apply(edge, MANIFESTS)
     assert [item["outcome"] for item in result["items"]] == ["created"] * 3
     answer = await call(edge, "PATCH", twin_path("thermo-1"), json={"desired": {"setpoint": "25"}})
@@ -288,7 +144,7 @@ async def test_kill_9_keeps_registry_desired_and_reported_values(edge: EdgeProce
     assert answer["twins"]["setpoint"]["desired_version"] == {"cloud": 0, "edge": 2}
     await report(edge, "thermo-1", temperature="22.5", label="hall")
     await report(edge, "thermo-2", temperature="19.25")
-    await report_state(edge, "thermo-1", "online")
+    await report_state(edge.target, "thermo-1", "online")
     twin = await call(edge, "GET", twin_path("thermo-1"))
     assert twin["twins"]["temperature"]["reported"]["value"] == "22.5"
     await wait_until_stored(
@@ -306,8 +162,8 @@ async def test_kill_9_keeps_registry_desired_and_reported_values(edge: EdgeProce
         "thermo-2": await call(edge, "GET", twin_path("thermo-2")),
     }
 
-    await edge.kill9()
-    await edge.start()
+    edge.kill9()
+    await start(edge)
 
     after = {
         "devices": await call(edge, "GET", DEVICES),
@@ -332,15 +188,15 @@ async def test_writes_acknowledged_just_before_kill_9_survive_a_stale_socket(
     edge: EdgeProcess,
 ) -> None:
     """An apply and a desired value answered right before kill -9 stay; the socket is replaced."""
-    await edge.start()
+    await start(edge)
     await apply(edge, MANIFESTS)
     await apply(edge, LATE_DEVICE)
     answer = await call(edge, "PATCH", twin_path("thermo-2"), json={"desired": {"setpoint": "7"}})
     acknowledged = answer["twins"]["setpoint"]
 
-    await edge.kill9()
+    edge.kill9()
     assert stat.S_ISSOCK(edge.socket.lstat().st_mode), "the killed process left no socket file"
-    await edge.start()
+    await start(edge)
 
     health = await call(edge, "GET", "/healthz")
     assert health["checks"]["dmi"] == {"status": "ok", "socket": str(edge.socket)}

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -28,10 +26,10 @@ import grpc
 import pytest
 from google.protobuf import message
 
+from dmi_helpers import manager_stub, register_request
+from edge_helpers import RunningEdge, device_yaml, model_yaml, running_app
 from twinplane.dmi.anyvalue import decode_config
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
-from twinplane.edge.app import EdgeApp, EdgeConfig
-from twinplane.edge.core import EdgeCore
 from twinplane.edge.mappers import MapperLink
 from twinplane.manifests import ManifestError
 
@@ -97,22 +95,12 @@ spec:
 """
 """A device with no configData of its own and a property without visitors or desired value."""
 
-VALVE = """\
-apiVersion: devices.kubeedge.io/v1beta1
-kind: DeviceModel
-metadata: {name: valve-model, namespace: default}
-spec:
-  protocol: bacnet
-  properties:
-  - {name: position, type: INT, accessMode: ReadWrite}
----
-apiVersion: devices.kubeedge.io/v1beta1
-kind: Device
-metadata: {name: valve-1, namespace: default}
-spec:
-  deviceModelRef: {name: valve-model}
-  protocol: {protocolName: bacnet}
-"""
+VALVE = "---\n".join(
+    [
+        model_yaml("valve-model", "bacnet", "{name: position, type: INT, accessMode: ReadWrite}"),
+        device_yaml("valve-1", "valve-model", "{protocolName: bacnet}"),
+    ]
+)
 
 MANIFESTS = "---\n".join([MODEL, thermo("thermo-1"), BARE, VALVE])
 MODBUS_DEVICES = frozenset({"thermo-1", "thermo-bare"})
@@ -274,18 +262,10 @@ async def eventually(predicate: Callable[[], bool], what: str) -> None:
 
 
 @dataclass
-class Edge:
+class Edge(RunningEdge):
     """A running device manager, with helpers to register and watch fake mappers."""
 
-    app: EdgeApp
-    home: Path
     _desired: Iterator[int] = field(default_factory=lambda: itertools.count(100))
-
-    @property
-    def core(self) -> EdgeCore:
-        """The registry and twins."""
-        assert self.app.core is not None
-        return self.app.core
 
     def mapper(
         self, name: str = "modbus-mapper", failures: dict[str, int] | None = None
@@ -307,19 +287,8 @@ class Edge:
         with_data: bool = False,
     ) -> api_pb2.MapperRegisterResponse:
         """``MapperRegister`` over the DMI socket on a fresh channel, as mapper-framework does."""
-        request = api_pb2.MapperRegisterRequest(
-            withData=with_data,
-            mapper=api_pb2.MapperInfo(
-                name=name,
-                version="v1.19.0",
-                api_version="v1.0.0",
-                protocol=protocol,
-                address=str(mapper.socket_path).encode(),
-                state="ok",
-            ),
-        )
-        async with grpc.aio.insecure_channel(f"unix:{self.app.config.socket_path}") as channel:
-            stub = api_pb2_grpc.DeviceManagerServiceStub(channel)
+        request = register_request(name, protocol, str(mapper.socket_path), with_data=with_data)
+        async with manager_stub(self.target) as stub:
             response: api_pb2.MapperRegisterResponse = await stub.MapperRegister(
                 request, timeout=1.0
             )
@@ -347,18 +316,10 @@ class Edge:
 
 
 @pytest.fixture
-async def edge() -> AsyncIterator[Edge]:
-    """A device manager with two Modbus thermostats and a BACnet valve (short home path)."""
-    home = Path(tempfile.mkdtemp(prefix="tp-life-"))
-    app = EdgeApp(EdgeConfig(home=home, rest_addr="127.0.0.1:0"))
-    try:
-        await app.start()
-        assert app.core is not None
-        await app.core.apply(MANIFESTS)
-        yield Edge(app, home)
-    finally:
-        await app.stop()
-        shutil.rmtree(home, ignore_errors=True)
+async def edge(home: Path) -> AsyncIterator[Edge]:
+    """A device manager with two Modbus thermostats and a BACnet valve."""
+    async with running_app(home, MANIFESTS) as app:
+        yield Edge(app)
 
 
 @pytest.fixture
@@ -538,6 +499,22 @@ async def test_changing_a_visitor_sends_exactly_one_update_device(
     (update, _) = fake.done("UpdateDevice", mark)
     assert visitor_config(update.device, "setpoint") == {"register": "HoldingRegister", "offset": 7}
     assert desired(update.device, "setpoint") == "21"
+    assert fake.held() == MODBUS_DEVICES
+
+
+async def test_a_changed_model_default_updates_its_devices(edge: Edge, fake: FakeMapper) -> None:
+    """A model applied alone with new protocolConfigData sends UpdateDevice to its devices."""
+    await edge.register(fake)
+    await edge.synced(fake)
+    mark = len(fake.calls)
+    await edge.core.apply(MODEL.replace("timeout: 0.5", "timeout: 2"))
+    await eventually(
+        lambda: {c.device.name for c in fake.done("UpdateDevice", mark)} >= MODBUS_DEVICES,
+        "the UpdateDevice of every thermostat",
+    )
+    for call in fake.done("UpdateDevice", mark):
+        config = decode_config(call.device.spec.protocol.configData.data, "protocol")
+        assert config["timeout"] == 2
     assert fake.held() == MODBUS_DEVICES
 
 

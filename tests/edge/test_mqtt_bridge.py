@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import grpc
 import pytest
 
-from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
-from twinplane.edge.app import EdgeApp, EdgeConfig
+from dmi_helpers import manager_stub, reported_twin, status_request
+from edge_helpers import THERMO_PROPERTIES, device_yaml, free_port, model_yaml, running_app
+from twinplane.edge.app import EdgeApp
 from twinplane.edge.mqtt_bridge import BrokerUrl, MqttBridge
 from twinplane.errors import SpecError
 
@@ -38,51 +38,23 @@ RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:
 WAIT = 10.0
 """Seconds any single wait may take before the test fails."""
 
-MANIFESTS = """
-apiVersion: devices.kubeedge.io/v1beta1
-kind: DeviceModel
-metadata: {name: thermo, namespace: default}
-spec:
-  protocol: modbus
-  properties:
-  - {name: temp, type: INT, accessMode: ReadWrite}
-  - {name: enabled, type: BOOLEAN, accessMode: ReadWrite}
-  - {name: label, type: STRING, accessMode: ReadOnly}
----
-apiVersion: devices.kubeedge.io/v1beta1
-kind: Device
-metadata: {name: thermo-1, namespace: default}
-spec:
-  deviceModelRef: {name: thermo}
-  nodeName: node-a
-  protocol: {protocolName: modbus}
----
-apiVersion: devices.kubeedge.io/v1beta1
-kind: Device
-metadata: {name: thermo-2, namespace: default}
-spec:
-  deviceModelRef: {name: thermo}
-  protocol: {protocolName: modbus}
----
-apiVersion: devices.kubeedge.io/v1beta1
-kind: Device
-metadata: {name: thermo-3, namespace: default}
-spec:
-  deviceModelRef: {name: thermo}
-  nodeName: node-b
-  protocol: {protocolName: modbus}
-"""
+MANIFESTS = "---\n".join(
+    [
+        model_yaml(
+            "thermo",
+            "modbus",
+            "{name: temp, type: INT, accessMode: ReadWrite}",
+            THERMO_PROPERTIES["enabled"],
+            THERMO_PROPERTIES["label"],
+        ),
+        device_yaml("thermo-1", "thermo", node="node-a"),
+        device_yaml("thermo-2", "thermo"),
+        device_yaml("thermo-3", "thermo", node="node-b"),
+    ]
+)
 
 
 # --- the broker --------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -168,22 +140,24 @@ def broker(mosquitto_binary: str, tmp_path_factory: pytest.TempPathFactory) -> I
 @contextlib.asynccontextmanager
 async def running_edge(home: Path, url: str) -> AsyncIterator[EdgeApp]:
     """A started device manager with the test devices, its bridge connected."""
-    app = EdgeApp(EdgeConfig(home=home, rest_addr="127.0.0.1:0", mqtt_url=url, node_name=NODE))
-    try:
-        await app.start()
-        assert app.core is not None
-        await app.core.apply(MANIFESTS)
+    async with running_app(home, MANIFESTS, mqtt_url=url, node_name=NODE) as app:
         async with asyncio.timeout(WAIT):
             await bridge_of(app).wait_connected()
         yield app
-    finally:
-        await app.stop()
 
 
 def bridge_of(app: EdgeApp) -> MqttBridge:
     """The app's MQTT bridge."""
     assert isinstance(app.mqtt, MqttBridge)
     return app.mqtt
+
+
+async def delivered(bridge: MqttBridge) -> dict[str, int]:
+    """Waits until the bridge is connected and has published its queue; its counters then."""
+    async with asyncio.timeout(WAIT):
+        await bridge.wait_connected()
+        await bridge.flush()
+    return bridge.stats()
 
 
 @pytest.fixture
@@ -366,24 +340,12 @@ async def test_twin_update_null_deletes_desired(edge: EdgeApp, mqtt: Inbox) -> N
 
 async def test_changes_from_dmi_report_are_published(edge: EdgeApp, mqtt: Inbox) -> None:
     """A DMI ReportDeviceStatus over the Unix socket produces result and document messages."""
-    request = api_pb2.ReportDeviceStatusRequest(
-        deviceName="thermo-1",
-        deviceNamespace="default",
-        reportedDevice=api_pb2.DeviceStatus(
-            twins=[
-                api_pb2.Twin(
-                    propertyName="temp",
-                    reported=api_pb2.TwinProperty(value="21", metadata={"type": "int"}),
-                ),
-                api_pb2.Twin(
-                    propertyName="label",
-                    reported=api_pb2.TwinProperty(value="hall", metadata={"type": "string"}),
-                ),
-            ]
-        ),
+    request = status_request(
+        "thermo-1",
+        reported_twin("temp", "21", {"type": "int"}),
+        reported_twin("label", "hall", {"type": "string"}),
     )
-    async with grpc.aio.insecure_channel(f"unix://{edge.config.socket_path}") as channel:
-        stub = api_pb2_grpc.DeviceManagerServiceStub(channel)
+    async with manager_stub(f"unix://{edge.config.socket_path}") as stub:
         await stub.ReportDeviceStatus(request, timeout=WAIT)
 
     result = await mqtt.get(f"{DEVICE}/twin/update/result")
@@ -551,10 +513,7 @@ async def test_bridge_survives_broker_restart(mosquitto_binary: str, tmp_path: P
             assert bridge.stats()["pending"] == 2  # result and document, waiting
 
             server.start()
-            async with asyncio.timeout(WAIT):
-                await bridge.wait_connected()
-                await bridge.flush()
-            stats = bridge.stats()
+            stats = await delivered(bridge)
             assert stats["reconnects"] == 1
             assert stats["published"] == published + 2
 
@@ -574,23 +533,17 @@ async def test_edge_starts_without_broker_and_connects_later(
 ) -> None:
     """The device manager starts while the broker is down; the bridge connects once it is up."""
     server = Mosquitto(mosquitto_binary, tmp_path)
-    app = EdgeApp(EdgeConfig(home=tmp_path / "edge", rest_addr="127.0.0.1:0", mqtt_url=server.url))
     try:
-        await app.start()
-        assert app.core is not None
-        await app.core.apply(MANIFESTS)
-        bridge = bridge_of(app)
-        assert not bridge.connected
-        app.core.apply_reported("default/thermo-1", [("temp", "5", 1)])
-        server.start()
-        async with asyncio.timeout(WAIT):
-            await bridge.wait_connected()
-            await bridge.flush()
-        stats = bridge.stats()
-        assert stats["published"] == 2
-        assert stats["reconnects"] == 0
+        async with running_app(tmp_path / "edge", MANIFESTS, mqtt_url=server.url) as app:
+            assert app.core is not None
+            bridge = bridge_of(app)
+            assert not bridge.connected
+            app.core.apply_reported("default/thermo-1", [("temp", "5", 1)])
+            server.start()
+            stats = await delivered(bridge)
+            assert stats["published"] == 2
+            assert stats["reconnects"] == 0
     finally:
-        await app.stop()
         server.stop()
 
 

@@ -10,38 +10,22 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import grpc
 import pytest
 
-from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
-from twinplane.edge.app import EdgeApp, EdgeConfig
+from dmi_helpers import manager_stub, report, report_state
+from edge_helpers import RunningEdge, running_app, samples, thermo_model
+from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.edge.rest import parse_addr
 from twinplane.errors import SpecError
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared/fixtures/kubeedge/samples"
-"""KubeEdge's sample manifests, in the shared folder beside the repository."""
-
-THERMO = """\
-apiVersion: devices.kubeedge.io/v1beta1
-kind: DeviceModel
-metadata: {name: thermo-model, namespace: default}
-spec:
-  protocol: modbus
-  properties:
-  - {name: temperature, type: FLOAT, accessMode: ReadOnly, unit: Celsius}
-  - {name: setpoint, type: INT, accessMode: ReadWrite}
-  - {name: enabled, type: BOOLEAN, accessMode: ReadWrite}
----
+THERMO_1 = """\
 apiVersion: devices.kubeedge.io/v1beta1
 kind: Device
 metadata: {name: thermo-1}
@@ -57,17 +41,10 @@ spec:
     visitors: {protocolName: modbus, configData: {register: HoldingRegister, offset: 1}}
 """
 
+THERMO = "---\n".join([thermo_model("temperature", "setpoint", "enabled"), THERMO_1])
+
 DEVICE_PATH = "/api/v1/namespaces/default/devices/thermo-1"
 TWIN_PATH = DEVICE_PATH + "/twin"
-
-
-def samples() -> Path:
-    """The samples folder; missing, the test fails under CI and is skipped elsewhere."""
-    if not SAMPLES.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{SAMPLES} is missing")
-        pytest.skip(f"{SAMPLES} is missing")
-    return SAMPLES
 
 
 def joined(*names: str) -> bytes:
@@ -76,16 +53,10 @@ def joined(*names: str) -> bytes:
 
 
 @dataclass
-class Edge:
+class Edge(RunningEdge):
     """A running device manager and an HTTP session on its REST API."""
 
-    app: EdgeApp
     http: aiohttp.ClientSession
-
-    @property
-    def socket(self) -> str:
-        """The DMI target for grpc."""
-        return f"unix:{self.app.config.socket_path}"
 
     async def apply(self, body: str | bytes, content_type: str = "application/yaml") -> Any:  # noqa: ANN401
         """POST /api/v1/apply, expecting 200; the decoded answer."""
@@ -102,43 +73,10 @@ class Edge:
 
 
 @pytest.fixture
-async def edge() -> AsyncIterator[Edge]:
-    """A device manager with a fresh home (short: the socket path must fit 107 bytes)."""
-    home = Path(tempfile.mkdtemp(prefix="tp-rest-"))
-    app = EdgeApp(EdgeConfig(home=home, rest_addr="127.0.0.1:0"))
-    try:
-        await app.start()
-        async with aiohttp.ClientSession(base_url=app.rest_url) as http:
-            yield Edge(app, http)
-    finally:
-        await app.stop()
-        shutil.rmtree(home, ignore_errors=True)
-
-
-async def report(edge: Edge, device: str, **values: str) -> None:
-    """ReportDeviceStatus for ``default/<device>`` over the DMI socket, as a mapper does."""
-    twins = [
-        api_pb2.Twin(propertyName=name, reported=api_pb2.TwinProperty(value=value))
-        for name, value in values.items()
-    ]
-    request = api_pb2.ReportDeviceStatusRequest(
-        deviceName=device,
-        deviceNamespace="default",
-        reportedDevice=api_pb2.DeviceStatus(twins=twins),
-    )
-    async with grpc.aio.insecure_channel(edge.socket) as channel:
-        stub = api_pb2_grpc.DeviceManagerServiceStub(channel)
-        await stub.ReportDeviceStatus(request, timeout=5)
-
-
-async def report_state(edge: Edge, device: str, state: str) -> None:
-    """ReportDeviceStates for ``default/<device>`` over the DMI socket."""
-    request = api_pb2.ReportDeviceStatesRequest(
-        deviceName=device, deviceNamespace="default", state=state
-    )
-    async with grpc.aio.insecure_channel(edge.socket) as channel:
-        stub = api_pb2_grpc.DeviceManagerServiceStub(channel)
-        await stub.ReportDeviceStates(request, timeout=5)
+async def edge(home: Path) -> AsyncIterator[Edge]:
+    """A device manager with a fresh home, no manifests yet."""
+    async with running_app(home) as app, aiohttp.ClientSession(base_url=app.rest_url) as http:
+        yield Edge(app, http)
 
 
 def assert_status(body: Any, code: int, reason: str) -> None:  # noqa: ANN401
@@ -322,7 +260,7 @@ async def test_unknown_objects_are_404_statuses(edge: Edge) -> None:
 async def test_device_status_shows_reported_state(edge: Edge) -> None:
     """A state reported over DMI shows as status.state with lastOnlineTime."""
     await edge.apply(THERMO)
-    await report_state(edge, "thermo-1", "online")
+    await report_state(edge.target, "thermo-1", "online")
     _, device = await edge.call("GET", DEVICE_PATH)
     assert device["status"]["state"] == "online"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", device["status"]["lastOnlineTime"])
@@ -384,7 +322,7 @@ async def test_twin_patch_sets_desired_and_returns_the_delta(edge: Edge) -> None
 async def test_reported_value_from_dmi_shows_in_twin_and_clears_delta(edge: Edge) -> None:
     """A value reported over DMI is the twin's reported side; matching desired: no delta."""
     await edge.apply(THERMO)
-    await report(edge, "thermo-1", temperature="22.5", setpoint="21")
+    await report(edge.target, "thermo-1", {"temperature": "22.5", "setpoint": "21"})
     _, twin = await edge.call("GET", TWIN_PATH)
     assert twin["twins"]["temperature"]["reported"]["value"] == "22.5"
     assert twin["twins"]["setpoint"]["reported"]["value"] == "21"
@@ -512,7 +450,7 @@ async def test_events_filter_by_kind(edge: Edge) -> None:
     async with edge.http.get("/api/v1/events?kinds=state") as resp:
         await subscribed(resp)
         await edge.call("PATCH", TWIN_PATH, json={"desired": {"setpoint": "30"}})
-        await report_state(edge, "thermo-1", "online")
+        await report_state(edge.target, "thermo-1", "online")
         ((kind, data),) = await read_events(resp, 1)
         assert kind == "state"
         assert data["state"] == "online"
@@ -611,16 +549,16 @@ def parse_prometheus(text: str) -> dict[str, tuple[str, list[tuple[dict[str, str
 async def test_metrics_are_prometheus_text(edge: Edge) -> None:
     """/metrics parses as Prometheus text with the core, DMI, mapper, hub and device families."""
     await edge.apply(THERMO)
-    await report(edge, "thermo-1", temperature="20")
-    await report_state(edge, "thermo-1", "online")
+    await report(edge.target, "thermo-1", {"temperature": "20"})
+    await report_state(edge.target, "thermo-1", "online")
     register = api_pb2.MapperRegisterRequest(
         withData=False,
         mapper=api_pb2.MapperInfo(
             name="modbus-1", protocol="modbus", address=b"/nonexistent/modbus.sock"
         ),
     )
-    async with grpc.aio.insecure_channel(edge.socket) as channel:
-        await api_pb2_grpc.DeviceManagerServiceStub(channel).MapperRegister(register, timeout=5)
+    async with manager_stub(edge.target) as stub:
+        await stub.MapperRegister(register, timeout=5)
     async with edge.http.get("/metrics") as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"

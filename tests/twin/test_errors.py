@@ -352,11 +352,14 @@ def test_error_has_class_and_fields_and_changes_nothing(
     check_error(call, error, fields)
 
 
-@pytest.mark.parametrize(
+conversion_cases = pytest.mark.parametrize(
     ("method", "call", "error", "fields"),
     CONVERSION_CASES,
     ids=[str(c[3]["path"]) for c in CONVERSION_CASES],
 )
+
+
+@conversion_cases
 def test_conversion_error_names_the_device(
     method: str, call: Call, error: type[TwinplaneError], fields: dict[str, object]
 ) -> None:
@@ -364,11 +367,7 @@ def test_conversion_error_names_the_device(
     check_error(call, error, fields)
 
 
-@pytest.mark.parametrize(
-    ("method", "call", "error", "fields"),
-    CONVERSION_CASES,
-    ids=[str(c[3]["path"]) for c in CONVERSION_CASES],
-)
+@conversion_cases
 def test_conversion_error_names_the_field(
     method: str, call: Call, error: type[TwinplaneError], fields: dict[str, object]
 ) -> None:

@@ -234,15 +234,21 @@ class EdgeCore:
             if issues:
                 raise ManifestError(issues, source=source)
             result = ApplyResult(warnings=warnings)
+            changed: set[str] = set()
             for model in models:
-                result.outcomes.append(await self._put_model(model))
+                outcome = await self._put_model(model)
+                result.outcomes.append(outcome)
+                if outcome[2] != "unchanged":
+                    changed.add(model.id)
             for device in devices:
                 result.outcomes.append(await self._put_device(device, all_models[device.model_id]))
-            # Devices of a changed model get their new property list.
-            for model in models:
-                for device in kept:
-                    if device.model_id == model.id:
-                        self.engine.upsert_device(device.id, engine_specs(device, model))
+            # Devices of a changed model get its new property list, and their mappers the
+            # devices as the model now overrides them (sent only if the message changed).
+            for device in kept:
+                if device.model_id in changed:
+                    model = all_models[device.model_id]
+                    self.engine.upsert_device(device.id, engine_specs(device, model))
+                    self._emit_lifecycle("device-upsert", device.id, device)
             self.counters.applies += 1
         return result
 

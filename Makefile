@@ -95,9 +95,10 @@ fmt: dev ## Format and auto-fix: ruff check --fix, ruff format, cargo fmt
 run: dev ## Start the embedded default (twinplane up)
 	$(BIN)/twinplane up
 
-bench: dev ## Run the benchmarks: engine, then DMI ingest (BENCH_ARGS=--json for JSON lines)
+bench: dev ## Run the benchmarks: engine, DMI ingest, Modbus poll (BENCH_ARGS=--json: JSON lines)
 	$(PY) bench/engine.py $(BENCH_ARGS)
 	$(PY) bench/dmi_ingest.py $(BENCH_ARGS)
+	$(PY) bench/modbus_poll.py $(BENCH_ARGS)
 
 proto: dev ## Regenerate the DMI v1beta1 Python modules from proto/ (committed in the package)
 	@echo "grpc_tools.protoc $(DMI_PROTO) -> $(DMI_PKG)/"

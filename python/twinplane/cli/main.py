@@ -1,8 +1,9 @@
 """The ``twinplane`` parser and entry point.
 
-``edge`` runs the device manager; ``apply``, ``get``, ``describe``, ``delete`` and
-``twin get|set`` talk to a running one over its REST API (``--server``, default
-``$TWINPLANE_SERVER`` or ``http://127.0.0.1:7780``). ``up`` is a placeholder for now.
+``edge`` runs the device manager, ``mapper`` a mapper; ``apply``, ``get``, ``describe``, ``delete``
+and ``twin get|set`` talk to a running one over its REST API (``--server``, default
+``$TWINPLANE_SERVER`` or ``http://127.0.0.1:7780``). ``sim modbus`` runs simulated Modbus
+devices. ``up`` is a placeholder for now.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from twinplane import __version__
-from twinplane.cli import commands, edge
+from twinplane.cli import commands, edge, mapper, sim
 from twinplane.cli.client import ApiClient, CliError, default_server
 
 __all__ = ["main"]
@@ -76,6 +77,8 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Run the embedded default. Not built yet: prints what exists and exits 0.",
     )
     edge.add_parser(cmds)
+    mapper.add_parser(cmds)
+    sim.add_parser(cmds)
     server, ns, ns_all, out = (
         _client_options(),
         _namespace_options(),
@@ -156,8 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "up":
         print(_UP_PLACEHOLDER)
         return 0
-    if args.command == "edge":
-        return edge.run(args)
+    process = {"edge": edge.run, "mapper": mapper.run, "sim": sim.run}.get(args.command)
+    if process is not None:
+        return process(args)
     run: Command = args.run
     try:
         client = ApiClient(args.server or default_server())

@@ -1,0 +1,109 @@
+"""``twinplane mapper``: runs a mapper (DMI ``DeviceMapperService`` + a driver) until a signal.
+
+Reads mapper-framework's ``config.yaml`` (``--config-file``); flags override its keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+from twinplane.cli.edge import LOG_LEVELS, _configure_logging, _loop_factory
+from twinplane.errors import TwinplaneError
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds ``mapper`` to the subcommands."""
+    parser = commands.add_parser(
+        "mapper",
+        help="run a mapper: a protocol driver serving DMI DeviceMapperService",
+        description=(
+            "Run a mapper: register with the device manager (DMI v1beta1 MapperRegister), poll "
+            "its devices through the protocol driver and report their twins and states. Reads "
+            "mapper-framework's config.yaml keys; flags override them."
+        ),
+    )
+    parser.add_argument("--config-file", type=Path, default=None, help="mapper-framework YAML")
+    parser.add_argument("--protocol", default=None, help="protocol (virtual, modbus, ...)")
+    parser.add_argument("--socket", type=Path, default=None, help="the mapper's own Unix socket")
+    parser.add_argument(
+        "--edgecore-sock", type=Path, default=None, help="the device manager's DMI socket"
+    )
+    parser.add_argument("--name", default=None, help="mapper name (default: <protocol>-mapper)")
+    parser.add_argument("--http-port", type=int, default=None, help="REST data API port")
+    parser.add_argument(
+        "--edgecore-compat",
+        action="store_true",
+        help="the device manager is KubeEdge EdgeCore: at most ~1 DMI call/s, all batched",
+    )
+    parser.add_argument(
+        "--report-interval-ms", type=int, default=None, help="report tick (default: 200)"
+    )
+    parser.add_argument("--home", type=Path, default=None, help="state directory of defaults")
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="info", help="(default: %(default)s)"
+    )
+    parser.add_argument("-v", "--v", dest="verbosity", default=None, help=argparse.SUPPRESS)
+
+
+async def _serve(runtime: object) -> None:
+    from twinplane.mapper.runtime import MapperRuntime  # noqa: PLC0415 - see run()
+
+    assert isinstance(runtime, MapperRuntime)  # noqa: S101
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await runtime.start()
+        cfg = runtime.config
+        print(
+            f"twinplane mapper {cfg.name}: protocol {cfg.protocol}  socket unix://{cfg.socket_path}"
+            f"  device manager unix://{cfg.edgecore_sock}",
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        await runtime.stop()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs ``twinplane mapper``; returns the exit status."""
+    from twinplane.mapper.config import load_config  # noqa: PLC0415 - fast CLI start
+    from twinplane.mapper.driver import get_driver  # noqa: PLC0415
+    from twinplane.mapper.runtime import MapperRuntime  # noqa: PLC0415
+
+    try:
+        config = load_config(
+            args.config_file,
+            protocol=args.protocol,
+            socket_path=args.socket,
+            edgecore_sock=args.edgecore_sock,
+            name=args.name,
+            http_port=args.http_port,
+            home=args.home,
+        ).with_overrides(
+            edgecore_compat=args.edgecore_compat or None,
+            report_interval_ms=args.report_interval_ms,
+        )
+        driver = get_driver(config.protocol)
+    except (TwinplaneError, LookupError, OSError) as err:
+        print(f"twinplane mapper: error: {err}", file=sys.stderr)
+        return 2
+    _configure_logging(args.log_level)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_serve(MapperRuntime(config, driver)))
+    except (TwinplaneError, OSError) as err:
+        print(f"twinplane mapper: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

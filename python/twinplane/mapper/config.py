@@ -1,0 +1,168 @@
+"""The mapper's settings: mapper-framework's ``config.yaml`` keys, overridden by flags.
+
+A KubeEdge user's file works as it is::
+
+    grpc_server:
+      socket_path: /etc/kubeedge/modbus.sock
+    common:
+      name: modbus-mapper
+      version: v1.13.0
+      api_version: v1.0.0
+      protocol: modbus
+      address: 127.0.0.1          # parsed but unused, as in mapper-framework
+      edgecore_sock: /etc/kubeedge/dmi.sock
+      http_port: "7777"
+
+Unknown keys are ignored (mapper-framework's own file carries more sections). Defaults when a key
+is absent: ``$TWINPLANE_HOME/run/<protocol>.sock`` and ``$TWINPLANE_HOME/run/dmi.sock``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from twinplane.errors import SpecError
+
+__all__ = ["DEFAULT_HTTP_PORT", "MapperConfig", "default_home", "load_config"]
+
+DEFAULT_HTTP_PORT = 7777
+"""mapper-framework's REST port when ``common.http_port`` is empty."""
+
+
+def default_home() -> Path:
+    """``$TWINPLANE_HOME``, else ``~/.twinplane``."""
+    return Path(os.environ.get("TWINPLANE_HOME") or "~/.twinplane").expanduser()
+
+
+@dataclass(frozen=True, slots=True)
+class MapperConfig:
+    """Settings of one mapper.
+
+    Attributes:
+        protocol: ``MapperInfo.protocol``; must equal the devices' ``protocolName``.
+        name: ``MapperInfo.name``.
+        version: ``MapperInfo.version``.
+        api_version: ``MapperInfo.api_version``.
+        socket_path: The mapper's own Unix socket (``DeviceMapperService``), sent as
+            ``MapperInfo.address``.
+        edgecore_sock: The device manager's DMI socket.
+        http_port: Port of the REST data API.
+        edgecore_compat: The device manager is KubeEdge EdgeCore: at most about one DMI call
+            per second in total (EdgeCore's limiter), everything batched.
+        report_interval_ms: Report tick; ``0`` reports at the shortest collect cycle.
+        dmi_concurrency: Most ``ReportDeviceStatus`` calls in flight at once.
+    """
+
+    protocol: str
+    name: str
+    socket_path: Path
+    edgecore_sock: Path
+    version: str = "v1.0.0"
+    api_version: str = "v1.0.0"
+    http_port: int = DEFAULT_HTTP_PORT
+    edgecore_compat: bool = False
+    report_interval_ms: int = 0
+    dmi_concurrency: int = 8
+
+    def with_overrides(self, **overrides: Any) -> MapperConfig:  # noqa: ANN401 - field values
+        """A copy with the given fields replaced; ``None`` values are ignored."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _section(doc: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+    value = doc.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{key} must be a mapping", path=path)
+    return value
+
+
+def _text(section: Mapping[str, Any], key: str, path: str) -> str | None:
+    value = section.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise SpecError(f"{key} must be text", path=path)
+    return str(value)
+
+
+def _port(text: str | None, path: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        port = int(text)
+    except ValueError:
+        raise SpecError(f"http_port {text!r} is not a port number", path=path) from None
+    if not 0 <= port <= 65535:  # noqa: PLR2004 - the port range
+        raise SpecError(f"http_port {port} is out of range", path=path)
+    return port
+
+
+def load_config(  # noqa: PLR0913 - one keyword per flag
+    path: str | os.PathLike[str] | None = None,
+    *,
+    protocol: str | None = None,
+    socket_path: str | os.PathLike[str] | None = None,
+    edgecore_sock: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    http_port: int | None = None,
+    home: Path | None = None,
+) -> MapperConfig:
+    """Reads a mapper-framework config file (optional) and applies the flags over it.
+
+    Args:
+        path: The YAML file, or ``None`` for flags and defaults only.
+        protocol: ``--protocol``.
+        socket_path: ``--socket``.
+        edgecore_sock: ``--edgecore-sock``.
+        name: ``--name``.
+        http_port: ``--http-port``.
+        home: The state directory of the defaults (``$TWINPLANE_HOME`` when ``None``).
+
+    Raises:
+        SpecError: The file is not valid YAML, a key has the wrong shape, or no protocol is
+            given anywhere (``path`` names the key).
+        OSError: The file cannot be read.
+    """
+    doc: Mapping[str, Any] = {}
+    if path is not None:
+        text = Path(path).read_text(encoding="utf-8")
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise SpecError(f"{path}: not valid YAML: {err}", path=str(path)) from err
+        if loaded is not None and not isinstance(loaded, Mapping):
+            raise SpecError(f"{path}: the config must be a mapping", path=str(path))
+        doc = loaded or {}
+    grpc_server = _section(doc, "grpc_server", "grpc_server")
+    common = _section(doc, "common", "common")
+    proto = protocol or _text(common, "protocol", "common.protocol")
+    if not proto:
+        raise SpecError(
+            "no protocol: set common.protocol in the config file or pass --protocol",
+            path="common.protocol",
+        )
+    base = home if home is not None else default_home()
+    sock = socket_path or _text(grpc_server, "socket_path", "grpc_server.socket_path")
+    edge = edgecore_sock or _text(common, "edgecore_sock", "common.edgecore_sock")
+    port = (
+        http_port
+        if http_port is not None
+        else _port(_text(common, "http_port", "common.http_port"), "common.http_port")
+    )
+    return MapperConfig(
+        protocol=proto,
+        name=name or _text(common, "name", "common.name") or f"{proto}-mapper",
+        version=_text(common, "version", "common.version") or "v1.0.0",
+        api_version=_text(common, "api_version", "common.api_version") or "v1.0.0",
+        socket_path=Path(sock) if sock else base / "run" / f"{proto}.sock",
+        edgecore_sock=Path(edge) if edge else base / "run" / "dmi.sock",
+        http_port=DEFAULT_HTTP_PORT if port is None else port,
+    )

@@ -1,0 +1,220 @@
+"""The driver interface a protocol author implements, close to mapper-framework's.
+
+A Go author recognises the lifecycle (``driver/driver.go`` of a generated mapper):
+
+=================================  ==============================================
+mapper-framework (Go)              twinplane (async Python)
+=================================  ==============================================
+``NewClient(ProtocolConfig)``      :meth:`Driver.new_client`
+``InitDevice()``                   :meth:`DeviceClient.init_device`
+``GetDeviceData(visitor)``         :meth:`FrameClient.read` / :meth:`ValueClient.read` (a batch)
+``SetDeviceData(data, visitor)``   :meth:`DeviceClient.write`
+``DeviceDataWrite(...)``           :meth:`DeviceClient.write`
+``StopDevice()``                   :meth:`DeviceClient.stop_device`
+``GetDeviceStates()``              :meth:`DeviceClient.get_device_states`
+=================================  ==============================================
+
+Two kinds of client:
+
+- a :class:`FrameClient` returns raw frames for the coalesced reads the engine plans
+  (``(register kind, start, count)``); the engine decodes, scales and swaps them in Rust
+  (Modbus);
+- a :class:`ValueClient` decodes values itself and returns one per property visitor (virtual
+  devices, protocols whose values arrive typed).
+
+Drivers are found by protocol name in a registry (:func:`register_driver`, :func:`get_driver`).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from twinplane.twin import PropertyTypeName, ValueLike
+
+__all__ = [
+    "DEVICE_STATES",
+    "BusSpec",
+    "DeviceClient",
+    "Driver",
+    "FrameClient",
+    "FrameRead",
+    "PropertyVisitor",
+    "ProtocolConfig",
+    "ValueClient",
+    "WriteOp",
+    "get_driver",
+    "register_driver",
+    "registered_protocols",
+]
+
+WriteOp = tuple[int, int, list[int] | list[bool]]
+"""A register write as the engine encodes it: ``(function, offset, values)``."""
+
+FrameRead = tuple[str, int, int]
+"""One coalesced read of a frame driver: ``(register kind, start, count)``."""
+
+DEVICE_STATES: Final = frozenset({"ok", "online", "offline", "unhealthy", "unknown"})
+"""States a device manager accepts (EdgeCore ignores ``disconnected``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolConfig:
+    """A device's ``spec.protocol``: the protocol name and its decoded ``configData``.
+
+    Numbers that EdgeCore sent as 32-bit floats and that are integral arrive as ``int``.
+    """
+
+    protocol_name: str
+    config: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PropertyVisitor:
+    """One property as a driver sees it: its visitor ``configData`` and its type.
+
+    Attributes:
+        name: The property name.
+        index: The property's index in the engine (for ``ingest_values``).
+        type: The model's property type (``INT``, ``FLOAT``, ...).
+        config: The visitor's decoded ``configData``.
+        encode_write: For frame drivers, turns a value into the register write the engine
+            encodes for this property's visitor; ``None`` for value drivers.
+    """
+
+    name: str
+    index: int
+    type: PropertyTypeName
+    config: Mapping[str, object] = field(default_factory=dict)
+    encode_write: Callable[[ValueLike], WriteOp] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BusSpec:
+    """Where a device sits: its bus and how many requests the bus takes at once.
+
+    Attributes:
+        key: The bus identity; devices with the same key share one scheduler task
+            (a Modbus TCP endpoint ``tcp://ip:port``, a serial line, the virtual driver).
+        max_in_flight: Requests in flight at once on the bus (1 for a serial line).
+    """
+
+    key: str
+    max_in_flight: int = 1
+
+
+class DeviceClient(abc.ABC):
+    """One device's connection, created by :meth:`Driver.new_client` at each device start."""
+
+    async def init_device(self) -> None:  # noqa: B027 - optional hook
+        """Prepares the device (connects, checks it answers); called once per start.
+
+        Raises:
+            Exception: The device cannot start; the scheduler retries with backoff.
+        """
+
+    @abc.abstractmethod
+    async def write(self, prop: PropertyVisitor, value: str) -> None:
+        """Writes a value (a desired value or a device method's write).
+
+        Args:
+            prop: The property.
+            value: The value in canonical text (``12.5``, ``true``, ``42``).
+        """
+
+    async def stop_device(self) -> None:  # noqa: B027 - optional hook
+        """Releases the device; no other call follows."""
+
+    async def get_device_states(self) -> str:
+        """The device's state as the driver sees it (one of :data:`DEVICE_STATES`)."""
+        return "ok"
+
+
+class FrameClient(DeviceClient):
+    """A client that returns raw frames, decoded by the engine."""
+
+    @abc.abstractmethod
+    async def read(self, batch: Sequence[FrameRead]) -> list[bytes]:
+        """Reads a batch of coalesced frames; one ``bytes`` per read, in order.
+
+        Raises:
+            Exception: The poll failed; the device is backed off, its neighbours go on.
+        """
+
+
+class ValueClient(DeviceClient):
+    """A client that decodes values itself."""
+
+    @abc.abstractmethod
+    async def read(self, batch: Sequence[PropertyVisitor]) -> list[ValueLike]:
+        """Reads a batch of properties; one value per visitor, in order.
+
+        Raises:
+            Exception: The poll failed; the device is backed off, its neighbours go on.
+        """
+
+
+class Driver(abc.ABC):
+    """A protocol: creates device clients and says which bus each device is on.
+
+    Attributes:
+        protocol: The protocol name the mapper registers with (``MapperInfo.protocol``).
+        frames: Whether the clients are :class:`FrameClient` (visitors go to the engine).
+    """
+
+    protocol: str = ""
+    frames: bool = False
+
+    @abc.abstractmethod
+    def new_client(self, protocol: ProtocolConfig) -> DeviceClient:
+        """A client for one device (no I/O yet: :meth:`DeviceClient.init_device` does it).
+
+        Raises:
+            twinplane.errors.SpecError: The protocol config is invalid.
+        """
+
+    def bus(self, protocol: ProtocolConfig) -> BusSpec:
+        """The bus of a device; by default one bus for the whole driver."""
+        del protocol
+        return BusSpec(self.protocol, max_in_flight=1)
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Releases what the driver shares between devices (connections)."""
+
+
+_REGISTRY: dict[str, Callable[[], Driver]] = {}
+
+
+def register_driver(protocol: str, factory: Callable[[], Driver]) -> None:
+    """Makes a driver available by protocol name (a later registration replaces one)."""
+    _REGISTRY[protocol] = factory
+
+
+def registered_protocols() -> list[str]:
+    """The protocol names with a driver."""
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_driver(protocol: str) -> Driver:
+    """A new driver for ``protocol``.
+
+    Raises:
+        LookupError: No driver serves this protocol.
+    """
+    _load_builtin()
+    factory = _REGISTRY.get(protocol)
+    if factory is None:
+        known = ", ".join(sorted(_REGISTRY))
+        raise LookupError(f"no driver for protocol {protocol!r}; known: {known}")
+    return factory()
+
+
+def _load_builtin() -> None:
+    # Imported here: the built-in drivers import this module.
+    from twinplane.mapper import modbus_driver, virtual  # noqa: PLC0415
+
+    _REGISTRY.setdefault("virtual", virtual.VirtualDriver)
+    _REGISTRY.setdefault("modbus", modbus_driver.ModbusDriver)

@@ -1,0 +1,215 @@
+"""Twin and state reports toward the device manager (DMI ``DeviceManagerService``).
+
+Every report tick the engine's changes are drained in a worker thread (``engine.report()``
+releases the GIL) and become one ``ReportDeviceStatusRequest`` per changed device — many twins
+per call, each with ``reported`` and ``observedDesired`` — encoded in Rust (``to_dmi()``) and
+sent as raw bytes (``channel.unary_unary(path)`` with no serializer), never re-serialised.
+
+Pending reports are kept per device: a report that could not be sent is merged with the next
+one of the same device (newest twin wins), so nothing is lost and nothing piles up. Toward
+twinplane the calls go out with bounded concurrency; toward KubeEdge EdgeCore (``compat``) one
+token bucket (1 call/s, small burst: EdgeCore's own limiter) paces every DMI call of the node,
+twin and state reports alike, round-robin over devices.
+
+Device states go out on their own cycle (``status.reportCycle``): on every change, and every
+cycle when the device asks for state reports (``status.reportToCloud``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+import grpc
+
+from twinplane.dmi.v1beta1 import api_pb2
+from twinplane.twin import Engine
+
+__all__ = ["CompatBudget", "Reporter", "ReporterStats", "merge_reports"]
+
+log = logging.getLogger(__name__)
+
+REPORT_STATUS: Final = "/v1beta1.DeviceManagerService/ReportDeviceStatus"
+REPORT_STATES: Final = "/v1beta1.DeviceManagerService/ReportDeviceStates"
+CALL_TIMEOUT_S: Final = 5.0
+
+
+def merge_reports(older: bytes, newer: bytes) -> bytes:
+    """One ``ReportDeviceStatusRequest`` with the twins of both; ``newer`` wins per property."""
+    old = api_pb2.ReportDeviceStatusRequest.FromString(older)
+    new = api_pb2.ReportDeviceStatusRequest.FromString(newer)
+    twins = {t.propertyName: t for t in old.reportedDevice.twins}
+    twins.update({t.propertyName: t for t in new.reportedDevice.twins})
+    del new.reportedDevice.twins[:]
+    new.reportedDevice.twins.extend(twins.values())
+    return new.SerializeToString()
+
+
+class CompatBudget:
+    """A token bucket shared by every DMI call toward a rate-limited manager (EdgeCore)."""
+
+    def __init__(self, rate: float = 1.0, burst: int = 3) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+
+    async def acquire(self) -> None:
+        """Waits for one call's token."""
+        while True:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            await asyncio.sleep((1 - self._tokens) / self.rate)
+
+
+@dataclass(slots=True)
+class ReporterStats:
+    """Counters of the reporter."""
+
+    status_calls: int = 0
+    status_errors: int = 0
+    twins: int = 0
+    state_calls: int = 0
+    state_errors: int = 0
+
+
+StateSource = Callable[[], Awaitable[dict[str, tuple[str, bool, int]]]]
+"""Returns per device id: (state, report periodically, cycle in ms)."""
+
+
+class Reporter:
+    """Sends the engine's changes and device states over one channel.
+
+    Args:
+        engine: The mapper's engine.
+        channel: A channel to the device manager.
+        interval_s: The report tick.
+        concurrency: Most status calls in flight (ignored in ``compat``).
+        compat: Pace every call through a :class:`CompatBudget` (KubeEdge EdgeCore).
+        states: Returns the devices' states (see :data:`StateSource`).
+    """
+
+    def __init__(  # noqa: PLR0913 - the reporter's settings
+        self,
+        engine: Engine,
+        channel: grpc.aio.Channel,
+        *,
+        interval_s: float,
+        concurrency: int = 8,
+        compat: bool = False,
+        states: StateSource | None = None,
+    ) -> None:
+        self.engine = engine
+        self.interval_s = interval_s
+        self.stats = ReporterStats()
+        self.budget = CompatBudget() if compat else None
+        self._status: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            REPORT_STATUS
+        )
+        self._states_call: grpc.aio.UnaryUnaryMultiCallable[
+            api_pb2.ReportDeviceStatesRequest, bytes
+        ] = channel.unary_unary(
+            REPORT_STATES, request_serializer=api_pb2.ReportDeviceStatesRequest.SerializeToString
+        )
+        self._limit = asyncio.Semaphore(1 if compat else max(1, concurrency))
+        self._pending: dict[str, bytes] = {}
+        self._states = states
+        self._sent_states: dict[str, tuple[str, float]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        """Starts the twin and state loops."""
+        self._tasks = [asyncio.create_task(self._twin_loop(), name="mapper-report")]
+        if self._states is not None:
+            self._tasks.append(asyncio.create_task(self._state_loop(), name="mapper-states"))
+
+    async def stop(self) -> None:
+        """Stops the loops (pending reports are dropped)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def forget(self, device_id: str) -> None:
+        """Drops what is pending for a removed device."""
+        self._pending.pop(device_id, None)
+        self._sent_states.pop(device_id, None)
+
+    async def _twin_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Drains the engine and sends every pending report once."""
+        changes = await asyncio.to_thread(self.engine.report)
+        for device, payload in changes.to_dmi():
+            older = self._pending.get(device)
+            self._pending[device] = payload if older is None else merge_reports(older, payload)
+        if not self._pending:
+            return
+        if self.budget is not None:
+            device = next(iter(self._pending))  # round-robin: oldest first
+            await self._send(device, self._pending.pop(device))
+            return
+        batch, self._pending = self._pending, {}
+        await asyncio.gather(*(self._send(d, p) for d, p in batch.items()))
+
+    async def _send(self, device: str, payload: bytes) -> None:
+        async with self._limit:
+            if self.budget is not None:
+                await self.budget.acquire()
+            try:
+                await self._status(payload, timeout=CALL_TIMEOUT_S)
+            except grpc.aio.AioRpcError as err:
+                self.stats.status_errors += 1
+                code = err.code()
+                if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                    log.warning("report of %s refused: %s %s", device, code.name, err.details())
+                    return  # retrying the same twins cannot succeed
+                newer = self._pending.get(device)
+                self._pending[device] = payload if newer is None else merge_reports(payload, newer)
+                log.debug("report of %s failed (%s); kept for the next tick", device, code.name)
+                return
+            self.stats.status_calls += 1
+
+    async def _state_loop(self) -> None:
+        assert self._states is not None  # noqa: S101 - started only with a source
+        while True:
+            await asyncio.sleep(min(self.interval_s, 1.0))
+            now = time.monotonic()
+            for device, (state, periodic, cycle_ms) in (await self._states()).items():
+                sent = self._sent_states.get(device)
+                fresh = sent is not None and (not periodic or now - sent[1] < cycle_ms / 1000)
+                if sent is not None and sent[0] == state and fresh:
+                    continue
+                if state == "unknown" and sent is None:
+                    continue
+                await self._send_state(device, state, now)
+
+    async def _send_state(self, device: str, state: str, now: float) -> None:
+        namespace, _, name = device.partition("/")
+        request = api_pb2.ReportDeviceStatesRequest(
+            deviceName=name, deviceNamespace=namespace, state=state
+        )
+        if self.budget is not None:
+            await self.budget.acquire()
+        try:
+            await self._states_call(request, timeout=CALL_TIMEOUT_S)
+        except grpc.aio.AioRpcError as err:
+            self.stats.state_errors += 1
+            log.debug("state of %s not reported: %s", device, err.code().name)
+            return
+        self.stats.state_calls += 1
+        self._sent_states[device] = (state, now)

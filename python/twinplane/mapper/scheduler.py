@@ -1,0 +1,343 @@
+"""One task per bus: polls every device's coalesced read plan each collect cycle.
+
+A bus is what devices share: a Modbus TCP endpoint, a serial line, the virtual driver. Its
+task keeps a heap of due times and
+
+- staggers devices across their cycle (a device's first poll is offset by a fraction of the
+  cycle, so 1,000 devices at 1 s do not all fire at once);
+- runs at most ``max_in_flight`` requests at once (1 on a serial line); a device with a poll
+  still running is not polled again (the overrun is counted);
+- runs pending writes before any due poll (writes pre-empt polls), then polls the written
+  device at once so its reported value follows;
+- isolates a failing or slow device: every poll has a deadline, and a device that fails is
+  retried after an exponential backoff (a cycle, doubling, up to :data:`MAX_BACKOFF_S`), so it
+  never holds the bus for its neighbours; its first error is logged once, a different error
+  again, and a recovery line when it answers.
+
+Raw frames go straight into the engine (``ingest_frame``) with the read's timestamp; value
+drivers' results go in with ``ingest_values``. No Python object per sample survives the poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from twinplane.mapper.driver import (
+    DeviceClient,
+    FrameClient,
+    FrameRead,
+    PropertyVisitor,
+    ValueClient,
+)
+from twinplane.twin import Engine, RegisterKindName
+
+__all__ = ["MAX_BACKOFF_S", "BusScheduler", "BusStats", "ScheduledDevice"]
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S: Final = 30.0
+"""Longest wait before a failing device is tried again."""
+
+_GOLDEN: Final = 0.618_033_988_749_895
+
+
+def now_ms() -> int:
+    """Milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True, eq=False)
+class ScheduledDevice:
+    """A device on a bus: its client, read plan and health.
+
+    Attributes:
+        device_id: ``<namespace>/<name>``.
+        index: The device's index in the engine.
+        client: The driver's client.
+        props: The properties, in engine order.
+        plan: The coalesced reads (frame drivers).
+        cycle_s: The poll period.
+        state: ``online``, ``offline`` (timeouts, connection errors) or ``unhealthy`` (other
+            errors), ``unknown`` before the first poll.
+    """
+
+    device_id: str
+    index: int
+    client: DeviceClient
+    props: list[PropertyVisitor]
+    plan: list[FrameRead]
+    cycle_s: float
+    timeout_s: float
+    state: str = "unknown"
+    initialized: bool = False
+    failures: int = 0
+    polls: int = 0
+    overruns: int = 0
+    busy: bool = False
+    removed: bool = False
+    error: str | None = None
+    due: float = 0.0
+    generation: int = 0
+
+    def backoff_s(self) -> float:
+        """The wait after ``failures`` consecutive failures."""
+        return min(self.cycle_s * 2.0 ** min(self.failures - 1, 16), MAX_BACKOFF_S)
+
+
+@dataclass(slots=True)
+class BusStats:
+    """Counters of one bus."""
+
+    polls: int = 0
+    poll_errors: int = 0
+    writes: int = 0
+    write_errors: int = 0
+    overruns: int = 0
+
+
+def _future() -> asyncio.Future[None]:
+    return asyncio.get_running_loop().create_future()
+
+
+@dataclass(slots=True)
+class _Write:
+    device: ScheduledDevice
+    prop: PropertyVisitor
+    value: str
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class BusScheduler:
+    """The task of one bus.
+
+    Args:
+        key: The bus identity (for logs).
+        engine: Where samples go.
+        max_in_flight: Requests in flight at once on this bus.
+    """
+
+    def __init__(self, key: str, engine: Engine, *, max_in_flight: int = 1) -> None:
+        self.key = key
+        self.engine = engine
+        self.max_in_flight = max(1, max_in_flight)
+        self.devices: dict[str, ScheduledDevice] = {}
+        self.stats = BusStats()
+        self._heap: list[tuple[float, int, ScheduledDevice]] = []
+        self._seq = 0
+        self._writes: deque[_Write] = deque()
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- membership ------------------------------------------------------------------------
+
+    def add(self, device: ScheduledDevice) -> None:
+        """Adds a device; its first poll is staggered within its cycle."""
+        old = self.devices.get(device.device_id)
+        if old is not None:
+            old.removed = True
+        fraction = (len(self.devices) * _GOLDEN) % 1.0
+        self.devices[device.device_id] = device
+        self._push(device, time.monotonic() + fraction * device.cycle_s)
+
+    def remove(self, device_id: str) -> ScheduledDevice | None:
+        """Removes a device: no poll starts for it from now on."""
+        device = self.devices.pop(device_id, None)
+        if device is not None:
+            device.removed = True
+            for write in self._writes:
+                if write.device is device and not write.done.done():
+                    write.done.cancel()
+            self._writes = deque(w for w in self._writes if w.device is not device)
+        return device
+
+    def poll_now(self, device_id: str) -> None:
+        """Polls a device as soon as the bus is free."""
+        device = self.devices.get(device_id)
+        if device is not None:
+            self._push(device, time.monotonic())
+
+    def _push(self, device: ScheduledDevice, due: float) -> None:
+        device.generation += 1
+        device.due = due
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, device))
+        self._wake.set()
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def write(self, device_id: str, prop: PropertyVisitor, value: str) -> None:
+        """Writes through the device's client ahead of any due poll; waits for the result.
+
+        Raises:
+            LookupError: The device is not on this bus.
+            Exception: What the driver raised.
+        """
+        device = self.devices.get(device_id)
+        if device is None:
+            raise LookupError(f"device {device_id} is not on bus {self.key}")
+        write = _Write(device, prop, value)
+        self._writes.append(write)
+        self._wake.set()
+        await write.done
+
+    # -- the task --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Starts the bus task."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"bus-{self.key}")
+
+    async def stop(self) -> None:
+        """Stops the bus task and every request in flight."""
+        tasks = [t for t in (self._task, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._task = None
+        self._tasks.clear()
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            self._dispatch()
+            timeout = None
+            if self._heap and self._in_flight < self.max_in_flight:
+                timeout = max(self._heap[0][0] - time.monotonic(), 0.0)
+            if timeout is None or timeout > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+
+    def _dispatch(self) -> None:
+        while self._writes and self._in_flight < self.max_in_flight:
+            write = self._writes.popleft()
+            self._spawn(self._do_write(write))
+        now = time.monotonic()
+        while self._heap and self._in_flight < self.max_in_flight and self._heap[0][0] <= now:
+            due, _, device = heapq.heappop(self._heap)
+            if device.removed or due != device.due:
+                continue  # removed, or rescheduled since
+            if device.busy:
+                device.overruns += 1
+                self.stats.overruns += 1
+                self._push(device, due + device.cycle_s)
+                continue
+            self._push(device, max(due + device.cycle_s, now))
+            self._spawn(self._poll(device))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._in_flight += 1
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._in_flight -= 1
+        self._wake.set()
+
+    async def _do_write(self, write: _Write) -> None:
+        device = write.device
+        try:
+            async with asyncio.timeout(device.timeout_s):
+                await device.client.write(write.prop, write.value)
+        except Exception as err:  # the driver's error goes to the caller
+            self.stats.write_errors += 1
+            if not write.done.done():
+                write.done.set_exception(err)
+            return
+        self.stats.writes += 1
+        if not write.done.done():
+            write.done.set_result(None)
+        if not device.removed:
+            self._push(device, time.monotonic())  # the reported value follows at once
+
+    async def _poll(self, device: ScheduledDevice) -> None:
+        device.busy = True
+        try:
+            async with asyncio.timeout(device.timeout_s):
+                if not device.initialized:
+                    await device.client.init_device()
+                    device.initialized = True
+                await self._read(device)
+        except Exception as err:  # any driver error isolates the device only
+            self._failed(device, err)
+        else:
+            self._recovered(device)
+        finally:
+            device.busy = False
+
+    async def _read(self, device: ScheduledDevice) -> None:
+        client = device.client
+        if isinstance(client, FrameClient):
+            frames = await client.read(device.plan)
+            ts = now_ms()
+            if device.removed:
+                return
+            for (kind, start, count), frame in zip(device.plan, frames, strict=True):
+                self.engine.ingest_frame(device.index, _kind(kind), start, frame, ts, count)
+        elif isinstance(client, ValueClient):
+            values = await client.read(device.props)
+            ts = now_ms()
+            if device.removed:
+                return
+            self.engine.ingest_values(
+                device.index,
+                [(p.index, v) for p, v in zip(device.props, values, strict=True)],
+                ts,
+            )
+        else:
+            raise TypeError(f"{type(client).__name__} is neither a FrameClient nor a ValueClient")
+        device.polls += 1
+        self.stats.polls += 1
+
+    def _failed(self, device: ScheduledDevice, err: BaseException) -> None:
+        self.stats.poll_errors += 1
+        device.failures += 1
+        timeout = isinstance(err, TimeoutError | ConnectionError | OSError)
+        device.state = "offline" if timeout or not device.initialized else "unhealthy"
+        text = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        if device.removed:
+            return
+        if text != device.error:  # log once per kind of error, not per poll
+            device.error = text
+            log.warning(
+                "device %s on %s: %s; backing off (up to %.0fs between tries)",
+                device.device_id,
+                self.key,
+                text,
+                MAX_BACKOFF_S,
+                extra={"device": device.device_id, "bus": self.key},
+            )
+        self._push(device, time.monotonic() + device.backoff_s())
+
+    def _recovered(self, device: ScheduledDevice) -> None:
+        if device.error is not None:
+            log.info(
+                "device %s on %s recovered after %d failed polls",
+                device.device_id,
+                self.key,
+                device.failures,
+                extra={"device": device.device_id, "bus": self.key},
+            )
+        device.error = None
+        device.failures = 0
+        device.state = "online"
+
+
+def _kind(kind: str) -> RegisterKindName:
+    return kind  # type: ignore[return-value]

@@ -1,0 +1,95 @@
+"""Helpers of the mapper tests: manifests of virtual devices, a running mapper, bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from twinplane.mapper.config import MapperConfig
+from twinplane.mapper.driver import Driver
+from twinplane.mapper.runtime import MapperRuntime
+
+WAIT_S = 5.0
+"""Longest wait for any condition in these tests."""
+
+
+async def until(predicate: Callable[[], object], what: str, within: float = WAIT_S) -> None:
+    """Polls ``predicate`` every 10 ms until it is true; fails the test after ``within`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def virtual_model(name: str = "vmodel") -> str:
+    """A DeviceModel of protocol ``virtual``: temp (FLOAT), count (INT), setpoint (INT, RW)."""
+    return (
+        "apiVersion: devices.kubeedge.io/v1beta1\n"
+        "kind: DeviceModel\n"
+        f"metadata: {{name: {name}, namespace: default}}\n"
+        "spec:\n"
+        "  protocol: virtual\n"
+        "  properties:\n"
+        "  - {name: temp, type: FLOAT, accessMode: ReadOnly}\n"
+        "  - {name: count, type: INT, accessMode: ReadOnly}\n"
+        "  - {name: setpoint, type: INT, accessMode: ReadWrite}\n"
+    )
+
+
+def virtual_device(name: str, *, cycle_ms: int = 40, protocol_config: str = "{}") -> str:
+    """A virtual Device: temp a sine, count a counter, setpoint a held value."""
+
+    def prop(prop_name: str, config: str) -> str:
+        return (
+            f"  - name: {prop_name}\n"
+            f"    collectCycle: {cycle_ms}\n"
+            f"    reportCycle: {cycle_ms * 5}\n"
+            "    reportToCloud: true\n"
+            f"    visitors: {{protocolName: virtual, configData: {config}}}\n"
+        )
+
+    return (
+        "apiVersion: devices.kubeedge.io/v1beta1\n"
+        "kind: Device\n"
+        f"metadata: {{name: {name}, namespace: default}}\n"
+        "spec:\n"
+        "  deviceModelRef: {name: vmodel}\n"
+        f"  protocol: {{protocolName: virtual, configData: {protocol_config}}}\n"
+        "  properties:\n"
+        + prop("temp", "{kind: sine, amplitude: 5, offset: 20}")
+        + prop("count", "{kind: counter}")
+        + prop("setpoint", "{value: 10}")
+    )
+
+
+def manifests(*docs: str) -> str:
+    """Documents joined into one YAML stream."""
+    return "---\n".join(docs)
+
+
+def mapper_config(home: Path, edgecore_sock: Path, protocol: str = "virtual") -> MapperConfig:
+    """A mapper on ``home/run/<protocol>.sock`` reporting every 20 ms."""
+    return MapperConfig(
+        protocol=protocol,
+        name=f"{protocol}-mapper",
+        socket_path=home / "run" / f"{protocol}.sock",
+        edgecore_sock=edgecore_sock,
+        report_interval_ms=20,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_mapper(config: MapperConfig, driver: Driver) -> AsyncIterator[MapperRuntime]:
+    """A started :class:`MapperRuntime`, registered with its device manager; stopped after."""
+    runtime = MapperRuntime(config, driver)
+    try:
+        await runtime.start()
+        async with asyncio.timeout(WAIT_S):
+            await runtime.registered.wait()
+        yield runtime
+    finally:
+        await runtime.stop()

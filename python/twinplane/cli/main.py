@@ -22,8 +22,9 @@ __all__ = ["main"]
 _UP_PLACEHOLDER: Final = (
     "twinplane up: not built yet. The embedded default (device manager + Modbus mapper + "
     "simulator + sample manifests in one command) arrives with a later issue.\n"
-    "What exists today: the Rust twin engine, importable as twinplane.twin, and the device "
-    "manager (`twinplane edge`, see docs/edge.md)."
+    "What exists today: the Rust twin engine (twinplane.twin), the device manager "
+    "(`twinplane edge`, docs/edge.md), the Modbus simulator (`twinplane sim modbus`, "
+    "docs/modbus.md) and the mapper runtime (`twinplane mapper`, docs/mapper.md)."
 )
 
 Command = Callable[[argparse.Namespace, ApiClient], int]

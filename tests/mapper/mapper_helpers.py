@@ -72,13 +72,14 @@ def manifests(*docs: str) -> str:
 
 
 def mapper_config(home: Path, edgecore_sock: Path, protocol: str = "virtual") -> MapperConfig:
-    """A mapper on ``home/run/<protocol>.sock`` reporting every 20 ms."""
+    """A mapper on ``home/run/<protocol>.sock`` reporting every 20 ms, REST on a free port."""
     return MapperConfig(
         protocol=protocol,
         name=f"{protocol}-mapper",
         socket_path=home / "run" / f"{protocol}.sock",
         edgecore_sock=edgecore_sock,
         report_interval_ms=20,
+        http_port=0,
     )
 
 

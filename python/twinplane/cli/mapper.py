@@ -36,7 +36,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--edgecore-sock", type=Path, default=None, help="the device manager's DMI socket"
     )
     parser.add_argument("--name", default=None, help="mapper name (default: <protocol>-mapper)")
-    parser.add_argument("--http-port", type=int, default=None, help="REST data API port")
+    parser.add_argument(
+        "--http-port", type=int, default=None, help="REST data API port (default: 7777)"
+    )
+    parser.add_argument(
+        "--http-host", default=None, help="REST data API address (default: 127.0.0.1)"
+    )
     parser.add_argument(
         "--edgecore-compat",
         action="store_true",
@@ -64,9 +69,10 @@ async def _serve(runtime: object) -> None:
     try:
         await runtime.start()
         cfg = runtime.config
+        rest = runtime.rest.url if runtime.rest is not None else "-"
         print(
             f"twinplane mapper {cfg.name}: protocol {cfg.protocol}  socket unix://{cfg.socket_path}"
-            f"  device manager unix://{cfg.edgecore_sock}",
+            f"  device manager unix://{cfg.edgecore_sock}  REST {rest}",
             flush=True,
         )
         await stop.wait()
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             http_port=args.http_port,
             home=args.home,
         ).with_overrides(
+            http_host=args.http_host,
             edgecore_compat=args.edgecore_compat or None,
             report_interval_ms=args.report_interval_ms,
         )

@@ -29,10 +29,13 @@ import yaml
 
 from twinplane.errors import SpecError
 
-__all__ = ["DEFAULT_HTTP_PORT", "MapperConfig", "default_home", "load_config"]
+__all__ = ["DEFAULT_HTTP_HOST", "DEFAULT_HTTP_PORT", "MapperConfig", "default_home", "load_config"]
 
 DEFAULT_HTTP_PORT = 7777
 """mapper-framework's REST port when ``common.http_port`` is empty."""
+
+DEFAULT_HTTP_HOST = "127.0.0.1"
+"""The REST data API's address unless ``--http-host`` says otherwise."""
 
 
 def default_home() -> Path:
@@ -52,7 +55,8 @@ class MapperConfig:
         socket_path: The mapper's own Unix socket (``DeviceMapperService``), sent as
             ``MapperInfo.address``.
         edgecore_sock: The device manager's DMI socket.
-        http_port: Port of the REST data API.
+        http_host: Address the REST data API listens on (mapper-framework: every interface).
+        http_port: Port of the REST data API (``0`` picks a free one).
         edgecore_compat: The device manager is KubeEdge EdgeCore: at most about one DMI call
             per second in total (EdgeCore's limiter), everything batched.
         report_interval_ms: Report tick; ``0`` reports at the shortest collect cycle.
@@ -66,6 +70,7 @@ class MapperConfig:
     version: str = "v1.0.0"
     api_version: str = "v1.0.0"
     http_port: int = DEFAULT_HTTP_PORT
+    http_host: str = DEFAULT_HTTP_HOST
     edgecore_compat: bool = False
     report_interval_ms: int = 0
     dmi_concurrency: int = 8

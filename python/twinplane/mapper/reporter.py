@@ -28,7 +28,7 @@ from typing import Final
 import grpc
 
 from twinplane.dmi.v1beta1 import api_pb2
-from twinplane.twin import Engine
+from twinplane.twin import Changes, Engine
 
 __all__ = ["CompatBudget", "Reporter", "ReporterStats", "merge_reports"]
 
@@ -125,6 +125,9 @@ class Reporter:
         self._states = states
         self._sent_states: dict[str, tuple[str, float]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # --- data plane (docs/sinks.md): every drained batch of changes also goes to the sinks
+        self.on_changes: Callable[[Changes], None] | None = None
+        # --- end data plane
 
     def start(self) -> None:
         """Starts the twin and state loops."""
@@ -154,6 +157,13 @@ class Reporter:
     async def flush(self) -> None:
         """Drains the engine and sends every pending report once."""
         changes = await asyncio.to_thread(self.engine.report)
+        # --- data plane (docs/sinks.md): a non-blocking hand-over; never fails a report
+        if self.on_changes is not None:
+            try:
+                self.on_changes(changes)
+            except Exception:  # a sink bug must not stop twin reporting
+                log.exception("handing changes to the data plane failed")
+        # --- end data plane
         for device, payload in changes.to_dmi():
             older = self._pending.get(device)
             self._pending[device] = payload if older is None else merge_reports(older, payload)

@@ -16,7 +16,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import grpc
 
@@ -27,7 +27,11 @@ from twinplane.mapper.driver import DeviceClient, Driver, PropertyVisitor, Write
 from twinplane.mapper.instance import DeviceInstance, device_id
 from twinplane.mapper.reporter import Reporter
 from twinplane.mapper.scheduler import BusScheduler, ScheduledDevice, now_ms
+from twinplane.mapper.sinks import DataPlane, apply_push_heartbeats  # data plane
 from twinplane.twin import Engine, ValueLike
+
+if TYPE_CHECKING:
+    from twinplane.mapper.rest import MapperRestServer
 
 __all__ = ["MapperRuntime", "RunningDevice"]
 
@@ -70,18 +74,24 @@ class MapperRuntime:
         self._channel: grpc.aio.Channel | None = None
         self.reporter: Reporter | None = None
         self._server: object | None = None
+        self.rest: MapperRestServer | None = None
         self._register_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self.data_plane = DataPlane()  # data plane: pushMethod/dbMethod sinks (docs/sinks.md)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Serves the mapper socket, starts the reporter and registers in the background."""
-        from twinplane.mapper.server import MapperServer  # noqa: PLC0415 - a cycle otherwise
+        """Serves the mapper socket and the REST data API, starts the reporter, registers."""
+        from twinplane.mapper.rest import MapperRestServer  # noqa: PLC0415 - a cycle otherwise
+        from twinplane.mapper.server import MapperServer  # noqa: PLC0415
 
         server = MapperServer(self)
         await server.start(self.config.socket_path)
         self._server = server
+        rest = MapperRestServer(self)
+        await rest.start(self.config.http_host, self.config.http_port)
+        self.rest = rest
         self._channel = grpc.aio.insecure_channel(f"unix:{self.config.edgecore_sock}")
         interval = self.config.report_interval_ms / 1000 or None
         self.reporter = Reporter(
@@ -92,6 +102,7 @@ class MapperRuntime:
             compat=self.config.edgecore_compat,
             states=self.device_states,
         )
+        self.reporter.on_changes = self.data_plane.offer  # data plane
         self.reporter.start()
         self._register_task = asyncio.create_task(self._register_loop(), name="mapper-register")
 
@@ -103,6 +114,8 @@ class MapperRuntime:
             self._register_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._register_task
+        if self.rest is not None:
+            await self.rest.stop()
         if isinstance(self._server, MapperServer):
             await self._server.stop()
         if self.reporter is not None:
@@ -112,6 +125,7 @@ class MapperRuntime:
         for running in list(self.devices.values()):
             await self._stop_client(running)
         self.devices.clear()
+        await self.data_plane.close()  # data plane: flush and close the sinks
         await self.driver.close()
         if self._channel is not None:
             await self._channel.close()
@@ -219,7 +233,9 @@ class MapperRuntime:
             )
         bus_spec = driver.bus(instance.protocol)
         client = driver.new_client(instance.protocol)
-        index = self.engine.upsert_device(instance.id, instance.engine_specs(frames=driver.frames))
+        specs = instance.engine_specs(frames=driver.frames)
+        apply_push_heartbeats(specs, instance.message)  # data plane: heartbeat = reportCycle
+        index = self.engine.upsert_device(instance.id, specs)
         props = [
             PropertyVisitor(
                 name=p.name,
@@ -247,6 +263,7 @@ class MapperRuntime:
         )
         running = RunningDevice(instance, client, bus, scheduled, {p.name: p for p in props})
         self.devices[instance.id] = running
+        self.data_plane.add_device(instance.message)  # data plane: route to the sinks
         bus.add(scheduled)
         desired = instance.desired()
         if desired:
@@ -293,6 +310,7 @@ class MapperRuntime:
             self.engine.remove_device(dev_id)
         if self.reporter is not None:
             self.reporter.forget(dev_id)
+        await self.data_plane.remove_device(dev_id)  # data plane
         log.info("device %s stopped", dev_id)
         return True
 

@@ -1,0 +1,134 @@
+"""Sink configs: one frozen value per destination, read from a property's DMI ``pushMethod``.
+
+Equal configs are one sink: every property that pushes to the same HTTP URL, broker, database or
+directory shares one :class:`~twinplane.mapper.sinks.base.SinkRunner`. As in mapper-framework
+(spec §7.5) a property uses the first present push method of ``http``, ``mqtt`` and the first
+present database of ``influxdb2``, ``redis``, ``tdengine``, ``mysql``. Only ``redis`` is a
+database sink yet: ``otel``, ``influxdb2``, ``tdengine`` and ``mysql`` are logged once and
+ignored. Secrets come from the environment as in mapper-framework (``PASSWORD`` for Redis).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from twinplane.dmi.v1beta1 import api_pb2
+
+__all__ = [
+    "HttpFormat",
+    "HttpSinkConfig",
+    "MqttSinkConfig",
+    "ParquetSinkConfig",
+    "RedisSinkConfig",
+    "SinkConfig",
+    "http_url",
+    "sink_configs",
+]
+
+log = logging.getLogger(__name__)
+
+HttpFormat = Literal["json", "form"]
+"""``json``: twinplane's batched document; ``form``: KubeEdge's one form POST per sample."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSinkConfig:
+    """HTTP push: ``POST url``."""
+
+    url: str
+    format: HttpFormat = "json"
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSinkConfig:
+    """MQTT push to ``address``; an empty ``topic`` means KubeEdge's data-update topic."""
+
+    address: str
+    topic: str = ""
+    qos: int = 0
+    retained: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSinkConfig:
+    """Redis ZADD layout (``dbMethod.redis``)."""
+
+    addr: str
+    db: int = 0
+    pool_size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ParquetSinkConfig:
+    """Local rolling Parquet files (twinplane's own sink; not in the DMI)."""
+
+    directory: str
+    max_bytes: int = 64 << 20
+    max_age_s: float = 3600.0
+    max_files: int = 0
+    """Finished files kept (oldest deleted first); 0 keeps every file."""
+
+
+SinkConfig = HttpSinkConfig | MqttSinkConfig | RedisSinkConfig | ParquetSinkConfig
+"""Any sink's config."""
+
+_warned: set[str] = set()
+
+
+def _warn_once(what: str) -> None:
+    if what not in _warned:
+        _warned.add(what)
+        log.warning("pushMethod %s is not supported by this mapper; ignored", what)
+
+
+def http_url(http: api_pb2.PushMethodHTTP) -> str:
+    """mapper-framework's URL: ``<hostName>:<port><requestPath>`` (``http://`` if no scheme)."""
+    host = http.hostname if "://" in http.hostname else f"http://{http.hostname}"
+    port = f":{http.port}" if http.port else ""
+    path = (
+        http.requestpath
+        if not http.requestpath or http.requestpath.startswith("/")
+        else (f"/{http.requestpath}")
+    )
+    return f"{host}{port}{path}"
+
+
+def _push_config(push: api_pb2.PushMethod, http_format: HttpFormat) -> SinkConfig | None:
+    if push.HasField("http") and push.http.hostname:
+        timeout = push.http.timeout / 1000 if push.http.timeout > 0 else 10.0
+        return HttpSinkConfig(http_url(push.http), http_format, timeout)
+    if push.HasField("mqtt") and push.mqtt.address:
+        m = push.mqtt
+        return MqttSinkConfig(m.address, m.topic, max(0, min(2, m.qos)), m.retained)
+    if push.HasField("otel"):
+        _warn_once("otel")
+    return None
+
+
+def _db_config(db: api_pb2.DBMethod) -> SinkConfig | None:
+    if db.HasField("redis"):
+        r = db.redis.redisClientConfig
+        return RedisSinkConfig(r.addr or "127.0.0.1:6379", r.db, r.poolsize)
+    for name in ("influxdb2", "tdengine", "mysql"):
+        if db.HasField(name):
+            _warn_once(f"dbMethod.{name}")
+            break
+    return None
+
+
+def sink_configs(
+    prop: api_pb2.DeviceProperty, *, http_format: HttpFormat = "json"
+) -> list[SinkConfig]:
+    """The sinks of one property: at most one push method and one database."""
+    if not prop.HasField("pushMethod"):
+        return []
+    push = prop.pushMethod
+    out = [c for c in (_push_config(push, http_format),) if c is not None]
+    if push.HasField("dbMethod"):
+        db = _db_config(push.dbMethod)
+        if db is not None:
+            out.append(db)
+    return out

@@ -1,0 +1,334 @@
+"""The mapper's REST data API against a real mapper runtime and a real device manager."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from mapper_helpers import WAIT_S, manifests, mapper_config, running_mapper, until, virtual_device
+from multidict import CIMultiDictProxy
+
+from edge_helpers import running_app, short_home
+from twinplane.edge.core import EdgeCore
+from twinplane.mapper.driver import DeviceClient, PropertyVisitor, ProtocolConfig
+from twinplane.mapper.runtime import MapperRuntime
+from twinplane.mapper.virtual import VirtualClient, VirtualDriver
+from twinplane.twin import ValueLike
+
+MODEL = (
+    "apiVersion: devices.kubeedge.io/v1beta1\n"
+    "kind: DeviceModel\n"
+    "metadata: {name: vmodel, namespace: default}\n"
+    "spec:\n"
+    "  protocol: virtual\n"
+    "  properties:\n"
+    "  - {name: temp, type: FLOAT, accessMode: ReadOnly, description: air temperature,\n"
+    "     minimum: '-40', maximum: '85', unit: C}\n"
+    "  - {name: count, type: INT, accessMode: ReadOnly}\n"
+    "  - {name: setpoint, type: INT, accessMode: ReadWrite}\n"
+)
+
+METHODS = "  methods:\n  - {name: setValue, propertyNames: [setpoint]}\n"
+
+
+def device(name: str, *, cycle_ms: int = 40, protocol_config: str = "{}") -> str:
+    """A virtual device (temp, count, setpoint) with the method ``setValue`` over setpoint."""
+    return virtual_device(name, cycle_ms=cycle_ms, protocol_config=protocol_config) + METHODS
+
+
+class OfflineClient(VirtualClient):
+    """A virtual device that does not answer reads."""
+
+    async def read(self, batch: Sequence[PropertyVisitor]) -> list[ValueLike]:
+        """Fails as an unreachable device."""
+        raise ConnectionRefusedError("no route to the device")
+
+
+class LockedClient(VirtualClient):
+    """A virtual device that refuses every write."""
+
+    async def write(self, prop: PropertyVisitor, value: str) -> None:
+        """Fails."""
+        raise RuntimeError("register is write-protected")
+
+
+class FaultyDriver(VirtualDriver):
+    """The virtual driver; ``offline: true`` or ``locked: true`` in the protocol config fault."""
+
+    def new_client(self, protocol: ProtocolConfig) -> DeviceClient:
+        """A faulty client when the config asks for one."""
+        if protocol.config.get("offline"):
+            return OfflineClient(protocol)
+        if protocol.config.get("locked"):
+            return LockedClient(protocol)
+        return super().new_client(protocol)
+
+
+@dataclass
+class Rig:
+    """A device manager, a mapper and an HTTP session toward the mapper's REST API."""
+
+    core: EdgeCore
+    runtime: MapperRuntime
+    session: aiohttp.ClientSession
+    url: str
+
+    async def call(
+        self, path: str, method: str = "GET", headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, Any], CIMultiDictProxy[str]]:
+        """Status, JSON body and headers of one request."""
+        async with self.session.request(method, self.url + path, headers=headers) as resp:
+            assert resp.content_type == "application/json"
+            return resp.status, await resp.json(), resp.headers
+
+    async def value(self, dev: str, prop: str) -> str | None:
+        """The REST value of a property, ``None`` while it answers other than 200."""
+        status, body, _ = await self.call(f"/api/v1/device/default/{dev}/{prop}")
+        return str(body["Data"]["Value"]) if status == 200 else None
+
+    def reported(self, dev: str, prop: str) -> str | None:
+        """The device manager's reported value of a twin."""
+        side = self.core.twins(f"default/{dev}")[prop]["reported"]
+        return None if side is None else side["value"]
+
+
+@contextlib.asynccontextmanager
+async def rig(*devices: str) -> AsyncIterator[Rig]:
+    """A device manager with the model and ``devices``, and a registered mapper on REST port 0."""
+    with short_home() as home:
+        async with running_app(home, manifests(MODEL, *devices)) as app:
+            assert app.core is not None
+            cfg = mapper_config(home, app.config.socket_path)
+            async with running_mapper(cfg, FaultyDriver()) as runtime:
+                assert runtime.rest is not None
+                timeout = aiohttp.ClientTimeout(total=WAIT_S)
+                async with aiohttp.ClientSession(timeout=timeout) as session:
+                    yield Rig(app.core, runtime, session, runtime.rest.url)
+
+
+def reported_is(r: Rig, dev: str, prop: str, value: str) -> Callable[[], bool]:
+    """A predicate: the device manager's reported value of a twin is ``value``."""
+    return lambda: r.reported(dev, prop) == value
+
+
+def check_base(body: dict[str, Any], status: int = 200) -> None:
+    """mapper-framework's base fields are there."""
+    assert body["apiVersion"] == "v1"
+    assert body["statusCode"] == status
+    assert isinstance(body["timeStamp"], str)
+    assert body["timeStamp"][:2] == "20"
+
+
+async def test_ping_answers_mapper_frameworks_body() -> None:
+    """GET /api/v1/ping answers mapper-framework's message on a picked port."""
+    async with rig(device("v1")) as r:
+        assert not r.url.endswith(":7777")
+        status, body, _ = await r.call("/api/v1/ping")
+        assert status == 200
+        check_base(body)
+        assert body["Message"] == "This is v1 API, the server is running normally."
+
+
+async def test_property_read_is_the_engine_twin_not_a_device_read() -> None:
+    """A property read answers the engine twin's value, type and timestamp without polling."""
+    async with rig(device("v1")) as r:
+        await until(lambda: r.reported("v1", "setpoint") == "10", "setpoint reported")
+        status, body, _ = await r.call("/api/v1/device/default/v1/setpoint")
+        assert status == 200
+        check_base(body)
+        twin = r.runtime.engine.twins("default/v1")["setpoint"]["reported"]
+        assert twin is not None
+        assert body["Data"] == {
+            "DeviceName": "v1",
+            "PropertyName": "setpoint",
+            "Namespace": "default",
+            "Value": "10",
+            "Type": "int",
+            "TimeStamp": twin["timestamp"],
+        }
+        status, body, _ = await r.call("/api/v1/device/default/v1/temp")
+        assert (status, body["Data"]["Type"]) == (200, "float")
+        assert isinstance(float(body["Data"]["Value"]), float)
+
+
+async def test_fresh_read_polls_the_device_now() -> None:
+    """?fresh=1 polls a slow device at once and answers the new sample from the twin."""
+    async with rig(device("slow", cycle_ms=60_000)) as r:
+        scheduled = r.runtime.devices["default/slow"].scheduled
+        status, body, _ = await r.call("/api/v1/device/default/slow/count?fresh=1")
+        assert status == 200
+        first = int(body["Data"]["Value"])
+        polls = scheduled.polls
+        status, body, _ = await r.call("/api/v1/device/default/slow/count?fresh=1")
+        assert status == 200
+        assert int(body["Data"]["Value"]) == first + 1
+        assert scheduled.polls == polls + 1
+        status, body, _ = await r.call("/api/v1/device/default/slow/count")
+        assert (status, int(body["Data"]["Value"])) == (200, first + 1)
+        assert scheduled.polls == polls + 1
+
+
+async def test_batch_read_answers_every_property() -> None:
+    """GET /api/v1/device/{ns}/{name} answers every property with value, type and timestamp."""
+    async with rig(device("v1")) as r:
+        await until(lambda: r.reported("v1", "count") is not None, "count reported")
+        status, body, _ = await r.call("/api/v1/device/default/v1")
+        assert status == 200
+        check_base(body)
+        data = body["Data"]
+        assert (data["DeviceName"], data["Namespace"], data["State"]) == ("v1", "default", "online")
+        props = {p["PropertyName"]: p for p in data["Properties"]}
+        assert list(props) == ["temp", "count", "setpoint"]
+        assert {p["Type"] for p in props.values()} == {"float", "int"}
+        assert props["setpoint"]["Value"] == "10"
+        assert all(isinstance(p["TimeStamp"], int) for p in props.values())
+
+
+async def test_methods_list_paths_and_parameters() -> None:
+    """GET /api/v1/devicemethod/{ns}/{name} lists each method with its path and parameters."""
+    async with rig(device("v1")) as r:
+        status, body, _ = await r.call("/api/v1/devicemethod/default/v1")
+        assert status == 200
+        check_base(body)
+        assert body["Data"] == {
+            "Methods": [
+                {
+                    "Name": "setValue",
+                    "Path": "/api/v1/devicemethod/default/v1/setValue/{propertyName}/{data}",
+                    "Parameters": [{"PropertyName": "setpoint", "ValueType": "int"}],
+                }
+            ]
+        }
+
+
+async def test_writes_through_post_and_get_reach_the_driver_and_the_twin() -> None:
+    """A write by POST, then by GET (KubeEdge's way), reaches the driver, then both twins."""
+    async with rig(device("v1")) as r:
+        client = r.runtime.devices["default/v1"].client
+        assert isinstance(client, VirtualClient)
+        for method, value in (("POST", "33"), ("GET", "44"), ("PUT", "55")):
+            path = f"/api/v1/devicemethod/default/v1/setValue/setpoint/{value}"
+            status, body, _ = await r.call(path, method)
+            assert status == 200, body
+            check_base(body)
+            assert body["Message"] == f"Write data {value} to device default/v1 successfully."
+            assert client._signal(r.runtime.devices["default/v1"].props["setpoint"]).held == value
+            await until(reported_is(r, "v1", "setpoint", value), f"reported {value}")
+            assert await r.value("v1", "setpoint") == value
+        assert r.runtime.devices["default/v1"].bus.stats.write_errors == 0
+
+
+async def test_model_of_a_device() -> None:
+    """GET /api/v1/meta/model/{ns}/{name} answers the device's model, empty fields omitted."""
+    async with rig(device("v1")) as r:
+        status, body, _ = await r.call("/api/v1/meta/model/default/v1")
+        assert status == 200
+        check_base(body)
+        assert (body["id"], body["name"], body["namespace"]) == (
+            "default/vmodel",
+            "vmodel",
+            "default",
+        )
+        assert "description" not in body
+        assert body["properties"][0] == {
+            "name": "temp",
+            "dataType": "FLOAT",
+            "description": "air temperature",
+            "accessMode": "ReadOnly",
+            "minimum": "-40",
+            "maximum": "85",
+            "unit": "C",
+        }
+        assert body["properties"][2] == {
+            "name": "setpoint",
+            "dataType": "INT",
+            "accessMode": "ReadWrite",
+        }
+
+
+async def test_unknown_device_property_and_method_are_404_naming_the_field() -> None:
+    """Unknown device, property, method or method property answer 404 with the field named."""
+    async with rig(device("v1")) as r:
+        write = "/api/v1/devicemethod/default/v1"
+        cases = [
+            ("/api/v1/device/default/ghost/temp", "name", "ghost"),
+            ("/api/v1/device/default/ghost", "name", "ghost"),
+            ("/api/v1/devicemethod/other/v1", "name", "v1"),
+            ("/api/v1/meta/model/default/ghost", "name", "ghost"),
+            ("/api/v1/devicemethod/default/ghost/setValue/setpoint/1", "name", "ghost"),
+            ("/api/v1/device/default/v1/humidity", "property", "humidity"),
+            (f"{write}/reboot/setpoint/1", "methodname", "reboot"),
+            (f"{write}/setValue/temp/1", "property", "temp"),
+            ("/api/v1/nothing", "path", "/api/v1/nothing"),
+        ]
+        for path, field, value in cases:
+            status, body, _ = await r.call(path)
+            assert status == 404, path
+            check_base(body, 404)
+            assert (body["Reason"], body["Field"], body["Value"]) == ("NotFound", field, value)
+            assert body["Message"]
+
+
+async def test_bad_data_is_400_and_nothing_is_written() -> None:
+    """Data that does not convert by the property's type answers 400 naming data."""
+    async with rig(device("v1")) as r:
+        bus = r.runtime.devices["default/v1"].bus
+        status, body, _ = await r.call("/api/v1/devicemethod/default/v1/setValue/setpoint/warm")
+        assert status == 400
+        check_base(body, 400)
+        assert (body["Reason"], body["Field"], body["Value"]) == ("BadRequest", "data", "warm")
+        assert "int" in body["Message"]
+        assert bus.stats.writes + bus.stats.write_errors == 0
+
+
+async def test_failed_device_write_is_502() -> None:
+    """A write the driver fails answers 502 with the driver's error."""
+    async with rig(device("locked", protocol_config="{locked: true}")) as r:
+        path = "/api/v1/devicemethod/default/locked/setValue/setpoint/5"
+        status, body, _ = await r.call(path, "POST")
+        assert status == 502
+        check_base(body, 502)
+        assert (body["Reason"], body["Field"]) == ("BadGateway", "data")
+        assert "write-protected" in body["Message"]
+
+
+async def test_offline_device_is_503_for_reads_and_writes() -> None:
+    """A device that does not answer makes reads, fresh reads and writes answer 503."""
+    async with rig(device("gone", protocol_config="{offline: true}")) as r:
+        scheduled = r.runtime.devices["default/gone"].scheduled
+        await until(lambda: scheduled.state == "offline", "gone offline")
+        for path, method in (
+            ("/api/v1/device/default/gone/temp", "GET"),
+            ("/api/v1/device/default/gone/temp?fresh=1", "GET"),
+            ("/api/v1/device/default/gone", "GET"),
+            ("/api/v1/devicemethod/default/gone/setValue/setpoint/5", "POST"),
+        ):
+            status, body, _ = await r.call(path, method)
+            assert status == 503, path
+            check_base(body, 503)
+            assert (body["Reason"], body["Field"], body["State"]) == (
+                "ServiceUnavailable",
+                "name",
+                "offline",
+            )
+            assert "no route to the device" in body["Message"]
+
+
+async def test_correlation_id_is_echoed_and_wrong_methods_are_405() -> None:
+    """X-Correlation-ID comes back on answers and errors; DELETE or HEAD on a write is 405."""
+    async with rig(device("v1")) as r:
+        headers = {"X-Correlation-ID": "req-42"}
+        for path in ("/api/v1/ping", "/api/v1/device/default/ghost/temp"):
+            _, _, got = await r.call(path, headers=headers)
+            assert got["X-Correlation-ID"] == "req-42"
+        write = "/api/v1/devicemethod/default/v1/setValue/setpoint/7"
+        status, body, got = await r.call(write, "DELETE", headers=headers)
+        assert (status, body["Field"], body["Value"]) == (405, "method", "DELETE")
+        assert got["X-Correlation-ID"] == "req-42"
+        assert {"GET", "POST", "PUT"} <= {m.strip() for m in got["Allow"].split(",")}
+        async with r.session.head(r.url + write) as resp:
+            assert resp.status == 405
+        assert r.runtime.devices["default/v1"].bus.stats.writes == 0

@@ -88,3 +88,25 @@ async def test_simulator_values_reach_the_twin_and_desired_writes_the_register()
                     sim.set_registers(2, 0, [250])
                     await until(lambda: reported(core, "b2", "temperature") == "25", "b2 moves")
                     assert reported(core, "b3", "temperature") is None
+
+
+@pytest.mark.timeout(30)
+async def test_a_desired_value_in_the_manifest_is_written_when_the_device_starts() -> None:
+    """A desired setpoint of a device added to a running bus is written before its first poll."""
+    async with ModbusSimulator(devices=1, port=0, units_per_port=1, rate=0) as sim:
+        device = modbus_device("b1", sim.port, 1).replace(
+            "  - name: setpoint\n", '  - name: setpoint\n    desired: {value: "42"}\n'
+        )
+        with short_home() as home:
+            async with running_app(home, manifests(MODEL, modbus_device("b0", sim.port, 1))) as app:
+                assert app.core is not None
+                core = app.core
+                cfg = mapper_config(home, app.config.socket_path, protocol="modbus")
+                async with running_mapper(cfg, ModbusDriver(timeout=0.3)):
+                    # b0 keeps the bus busy; b1 arrives over RegisterDevice while it runs.
+                    await until(lambda: reported(core, "b0", "setpoint") is not None, "b0")
+                    await core.apply(device)
+                    await until(
+                        lambda: sim.peek(1, "HoldingRegister", 1, 1) == b"\x00\x2a", "register"
+                    )
+                    await until(lambda: reported(core, "b1", "setpoint") == "42", "reported 42")

@@ -254,6 +254,9 @@ class BusScheduler:
         device = write.device
         try:
             async with asyncio.timeout(device.timeout_s):
+                if not device.initialized:  # a write may come before the first poll
+                    await device.client.init_device()
+                    device.initialized = True
                 await device.client.write(write.prop, write.value)
         except Exception as err:  # the driver's error goes to the caller
             self.stats.write_errors += 1

@@ -25,27 +25,33 @@ RUST_SOURCES := Cargo.toml $(wildcard Cargo.lock) \
 # Rebuild as well when the built module is missing (e.g. deleted by hand).
 ENGINE_SO := $(wildcard python/twinplane/_engine*.so)
 
-# DMI v1beta1: the .proto source and the package its generated Python is committed in.
+# Protocol modules: each .proto source (dir/stem.proto under proto/) and the package its generated
+# Python is committed in. DMI v1beta1 is KubeEdge's; twinplane.v1 is the fast path (TwinStream).
 DMI_PROTO := dmi/v1beta1/api.proto
 DMI_PKG := python/twinplane/dmi/v1beta1
-# $(call gen-dmi,DIR): generate api_pb2.py, api_pb2.pyi and api_pb2_grpc.py into DIR. protoc is
-# run with -I proto, so the descriptor keeps the source's name (dmi/v1beta1/api.proto, what
-# reflection clients see), and its Python imports say `dmi.v1beta1`; sed rewrites the two places
-# that name the module (the gRPC module's import of api_pb2, the message classes' __module__) to
-# `twinplane.dmi.v1beta1`, and grep fails the build if grpcio-tools ever emits another spelling.
-# The output depends only on the source and the grpcio-tools version (pinned in pyproject.toml).
-gen-dmi = ( gen=$$(mktemp -d); trap 'rm -rf "$$gen"' EXIT; \
+STREAM_PROTO := twinplane/v1/stream.proto
+STREAM_PKG := python/twinplane/stream/v1
+# $(call gen-proto,DIR,STEM,MODULE,OUT): generate STEM_pb2.py, STEM_pb2.pyi and STEM_pb2_grpc.py
+# from proto/DIR/STEM.proto into OUT, for the Python package MODULE. protoc is run with -I proto,
+# so the descriptor keeps the source's name (e.g. dmi/v1beta1/api.proto, what reflection clients
+# see), and its Python imports say DIR with dots (`dmi.v1beta1`); sed rewrites the two places
+# that name the module (the gRPC module's import of STEM_pb2, the message classes' __module__) to
+# MODULE, and grep fails the build if grpcio-tools ever emits another spelling. The output
+# depends only on the source and the grpcio-tools version (pinned in pyproject.toml).
+gen-proto = ( gen=$$(mktemp -d); trap 'rm -rf "$$gen"' EXIT; \
+	src='$(subst /,\.,$(1))'; \
 	$(PY) -m grpc_tools.protoc -I proto --python_out="$$gen" --pyi_out="$$gen" \
-		--grpc_python_out="$$gen" $(DMI_PROTO); \
-	sed -i -e 's/^from dmi\.v1beta1 import api_pb2 /from twinplane.dmi.v1beta1 import api_pb2 /' \
-		-e "s/(DESCRIPTOR, 'dmi\.v1beta1\.api_pb2', /(DESCRIPTOR, 'twinplane.dmi.v1beta1.api_pb2', /" \
-		"$$gen"/dmi/v1beta1/api_pb2*.py; \
-	if grep -nE "^(from|import) dmi\b|'dmi\.v1beta1\." "$$gen"/dmi/v1beta1/api_pb2*.py; then \
-		echo "error: grpcio-tools names the module differently; update gen-dmi in the Makefile" >&2; \
+		--grpc_python_out="$$gen" $(1)/$(2).proto; \
+	sed -i -e "s/^from $$src import $(2)_pb2 /from $(3) import $(2)_pb2 /" \
+		-e "s/(DESCRIPTOR, '$$src\.$(2)_pb2', /(DESCRIPTOR, '$(3).$(2)_pb2', /" \
+		"$$gen"/$(1)/$(2)_pb2*.py; \
+	if grep -nE "^(from|import) $$src\b|'$$src\.$(2)_pb2" "$$gen"/$(1)/$(2)_pb2*.py; then \
+		echo "error: grpcio-tools names the module differently; update gen-proto in the Makefile" >&2; \
 		exit 1; fi; \
-	mkdir -p $(1); \
-	cp "$$gen"/dmi/v1beta1/api_pb2.py "$$gen"/dmi/v1beta1/api_pb2.pyi \
-		"$$gen"/dmi/v1beta1/api_pb2_grpc.py $(1)/ )
+	mkdir -p $(4); \
+	cp "$$gen"/$(1)/$(2)_pb2.py "$$gen"/$(1)/$(2)_pb2.pyi "$$gen"/$(1)/$(2)_pb2_grpc.py $(4)/ )
+gen-dmi = $(call gen-proto,dmi/v1beta1,api,twinplane.dmi.v1beta1,$(1))
+gen-stream = $(call gen-proto,twinplane/v1,stream,twinplane.stream.v1,$(1))
 
 .PHONY: help venv dev test lint fmt run bench proto proto-check clean FORCE
 
@@ -78,7 +84,7 @@ test: dev ## Run cargo test, pytest, then the engine tests again under PYTHONMAL
 	$(PY) -m pytest
 	PYTHONMALLOC=debug $(PY) -m pytest -m engine -q -p no:cacheprovider
 
-lint: dev proto-check ## DMI code freshness, ruff, mypy --strict, stubtest, cargo fmt --check, clippy
+lint: dev proto-check ## Protocol code freshness, ruff, mypy --strict, stubtest, cargo fmt --check, clippy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict
@@ -100,15 +106,19 @@ bench: dev ## Run the benchmarks: engine, DMI ingest, Modbus poll (BENCH_ARGS=--
 	$(PY) bench/dmi_ingest.py $(BENCH_ARGS)
 	$(PY) bench/modbus_poll.py $(BENCH_ARGS)
 
-proto: dev ## Regenerate the DMI v1beta1 Python modules from proto/ (committed in the package)
+proto: dev ## Regenerate the DMI v1beta1 and TwinStream Python modules from proto/ (committed)
 	@echo "grpc_tools.protoc $(DMI_PROTO) -> $(DMI_PKG)/"
 	@$(call gen-dmi,$(DMI_PKG))
+	@echo "grpc_tools.protoc $(STREAM_PROTO) -> $(STREAM_PKG)/"
+	@$(call gen-stream,$(STREAM_PKG))
 
-proto-check: dev ## Fail if the committed DMI Python modules differ from what make proto makes
+proto-check: dev ## Fail if the committed protocol modules differ from what make proto makes
 	@out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
-	$(call gen-dmi,"$$out"); \
-	diff -r -u --exclude=__init__.py --exclude=__pycache__ "$$out" $(DMI_PKG) \
-		|| { echo "error: generated DMI code is stale: run make proto" >&2; exit 1; }
+	$(call gen-dmi,"$$out/dmi"); \
+	$(call gen-stream,"$$out/stream"); \
+	diff -r -u --exclude=__init__.py --exclude=__pycache__ "$$out/dmi" $(DMI_PKG) \
+		&& diff -r -u --exclude=__init__.py --exclude=__pycache__ "$$out/stream" $(STREAM_PKG) \
+		|| { echo "error: generated protocol code is stale: run make proto" >&2; exit 1; }
 
 clean: ## Remove .venv, build output (target/ too) and caches
 	rm -rf $(VENV) target dist build .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks

@@ -7,6 +7,9 @@ is answered at once with ``RESOURCE_EXHAUSTED``. Bad requests get a precise stat
 nothing: ``NOT_FOUND`` (unknown device), ``INVALID_ARGUMENT`` (unknown property, a value that
 does not fit the property type, a malformed message, an empty protocol or state),
 ``RESOURCE_EXHAUSTED`` (over budget, or a message over the 4 MiB limit).
+
+The same server serves twinplane's fast path, ``twinplane.v1.TwinStream``
+(:mod:`twinplane.edge.twin_stream`): many devices' reports per stream message, same budget.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.edge.admission import TokenBucket
 from twinplane.edge.core import EdgeCore, now_ms
 from twinplane.edge.mappers import MapperDirectory, MapperInfo
+from twinplane.edge.twin_stream import SERVICE as STREAM_SERVICE  # fast path
+from twinplane.edge.twin_stream import TwinStreamService  # fast path
 from twinplane.errors import (
     SpecError,
     TwinplaneError,
@@ -83,6 +88,9 @@ class DmiServer:
         self.max_concurrent = max_concurrent
         self.server: grpc.aio.Server | None = None
         self.socket_path: Path | None = None
+        # --- fast path (twinplane.v1.TwinStream, docs/edge.md): same server, same budget
+        self.stream = TwinStreamService(core.ingest_dmi_report, self.bucket, _status_of)
+        # --- end fast path
 
     async def start(self, socket_path: str | os.PathLike[str]) -> None:
         """Listens on ``socket_path`` (a stale socket file is replaced)."""
@@ -110,7 +118,8 @@ class DmiServer:
             ),
         }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-        enable_reflection(server, SERVICE)
+        server.add_generic_rpc_handlers((self.stream.handler(),))  # fast path
+        enable_reflection(server, SERVICE, STREAM_SERVICE)
         server.add_insecure_port(f"unix:{path}")
         await server.start()
         self.server = server

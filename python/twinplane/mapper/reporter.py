@@ -13,6 +13,11 @@ twin and state reports alike, round-robin over devices.
 
 Device states go out on their own cycle (``status.reportCycle``): on every change, and every
 cycle when the device asks for state reports (``status.reportToCloud``).
+
+Fast path (:mod:`twinplane.mapper.fast_path`): once :meth:`Reporter.negotiate` finds
+``twinplane.v1.TwinStream`` on the device manager (never in ``compat``), each tick's pending
+reports go out as a few stream batches instead of one call per device; a rejected entry is
+dropped or kept like a refused call, and on a stream failure the batch is sent through unary DMI.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Final
 import grpc
 
 from twinplane.dmi.v1beta1 import api_pb2
+from twinplane.mapper.fast_path import MAX_BATCH_BYTES, FastPath, FastPathError  # fast path
 from twinplane.twin import Changes, Engine
 
 __all__ = ["CompatBudget", "Reporter", "ReporterStats", "merge_reports"]
@@ -37,6 +43,11 @@ log = logging.getLogger(__name__)
 REPORT_STATUS: Final = "/v1beta1.DeviceManagerService/ReportDeviceStatus"
 REPORT_STATES: Final = "/v1beta1.DeviceManagerService/ReportDeviceStates"
 CALL_TIMEOUT_S: Final = 5.0
+_FINAL_CODES: Final = (  # fast path: entries refused for good (retrying cannot succeed)
+    grpc.StatusCode.NOT_FOUND.value[0],
+    grpc.StatusCode.INVALID_ARGUMENT.value[0],
+)
+_CODE_NAMES: Final = {code.value[0]: code.name for code in grpc.StatusCode}  # fast path
 
 
 def merge_reports(older: bytes, newer: bytes) -> bytes:
@@ -80,6 +91,9 @@ class ReporterStats:
     twins: int = 0
     state_calls: int = 0
     state_errors: int = 0
+    stream_batches: int = 0  # fast path: batches acked
+    stream_reports: int = 0  # fast path: reports applied
+    stream_fallbacks: int = 0  # fast path: batches sent through unary DMI after a stream failure
 
 
 StateSource = Callable[[], Awaitable[dict[str, tuple[str, bool, int]]]]
@@ -128,6 +142,9 @@ class Reporter:
         # --- data plane (docs/sinks.md): every drained batch of changes also goes to the sinks
         self.on_changes: Callable[[Changes], None] | None = None
         # --- end data plane
+        # --- fast path (twinplane.v1.TwinStream): set up by negotiate(), never in compat
+        self.fast_path: FastPath | None = None if compat else FastPath(channel)
+        # --- end fast path
 
     def start(self) -> None:
         """Starts the twin and state loops."""
@@ -143,6 +160,8 @@ class Reporter:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self.fast_path is not None:  # fast path
+            await self.fast_path.close()
 
     def forget(self, device_id: str) -> None:
         """Drops what is pending for a removed device."""
@@ -174,6 +193,10 @@ class Reporter:
             await self._send(device, self._pending.pop(device))
             return
         batch, self._pending = self._pending, {}
+        # --- fast path: what the stream could not carry goes through unary DMI
+        if self.fast_path is not None and await self.fast_path.ready():
+            batch = await self._send_fast(self.fast_path, batch)
+        # --- end fast path
         await asyncio.gather(*(self._send(d, p) for d, p in batch.items()))
 
     async def _send(self, device: str, payload: bytes) -> None:
@@ -193,6 +216,57 @@ class Reporter:
                 log.debug("report of %s failed (%s); kept for the next tick", device, code.name)
                 return
             self.stats.status_calls += 1
+
+    # --- fast path ------------------------------------------------------------------------------
+
+    async def negotiate(self, mapper: str) -> bool:
+        """Looks for the fast path (after ``MapperRegister``); ``False``: unary DMI."""
+        if self.fast_path is None:
+            return False
+        return await self.fast_path.negotiate(mapper)
+
+    async def _send_fast(self, fast: FastPath, batch: dict[str, bytes]) -> dict[str, bytes]:
+        """Sends ``batch`` as stream batches; returns the reports of batches the stream lost."""
+        chunks: list[list[tuple[str, bytes]]] = [[]]
+        size = 0
+        for item in batch.items():
+            chunk = chunks[-1]
+            if chunk and (len(chunk) >= fast.max_batch or size + len(item[1]) > MAX_BATCH_BYTES):
+                chunk = []
+                chunks.append(chunk)
+                size = 0
+            chunk.append(item)
+            size += len(item[1])
+        lost: dict[str, bytes] = {}
+        for chunk, result in zip(
+            chunks,
+            await asyncio.gather(
+                *(fast.send([p for _, p in chunk]) for chunk in chunks), return_exceptions=True
+            ),
+            strict=True,
+        ):
+            if isinstance(result, FastPathError):
+                self.stats.stream_fallbacks += 1
+                lost.update(chunk)
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            self.stats.stream_batches += 1
+            self.stats.stream_reports += result.applied
+            for error in result.errors:
+                if error.index >= len(chunk):
+                    continue
+                device, payload = chunk[error.index]
+                self.stats.status_errors += 1
+                if error.code in _FINAL_CODES:
+                    name = _CODE_NAMES.get(error.code, str(error.code))
+                    log.warning("report of %s refused: %s %s", device, name, error.message)
+                    continue
+                newer = self._pending.get(device)
+                self._pending[device] = payload if newer is None else merge_reports(payload, newer)
+        return lost
+
+    # --- end fast path
 
     async def _state_loop(self) -> None:
         assert self._states is not None  # noqa: S101 - started only with a source

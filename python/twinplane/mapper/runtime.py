@@ -160,6 +160,8 @@ class MapperRuntime:
                 )
                 await asyncio.sleep(delay)
                 backoff = min(backoff * 2, MAX_REGISTER_BACKOFF_S)
+        if self.reporter is not None:  # fast path: TwinStream, or plain DMI (docs/mapper.md)
+            await self.reporter.negotiate(cfg.name)
         await self.load(response)
         self.registrations += 1
         self.registered.set()

@@ -3,14 +3,16 @@
 Equal configs are one sink: every property that pushes to the same HTTP URL, broker, database or
 directory shares one :class:`~twinplane.mapper.sinks.base.SinkRunner`. As in mapper-framework
 (spec §7.5) a property uses the first present push method of ``http``, ``mqtt`` and the first
-present database of ``influxdb2``, ``redis``, ``tdengine``, ``mysql``. Only ``redis`` is a
-database sink yet: ``otel``, ``influxdb2``, ``tdengine`` and ``mysql`` are logged once and
-ignored. Secrets come from the environment as in mapper-framework (``PASSWORD`` for Redis).
+present database of ``influxdb2``, ``redis``, ``tdengine``, ``mysql``; ``otel``,
+``influxdb2`` and ``tdengine`` are logged once and ignored. PostgreSQL has no DMI
+field: it is a mapper-level sink (``DataPlane(extra=[PostgresSinkConfig(...)])``). Secrets
+come from the environment as in mapper-framework (``PASSWORD``), never from a config value.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,7 +22,9 @@ __all__ = [
     "HttpFormat",
     "HttpSinkConfig",
     "MqttSinkConfig",
+    "MysqlSinkConfig",
     "ParquetSinkConfig",
+    "PostgresSinkConfig",
     "RedisSinkConfig",
     "SinkConfig",
     "http_url",
@@ -62,6 +66,15 @@ class RedisSinkConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MysqlSinkConfig:
+    """MySQL/MariaDB, one table per property (``dbMethod.mysql``); password from ``$PASSWORD``."""
+
+    addr: str
+    database: str = ""
+    user: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ParquetSinkConfig:
     """Local rolling Parquet files (twinplane's own sink; not in the DMI)."""
 
@@ -72,7 +85,43 @@ class ParquetSinkConfig:
     """Finished files kept (oldest deleted first); 0 keeps every file."""
 
 
-SinkConfig = HttpSinkConfig | MqttSinkConfig | RedisSinkConfig | ParquetSinkConfig
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresSinkConfig:
+    """PostgreSQL/TimescaleDB narrow table (twinplane's own sink; the DMI has no such field).
+
+    Attributes:
+        dsn: ``postgresql://user@host:port/database`` (asyncpg's URI form). It must not hold a
+            password: sink names and logs show it. The password comes from ``$PASSWORD`` (as
+            mapper-framework's databases) or libpq's ``$PGPASSWORD``.
+        table: The table, created if missing; a plain identifier (letters, digits, ``_``).
+    """
+
+    dsn: str
+    table: str = "twinplane_samples"
+
+    def __post_init__(self) -> None:
+        from urllib.parse import urlsplit  # noqa: PLC0415 - only here
+
+        url = urlsplit(self.dsn)
+        if url.scheme not in ("postgres", "postgresql"):
+            raise ValueError(f"postgres dsn {self.dsn!r}: expected postgresql://user@host/db")
+        if url.password is not None:
+            raise ValueError("postgres dsn: put the password in $PASSWORD, not in the dsn")
+        if not _IDENTIFIER.fullmatch(self.table):
+            raise ValueError(f"postgres table {self.table!r}: expected [A-Za-z_][A-Za-z0-9_]*")
+
+
+SinkConfig = (
+    HttpSinkConfig
+    | MqttSinkConfig
+    | RedisSinkConfig
+    | MysqlSinkConfig
+    | ParquetSinkConfig
+    | PostgresSinkConfig
+)
 """Any sink's config."""
 
 _warned: set[str] = set()
@@ -112,10 +161,13 @@ def _db_config(db: api_pb2.DBMethod) -> SinkConfig | None:
     if db.HasField("redis"):
         r = db.redis.redisClientConfig
         return RedisSinkConfig(r.addr or "127.0.0.1:6379", r.db, r.poolsize)
-    for name in ("influxdb2", "tdengine", "mysql"):
+    for name in ("influxdb2", "tdengine"):
         if db.HasField(name):
             _warn_once(f"dbMethod.{name}")
-            break
+            return None
+    if db.HasField("mysql"):
+        m = db.mysql.mysqlClientConfig
+        return MysqlSinkConfig(m.addr or "127.0.0.1:3306", m.database, m.userName)
     return None
 
 

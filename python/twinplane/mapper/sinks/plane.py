@@ -58,6 +58,14 @@ def default_factory(config: SinkConfig) -> Sink:
         from twinplane.mapper.sinks.redis import RedisSink  # noqa: PLC0415
 
         return RedisSink(config)
+    if isinstance(config, c.MysqlSinkConfig):
+        from twinplane.mapper.sinks.mysql import MysqlSink  # noqa: PLC0415
+
+        return MysqlSink(config)
+    if isinstance(config, c.PostgresSinkConfig):
+        from twinplane.mapper.sinks.postgres import PostgresSink  # noqa: PLC0415
+
+        return PostgresSink(config)
     raise NotImplementedError(f"no sink for {type(config).__name__}")
 
 

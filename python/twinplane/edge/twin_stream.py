@@ -1,0 +1,143 @@
+"""The fast path's server side: ``twinplane.v1.TwinStream`` beside DMI in the same gRPC server.
+
+``Report`` is a bidirectional stream of :class:`ReportBatch` messages; each entry of a batch is a
+serialized DMI ``ReportDeviceStatusRequest`` exactly as a mapper's engine encodes it, applied
+through :meth:`EdgeCore.ingest_dmi_report` like a ``ReportDeviceStatus`` call (decoded in Rust,
+no re-encoding). Every batch gets one :class:`ReportAck` with its ``seq``, in order. A bad entry
+is rejected alone (its index, the status code ``ReportDeviceStatus`` would answer, the message);
+the others apply. The DMI admission budget is shared: one token per entry; a batch over it, or
+over ``max_batch`` entries, has every entry rejected with ``RESOURCE_EXHAUSTED`` (retryable) and
+the stream stays open.
+
+``Capabilities`` tells a mapper that the fast path is served and how big a batch may be; a plain
+DMI v1beta1 peer (KubeEdge EdgeCore) answers it with ``UNIMPLEMENTED``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import grpc
+
+from twinplane.edge.admission import TokenBucket
+from twinplane.errors import TwinplaneError
+from twinplane.stream.v1 import stream_pb2
+
+__all__ = ["MAX_BATCH", "SERVICE", "TwinStreamService", "TwinStreamStats"]
+
+log = logging.getLogger(__name__)
+
+SERVICE: Final = "twinplane.v1.TwinStream"
+MAX_BATCH: Final = 1024
+"""Most entries per batch offered to mappers (never above the admission burst)."""
+
+_EXHAUSTED: Final = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+
+
+@dataclass(slots=True)
+class TwinStreamStats:
+    """Counters of the fast path."""
+
+    streams: int = 0
+    batches: int = 0
+    reports: int = 0
+    rejected: int = 0
+
+
+class TwinStreamService:
+    """``twinplane.v1.TwinStream`` for one device manager.
+
+    Args:
+        ingest: Applies one serialized ``ReportDeviceStatusRequest`` (raises a
+            :class:`TwinplaneError` for a bad one).
+        bucket: The DMI server's admission budget, shared (one token per entry).
+        status_of: The gRPC status of an error, as ``ReportDeviceStatus`` answers it.
+        max_batch: Most entries per batch.
+    """
+
+    def __init__(
+        self,
+        ingest: Callable[[bytes], object],
+        bucket: TokenBucket,
+        status_of: Callable[[TwinplaneError], grpc.StatusCode],
+        *,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self._ingest = ingest
+        self.bucket = bucket
+        self._status_of = status_of
+        limit = bucket.burst if bucket.rate > 0 else max_batch
+        self.max_batch = max(1, min(max_batch, limit))
+        self.stats = TwinStreamStats()
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The service's generic handler, for ``server.add_generic_rpc_handlers``."""
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+            "Report": grpc.stream_stream_rpc_method_handler(
+                self.report,
+                request_deserializer=stream_pb2.ReportBatch.FromString,
+                response_serializer=stream_pb2.ReportAck.SerializeToString,
+            ),
+            "Capabilities": grpc.unary_unary_rpc_method_handler(
+                self.capabilities,
+                request_deserializer=stream_pb2.CapabilitiesRequest.FromString,
+                response_serializer=stream_pb2.CapabilitiesResponse.SerializeToString,
+            ),
+        }
+        return grpc.method_handlers_generic_handler(SERVICE, handlers)
+
+    async def capabilities(
+        self,
+        request: stream_pb2.CapabilitiesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> stream_pb2.CapabilitiesResponse:
+        """The fast path is served, with ``max_batch`` entries per batch."""
+        log.debug("fast path offered", extra={"mapper": request.mapper})
+        return stream_pb2.CapabilitiesResponse(fast_path=True, max_batch=self.max_batch)
+
+    async def report(
+        self,
+        requests: AsyncIterator[stream_pb2.ReportBatch],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[stream_pb2.ReportAck]:
+        """Applies each batch as it arrives and answers it with one ack of the same ``seq``."""
+        self.stats.streams += 1
+        async for batch in requests:
+            yield self.apply(batch)
+
+    def apply(self, batch: stream_pb2.ReportBatch) -> stream_pb2.ReportAck:
+        """Applies one batch entry by entry; a bad entry is rejected alone."""
+        reports = batch.reports
+        count = len(reports)
+        ack = stream_pb2.ReportAck(seq=batch.seq)
+        self.stats.batches += 1
+        if count == 0:
+            return ack
+        if count > self.max_batch or not self.bucket.try_acquire(count):
+            reason = (
+                f"batch of {count} reports over max_batch {self.max_batch}"
+                if count > self.max_batch
+                else f"over the DMI admission budget ({self.bucket.rate:g} reports/s); retry later"
+            )
+            ack.errors.extend(
+                stream_pb2.ReportError(index=i, code=_EXHAUSTED, message=reason)
+                for i in range(count)
+            )
+            self.stats.rejected += count
+            return ack
+        errors = ack.errors
+        ingest = self._ingest
+        for index, payload in enumerate(reports):
+            try:
+                ingest(payload)
+            except TwinplaneError as err:
+                status = self._status_of(err)
+                errors.add(index=index, code=status.value[0], message=str(err))
+        rejected = len(errors)
+        ack.applied = count - rejected
+        self.stats.reports += ack.applied
+        self.stats.rejected += rejected
+        return ack

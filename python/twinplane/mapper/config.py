@@ -15,19 +15,30 @@ A KubeEdge user's file works as it is::
 
 Unknown keys are ignored (mapper-framework's own file carries more sections). Defaults when a key
 is absent: ``$TWINPLANE_HOME/run/<protocol>.sock`` and ``$TWINPLANE_HOME/run/dmi.sock``.
+
+twinplane's own optional ``sinks`` section adds mapper-level sinks, fed by every property of
+every device (``docs/sinks.md``); being ours, its unknown keys are errors::
+
+    sinks:
+      postgres: {dsn: "postgresql://twinplane@db:5432/iot", table: twinplane_samples}
+      parquet: {dir: /var/lib/twinplane/history, max_bytes: 67108864, max_age_s: 3600}
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from twinplane.errors import SpecError
+
+if TYPE_CHECKING:
+    from twinplane.mapper.sinks.config import SinkConfig
 
 __all__ = ["DEFAULT_HTTP_HOST", "DEFAULT_HTTP_PORT", "MapperConfig", "default_home", "load_config"]
 
@@ -61,6 +72,7 @@ class MapperConfig:
             per second in total (EdgeCore's limiter), everything batched.
         report_interval_ms: Report tick; ``0`` reports at the shortest collect cycle.
         dmi_concurrency: Most ``ReportDeviceStatus`` calls in flight at once.
+        sinks: Mapper-level sinks (the file's ``sinks`` section), fed by every property.
     """
 
     protocol: str
@@ -74,6 +86,7 @@ class MapperConfig:
     edgecore_compat: bool = False
     report_interval_ms: int = 0
     dmi_concurrency: int = 8
+    sinks: tuple[SinkConfig, ...] = ()
 
     def with_overrides(self, **overrides: Any) -> MapperConfig:  # noqa: ANN401 - field values
         """A copy with the given fields replaced; ``None`` values are ignored."""
@@ -108,6 +121,56 @@ def _port(text: str | None, path: str) -> int | None:
     if not 0 <= port <= 65535:  # noqa: PLR2004 - the port range
         raise SpecError(f"http_port {port} is out of range", path=path)
     return port
+
+
+_SINK_KEYS = {
+    "postgres": {"dsn": "dsn", "table": "table"},
+    "parquet": {
+        "dir": "directory",
+        "max_bytes": "max_bytes",
+        "max_age_s": "max_age_s",
+        "max_files": "max_files",
+    },
+}
+
+
+def _sinks(doc: Mapping[str, Any]) -> tuple[SinkConfig, ...]:
+    """The ``sinks`` section as sink configs (``postgres`` first, then ``parquet``)."""
+    from twinplane.mapper.sinks import config as c  # noqa: PLC0415 - only with a sinks section
+
+    section = _section(doc, "sinks", "sinks")
+    for kind in section:
+        if kind not in _SINK_KEYS:
+            raise SpecError(f"unknown sink {kind!r} (known: postgres, parquet)", path="sinks")
+    out: list[SinkConfig] = []
+    for kind, cls in (("postgres", c.PostgresSinkConfig), ("parquet", c.ParquetSinkConfig)):
+        if kind not in section:
+            continue
+        path = f"sinks.{kind}"
+        values = _section(section, kind, path)
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in _SINK_KEYS[kind]:
+                raise SpecError(f"unknown key {key!r} of sink {kind}", path=f"{path}.{key}")
+            field = _SINK_KEYS[kind][key]
+            kwargs[field] = _sink_value(cls, field, value, f"{path}.{key}")
+        first = next(iter(_SINK_KEYS[kind]))
+        if first not in values:
+            raise SpecError(f"sink {kind} needs {first}", path=f"{path}.{first}")
+        try:
+            out.append(cls(**kwargs))
+        except (TypeError, ValueError) as err:
+            raise SpecError(f"sink {kind}: {err}", path=path) from err
+    return tuple(out)
+
+
+def _sink_value(cls: type, field: str, value: object, path: str) -> object:
+    """A sink setting checked against its field's type (from the config dataclass)."""
+    kind = str({f.name: f.type for f in dataclasses.fields(cls)}[field])
+    ok = {"str": str, "int": int, "float": int | float}[kind]
+    if isinstance(value, bool) or not isinstance(value, ok):
+        raise SpecError(f"{path.rpartition('.')[2]} must be {kind}", path=path)
+    return float(value) if kind == "float" else value
 
 
 def load_config(  # noqa: PLR0913 - one keyword per flag
@@ -170,4 +233,5 @@ def load_config(  # noqa: PLR0913 - one keyword per flag
         socket_path=Path(sock) if sock else base / "run" / f"{proto}.sock",
         edgecore_sock=Path(edge) if edge else base / "run" / "dmi.sock",
         http_port=DEFAULT_HTTP_PORT if port is None else port,
+        sinks=_sinks(doc),
     )

@@ -69,17 +69,19 @@ class CompatBudget:
         self.burst = burst
         self._tokens = float(burst)
         self._stamp = time.monotonic()
+        self._turn = asyncio.Lock()  # first come, first served: no loop starves the others
 
     async def acquire(self) -> None:
-        """Waits for one call's token."""
-        while True:
-            now = time.monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-            self._stamp = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return
-            await asyncio.sleep((1 - self._tokens) / self.rate)
+        """Waits for one call's token, after the calls that asked before."""
+        async with self._turn:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self.rate)
 
 
 @dataclass(slots=True)

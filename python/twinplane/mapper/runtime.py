@@ -77,7 +77,7 @@ class MapperRuntime:
         self.rest: MapperRestServer | None = None
         self._register_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self.data_plane = DataPlane()  # data plane: pushMethod/dbMethod sinks (docs/sinks.md)
+        self.data_plane = DataPlane(extra=config.sinks)  # data plane; + config `sinks:` section
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -146,7 +146,10 @@ class MapperRuntime:
                 state="ok",
             ),
         )
+        budget = self.reporter.budget if self.reporter is not None else None
         while True:
+            if budget is not None:  # EdgeCore's limiter counts MapperRegister too (spec §2.1)
+                await budget.acquire()
             try:
                 response = await stub.MapperRegister(request, timeout=REGISTER_TIMEOUT_S)
                 break

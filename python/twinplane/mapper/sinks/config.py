@@ -3,10 +3,10 @@
 Equal configs are one sink: every property that pushes to the same HTTP URL, broker, database or
 directory shares one :class:`~twinplane.mapper.sinks.base.SinkRunner`. As in mapper-framework
 (spec §7.5) a property uses the first present push method of ``http``, ``mqtt`` and the first
-present database of ``influxdb2``, ``redis``, ``tdengine``, ``mysql``; ``otel``,
-``influxdb2`` and ``tdengine`` are logged once and ignored. PostgreSQL has no DMI
-field: it is a mapper-level sink (``DataPlane(extra=[PostgresSinkConfig(...)])``). Secrets
-come from the environment as in mapper-framework (``PASSWORD``), never from a config value.
+present database of ``influxdb2``, ``redis``, ``tdengine``, ``mysql``; ``otel`` and
+``tdengine`` are logged once and ignored. PostgreSQL has no DMI field: it is a mapper-level
+sink (``DataPlane(extra=[PostgresSinkConfig(...)])``). Secrets come from the environment as in
+mapper-framework (``PASSWORD``, ``TOKEN``), never from a config value.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from twinplane.dmi.v1beta1 import api_pb2
 __all__ = [
     "HttpFormat",
     "HttpSinkConfig",
+    "InfluxSinkConfig",
     "MqttSinkConfig",
     "MysqlSinkConfig",
     "ParquetSinkConfig",
@@ -74,6 +75,44 @@ class MysqlSinkConfig:
     user: str = ""
 
 
+_LINE_BREAKS = ("\n", "\r")
+
+
+@dataclass(frozen=True, slots=True)
+class InfluxSinkConfig:
+    """InfluxDB v2 line protocol (``dbMethod.influxdb2``); the token from ``$TOKEN``.
+
+    Attributes:
+        url: The server, ``http://host:8086`` (``influxdb2ClientConfig.url``).
+        org: ``influxdb2ClientConfig.org``.
+        bucket: ``influxdb2ClientConfig.bucket``.
+        measurement: ``influxdb2DataConfig.measurement``; empty: the device name.
+        tags: ``influxdb2DataConfig.tag`` as sorted ``(key, value)`` pairs.
+        field_key: ``influxdb2DataConfig.fieldKey``; empty: the property name.
+    """
+
+    url: str
+    org: str = ""
+    bucket: str = ""
+    measurement: str = ""
+    tags: tuple[tuple[str, str], ...] = ()
+    field_key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.url:
+            raise ValueError("influxdb2 url is empty")
+        names = [self.measurement, self.field_key, *(t for kv in self.tags for t in kv)]
+        if any(b in n for n in names for b in _LINE_BREAKS):
+            raise ValueError("influxdb2 measurement, tags and fieldKey cannot hold line breaks")
+        if any(not k or not v for k, v in self.tags):
+            raise ValueError("influxdb2 tag keys and values cannot be empty")
+
+    @property
+    def label(self) -> str:
+        """The destination for logs and metrics: url, bucket, measurement and field."""
+        return f"{self.url}/{self.bucket}/{self.measurement}.{self.field_key}"
+
+
 @dataclass(frozen=True, slots=True)
 class ParquetSinkConfig:
     """Local rolling Parquet files (twinplane's own sink; not in the DMI)."""
@@ -117,6 +156,7 @@ class PostgresSinkConfig:
 SinkConfig = (
     HttpSinkConfig
     | MqttSinkConfig
+    | InfluxSinkConfig
     | RedisSinkConfig
     | MysqlSinkConfig
     | ParquetSinkConfig
@@ -157,14 +197,27 @@ def _push_config(push: api_pb2.PushMethod, http_format: HttpFormat) -> SinkConfi
     return None
 
 
+def _influx_config(influx: api_pb2.DBMethodInfluxdb2) -> InfluxSinkConfig | None:
+    c, d = influx.influxdb2ClientConfig, influx.influxdb2DataConfig
+    try:
+        return InfluxSinkConfig(
+            c.url, c.org, c.bucket, d.measurement, tuple(sorted(d.tag.items())), d.fieldKey
+        )
+    except ValueError as err:  # a bad property config must not stop its device
+        log.warning("dbMethod.influxdb2 ignored: %s", err)
+        return None
+
+
 def _db_config(db: api_pb2.DBMethod) -> SinkConfig | None:
+    """mapper-framework's order (spec §7.5): influxdb2, redis, tdengine, mysql; one only."""
+    if db.HasField("influxdb2"):
+        return _influx_config(db.influxdb2)
     if db.HasField("redis"):
         r = db.redis.redisClientConfig
         return RedisSinkConfig(r.addr or "127.0.0.1:6379", r.db, r.poolsize)
-    for name in ("influxdb2", "tdengine"):
-        if db.HasField(name):
-            _warn_once(f"dbMethod.{name}")
-            return None
+    if db.HasField("tdengine"):
+        _warn_once("dbMethod.tdengine")
+        return None
     if db.HasField("mysql"):
         m = db.mysql.mysqlClientConfig
         return MysqlSinkConfig(m.addr or "127.0.0.1:3306", m.database, m.userName)

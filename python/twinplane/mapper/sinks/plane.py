@@ -33,12 +33,18 @@ _SEP = "\x00"
 
 
 def sink_name(config: SinkConfig) -> str:
-    """A short name for logs and metrics: the kind and the destination."""
+    """A short name for logs and metrics: the kind and the destination.
+
+    The destination is the config's ``label`` when it has one, else its first field.
+    """
     kind = type(config).__name__.removesuffix("SinkConfig").lower()
-    return f"{kind}:{getattr(config, dataclasses.fields(config)[0].name)}"
+    label = getattr(config, "label", None)
+    if label is None:
+        label = getattr(config, dataclasses.fields(config)[0].name)
+    return f"{kind}:{label}"
 
 
-def default_factory(config: SinkConfig) -> Sink:
+def default_factory(config: SinkConfig) -> Sink:  # noqa: PLR0911 - one return per kind
     """The built-in sink for a config (modules imported on first use)."""
     from twinplane.mapper.sinks import config as c  # noqa: PLC0415
 
@@ -50,6 +56,10 @@ def default_factory(config: SinkConfig) -> Sink:
         from twinplane.mapper.sinks.mqtt import MqttSink  # noqa: PLC0415
 
         return MqttSink(config)
+    if isinstance(config, c.InfluxSinkConfig):
+        from twinplane.mapper.sinks.influx import InfluxSink  # noqa: PLC0415
+
+        return InfluxSink(config)
     if isinstance(config, c.ParquetSinkConfig):
         from twinplane.mapper.sinks.parquet import ParquetSink  # noqa: PLC0415
 

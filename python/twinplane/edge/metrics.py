@@ -8,24 +8,23 @@ hub, devices by state, and the REST API's own request counts.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final
 
 from twinplane import __version__
 from twinplane.edge.core import DEVICE_STATES, EdgeCore
 from twinplane.edge.dmi_server import DmiServer
 from twinplane.edge.mappers import MapperDirectory
+from twinplane.metrics import (
+    CONTENT_TYPE,
+    ENGINE_STATS,
+    MetricsWriter,
+    MetricType,
+    Sample,
+    write_stats,
+)
 
 __all__ = ["CONTENT_TYPE", "MetricsWriter", "RequestCounts", "render_metrics"]
-
-CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
-"""The ``Content-Type`` of the Prometheus text exposition format."""
-
-MetricType = Literal["counter", "gauge"]
-Labels = Mapping[str, str]
-Sample = tuple[Labels, float]
 
 _CORE_COUNTERS: Final[tuple[tuple[str, str, str], ...]] = (
     ("dmi_reports", "dmi_reports_total", "ReportDeviceStatus calls applied."),
@@ -37,14 +36,6 @@ _CORE_COUNTERS: Final[tuple[tuple[str, str, str], ...]] = (
     ("persist_errors", "persist_errors_total", "Failed attempts to persist changed twins."),
 )
 
-_ENGINE_STATS: Final[dict[str, tuple[str, MetricType, str]]] = {
-    "devices": ("engine_devices", "gauge", "Devices held by the twin engine."),
-    "properties": ("engine_properties", "gauge", "Twin properties held by the twin engine."),
-    "layouts": ("engine_layouts", "gauge", "Distinct compiled property layouts in the engine."),
-    "queued": ("engine_queued_samples", "gauge", "Samples waiting in the engine's queues."),
-    "dropped": ("engine_dropped_samples_total", "counter", "Samples dropped by full queues."),
-}
-
 _STORE_STATS: Final[dict[str, tuple[str, MetricType, str]]] = {
     "staged": ("store_staged_twins", "gauge", "Twin rows waiting to be written to SQLite."),
     "flushed_rows": ("store_flushed_rows_total", "counter", "Twin rows written by flushes."),
@@ -52,8 +43,6 @@ _STORE_STATS: Final[dict[str, tuple[str, MetricType, str]]] = {
     "flush_errors": ("store_flush_errors_total", "counter", "Twin writer flushes that failed."),
     "rejected_rows": ("store_rejected_rows_total", "counter", "Twin rows that were not JSON."),
 }
-
-_PREFIX: Final = "twinplane_"
 
 
 @dataclass(slots=True)
@@ -68,44 +57,6 @@ class RequestCounts:
         self.counts[key] = self.counts.get(key, 0) + 1
 
 
-class MetricsWriter:
-    """Builds a Prometheus text exposition, one metric family at a time.
-
-    Each family gets its ``# HELP`` and ``# TYPE`` lines once, then its samples; label values
-    and help texts are escaped as the format requires.
-    """
-
-    def __init__(self, prefix: str = _PREFIX) -> None:
-        self._prefix = prefix
-        self._lines: list[str] = []
-        self._seen: set[str] = set()
-
-    def family(
-        self, name: str, kind: MetricType, help_text: str, samples: Iterable[Sample]
-    ) -> None:
-        """Adds one family (``name`` without the prefix) with its samples.
-
-        Raises:
-            ValueError: The family was already written.
-        """
-        full = self._prefix + name
-        if full in self._seen:
-            raise ValueError(f"metric family {full} written twice")
-        self._seen.add(full)
-        self._lines.append(f"# HELP {full} {_escape_help(help_text)}")
-        self._lines.append(f"# TYPE {full} {kind}")
-        for labels, value in samples:
-            self._lines.append(f"{full}{_labels(labels)} {_number(value)}")
-
-    def single(self, name: str, kind: MetricType, help_text: str, value: float) -> None:
-        """Adds a family with one unlabelled sample."""
-        self.family(name, kind, help_text, [({}, value)])
-
-    def render(self) -> str:
-        """The exposition text (ends with a newline)."""
-        return "\n".join(self._lines) + "\n"
-
-
 def render_metrics(
     core: EdgeCore,
     dmi: DmiServer,
@@ -117,8 +68,8 @@ def render_metrics(
     out.family("build_info", "gauge", "The twinplane version.", [({"version": __version__}, 1)])
     for attr, name, help_text in _CORE_COUNTERS:
         out.single(name, "counter", help_text, getattr(core.counters, attr))
-    _write_stats(out, core.engine.stats(), _ENGINE_STATS, "engine_", "Twin engine statistic")
-    _write_stats(out, core.store.stats(), _STORE_STATS, "store_", "Twin writer statistic")
+    write_stats(out, core.engine.stats(), ENGINE_STATS, "engine_", "Twin engine statistic")
+    write_stats(out, core.store.stats(), _STORE_STATS, "store_", "Twin writer statistic")
     _write_registry(out, core)
     out.single(
         "dmi_admitted_total",
@@ -217,45 +168,3 @@ def _write_mappers(out: MetricsWriter, mappers: MapperDirectory) -> None:
         "Device updates not sent to a mapper because the device message did not change.",
         per_link("skipped_unchanged"),
     )
-
-
-def _write_stats(
-    out: MetricsWriter,
-    stats: Mapping[str, int],
-    known: Mapping[str, tuple[str, MetricType, str]],
-    prefix: str,
-    generic_help: str,
-) -> None:
-    """Known keys get their name, type and help; a key added later is still exported (gauge)."""
-    for key, value in stats.items():
-        name, kind, help_text = known.get(key, (prefix + _snake(key), "gauge", generic_help))
-        out.single(name, kind, help_text if key in known else f"{generic_help} {key!r}.", value)
-
-
-def _snake(key: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in key.lower())
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _escape_label(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(labels: Labels) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
-    return "{" + inner + "}"
-
-
-def _number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return str(int(value)) if value.is_integer() else repr(value)

@@ -70,9 +70,12 @@ class CompatBudget:
         self._tokens = float(burst)
         self._stamp = time.monotonic()
         self._turn = asyncio.Lock()  # first come, first served: no loop starves the others
+        self.waits = 0
+        """Calls that had to wait for a token (metrics)."""
 
     async def acquire(self) -> None:
         """Waits for one call's token, after the calls that asked before."""
+        waited = False
         async with self._turn:
             while True:
                 now = time.monotonic()
@@ -81,6 +84,9 @@ class CompatBudget:
                 if self._tokens >= 1:
                     self._tokens -= 1
                     return
+                if not waited:
+                    waited = True
+                    self.waits += 1
                 await asyncio.sleep((1 - self._tokens) / self.rate)
 
 
@@ -90,7 +96,7 @@ class ReporterStats:
 
     status_calls: int = 0
     status_errors: int = 0
-    twins: int = 0
+    twins: int = 0  # twin changes drained from the engine for reporting
     state_calls: int = 0
     state_errors: int = 0
     stream_batches: int = 0  # fast path: batches acked
@@ -178,6 +184,7 @@ class Reporter:
     async def flush(self) -> None:
         """Drains the engine and sends every pending report once."""
         changes = await asyncio.to_thread(self.engine.report)
+        self.stats.twins += len(changes)
         # --- data plane (docs/sinks.md): a non-blocking hand-over; never fails a report
         if self.on_changes is not None:
             try:

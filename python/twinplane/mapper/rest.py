@@ -14,6 +14,8 @@ Routes (``{namespace}/{name}`` a device; every success body starts with mapper-f
   ``data`` through the bus scheduler (writes pre-empt polls) once the method, the property and the
   value are checked. KubeEdge writes through ``GET``; it is kept for compatibility.
 - ``GET /api/v1/meta/model/{namespace}/{name}``: the model of a device.
+- ``GET /metrics``: the mapper's counters in the Prometheus text format 0.0.4
+  (:mod:`twinplane.mapper.metrics`).
 
 Errors are not mapper-framework's HTTP 500 with text: 404 (unknown device, property or method),
 400 (data not of the property's type), 502 (the device refused or failed the write), 503 (the
@@ -36,6 +38,8 @@ from aiohttp.typedefs import Handler
 from twinplane.errors import ValueTypeError
 from twinplane.mapper.config import DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT
 from twinplane.mapper.instance import device_id
+from twinplane.mapper.metrics import render_mapper_metrics
+from twinplane.metrics import CONTENT_TYPE
 from twinplane.twin import TwinDict, canonical
 
 if TYPE_CHECKING:
@@ -178,6 +182,7 @@ class MapperRestServer:
         for method in ("GET", "POST", "PUT"):  # no HEAD: a HEAD must not write
             router.add_route(method, write, self.write)
         router.add_get(f"/api/v1/meta/model/{dev}", self.model)
+        router.add_get("/metrics", self.metrics)
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -413,6 +418,12 @@ class MapperRestServer:
         if props:
             body["properties"] = props
         return _json(body)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """``GET /metrics``: the mapper's counters as Prometheus text (format 0.0.4)."""
+        del request
+        text = render_mapper_metrics(self.runtime)
+        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
     # -- fresh reads ----------------------------------------------------------------------
 

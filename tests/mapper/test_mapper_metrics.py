@@ -1,0 +1,115 @@
+"""The mapper's ``GET /metrics`` against a running mapper, a device manager and a full sink."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import aiohttp
+from mapper_helpers import WAIT_S, manifests, mapper_config, until, virtual_model
+
+from edge_helpers import running_app, short_home
+from twinplane.mapper.runtime import MapperRuntime
+from twinplane.mapper.sinks import RunnerSettings
+from twinplane.mapper.virtual import VirtualDriver
+
+# one batch of queue, slow retries: the reporter's batches every 20 ms overflow it at once
+TINY = RunnerSettings(
+    max_rows=1,
+    interval_s=0.01,
+    max_batches=1,
+    max_attempts=100,
+    backoff_s=0.5,
+    max_backoff_s=0.5,
+    close_timeout_s=0.2,
+)
+
+_SAMPLE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? -?[0-9.e+]+$|^\S+ (NaN|[+-]Inf)$")
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pushed_device(port: int) -> str:
+    """A virtual device whose counter is pushed over HTTP to ``127.0.0.1:port`` (refused)."""
+    return (
+        "apiVersion: devices.kubeedge.io/v1beta1\nkind: Device\n"
+        "metadata: {name: v1, namespace: default}\n"
+        "spec:\n  deviceModelRef: {name: vmodel}\n"
+        "  protocol: {protocolName: virtual, configData: {}}\n"
+        "  properties:\n"
+        "  - name: count\n    collectCycle: 20\n    reportCycle: 20\n    reportToCloud: true\n"
+        "    visitors: {protocolName: virtual, configData: {kind: counter}}\n"
+        f"    pushMethod: {{http: {{hostName: 'http://127.0.0.1', port: {port}, "
+        "requestPath: /data}}\n"
+    )
+
+
+def parse(text: str) -> dict[str, float]:
+    """Checks the exposition's lines; returns every sample by its name and labels."""
+    assert text.endswith("\n")
+    samples: dict[str, float] = {}
+    declared: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split(" ")[2]
+            assert name.startswith("twinplane_mapper_")
+            assert name not in declared
+            declared[name] = ""
+        elif line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert declared.get(name) == ""
+            assert kind in ("counter", "gauge")
+            assert kind == "gauge" or name.endswith("_total")
+            declared[name] = kind
+        else:
+            assert _SAMPLE.match(line), line
+            key, value = line.rsplit(" ", 1)
+            assert key.split("{")[0] in declared
+            samples[key] = float(value)
+    return samples
+
+
+async def test_metrics_show_sinks_buses_and_reports() -> None:
+    """A full sink's drops, the bus's polls and the reports sent all appear in /metrics."""
+    port = closed_port()
+    sink = f"http:http://127.0.0.1:{port}/data"
+    with short_home() as home:
+        async with running_app(home, manifests(virtual_model(), pushed_device(port))) as app:
+            runtime = MapperRuntime(mapper_config(home, app.config.socket_path), VirtualDriver())
+            runtime.data_plane.settings = TINY
+            await runtime.start()
+            try:
+                assert runtime.rest is not None
+                await until(
+                    lambda: runtime.data_plane.stats().get(sink, {}).get("dropped", 0) > 0,
+                    "rows dropped by the full sink queue",
+                )
+                reporter = runtime.reporter
+                assert reporter is not None
+                await until(lambda: reporter.stats.stream_reports > 0, "fast-path reports")
+                async with (
+                    aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT_S)) as s,
+                    s.get(runtime.rest.url + "/metrics") as resp,
+                ):
+                    assert resp.status == 200
+                    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+                    text = await resp.text()
+            finally:
+                await runtime.stop()
+    samples = parse(text)
+    assert samples[f'twinplane_mapper_sink_dropped_rows_total{{sink="{sink}"}}'] > 0
+    (bus,) = runtime.buses
+    assert samples[f'twinplane_mapper_bus_polls_total{{bus="{bus}"}}'] > 0
+    assert samples[f'twinplane_mapper_bus_devices{{bus="{bus}"}}'] == 1
+    assert samples['twinplane_mapper_reports_sent_total{path="fast_path"}'] > 0
+    assert samples['twinplane_mapper_reports_sent_total{path="unary"}'] >= 0
+    assert samples["twinplane_mapper_twin_changes_total"] > 0
+    assert samples["twinplane_mapper_engine_devices"] == 1
+    assert samples['twinplane_mapper_devices{state="online"}'] == 1
+    assert samples['twinplane_mapper_fast_path_state{state="ready"}'] == 1
+    assert samples["twinplane_mapper_compat_waits_total"] == 0

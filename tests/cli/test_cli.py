@@ -324,7 +324,8 @@ def test_usage_errors_exit_2() -> None:
     assert cli(None, "edge", "--rest-addr", "nowhere").returncode == 2
 
 
-def test_up_is_still_a_placeholder(capsys: pytest.CaptureFixture[str]) -> None:
-    """``twinplane up`` prints what exists and exits 0."""
-    assert main(["up"]) == 0
-    assert "not built yet" in capsys.readouterr().out
+def test_up_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
+    """``twinplane up`` checks its options before starting anything (exit 2)."""
+    assert main(["up", "--rest-addr", "nowhere"]) == 2
+    assert main(["up", "--properties", "81"]) == 2
+    assert "--properties" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 ``edge`` runs the device manager, ``mapper`` a mapper; ``apply``, ``get``, ``describe``, ``delete``
 and ``twin get|set`` talk to a running one over its REST API (``--server``, default
 ``$TWINPLANE_SERVER`` or ``http://127.0.0.1:7780``). ``sim modbus`` runs simulated Modbus
-devices. ``up`` is a placeholder for now.
+devices. ``up`` runs all of them in one process (:mod:`twinplane.up`).
 """
 
 from __future__ import annotations
@@ -11,21 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import Final
 
-from twinplane import __version__
+from twinplane import __version__, up
 from twinplane.cli import commands, edge, mapper, sim
 from twinplane.cli.client import ApiClient, CliError, default_server
 
 __all__ = ["main"]
-
-_UP_PLACEHOLDER: Final = (
-    "twinplane up: not built yet. The embedded default (device manager + Modbus mapper + "
-    "simulator + sample manifests in one command) arrives with a later issue.\n"
-    "What exists today: the Rust twin engine (twinplane.twin), the device manager "
-    "(`twinplane edge`, docs/edge.md), the Modbus simulator (`twinplane sim modbus`, "
-    "docs/modbus.md) and the mapper runtime (`twinplane mapper`, docs/mapper.md)."
-)
 
 Command = Callable[[argparse.Namespace, ApiClient], int]
 
@@ -72,11 +63,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--server", default=None, metavar="URL", help=argparse.SUPPRESS)
     cmds = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    cmds.add_parser(
-        "up",
-        help="run edge + mapper + simulator in one process (placeholder for now)",
-        description="Run the embedded default. Not built yet: prints what exists and exits 0.",
-    )
+    up.add_parser(cmds)
     edge.add_parser(cmds)
     mapper.add_parser(cmds)
     sim.add_parser(cmds)
@@ -157,10 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         The process exit status: 0 on success, 1 when the command failed, 2 for bad usage.
     """
     args = _build_parser().parse_args(argv)
-    if args.command == "up":
-        print(_UP_PLACEHOLDER)
-        return 0
-    process = {"edge": edge.run, "mapper": mapper.run, "sim": sim.run}.get(args.command)
+    process = {"up": up.run, "edge": edge.run, "mapper": mapper.run, "sim": sim.run}.get(
+        args.command
+    )
     if process is not None:
         return process(args)
     run: Command = args.run

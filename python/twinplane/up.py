@@ -1,0 +1,427 @@
+"""``twinplane up``: the embedded default — simulator, device manager and Modbus mapper in one.
+
+One process and one event loop (uvloop when importable) run a Modbus simulator with N devices
+on loopback, the device manager (:class:`~twinplane.edge.app.EdgeApp`, SQLite in ``--home``), a
+Modbus mapper registered with it over DMI, and generated ``DeviceModel``/``Device`` manifests
+for the simulated devices (built as JSON and applied through ``EdgeCore.apply``). MQTT is used
+only when ``--mqtt`` is given.
+
+Startup prints one progress line per part; then a live summary is redrawn every second on a
+terminal (plain lines every few seconds otherwise). SIGINT/SIGTERM stop everything in reverse
+order: polling stops, the mapper's last twin changes are reported, the device manager persists
+every twin, the simulator closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TextIO
+
+from twinplane.errors import TwinplaneError
+
+if TYPE_CHECKING:
+    from twinplane.edge.app import EdgeApp
+    from twinplane.mapper.runtime import MapperRuntime
+    from twinplane.sim.modbus import ModbusSimulator
+    from twinplane.twin import Changes
+
+__all__ = ["UpConfig", "add_parser", "default_home", "device_manifests", "run", "run_up"]
+
+MODEL_NAME: Final = "sim-thermostat"
+MAPPER_PORT: Final = 7777
+MAX_PROPERTIES: Final = 80
+PLAIN_INTERVAL_S: Final = 5.0
+FLUSH_TIMEOUT_S: Final = 5.0
+
+# The example thermostat (examples/modbus-sim): name, model type, access, visitor config.
+_BASE_PROPERTIES: Final[tuple[tuple[str, str, str, dict[str, Any]], ...]] = (
+    (
+        "temperature",
+        "FLOAT",
+        "ReadOnly",
+        {"register": "HoldingRegister", "offset": 0, "limit": 1, "dataType": "float", "scale": 0.1},
+    ),
+    (
+        "counter",
+        "INT",
+        "ReadOnly",
+        {"register": "HoldingRegister", "offset": 2, "dataType": "uint16"},
+    ),
+    (
+        "running",
+        "BOOLEAN",
+        "ReadOnly",
+        {"register": "CoilRegister", "offset": 0, "limit": 1, "dataType": "boolean"},
+    ),
+    (
+        "setpoint",
+        "INT",
+        "ReadWrite",
+        {"register": "HoldingRegister", "offset": 10, "dataType": "int16"},
+    ),
+)
+
+
+def default_home() -> Path:
+    """``$TWINPLANE_HOME``, else ``~/.twinplane/up``."""
+    env = os.environ.get("TWINPLANE_HOME")
+    return Path(env).expanduser() if env else Path("~/.twinplane/up").expanduser()
+
+
+def _properties(count: int) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """The first ``count`` properties: the thermostat's four, then input registers ``reg-N``."""
+    props = list(_BASE_PROPERTIES[:count])
+    for i in range(count - len(props)):
+        visitor = {"register": "InputRegister", "offset": 20 + i, "dataType": "int16"}
+        props.append((f"reg-{i + 1}", "INT", "ReadOnly", visitor))
+    return props
+
+
+def device_manifests(
+    addresses: list[tuple[int, int]], *, properties: int = 4, host: str = "127.0.0.1"
+) -> str:
+    """A ``v1 List`` (JSON) of the model and one Device per ``(port, unit)`` of the simulator."""
+    props = _properties(properties)
+    model = {
+        "apiVersion": "devices.kubeedge.io/v1beta1",
+        "kind": "DeviceModel",
+        "metadata": {"name": MODEL_NAME, "namespace": "default"},
+        "spec": {
+            "protocol": "modbus",
+            "properties": [
+                {"name": name, "type": type_, "accessMode": access}
+                for name, type_, access, _ in props
+            ],
+        },
+    }
+    device_props: list[dict[str, Any]] = []
+    for name, _, access, visitor in props:
+        prop: dict[str, Any] = {
+            "name": name,
+            "collectCycle": 1000,
+            "reportToCloud": True,
+            "visitors": {"protocolName": "modbus", "configData": visitor},
+        }
+        if access == "ReadWrite":
+            prop["desired"] = {"value": "21"}
+        device_props.append(prop)
+    items: list[dict[str, Any]] = [model]
+    for index, (port, unit) in enumerate(addresses):
+        config = {"ip": host, "port": port, "slaveID": unit, "communicateMode": "TCP"}
+        items.append(
+            {
+                "apiVersion": "devices.kubeedge.io/v1beta1",
+                "kind": "Device",
+                "metadata": {"name": f"thermostat-{index + 1}", "namespace": "default"},
+                "spec": {
+                    "deviceModelRef": {"name": MODEL_NAME},
+                    "protocol": {"protocolName": "modbus", "configData": config},
+                    "properties": device_props,
+                },
+            }
+        )
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+
+
+@dataclass(slots=True)
+class UpConfig:
+    """Settings of ``twinplane up``."""
+
+    home: Path
+    devices: int = 100
+    properties: int = 4
+    rest_addr: str = "127.0.0.1:7780"
+    mqtt_url: str | None = None
+    sim_port: int = 0
+    mapper_port: int = MAPPER_PORT
+    tty: bool = False
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class _Meter:
+    """Counts twin changes at the device manager and turns counters into rates."""
+
+    def __init__(self) -> None:
+        self.changes = 0
+        self._last: tuple[float, int, int] | None = None
+
+    def on_changes(self, changes: Changes) -> None:
+        self.changes += len(changes)
+
+    def rates(self, samples: int) -> tuple[float, float]:
+        now = time.monotonic()
+        last, self._last = self._last, (now, samples, self.changes)
+        if last is None or now <= last[0]:
+            return 0.0, 0.0
+        dt = now - last[0]
+        return (samples - last[1]) / dt, (self.changes - last[2]) / dt
+
+
+class _Up:
+    """The parts of ``twinplane up`` and their order."""
+
+    def __init__(self, config: UpConfig) -> None:
+        self.config = config
+        self.sim: ModbusSimulator | None = None
+        self.edge: EdgeApp | None = None
+        self.mapper: MapperRuntime | None = None
+        self.meter = _Meter()
+        self.ok = "✓" if "utf" in (getattr(config.out, "encoding", "") or "").lower() else "ok"
+        self._lines = 0
+
+    def say(self, text: str) -> None:
+        print(text, file=self.config.out, flush=True)
+
+    def step(self, what: str, detail: str, t0: float) -> None:
+        ms = (time.monotonic() - t0) * 1000
+        self.say(f"  {self.ok} {what:<16} {detail}  ({ms:.0f} ms)")
+
+    async def start(self) -> None:
+        from twinplane.edge.app import EdgeApp, EdgeConfig  # noqa: PLC0415 - fast CLI start
+        from twinplane.mapper.config import MapperConfig  # noqa: PLC0415
+        from twinplane.mapper.driver import get_driver  # noqa: PLC0415
+        from twinplane.mapper.runtime import MapperRuntime  # noqa: PLC0415
+        from twinplane.sim.modbus import ModbusSimulator  # noqa: PLC0415
+
+        cfg = self.config
+        self.say(f"twinplane up: {cfg.devices} simulated Modbus devices, state in {cfg.home}")
+        t0 = time.monotonic()
+        registers = max(100, 20 + cfg.properties)
+        self.sim = ModbusSimulator(cfg.devices, port=cfg.sim_port, registers=registers)
+        await self.sim.start()
+        ports = self.sim.ports
+        where = f"{self.sim.host}:{ports[0]}" + (f"..{ports[-1]}" if len(ports) > 1 else "")
+        self.step("simulator", f"{cfg.devices} devices on {where}", t0)
+
+        t0 = time.monotonic()
+        edge_config = EdgeConfig(home=cfg.home, rest_addr=cfg.rest_addr, mqtt_url=cfg.mqtt_url)
+        edge_config.db_path.parent.mkdir(parents=True, exist_ok=True)
+        edge_config.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        self.edge = EdgeApp(edge_config)
+        await self.edge.start()
+        assert self.edge.core is not None  # noqa: S101
+        self.edge.core.add_change_listener(self.meter.on_changes)
+        mqtt = f"  MQTT {cfg.mqtt_url}" if cfg.mqtt_url else ""
+        self.step("device manager", f"REST {self.edge.rest_url}{mqtt}", t0)
+
+        t0 = time.monotonic()
+        host = "127.0.0.1"
+        port = cfg.mapper_port if cfg.mapper_port and _port_free(host, cfg.mapper_port) else 0
+        mapper_config = MapperConfig(
+            protocol="modbus",
+            name="modbus-mapper",
+            socket_path=cfg.home / "run" / "modbus.sock",
+            edgecore_sock=edge_config.socket_path,
+            http_host=host,
+            http_port=port,
+        )
+        self.mapper = MapperRuntime(mapper_config, get_driver("modbus"))
+        await self.mapper.start()
+        await asyncio.wait_for(self.mapper.registered.wait(), timeout=10)
+        rest = self.mapper.rest.url if self.mapper.rest is not None else "-"
+        self.step("mapper", f"modbus-mapper registered, REST {rest}", t0)
+
+        t0 = time.monotonic()
+        addresses = [self.sim.address(i) for i in range(cfg.devices)]
+        text = device_manifests(addresses, properties=cfg.properties, host=self.sim.host)
+        result = await self.edge.core.apply(text, source="twinplane up")
+        kinds: dict[str, int] = {}
+        for _, _, outcome in result.outcomes[1:]:
+            kinds[outcome] = kinds.get(outcome, 0) + 1
+        how = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        self.step(f"{cfg.devices} devices", f"applied ({how})", t0)
+
+    def _samples(self) -> int:
+        if self.mapper is None:
+            return 0
+        polls = sum(bus.stats.polls for bus in self.mapper.buses.values())
+        return polls * self.config.properties
+
+    def summary(self) -> list[str]:
+        """The summary's lines (rates since the previous call)."""
+        from twinplane.edge.core import ONLINE_STATES  # noqa: PLC0415
+
+        assert self.edge is not None  # noqa: S101
+        assert self.edge.core is not None  # noqa: S101
+        core = self.edge.core
+        total = len(core.devices)
+        online = sum(
+            1 for d in core.devices if (s := core.states.get(d)) and s.state in ONLINE_STATES
+        )
+        samples, changes = self.meter.rates(self._samples())
+        mapper = self.mapper.rest.url if self.mapper and self.mapper.rest else "-"
+        rest = self.edge.rest_url
+        return [
+            f"devices online {online}/{total}   samples/s {samples:,.0f}   "
+            f"twin changes/s {changes:,.0f}",
+            f"REST {rest}/api/v1/devices   events {rest}/api/v1/events   mapper REST {mapper}",
+        ]
+
+    def show(self) -> None:
+        lines = self.summary()
+        if self.config.tty:
+            up = f"\x1b[{self._lines}F" if self._lines else ""
+            body = "".join(f"\x1b[2K{line}\n" for line in lines)
+            self.config.out.write(up + body)
+            self.config.out.flush()
+            self._lines = len(lines)
+        else:
+            self.say(" | ".join(lines))
+
+    async def stop(self) -> None:
+        """Stops every part that started, in reverse order, flushing the last changes."""
+        if self.mapper is not None:
+            for bus in list(self.mapper.buses.values()):
+                await bus.stop()
+            if self.mapper.reporter is not None:
+                with contextlib.suppress(TimeoutError, TwinplaneError, OSError):
+                    await asyncio.wait_for(self.mapper.reporter.flush(), FLUSH_TIMEOUT_S)
+            await self.mapper.stop()
+        if self.edge is not None:
+            await self.edge.stop()
+        if self.sim is not None:
+            await self.sim.stop()
+
+
+async def run_up(config: UpConfig, *, stop: asyncio.Event | None = None) -> None:
+    """Runs ``twinplane up`` until SIGINT/SIGTERM (or ``stop`` is set), then stops cleanly."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    up = _Up(config)
+    try:
+        await up.start()
+        up.say("running; Ctrl-C stops")
+        up.meter.rates(up._samples())
+        interval = 1.0 if config.tty else PLAIN_INTERVAL_S
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            if not stop.is_set():
+                up.show()
+        up.say("stopping: mapper, device manager, simulator")
+    finally:
+        await up.stop()
+    persisted = up.edge.core.counters.twins_persisted if up.edge and up.edge.core else 0
+    up.say(f"twinplane up: stopped cleanly; {persisted} twin rows persisted this run")
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds ``up`` to the subcommands."""
+    from twinplane.cli.edge import LOG_LEVELS  # noqa: PLC0415 - a cycle otherwise
+
+    parser = commands.add_parser(
+        "up",
+        help="run a simulated Modbus fleet, a mapper and the device manager in one process",
+        description=(
+            "Run the embedded default: a Modbus simulator with --devices devices, the device "
+            "manager (SQLite state in --home), a Modbus mapper registered with it, and generated "
+            "DeviceModel/Device manifests. No external service needed; MQTT only with --mqtt. "
+            "Stops cleanly on SIGINT or SIGTERM."
+        ),
+    )
+    parser.add_argument("--devices", type=_positive_int, default=100, help="(default: 100)")
+    parser.add_argument(
+        "--properties",
+        type=_positive_int,
+        default=4,
+        help=f"properties per device, at most {MAX_PROPERTIES} (default: 4)",
+    )
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="state directory (default: $TWINPLANE_HOME or ~/.twinplane/up)",
+    )
+    parser.add_argument(
+        "--rest-addr",
+        default="127.0.0.1:7780",
+        metavar="HOST:PORT",
+        help="REST API address; port 0 picks a free port (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--mqtt", default=None, metavar="URL", help="MQTT broker, mqtt://host:port (default: off)"
+    )
+    parser.add_argument(
+        "--sim-port", type=int, default=0, help="first simulator port (default: 0, free ports)"
+    )
+    parser.add_argument(
+        "--mapper-port",
+        type=int,
+        default=MAPPER_PORT,
+        help="mapper REST port; a free one when taken (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, default="warning", help="(default: %(default)s)"
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs ``twinplane up``; returns the exit status."""
+    from twinplane.cli.edge import _configure_logging, _loop_factory  # noqa: PLC0415
+    from twinplane.edge.rest import parse_addr  # noqa: PLC0415
+
+    if args.properties > MAX_PROPERTIES:
+        print(f"twinplane up: error: --properties: at most {MAX_PROPERTIES}", file=sys.stderr)
+        return 2
+    try:
+        parse_addr(args.rest_addr)
+    except TwinplaneError as err:
+        print(f"twinplane up: error: --rest-addr: {err.message}", file=sys.stderr)
+        return 2
+    _configure_logging(args.log_level)
+    if not args.mqtt:  # the device manager's "no broker" warning: off is the default here
+        logging.getLogger("twinplane.edge.app").setLevel(logging.ERROR)
+    home: Path = (args.home or default_home()).expanduser()
+    config = UpConfig(
+        home=home,
+        devices=args.devices,
+        properties=args.properties,
+        rest_addr=args.rest_addr,
+        mqtt_url=args.mqtt,
+        sim_port=args.sim_port,
+        mapper_port=args.mapper_port,
+        tty=sys.stdout.isatty(),
+    )
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(run_up(config))
+    except TimeoutError:
+        print("twinplane up: error: the mapper did not register in time", file=sys.stderr)
+        return 1
+    except (TwinplaneError, OSError) as err:
+        message = err.message if isinstance(err, TwinplaneError) else str(err)
+        print(f"twinplane up: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130
+    return 0

@@ -8,9 +8,6 @@ Without socat the tests fail when ``CI`` is set and are skipped elsewhere.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,7 +16,7 @@ from modbus_peers import SIZE, SLOW, device, expected, holding
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer
 
-from needs import unavailable
+from serial_line import pty_pair
 from twinplane.drivers.modbus import (
     ModbusConnectionError,
     ModbusExceptionError,
@@ -37,46 +34,11 @@ WAIT = 5.0
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture(scope="session")
-def socat() -> str:
-    """The socat binary; missing, the test fails under CI and is skipped elsewhere."""
-    found = shutil.which("socat")
-    if found is None:
-        message = "socat is not installed (Debian package socat; .ci/run installs it)"
-        unavailable(message)
-    return found
-
-
 @pytest.fixture
-def line(socat: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+def line(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """Two linked pseudo-terminals: ``(server end, client end)``."""
-    server_end, client_end = tmp_path / "server", tmp_path / "client"
-    proc = subprocess.Popen(  # noqa: S603 - a found binary, our own arguments
-        [
-            socat,
-            f"pty,raw,echo=0,link={server_end}",
-            f"pty,raw,echo=0,link={client_end}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + WAIT
-        while not (server_end.exists() and client_end.exists()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                pytest.fail(f"socat did not make the pseudo-terminals: {err}")
-            time.sleep(0.01)
-        yield str(server_end), str(client_end)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(WAIT)
-        if proc.stderr is not None:
-            proc.stderr.close()
+    with pty_pair(tmp_path) as ends:
+        yield ends
 
 
 @pytest.fixture

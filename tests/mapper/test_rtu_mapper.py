@@ -7,9 +7,6 @@ set and is skipped elsewhere.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Final
@@ -21,7 +18,7 @@ from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from edge_helpers import running_app, short_home
-from needs import unavailable
+from serial_line import pty_pair
 from twinplane.edge.core import EdgeCore
 from twinplane.mapper.modbus_driver import ModbusDriver
 
@@ -77,41 +74,11 @@ spec:
 """
 
 
-@pytest.fixture(scope="session")
-def socat() -> str:
-    """The socat binary; missing, the test fails under CI and is skipped elsewhere."""
-    found = shutil.which("socat")
-    if found is None:
-        unavailable("socat is not installed (Debian package socat; .ci/run installs it)")
-    return found
-
-
 @pytest.fixture
-def line(socat: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+def line(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """Two linked pseudo-terminals: ``(device end, mapper end)``."""
-    device_end, mapper_end = tmp_path / "device", tmp_path / "mapper"
-    proc = subprocess.Popen(  # noqa: S603 - a found binary, our own arguments
-        [socat, f"pty,raw,echo=0,link={device_end}", f"pty,raw,echo=0,link={mapper_end}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + WAIT
-        while not (device_end.exists() and mapper_end.exists()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                pytest.fail(f"socat did not make the pseudo-terminals: {err}")
-            time.sleep(0.01)
-        yield str(device_end), str(mapper_end)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(WAIT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(WAIT)
-        if proc.stderr is not None:
-            proc.stderr.close()
+    with pty_pair(tmp_path) as ends:
+        yield ends
 
 
 @pytest.fixture

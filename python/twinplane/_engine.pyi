@@ -1,7 +1,7 @@
 """Native twin engine (pyo3). Import it through :mod:`twinplane.twin`."""
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, final
+from typing import Any, Literal, final
 
 from twinplane.twin.spec import (
     PropertySpec,
@@ -15,6 +15,7 @@ from twinplane.twin.spec import (
 __all__ = [
     "Changes",
     "Engine",
+    "LatencyHistogram",
     "__version__",
     "canonical",
     "decode_register",
@@ -44,6 +45,29 @@ class Changes:
         """Per device with a delta: property -> desired value."""
     def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]:
         """Arrow PyCapsule export: a struct array of the changes."""
+
+@final
+class LatencyHistogram:
+    """One latency histogram at one moment: fixed buckets in ms, Prometheus ``le`` semantics."""
+
+    @property
+    def bounds_ms(self) -> list[float]:
+        """Finite bucket upper bounds in ms, ascending (a last ``+Inf`` bucket follows)."""
+    @property
+    def counts(self) -> list[int]:
+        """Non-cumulative counts, ``len(bounds_ms) + 1`` of them; the last is ``+Inf``."""
+    @property
+    def count(self) -> int:
+        """Values recorded."""
+    @property
+    def sum_ms(self) -> float:
+        """Sum of the values recorded, in ms."""
+    @property
+    def max_ms(self) -> float:
+        """Largest value recorded, in ms (0 when empty)."""
+    def quantile(self, q: float) -> float | None:
+        """The ``q``-quantile in ms, interpolated in its bucket; ``None`` when empty."""
+    def __len__(self) -> int: ...
 
 @final
 class Engine:
@@ -94,6 +118,9 @@ class Engine:
     def encode_write(
         self, device: int | str, property: int | str, value: ValueLike
     ) -> _WriteOp: ...
+    def mark_persisted(self, now_ms: int) -> None: ...
+    def latency(self) -> dict[Literal["applied", "persisted"], LatencyHistogram]: ...
+    def reset_latency(self) -> None: ...
     def stats(self) -> dict[str, int]: ...
 
 def canonical(type: PropertyTypeName, text: str) -> str:

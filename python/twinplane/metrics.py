@@ -1,14 +1,15 @@
 """A small Prometheus text-format (0.0.4) writer shared by the device manager and the mapper.
 
 :class:`MetricsWriter` builds an exposition one family at a time (``# HELP``, ``# TYPE``, then
-the samples, with the escaping the format requires); :func:`write_stats` exports a ``stats()``
-mapping; :data:`ENGINE_STATS` names the twin engine's ``stats()`` keys, which both processes have.
+the samples, with the escaping the format requires; a histogram as its ``_bucket``, ``_sum`` and
+``_count`` samples); :func:`write_stats` exports a ``stats()`` mapping; :data:`ENGINE_STATS`
+names the twin engine's ``stats()`` keys, which both processes have.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, Literal
 
 __all__ = [
@@ -72,6 +73,45 @@ class MetricsWriter:
     def single(self, name: str, kind: MetricType, help_text: str, value: float) -> None:
         """Adds a family with one unlabelled sample."""
         self.family(name, kind, help_text, [({}, value)])
+
+    def histogram(  # noqa: PLR0913 - one argument per part of a Prometheus histogram
+        self,
+        name: str,
+        help_text: str,
+        bounds: Sequence[float],
+        counts: Sequence[int],
+        *,
+        sum_: float,
+        count: int,
+    ) -> None:
+        """Adds an unlabelled histogram: cumulative ``_bucket{le=...}``, ``_sum``, ``_count``.
+
+        Args:
+            name: Family name without the prefix (and without ``_bucket``).
+            help_text: The ``# HELP`` text.
+            bounds: Finite upper bounds, ascending.
+            counts: Non-cumulative counts per bucket, ``len(bounds) + 1`` (the last is ``+Inf``).
+            sum_: Sum of the observed values.
+            count: Number of observations.
+
+        Raises:
+            ValueError: The family was already written, or ``counts`` does not fit ``bounds``.
+        """
+        if len(counts) != len(bounds) + 1:
+            raise ValueError(f"histogram {name}: {len(counts)} counts for {len(bounds)} bounds")
+        full = self._prefix + name
+        if full in self._seen:
+            raise ValueError(f"metric family {full} written twice")
+        self._seen.add(full)
+        lines = self._lines
+        lines.append(f"# HELP {full} {_escape_help(help_text)}")
+        lines.append(f"# TYPE {full} histogram")
+        cumulative = 0
+        for bound, n in zip([*bounds, math.inf], counts, strict=True):
+            cumulative += n
+            lines.append(f'{full}_bucket{{le="{_number(bound)}"}} {cumulative}')
+        lines.append(f"{full}_sum {_number(sum_)}")
+        lines.append(f"{full}_count {count}")
 
     def render(self) -> str:
         """The exposition text (ends with a newline)."""

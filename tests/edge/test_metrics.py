@@ -1,12 +1,31 @@
-"""The Prometheus text writer: escaping, number formats, one HELP/TYPE per family."""
+"""The Prometheus text writer and the device manager's read-latency metrics."""
 
 from __future__ import annotations
 
 import math
+import time
+from pathlib import Path
 
+import aiohttp
 import pytest
 
+from dmi_helpers import report
+from edge_helpers import running_app, thermo_model
 from twinplane.edge.metrics import MetricsWriter, RequestCounts
+
+THERMO = "---\n".join(
+    [
+        thermo_model("temperature", "setpoint"),
+        """\
+apiVersion: devices.kubeedge.io/v1beta1
+kind: Device
+metadata: {name: thermo-1}
+spec:
+  deviceModelRef: {name: thermo-model}
+  protocol: {protocolName: modbus}
+""",
+    ]
+)
 
 
 def test_escapes_help_and_label_values() -> None:
@@ -58,3 +77,62 @@ def test_request_counts_add_up() -> None:
     counts.add("GET", "/healthz", 200)
     counts.add("GET", "/healthz", 503)
     assert counts.counts == {("GET", "/healthz", 200): 2, ("GET", "/healthz", 503): 1}
+
+
+def test_histogram_is_cumulative_with_sum_and_count() -> None:
+    """A histogram renders cumulative ``_bucket`` lines up to ``+Inf``, ``_sum`` and ``_count``."""
+    out = MetricsWriter(prefix="x_")
+    out.histogram("lat_seconds", "h", [0.001, 0.25], [1, 0, 2], sum_=3.5, count=3)
+    assert out.render() == (
+        "# HELP x_lat_seconds h\n# TYPE x_lat_seconds histogram\n"
+        'x_lat_seconds_bucket{le="0.001"} 1\nx_lat_seconds_bucket{le="0.25"} 1\n'
+        'x_lat_seconds_bucket{le="+Inf"} 3\nx_lat_seconds_sum 3.5\nx_lat_seconds_count 3\n'
+    )
+    with pytest.raises(ValueError, match="counts"):
+        out.histogram("bad", "h", [1.0], [1], sum_=0, count=1)
+
+
+def _samples(text: str) -> dict[str, float]:
+    """Unparsed sample lines ``name{labels} value`` of an exposition, by ``name{labels}``."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+async def test_edge_exports_read_latency(home: Path) -> None:
+    """Reported read times reach the applied and persisted histograms; every twin is counted."""
+    async with running_app(home, THERMO) as app:
+        core = app.core
+        assert core is not None
+        read_ms = int(time.time() * 1000) - 30
+        metadata = {"timestamp": str(read_ms)}
+        values = {"temperature": "20.5", "setpoint": "21"}
+        await report(f"unix:{app.config.socket_path}", "thermo-1", values, metadata=metadata)
+        await report(f"unix:{app.config.socket_path}", "thermo-1", values, metadata=metadata)
+        await core.persist()
+        async with (
+            aiohttp.ClientSession(base_url=app.rest_url) as http,
+            http.get("/metrics") as resp,
+        ):
+            assert resp.status == 200
+            text = await resp.text()
+    assert "# TYPE twinplane_read_to_applied_seconds histogram" in text
+    assert "# TYPE twinplane_read_to_persisted_seconds histogram" in text
+    assert "# TYPE twinplane_twin_updates_total counter" in text
+    samples = _samples(text)
+    assert samples["twinplane_twin_updates_total"] == 4
+    assert samples["twinplane_dmi_twins_changed_total"] == 2
+    for name, count in (("applied", 4), ("persisted", 2)):
+        family = f"twinplane_read_to_{name}_seconds"
+        buckets = [v for k, v in samples.items() if k.startswith(family + "_bucket{")]
+        assert len(buckets) == 46
+        assert buckets == sorted(buckets), "cumulative"
+        assert samples[family + '_bucket{le="0.001"}'] == 0, "30 ms or more after the read"
+        assert samples[family + '_bucket{le="+Inf"}'] == count
+        assert samples[family + "_count"] == count
+        max_s = samples[f"twinplane_read_to_{name}_max_seconds"]
+        assert 0.03 <= max_s < 30
+        assert count * 0.03 <= samples[family + "_sum"] <= count * max_s

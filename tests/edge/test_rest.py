@@ -533,13 +533,16 @@ def parse_prometheus(text: str) -> dict[str, tuple[str, list[tuple[dict[str, str
         elif line.startswith("# TYPE "):
             _, _, name, kind = line.split(" ")
             assert name in helped, f"TYPE before HELP for {name}"
-            assert kind in ("counter", "gauge")
+            assert kind in ("counter", "gauge", "histogram")
             assert name not in families
             families[name] = (kind, [])
         else:
             match = _SAMPLE.fullmatch(line)
             assert match, f"not a sample line: {line!r}"
             name = match["name"]
+            base = re.sub(r"_(bucket|sum|count)$", "", name)
+            if name not in families and families.get(base, ("",))[0] == "histogram":
+                name = base  # a histogram's _bucket, _sum and _count samples
             assert name in families, f"sample before TYPE: {line!r}"
             labels = dict(_LABEL.findall(match["labels"] or ""))
             families[name][1].append((labels, float(match["value"])))

@@ -151,6 +151,7 @@ class EdgeCore:
         for st in await self.store.list_states():
             self.states[st.device_id] = DeviceState(st.state, st.last_online, st.updated_ms)
         self.engine.take_dirty()  # restored state is already stored
+        self.engine.reset_latency()  # ... so its read times are not latencies to measure
         self._flusher = asyncio.create_task(self._flush_loop(), name="twin-flusher")
         log.info(
             "registry loaded", extra={"models": len(self.models), "devices": len(self.devices)}
@@ -190,7 +191,10 @@ class EdgeCore:
             rows = await asyncio.to_thread(self.engine.take_dirty)
             if not rows:
                 return 0
-            await self.store.save_twins(rows)
+            await self.store.save_twins(rows)  # one committed transaction, or it raises
+            # Committed: read -> persisted latency of these rows (and of rows taken by a failed
+            # flush before; an exception above leaves them waiting, unmarked).
+            self.engine.mark_persisted(now_ms())
             self.counters.twins_persisted += len(rows)
             return len(rows)
 

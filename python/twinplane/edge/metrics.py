@@ -3,13 +3,14 @@
 :func:`render_metrics` reads the counters the parts already keep (nothing is counted twice, and
 nothing here runs on the hot path): the core's :class:`~twinplane.edge.core.Counters`, the
 engine's ``stats()``, the twin writer's ``stats()``, DMI admission, the mapper links, the event
-hub, devices by state, and the REST API's own request counts.
+hub, devices by state, the engine's latency histograms (device read → twin applied / persisted)
+and the REST API's own request counts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 from twinplane import __version__
 from twinplane.edge.core import DEVICE_STATES, EdgeCore
@@ -23,6 +24,7 @@ from twinplane.metrics import (
     Sample,
     write_stats,
 )
+from twinplane.twin import LatencyHistogram
 
 __all__ = ["CONTENT_TYPE", "MetricsWriter", "RequestCounts", "render_metrics"]
 
@@ -70,6 +72,7 @@ def render_metrics(
         out.single(name, "counter", help_text, getattr(core.counters, attr))
     write_stats(out, core.engine.stats(), ENGINE_STATS, "engine_", "Twin engine statistic")
     write_stats(out, core.store.stats(), _STORE_STATS, "store_", "Twin writer statistic")
+    _write_latency(out, core)
     _write_registry(out, core)
     out.single(
         "dmi_admitted_total",
@@ -104,6 +107,49 @@ def render_metrics(
             ],
         )
     return out.render()
+
+
+_LATENCY: Final[tuple[tuple[Literal["applied", "persisted"], str, str], ...]] = (
+    (
+        "applied",
+        "read_to_applied",
+        "Device read (the report's reported timestamp) to the value applied to the twin"
+        " (changed or not), in seconds.",
+    ),
+    (
+        "persisted",
+        "read_to_persisted",
+        "Device read (the twin's reported timestamp) to its twin row committed to SQLite,"
+        " in seconds.",
+    ),
+)
+
+
+def _write_latency(out: MetricsWriter, core: EdgeCore) -> None:
+    latency = core.engine.latency()
+    applied = latency["applied"]
+    out.single(
+        "twin_updates_total",
+        "counter",
+        "Reported twin values applied (changed or not) that carried a read timestamp.",
+        applied.count,
+    )
+    for key, name, help_text in _LATENCY:
+        hist: LatencyHistogram = latency[key]
+        out.histogram(
+            f"{name}_seconds",
+            help_text,
+            [b / 1000 for b in hist.bounds_ms],
+            hist.counts,
+            sum_=hist.sum_ms / 1000,
+            count=hist.count,
+        )
+        out.single(
+            f"{name}_max_seconds",
+            "gauge",
+            f"Largest {key} latency observed (since start or the last reset), in seconds.",
+            hist.max_ms / 1000,
+        )
 
 
 def _write_registry(out: MetricsWriter, core: EdgeCore) -> None:

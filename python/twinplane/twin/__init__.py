@@ -9,6 +9,9 @@ into twin changes without a Python object per sample:
   and call :meth:`Engine.report` at the report cycle; on the device-manager side,
   :meth:`Engine.apply_reported` / :meth:`Engine.apply_dmi_report` and
   :meth:`Engine.set_desired`.
+* :class:`LatencyHistogram` is a snapshot of one of the engine's latency histograms
+  (:meth:`Engine.latency`: device read → twin applied, and → twin persisted, which the caller
+  confirms with :meth:`Engine.mark_persisted` after storing the rows of :meth:`Engine.take_dirty`).
 * :class:`Changes` is what a batch call changed; it encodes in one call to DMI
   ``ReportDeviceStatusRequest`` bytes (:meth:`Changes.to_dmi`), KubeEdge MQTT twin payloads
   (:meth:`Changes.to_mqtt`) and Arrow (``pyarrow.record_batch(changes)``).
@@ -22,6 +25,7 @@ from __future__ import annotations
 from twinplane._engine import (
     Changes,
     Engine,
+    LatencyHistogram,
     canonical,
     decode_register,
     encode_register,
@@ -43,6 +47,7 @@ __all__ = [
     "AggregateName",
     "Changes",
     "Engine",
+    "LatencyHistogram",
     "PropertySpec",
     "PropertyTypeName",
     "RegisterKindName",

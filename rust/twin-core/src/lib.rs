@@ -9,6 +9,7 @@
 //! - [`queue`]: bounded per-property sampling rings with drop-oldest overflow and aggregation.
 //! - [`policy`]: change detection (exact, absolute/relative deadband, heartbeat).
 //! - [`store`]: the engine: devices, properties, twins with versions, ingest and report cycles.
+//! - [`latency`]: latency histograms (device read → twin applied / persisted).
 //! - [`twin`]: the self-contained change records the store emits.
 //! - [`encode`]: batch encoders to DMI protobuf, KubeEdge MQTT JSON and Arrow.
 //!
@@ -17,6 +18,7 @@
 mod device;
 pub mod encode;
 pub mod error;
+pub mod latency;
 pub mod modbus;
 pub mod policy;
 pub mod queue;

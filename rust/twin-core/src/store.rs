@@ -9,12 +9,19 @@
 //!
 //! Every batch call validates its whole input before changing anything, so an error leaves the
 //! engine as it was.
+//!
+//! The engine also measures device read → twin applied and device read → twin persisted
+//! latency ([`Engine::latency`]): every reported value applied with a read time is recorded, and
+//! [`Engine::take_dirty`] remembers the read times of the rows it hands out until the caller
+//! confirms they are stored ([`Engine::mark_persisted`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::device::{compile, kind_slot, Desired, Device, Layout};
+use crate::encode::dmi;
 use crate::error::{Error, Result};
+use crate::latency::{unix_now_ms, Latency};
 use crate::modbus::{ReadRange, RegisterKind, Visitor, VisitorSpec, WriteOp};
 use crate::policy::{ChangePolicy, Reduce};
 use crate::queue::Sample;
@@ -89,7 +96,15 @@ pub struct Engine {
     limits: ReadLimits,
     scratch: Vec<(u16, Value)>,
     track_dirty: bool,
+    latency: Latency,
+    /// Read times of the rows handed out by `take_dirty` and not yet marked persisted.
+    unpersisted: Vec<i64>,
 }
+
+/// Most read times `take_dirty` keeps waiting for `mark_persisted` (8 MB). When flushes keep
+/// failing, read times past this are dropped and counted nowhere: the persisted histogram then
+/// under-counts, which an operator sees next to the `persist_errors` counter.
+pub const MAX_UNPERSISTED: usize = 1_000_000;
 
 impl Engine {
     /// An empty engine with default read limits.
@@ -329,8 +344,70 @@ impl Engine {
     }
 
     /// Applies reported values `(property, value, read time)` (a mapper's report), each through
-    /// its change policy. All values are type-checked first.
+    /// its change policy. All values are type-checked first. Each value's latency is recorded
+    /// against the system clock (see [`Engine::apply_reported_at`]).
     pub fn apply_reported(&mut self, dev: u32, values: &[(u16, Value, i64)]) -> Result<ChangeSet> {
+        self.apply_reported_at(dev, values, unix_now_ms())
+    }
+
+    /// [`Engine::apply_reported`] at `now_ms`: records `now_ms - read time` in the applied
+    /// latency histogram for every value applied, changed or not (a read time <= 0 counts as
+    /// none and is not recorded). Nothing is recorded on error.
+    pub fn apply_reported_at(
+        &mut self,
+        dev: u32,
+        values: &[(u16, Value, i64)],
+        now_ms: i64,
+    ) -> Result<ChangeSet> {
+        let set = self.apply_values(dev, values)?;
+        self.latency
+            .applied
+            .record_since(now_ms, values.iter().map(|v| v.2).filter(|&ts| ts > 0));
+        Ok(set)
+    }
+
+    /// Applies a serialized DMI `ReportDeviceStatusRequest` received at `now_ms` (the device is
+    /// `<deviceNamespace or "default">/<deviceName>`). Twins without a `reported` message are
+    /// skipped; a value's time is its `reported.metadata["timestamp"]` (ms), or `now_ms` when
+    /// that is absent, empty or not an integer. Each applied twin that carries a read time
+    /// (> 0) records `now_ms - read time` in the applied latency histogram, changed or not.
+    pub fn apply_dmi_report(&mut self, payload: &[u8], now_ms: i64) -> Result<ChangeSet> {
+        let req = dmi::decode_report_device_status_request(payload)?;
+        let namespace = if req.namespace.is_empty() {
+            "default"
+        } else {
+            &req.namespace
+        };
+        let id = format!("{namespace}/{}", req.name);
+        let dev = self.device_index(&id)?;
+        let d = self.device(dev)?;
+        let mut batch = Vec::with_capacity(req.twins.len());
+        let mut read = Vec::with_capacity(req.twins.len());
+        for t in &req.twins {
+            let Some(text) = &t.reported else { continue };
+            let p = d
+                .layout
+                .by_name
+                .get(t.property.as_str())
+                .copied()
+                .ok_or_else(|| Error::UnknownProperty {
+                    device: id.clone(),
+                    property: t.property.clone(),
+                })?;
+            let ty = d.layout.props[usize::from(p)].ty;
+            let v = Value::from_canonical(ty, text)
+                .map_err(|e| e.with_device(&id).with_property(&t.property))?;
+            let ts = t.reported_ts.as_deref().and_then(|s| s.parse::<i64>().ok());
+            read.extend(ts.filter(|&ts| ts > 0));
+            batch.push((p, v, ts.unwrap_or(now_ms)));
+        }
+        let set = self.apply_values(dev, &batch)?;
+        self.latency.applied.record_since(now_ms, read);
+        Ok(set)
+    }
+
+    /// Applies reported values through their change policies (no latency recorded).
+    fn apply_values(&mut self, dev: u32, values: &[(u16, Value, i64)]) -> Result<ChangeSet> {
         let d = self.device_mut(dev)?;
         for (p, v, _) in values {
             d.check_type(*p, v)?;
@@ -468,8 +545,13 @@ impl Engine {
 
     /// The twins changed since the last call, each once, as `(device id, property, persisted
     /// JSON)` (see [`crate::encode::state::twin_json`]); clears the record.
+    ///
+    /// Also remembers the read time of each returned row's reported side (when it has one, that
+    /// is a positive one) until [`Engine::mark_persisted`]; without that call (a failed write) the read times
+    /// of the next call add to them, up to [`MAX_UNPERSISTED`].
     pub fn take_dirty(&mut self) -> Vec<(Arc<str>, Arc<str>, String)> {
         let mut rows = Vec::new();
+        let unpersisted = &mut self.unpersisted;
         for d in self.devices.iter_mut().flatten() {
             if d.dirty.is_empty() {
                 continue;
@@ -479,12 +561,42 @@ impl Engine {
             dirty.dedup();
             for p in dirty {
                 let cfg = &d.layout.props[usize::from(p)];
-                let json =
-                    crate::encode::state::twin_json(cfg.ty, &d.props[usize::from(p)].snapshot());
+                let state = d.props[usize::from(p)].snapshot();
+                if let Some(side) = state.reported.as_ref().filter(|s| s.ts > 0) {
+                    if unpersisted.len() < MAX_UNPERSISTED {
+                        unpersisted.push(side.ts);
+                    }
+                }
+                let json = crate::encode::state::twin_json(cfg.ty, &state);
                 rows.push((d.id.clone(), cfg.name.clone(), json));
             }
         }
         rows
+    }
+
+    /// Confirms that every row handed out by [`Engine::take_dirty`] so far is stored: records
+    /// `now_ms - read time` for each remembered read time in the persisted latency histogram and
+    /// forgets them.
+    pub fn mark_persisted(&mut self, now_ms: i64) {
+        let read = std::mem::take(&mut self.unpersisted);
+        self.latency.persisted.record_since(now_ms, read);
+    }
+
+    /// Read times remembered by [`Engine::take_dirty`] and not yet marked persisted.
+    pub fn unpersisted(&self) -> usize {
+        self.unpersisted.len()
+    }
+
+    /// The latency histograms (read → applied, read → persisted).
+    pub fn latency(&self) -> &Latency {
+        &self.latency
+    }
+
+    /// Zeroes both latency histograms and forgets the read times waiting for
+    /// [`Engine::mark_persisted`].
+    pub fn reset_latency(&mut self) {
+        self.latency = Latency::default();
+        self.unpersisted = Vec::new();
     }
 
     /// Counters for metrics.

@@ -4,13 +4,13 @@ use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use twin_core::encode::dmi;
 use twin_core::store::{Engine as Core, ReadLimits};
 use twin_core::{ChangeSet, Error, Value, Version};
 
 use crate::changes::Changes;
 use crate::convert;
 use crate::errors::{poisoned, IntoPy};
+use crate::latency::LatencyHistogram;
 use crate::without_gil;
 
 /// The twin engine (see `twinplane.twin.Engine`).
@@ -254,36 +254,8 @@ impl Engine {
     }
 
     fn apply_dmi_report(&self, py: Python<'_>, payload: Vec<u8>, ts_ms: i64) -> PyResult<Changes> {
-        self.detached(py, move |core| {
-            let req = dmi::decode_report_device_status_request(&payload)?;
-            let id = format!(
-                "{}/{}",
-                if req.namespace.is_empty() {
-                    "default"
-                } else {
-                    &req.namespace
-                },
-                req.name
-            );
-            let dev = core.device_index(&id)?;
-            let types = core.properties(dev)?;
-            let mut batch = Vec::with_capacity(req.twins.len());
-            for t in &req.twins {
-                let Some(text) = &t.reported else { continue };
-                let p = core.property_index(dev, &t.property)?;
-                let ty = types[usize::from(p)].1;
-                let v = Value::from_canonical(ty, text)
-                    .map_err(|e| e.with_device(&id).with_property(&t.property))?;
-                let ts = t
-                    .reported_ts
-                    .as_deref()
-                    .and_then(|s| s.parse::<i64>().ok())
-                    .unwrap_or(ts_ms);
-                batch.push((p, v, ts));
-            }
-            core.apply_reported(dev, &batch)
-        })
-        .map(changes)
+        self.detached(py, move |core| core.apply_dmi_report(&payload, ts_ms))
+            .map(changes)
     }
 
     fn set_desired(
@@ -443,6 +415,27 @@ impl Engine {
             core.encode_write(dev, p, &v).py()?
         };
         convert::write_to_py(value.py(), &op)
+    }
+
+    fn mark_persisted(&self, py: Python<'_>, now_ms: i64) -> PyResult<()> {
+        // Up to `MAX_UNPERSISTED` read times after failed flushes: without the GIL.
+        self.detached(py, move |core| {
+            core.mark_persisted(now_ms);
+            Ok(())
+        })
+    }
+
+    fn latency<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let snapshot = self.lock(py)?.latency().clone();
+        let d = PyDict::new(py);
+        d.set_item("applied", LatencyHistogram::new(snapshot.applied))?;
+        d.set_item("persisted", LatencyHistogram::new(snapshot.persisted))?;
+        Ok(d)
+    }
+
+    fn reset_latency(&self, py: Python<'_>) -> PyResult<()> {
+        self.lock(py)?.reset_latency();
+        Ok(())
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

@@ -63,13 +63,17 @@ def parse(text: str) -> dict[str, float]:
         elif line.startswith("# TYPE "):
             _, _, name, kind = line.split(" ")
             assert declared.get(name) == ""
-            assert kind in ("counter", "gauge")
-            assert kind == "gauge" or name.endswith("_total")
+            assert kind in ("counter", "gauge", "histogram")
+            assert kind != "counter" or name.endswith("_total")
             declared[name] = kind
         else:
             assert _SAMPLE.match(line), line
             key, value = line.rsplit(" ", 1)
-            assert key.split("{")[0] in declared
+            name = key.split("{")[0]
+            if name not in declared:  # a histogram's _bucket, _sum and _count samples
+                name = re.sub(r"_(bucket|sum|count)$", "", name)
+                assert declared.get(name) == "histogram", line
+            assert name in declared
             samples[key] = float(value)
     return samples
 
@@ -104,7 +108,12 @@ async def test_metrics_show_sinks_buses_and_reports() -> None:
     samples = parse(text)
     assert samples[f'twinplane_mapper_sink_dropped_rows_total{{sink="{sink}"}}'] > 0
     (bus,) = runtime.buses
-    assert samples[f'twinplane_mapper_bus_polls_total{{bus="{bus}"}}'] > 0
+    polls = samples[f'twinplane_mapper_bus_polls_total{{bus="{bus}"}}']
+    assert polls > 0
+    on_time = samples["twinplane_mapper_polls_on_time_total"]
+    assert on_time + samples["twinplane_mapper_polls_late_total"] == polls
+    assert samples["twinplane_mapper_poll_lateness_seconds_count"] == polls
+    assert samples['twinplane_mapper_poll_lateness_seconds_bucket{le="+Inf"}'] == polls
     assert samples[f'twinplane_mapper_bus_devices{{bus="{bus}"}}'] == 1
     assert samples['twinplane_mapper_reports_sent_total{path="fast_path"}'] > 0
     assert samples['twinplane_mapper_reports_sent_total{path="unary"}'] >= 0

@@ -24,6 +24,7 @@ from twinplane.drivers.modbus import (
     ModbusConnectionError,
     ModbusExceptionError,
     ModbusFrameError,
+    ModbusRequestError,
     ModbusTcpClient,
     ModbusTimeoutError,
 )
@@ -495,3 +496,85 @@ async def test_cli_refuses_bad_faults() -> None:
     _, err = await asyncio.wait_for(proc.communicate(), WAIT)
     assert proc.returncode == 2
     assert b"faults[0]" in err
+
+
+# --- one poll's reads in one write (ModbusTcpClient.submit_reads) ---------------------------
+
+POLL = [("HoldingRegister", 0, 3), ("CoilRegister", 0, 9), ("InputRegister", 20, 6)]
+
+
+async def test_submit_reads_answers_every_read_in_order(
+    sim: ModbusSimulator, client: ModbusTcpClient
+) -> None:
+    """A poll's reads go out together; one future gets every frame, as read() returns them."""
+    futures = [client.submit_reads(unit, POLL) for unit in (1, 4, 10)]
+    results = await asyncio.wait_for(asyncio.gather(*cast("list[Any]", futures)), WAIT)
+    for unit, frames in zip((1, 4, 10), results, strict=True):
+        assert frames == [sim.peek(unit, kind, start, count) for kind, start, count in POLL]
+        assert frames == [await client.read(unit, k, start, count) for k, start, count in POLL]
+    assert client.in_flight == 0
+    assert client.counters.requests == client.counters.responses == 18
+
+
+async def test_submit_reads_needs_a_connection_and_checks_first() -> None:
+    """No connection yet: None (read() connects); a request Modbus cannot carry sends nothing."""
+    async with ModbusSimulator(1, host=HOST, port=0, rate=0) as sim:
+        client = ModbusTcpClient(HOST, sim.port, timeout=SHORT)
+        assert client.submit_reads(1, POLL) is None
+        await client.connect()
+        with pytest.raises(ModbusRequestError):
+            client.submit_reads(1, [("HoldingRegister", 0, 3), ("HoldingRegister", 0, 200)])
+        assert client.counters.requests == 0
+        assert client.in_flight == 0
+        await client.close()
+
+
+async def test_submit_reads_fails_whole_poll_on_one_error(
+    sim: ModbusSimulator, client: ModbusTcpClient
+) -> None:
+    """An exception answer fails the poll with that error; its sibling reads leave the table."""
+    sim.faults.exception(2, unit=3)
+    fut = client.submit_reads(3, POLL)
+    assert fut is not None
+    with pytest.raises(ModbusExceptionError) as info:
+        await asyncio.wait_for(fut, WAIT)
+    assert (info.value.unit, info.value.code) == (3, 2)
+    assert client.in_flight == 0
+    assert client.counters.exceptions == 1
+    good = client.submit_reads(2, POLL)
+    assert good is not None
+    assert len(await asyncio.wait_for(good, WAIT)) == len(POLL)
+
+
+async def test_submit_reads_times_out_with_its_own_deadline(sim: ModbusSimulator) -> None:
+    """A dead unit's poll times out after the poll's timeout, not the client's.
+
+    A neighbour's poll on the same connection is not held up.
+    """
+    sim.faults.dead(unit=5)
+    async with ModbusTcpClient(HOST, sim.port, timeout=WAIT) as client:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        dead = client.submit_reads(5, POLL, timeout=SHORT)
+        alive = client.submit_reads(6, POLL, timeout=SHORT)
+        assert dead is not None
+        assert alive is not None
+        assert len(await asyncio.wait_for(alive, WAIT)) == len(POLL)
+        with pytest.raises(ModbusTimeoutError, match="unit 5") as info:
+            await asyncio.wait_for(dead, WAIT)
+        assert SHORT * 0.9 <= loop.time() - t0 < WAIT
+        assert info.value.unit == 5
+        assert client.in_flight == 0
+        assert client.counters.timeouts == 1
+
+
+async def test_submit_reads_fails_on_a_lost_connection(sim: ModbusSimulator) -> None:
+    """The connection closing under a poll fails it with ModbusConnectionError."""
+    sim.faults.slow(1.0, unit=7)
+    async with ModbusTcpClient(HOST, sim.port, timeout=WAIT) as client:
+        fut = client.submit_reads(7, POLL)
+        assert fut is not None
+        await asyncio.sleep(0.05)
+        await client.close()
+        with pytest.raises(ModbusConnectionError):
+            await asyncio.wait_for(fut, WAIT)

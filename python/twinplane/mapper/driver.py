@@ -28,6 +28,7 @@ Drivers are found by protocol name in a registry (:func:`register_driver`, :func
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -142,6 +143,23 @@ class FrameClient(DeviceClient):
         Raises:
             Exception: The poll failed; the device is backed off, its neighbours go on.
         """
+
+    def submit_read(
+        self, batch: Sequence[FrameRead], timeout: float
+    ) -> asyncio.Future[list[bytes]] | None:
+        """Optional cheap path: starts the reads now and returns a future of the frames.
+
+        A scheduler calls it on every poll of an initialised device, before :meth:`read`:
+        a client that can send its requests at once and settle them from its protocol's
+        callbacks saves a coroutine and a task per poll. The future must fail (e.g. with a
+        timeout error) within ``timeout`` seconds. ``None`` (the default) means "use
+        :meth:`read`".
+
+        Raises:
+            Exception: The poll cannot start (counted as a failed poll).
+        """
+        del batch, timeout
+        return None
 
 
 class ValueClient(DeviceClient):

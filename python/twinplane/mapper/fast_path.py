@@ -89,6 +89,9 @@ class FastPath:
             response_deserializer=stream_pb2.ReportAck.FromString,
         )
         self._window = asyncio.Semaphore(max(1, window))
+        # gRPC takes one write at a time on a stream (a second one fails the call with
+        # GRPC_CALL_ERROR_TOO_MANY_OPERATIONS): batches in the window wait for their turn.
+        self._write_lock = asyncio.Lock()
         self._ack_timeout_s = ack_timeout_s
         self._retry_s = retry_s
         self._backoff_s = retry_s
@@ -146,7 +149,10 @@ class FastPath:
             ack = asyncio.get_running_loop().create_future()
             self._acks[seq] = ack
             try:
-                await call.write(stream_pb2.ReportBatch(seq=seq, reports=reports))
+                async with self._write_lock:
+                    if self._call is not call:
+                        raise FastPathError("the stream failed before this batch was written")  # noqa: TRY301
+                    await call.write(stream_pb2.ReportBatch(seq=seq, reports=reports))
                 return await asyncio.wait_for(ack, self._ack_timeout_s)
             except FastPathError:
                 raise
@@ -158,6 +164,8 @@ class FastPath:
                 raise FastPathError("ack timeout") from err
             finally:
                 self._acks.pop(seq, None)
+                if ack.done() and not ack.cancelled():
+                    ack.exception()  # retrieved: a failed stream fails every waiter at once
 
     async def close(self) -> None:
         """Ends the stream (unacked batches fail)."""

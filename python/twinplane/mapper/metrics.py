@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
 from twinplane import __version__
+from twinplane.mapper.scheduler import LATENESS_BOUNDS_S
 from twinplane.metrics import ENGINE_STATS, MetricsWriter, MetricType, Sample, write_stats
 
 if TYPE_CHECKING:
@@ -116,6 +117,30 @@ def _write_buses(out: MetricsWriter, buses: Mapping[str, BusScheduler]) -> None:
         "gauge",
         "Devices scheduled on a bus.",
         [({"bus": k}, len(b.devices)) for k, b in ordered],
+    )
+    stats = [b.stats for _, b in ordered]
+    out.single(
+        "polls_on_time_total",
+        "counter",
+        "Polls that started within 10% of a cycle after their due time and succeeded before "
+        "the next one was due (all buses).",
+        sum(s.polls_on_time for s in stats),
+    )
+    out.single(
+        "polls_late_total",
+        "counter",
+        "Polls that succeeded but started later, or finished after the next one was due "
+        "(all buses).",
+        sum(s.polls_late for s in stats),
+    )
+    lateness = [sum(s.lateness[i] for s in stats) for i in range(len(LATENESS_BOUNDS_S) + 1)]
+    out.histogram(
+        "poll_lateness_seconds",
+        "How late succeeded polls started after their due time (all buses).",
+        LATENESS_BOUNDS_S,
+        lateness,
+        sum_=sum(s.lateness_sum_s for s in stats),
+        count=sum(lateness),
     )
 
 

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from twinplane.errors import SpecError
 from twinplane.mapper.driver import (
@@ -30,6 +30,10 @@ from twinplane.mapper.driver import (
     ProtocolConfig,
     WriteOp,
 )
+
+if TYPE_CHECKING:
+    from twinplane.drivers.modbus import ModbusTcpClient
+    from twinplane.drivers.modbus.tcp import PreparedReads
 
 __all__ = ["ModbusDriver", "ModbusSettings"]
 
@@ -117,11 +121,15 @@ class ModbusDeviceClient(FrameClient):
         self.driver = driver
         self.settings = settings
         self._client: _Client | None = None
+        self._tcp: ModbusTcpClient | None = None
+        self._prepared: tuple[Sequence[FrameRead], PreparedReads] | None = None
 
     async def init_device(self) -> None:
         """Takes (or opens) the bus's shared client."""
         if self._client is None:
             self._client = await self.driver.acquire(self.settings)
+            if self.settings.mode == "TCP":
+                self._tcp = cast("ModbusTcpClient", self._client)
 
     def _shared(self) -> _Client:
         if self._client is None:
@@ -139,6 +147,18 @@ class ModbusDeviceClient(FrameClient):
             )
         return [await client.read(unit, kind, start, count) for kind, start, count in batch]
 
+    def submit_read(
+        self, batch: Sequence[FrameRead], timeout: float
+    ) -> asyncio.Future[list[bytes]] | None:
+        """On TCP, every coalesced read in one write, settled by one future (no task)."""
+        tcp = self._tcp
+        if tcp is None:
+            return None
+        prepared = self._prepared
+        if prepared is None or prepared[0] is not batch:  # the plan is checked once
+            prepared = self._prepared = (batch, tcp.prepare_reads(batch))
+        return tcp.submit_prepared(self.settings.unit, prepared[1], timeout)
+
     async def write(self, prop: PropertyVisitor, value: str) -> None:
         """Runs the engine-encoded register write of ``value``."""
         if prop.encode_write is None:
@@ -149,6 +169,7 @@ class ModbusDeviceClient(FrameClient):
         """Releases the shared client (closed when its last device stops)."""
         if self._client is not None:
             self._client = None
+            self._tcp = None
             await self.driver.release(self.settings)
 
 

@@ -16,11 +16,21 @@ task keeps a heap of due times and
 
 Raw frames go straight into the engine (``ingest_frame``) with the read's timestamp; value
 drivers' results go in with ``ingest_values``. No Python object per sample survives the poll.
+
+The task is driven by callbacks, not a coroutine: a timer at the earliest due time, and the
+completion of each poll. A client with a cheap path (:meth:`FrameClient.submit_read`, Modbus
+TCP) costs no coroutine and no task per poll — its reads go out in one write and one future's
+callback ingests the frames; other clients (and a device's first poll) run as a task.
+
+Every poll is timed against its due time: it is *on time* when it starts at most
+:data:`ON_TIME_TOLERANCE` of a cycle late and its read succeeds before the next one is due;
+``BusStats`` counts on-time and late polls and keeps a histogram of how late polls start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import heapq
 import logging
@@ -28,6 +38,7 @@ import time
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 from twinplane.mapper.driver import (
@@ -39,12 +50,26 @@ from twinplane.mapper.driver import (
 )
 from twinplane.twin import Engine, RegisterKindName
 
-__all__ = ["MAX_BACKOFF_S", "BusScheduler", "BusStats", "ScheduledDevice"]
+__all__ = [
+    "LATENESS_BOUNDS_S",
+    "MAX_BACKOFF_S",
+    "ON_TIME_TOLERANCE",
+    "BusScheduler",
+    "BusStats",
+    "ScheduledDevice",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S: Final = 30.0
 """Longest wait before a failing device is tried again."""
+
+ON_TIME_TOLERANCE: Final = 0.1
+"""A poll is on time when it starts at most this fraction of its cycle after its due time
+(and its read succeeds before the next poll is due)."""
+
+LATENESS_BOUNDS_S: Final = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+"""Upper bounds (seconds) of the start-lateness histogram's buckets; one more is +Inf."""
 
 _GOLDEN: Final = 0.618_033_988_749_895
 
@@ -94,13 +119,28 @@ class ScheduledDevice:
 
 @dataclass(slots=True)
 class BusStats:
-    """Counters of one bus."""
+    """Counters of one bus.
+
+    Attributes:
+        polls: Polls that succeeded.
+        poll_errors: Polls that failed.
+        polls_on_time: Succeeded polls that started within :data:`ON_TIME_TOLERANCE` of a
+            cycle after their due time and finished before the next one was due.
+        polls_late: Succeeded polls that did not.
+        overruns: Polls skipped because the device's previous poll was still running.
+        lateness: Polls by how late they started (buckets of :data:`LATENESS_BOUNDS_S`, then
+            +Inf); ``lateness_sum_s`` the seconds summed.
+    """
 
     polls: int = 0
     poll_errors: int = 0
     writes: int = 0
     write_errors: int = 0
     overruns: int = 0
+    polls_on_time: int = 0
+    polls_late: int = 0
+    lateness: list[int] = field(default_factory=lambda: [0] * (len(LATENESS_BOUNDS_S) + 1))
+    lateness_sum_s: float = 0.0
 
 
 def _future() -> asyncio.Future[None]:
@@ -137,8 +177,13 @@ class BusScheduler:
         self._writes: deque[_Write] = deque()
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._polls: set[asyncio.Future[list[bytes]]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running = False
+        self._kicked = False
+        self._in_tick = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     # -- membership ------------------------------------------------------------------------
 
@@ -173,7 +218,8 @@ class BusScheduler:
         device.due = due
         self._seq += 1
         heapq.heappush(self._heap, (due, self._seq, device))
-        self._wake.set()
+        if not self._in_tick and (self._timer is None or due < self._timer_at):
+            self._kick()
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -189,46 +235,66 @@ class BusScheduler:
             raise LookupError(f"device {device_id} is not on bus {self.key}")
         write = _Write(device, prop, value)
         self._writes.append(write)
-        self._wake.set()
+        self._kick()
         await write.done
 
     # -- the task --------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Starts the bus task."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"bus-{self.key}")
+        """Starts polling (from the running loop)."""
+        if not self._running:
+            self._loop = asyncio.get_running_loop()
+            self._running = True
+            self._kick()
 
     async def stop(self) -> None:
-        """Stops the bus task and every request in flight."""
-        tasks = [t for t in (self._task, *self._tasks) if t is not None]
+        """Stops polling and every request in flight."""
+        self._running = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        polls, self._polls = self._polls, set()
+        for fut in polls:
+            fut.cancel()
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._task = None
         self._tasks.clear()
 
-    async def _run(self) -> None:
-        while True:
-            self._wake.clear()
+    def _kick(self) -> None:
+        """Runs the dispatcher soon (once, however often it is asked before it runs)."""
+        if self._running and not self._kicked and self._loop is not None:
+            self._kicked = True
+            self._loop.call_soon(self._tick)
+
+    def _tick(self) -> None:
+        self._kicked = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._running:
+            return
+        self._in_tick = True
+        try:
             self._dispatch()
-            timeout = None
-            if self._heap and self._in_flight < self.max_in_flight:
-                timeout = max(self._heap[0][0] - time.monotonic(), 0.0)
-            if timeout is None or timeout > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):
-                        await self._wake.wait()
+        finally:
+            self._in_tick = False
+        if self._heap and self._in_flight < self.max_in_flight and self._loop is not None:
+            due = self._heap[0][0]
+            self._timer_at = due
+            self._timer = self._loop.call_later(max(due - time.monotonic(), 0.0), self._tick)
 
     def _dispatch(self) -> None:
         while self._writes and self._in_flight < self.max_in_flight:
             write = self._writes.popleft()
             self._spawn(self._do_write(write))
         now = time.monotonic()
-        while self._heap and self._in_flight < self.max_in_flight and self._heap[0][0] <= now:
-            due, _, device = heapq.heappop(self._heap)
+        heap = self._heap
+        while heap and self._in_flight < self.max_in_flight and heap[0][0] <= now:
+            due, _, device = heapq.heappop(heap)
             if device.removed or due != device.due:
                 continue  # removed, or rescheduled since
             if device.busy:
@@ -237,7 +303,42 @@ class BusScheduler:
                 self._push(device, due + device.cycle_s)
                 continue
             self._push(device, max(due + device.cycle_s, now))
-            self._spawn(self._poll(device))
+            self._start_poll(device, due, now)
+
+    def _start_poll(self, device: ScheduledDevice, due: float, now: float) -> None:
+        client = device.client
+        if device.initialized and isinstance(client, FrameClient):
+            try:
+                fut = client.submit_read(device.plan, device.timeout_s)
+            except Exception as err:  # a request the driver cannot send fails this poll
+                self._failed(device, err)
+                return
+            if fut is not None:
+                device.busy = True
+                self._in_flight += 1
+                self._polls.add(fut)
+                fut.add_done_callback(partial(self._polled, device, due, now))
+                return
+        self._spawn(self._poll(device, due, now))
+
+    def _polled(
+        self, device: ScheduledDevice, due: float, started: float, fut: asyncio.Future[list[bytes]]
+    ) -> None:
+        """The end of a cheap-path poll: frames into the engine, or the device's failure."""
+        self._polls.discard(fut)
+        device.busy = False
+        self._in_flight -= 1
+        if fut.cancelled():
+            return
+        err = fut.exception()
+        if err is not None:
+            self._failed(device, err)
+        else:
+            if not device.removed:
+                self._ingest_frames(device, fut.result(), now_ms())
+                self._count(device, due, started)
+            self._recovered(device)
+        self._kick()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self._in_flight += 1
@@ -248,7 +349,7 @@ class BusScheduler:
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._in_flight -= 1
-        self._wake.set()
+        self._kick()
 
     async def _do_write(self, write: _Write) -> None:
         device = write.device
@@ -269,35 +370,36 @@ class BusScheduler:
         if not device.removed:
             self._push(device, time.monotonic())  # the reported value follows at once
 
-    async def _poll(self, device: ScheduledDevice) -> None:
+    async def _poll(self, device: ScheduledDevice, due: float, started: float) -> None:
         device.busy = True
         try:
             async with asyncio.timeout(device.timeout_s):
                 if not device.initialized:
                     await device.client.init_device()
                     device.initialized = True
-                await self._read(device)
+                done = await self._read(device)
         except Exception as err:  # any driver error isolates the device only
             self._failed(device, err)
         else:
+            if done:
+                self._count(device, due, started)
             self._recovered(device)
         finally:
             device.busy = False
 
-    async def _read(self, device: ScheduledDevice) -> None:
+    async def _read(self, device: ScheduledDevice) -> bool:
+        """One poll through the client's coroutine; whether its samples went in."""
         client = device.client
         if isinstance(client, FrameClient):
             frames = await client.read(device.plan)
-            ts = now_ms()
             if device.removed:
-                return
-            for (kind, start, count), frame in zip(device.plan, frames, strict=True):
-                self.engine.ingest_frame(device.index, _kind(kind), start, frame, ts, count)
+                return False
+            self._ingest_frames(device, frames, now_ms())
         elif isinstance(client, ValueClient):
             values = await client.read(device.props)
             ts = now_ms()
             if device.removed:
-                return
+                return False
             self.engine.ingest_values(
                 device.index,
                 [(p.index, v) for p, v in zip(device.props, values, strict=True)],
@@ -305,8 +407,26 @@ class BusScheduler:
             )
         else:
             raise TypeError(f"{type(client).__name__} is neither a FrameClient nor a ValueClient")
+        return True
+
+    def _ingest_frames(self, device: ScheduledDevice, frames: list[bytes], ts: int) -> None:
+        ingest, index = self.engine.ingest_frame, device.index
+        for (kind, start, count), frame in zip(device.plan, frames, strict=True):
+            ingest(index, _kind(kind), start, frame, ts, count)
+
+    def _count(self, device: ScheduledDevice, due: float, started: float) -> None:
+        """Counts a succeeded poll, on time or late."""
         device.polls += 1
-        self.stats.polls += 1
+        stats = self.stats
+        stats.polls += 1
+        late = max(started - due, 0.0)
+        stats.lateness[bisect.bisect_left(LATENESS_BOUNDS_S, late)] += 1
+        stats.lateness_sum_s += late
+        cycle = device.cycle_s
+        if late <= ON_TIME_TOLERANCE * cycle and time.monotonic() <= due + cycle:
+            stats.polls_on_time += 1
+        else:
+            stats.polls_late += 1
 
     def _failed(self, device: ScheduledDevice, err: BaseException) -> None:
         self.stats.poll_errors += 1

@@ -1,0 +1,134 @@
+"""The bus scheduler's timing: on-time and late polls, the cheap poll path, overruns.
+
+A real :class:`ModbusSimulator` on loopback, the Modbus driver's clients and a real engine;
+the scheduler polls three devices on one TCP endpoint at a short cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import cast
+
+import pytest
+
+from twinplane.mapper.driver import FrameClient, FrameRead, ProtocolConfig
+from twinplane.mapper.modbus_driver import ModbusDeviceClient, ModbusDriver
+from twinplane.mapper.scheduler import (
+    LATENESS_BOUNDS_S,
+    ON_TIME_TOLERANCE,
+    BusScheduler,
+    ScheduledDevice,
+)
+from twinplane.sim.modbus import ModbusSimulator
+from twinplane.twin import Engine, PropertySpec
+
+HOST = "127.0.0.1"
+CYCLE_S = 0.1
+RUN_S = 1.2
+
+pytestmark = pytest.mark.timeout(30)
+
+SPECS = [
+    cast(
+        PropertySpec,
+        {"name": "t", "type": "INT", "visitor": {"register": "HoldingRegister", "offset": 0}},
+    ),
+    cast(
+        PropertySpec,
+        {"name": "c", "type": "BOOLEAN", "visitor": {"register": "CoilRegister", "offset": 1}},
+    ),
+]
+
+
+async def _run(sim: ModbusSimulator, units: list[int], *, timeout_s: float) -> BusScheduler:
+    engine = Engine()
+    driver = ModbusDriver(timeout=2.0)
+    bus = BusScheduler(f"tcp://{HOST}:{sim.port}", engine, max_in_flight=16)
+    for unit in units:
+        dev_id = f"default/d{unit}"
+        index = engine.upsert_device(dev_id, SPECS)
+        config = {"ip": HOST, "port": sim.port, "slaveID": unit, "communicateMode": "TCP"}
+        client = driver.new_client(ProtocolConfig("modbus", config))
+        assert isinstance(client, FrameClient)
+        bus.add(
+            ScheduledDevice(
+                device_id=dev_id,
+                index=index,
+                client=client,
+                props=[],
+                plan=engine.read_plan(index),
+                cycle_s=CYCLE_S,
+                timeout_s=timeout_s,
+            )
+        )
+    bus.start()
+    try:
+        await asyncio.sleep(RUN_S)
+    finally:
+        await bus.stop()
+        await driver.close()
+    return bus
+
+
+async def test_healthy_devices_are_polled_on_time_through_the_cheap_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every poll of answering devices is on time, and the samples reach the engine.
+
+    After each device's first poll (which connects) no poll goes through the coroutine path.
+    """
+    coroutine_reads = 0
+    original = ModbusDeviceClient.read
+
+    async def counted(self: ModbusDeviceClient, batch: Sequence[FrameRead]) -> list[bytes]:
+        nonlocal coroutine_reads
+        coroutine_reads += 1
+        return await original(self, batch)
+
+    monkeypatch.setattr(ModbusDeviceClient, "read", counted)
+    async with ModbusSimulator(3, host=HOST, port=0, rate=0) as sim:
+        bus = await _run(sim, [1, 2, 3], timeout_s=1.0)
+        requests = sim.counters.requests
+    stats = bus.stats
+    expected = 3 * RUN_S / CYCLE_S
+    assert expected * 0.8 <= stats.polls <= expected + 3
+    assert stats.poll_errors == 0
+    assert stats.overruns == 0
+    assert stats.polls_on_time + stats.polls_late == stats.polls
+    assert stats.polls_on_time >= 0.95 * stats.polls
+    assert sum(stats.lateness) == stats.polls
+    assert coroutine_reads == 3
+    assert 2 * stats.polls <= requests <= 2 * (stats.polls + 3)  # + polls cut off by stop()
+    changes = {(c["device"], c["property"]) for c in bus.engine.report().to_list()}
+    assert ("default/d2", "t") in changes
+
+
+async def test_slow_device_polls_are_late_and_overrun_not_counted_on_time() -> None:
+    """A unit answering after 1.5 cycles: its polls overrun and none counts as on time."""
+    async with ModbusSimulator(2, host=HOST, port=0, rate=0) as sim:
+        sim.faults.slow(CYCLE_S * 1.5, unit=2)
+        bus = await _run(sim, [1, 2], timeout_s=1.0)
+    by_device = {d.device_id: d for d in bus.devices.values()}
+    slow, fast = by_device["default/d2"], by_device["default/d1"]
+    assert slow.overruns > 0
+    assert fast.overruns == 0
+    stats = bus.stats
+    assert stats.polls_late >= slow.polls - 1  # the first may beat the fault's first delay
+    assert stats.polls_on_time <= fast.polls + 1
+    # lateness of the slow device's polls falls in buckets above the on-time tolerance
+    late_buckets = [b for b in LATENESS_BOUNDS_S if b > ON_TIME_TOLERANCE * CYCLE_S]
+    assert late_buckets
+    assert stats.poll_errors == 0
+
+
+async def test_dead_device_fails_within_its_poll_timeout() -> None:
+    """A dead unit's polls fail after the device's timeout (the cheap path's own deadline)."""
+    async with ModbusSimulator(2, host=HOST, port=0, rate=0) as sim:
+        bus = await _run(sim, [1, 2], timeout_s=0.3)  # unit 2 answers its first poll (init)
+        assert bus.stats.poll_errors == 0
+        sim.faults.dead(unit=2)
+        bus2 = await _run(sim, [1, 2], timeout_s=0.3)
+    states = {d.device_id: d.state for d in bus2.devices.values()}
+    assert states == {"default/d1": "online", "default/d2": "offline"}
+    assert 1 <= bus2.stats.poll_errors <= RUN_S / 0.3 + 1

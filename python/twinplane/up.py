@@ -89,9 +89,16 @@ def _properties(count: int) -> list[tuple[str, str, str, dict[str, Any]]]:
 
 
 def device_manifests(
-    addresses: list[tuple[int, int]], *, properties: int = 4, host: str = "127.0.0.1"
+    addresses: list[tuple[int, int]],
+    *,
+    properties: int = 4,
+    host: str = "127.0.0.1",
+    cycle_ms: int = 1000,
 ) -> str:
-    """A ``v1 List`` (JSON) of the model and one Device per ``(port, unit)`` of the simulator."""
+    """A ``v1 List`` (JSON) of the model and one Device per ``(port, unit)`` of the simulator.
+
+    Every property is read every ``cycle_ms`` milliseconds (its ``collectCycle``).
+    """
     props = _properties(properties)
     model = {
         "apiVersion": "devices.kubeedge.io/v1beta1",
@@ -109,7 +116,7 @@ def device_manifests(
     for name, _, access, visitor in props:
         prop: dict[str, Any] = {
             "name": name,
-            "collectCycle": 1000,
+            "collectCycle": cycle_ms,
             "reportToCloud": True,
             "visitors": {"protocolName": "modbus", "configData": visitor},
         }

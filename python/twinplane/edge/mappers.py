@@ -39,6 +39,9 @@ OWNER_ANNOTATION = "twinplane.io/mapper"
 CALL_TIMEOUT_S = 10.0
 """Deadline of one lifecycle call (EdgeCore uses 10 s)."""
 
+LINK_CONCURRENCY = 16
+"""Lifecycle calls in flight at once toward one mapper (each on another object)."""
+
 OpKind = Literal["model", "model-delete", "device", "device-delete"]
 
 
@@ -83,6 +86,7 @@ class MapperLink:
         self._retry_now = asyncio.Event()
         self._sent_devices: dict[str, bytes] = {}
         self._sent_models: dict[str, bytes] = {}
+        self._model_lock = asyncio.Lock()
         self.stats = LinkStats()
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
@@ -151,40 +155,57 @@ class MapperLink:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                key = next(iter(self._pending))
-                op = self._pending.pop(key)
-                try:
-                    await self._send(op)
+                # Up to LINK_CONCURRENCY calls at once (each on another object): 10,000 devices
+                # reach a mapper in seconds, not one round trip after another.
+                ops: list[tuple[str, _Op]] = []
+                while self._pending and len(ops) < LINK_CONCURRENCY:
+                    key = next(iter(self._pending))
+                    ops.append((key, self._pending.pop(key)))
+                errors = await asyncio.gather(*(self._attempt(key, op) for key, op in ops))
+                failed = [(key, op, err) for (key, op), err in zip(ops, errors, strict=True) if err]
+                if not failed:
                     backoff = 0.2
                     self._retry_now.clear()
-                except TwinplaneError:  # cannot be converted: retrying will not help
-                    self.stats.failed += 1
-                    log.exception("mapper %s: %s %s dropped", self.info.name, op.kind, op.key)
-                except (grpc.aio.AioRpcError, OSError) as err:
-                    self.stats.failed += 1
+                    continue
+                for key, op, _ in failed:
                     if key not in self._pending:  # not superseded meanwhile: retry it
                         self._pending[key] = op
-                    delay = backoff * (0.5 + random.random())  # noqa: S311 - jitter
-                    log.warning(
-                        "mapper %s: %s %s failed (%s); retrying in %.1fs",
-                        self.info.name,
-                        op.kind,
-                        op.key,
-                        _short(err),
-                        delay,
-                    )
                     self.stats.retries += 1
-                    # Dial afresh on the next try, as EdgeCore dials per call: a kept channel's
-                    # own reconnect backoff grows to minutes and fails calls fast meanwhile.
-                    await self._drop_channel()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(delay):
-                            await self._retry_now.wait()
-                    if self._retry_now.is_set():
-                        self._retry_now.clear()
-                        backoff = 0.2
-                    else:
-                        backoff = min(backoff * 2, 30.0)
+                delay = backoff * (0.5 + random.random())  # noqa: S311 - jitter
+                key, op, err = failed[0]
+                log.warning(
+                    "mapper %s: %s %s failed (%s)%s; retrying in %.1fs",
+                    self.info.name,
+                    op.kind,
+                    op.key,
+                    _short(err),
+                    f" with {len(failed) - 1} more" if len(failed) > 1 else "",
+                    delay,
+                )
+                # Dial afresh on the next try, as EdgeCore dials per call: a kept channel's
+                # own reconnect backoff grows to minutes and fails calls fast meanwhile.
+                await self._drop_channel()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._retry_now.wait()
+                if self._retry_now.is_set():
+                    self._retry_now.clear()
+                    backoff = 0.2
+                else:
+                    backoff = min(backoff * 2, 30.0)
+
+    async def _attempt(self, key: str, op: _Op) -> BaseException | None:
+        """Sends one operation; the error to retry it for, or ``None`` (sent, or dropped)."""
+        try:
+            await self._send(op)
+        except TwinplaneError:  # cannot be converted: retrying will not help
+            self.stats.failed += 1
+            log.exception("mapper %s: %s %s dropped", self.info.name, op.kind, op.key)
+        except (grpc.aio.AioRpcError, OSError) as err:
+            self.stats.failed += 1
+            log.debug("mapper %s: %s %s failed: %s", self.info.name, op.kind, key, _short(err))
+            return err
+        return None
 
     async def _send(self, op: _Op) -> None:
         stub = self._stub()
@@ -210,6 +231,12 @@ class MapperLink:
         self.stats.sent += 1
 
     async def _send_model(
+        self, stub: api_pb2_grpc.DeviceMapperServiceStub, model: DeviceModel
+    ) -> None:
+        async with self._model_lock:  # a model and its devices' first sends run at once
+            await self._send_model_locked(stub, model)
+
+    async def _send_model_locked(
         self, stub: api_pb2_grpc.DeviceMapperServiceStub, model: DeviceModel
     ) -> None:
         pb = model_to_proto(model)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final
 
 import grpc
 
+from twinplane import heap
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
 from twinplane.errors import SpecError, TwinplaneError
 from twinplane.mapper.config import MapperConfig
@@ -62,6 +63,7 @@ class MapperRuntime:
     """
 
     def __init__(self, config: MapperConfig, driver: Driver) -> None:
+        self._heap_held = False
         self.config = config
         self.driver = driver
         self.engine = Engine()
@@ -104,6 +106,8 @@ class MapperRuntime:
         )
         self.reporter.on_changes = self.data_plane.offer  # data plane
         self.reporter.start()
+        heap.acquire()
+        self._heap_held = True
         self._register_task = asyncio.create_task(self._register_loop(), name="mapper-register")
 
     async def stop(self) -> None:
@@ -129,6 +133,9 @@ class MapperRuntime:
         await self.driver.close()
         if self._channel is not None:
             await self._channel.close()
+        if self._heap_held:
+            self._heap_held = False
+            heap.release()
 
     async def _register_loop(self) -> None:
         backoff = 0.1
@@ -277,6 +284,7 @@ class MapperRuntime:
                 task = asyncio.create_task(self._write(running, name, value))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
+        heap.changed()
         log.info("device %s started on bus %s", instance.id, bus.key)
 
     def _encoder(self, dev_id: str, prop: str) -> Callable[[ValueLike], WriteOp]:
@@ -316,6 +324,7 @@ class MapperRuntime:
         if self.reporter is not None:
             self.reporter.forget(dev_id)
         await self.data_plane.remove_device(dev_id)  # data plane
+        heap.changed(removed=True)
         log.info("device %s stopped", dev_id)
         return True
 

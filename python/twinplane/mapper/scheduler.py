@@ -3,8 +3,10 @@
 A bus is what devices share: a Modbus TCP endpoint, a serial line, the virtual driver. Its
 task keeps a heap of due times and
 
-- staggers devices across their cycle (a device's first poll is offset by a fraction of the
-  cycle, so 1,000 devices at 1 s do not all fire at once);
+- staggers buses across the cycle, not the devices of a bus: each bus gets a phase (a
+  golden-ratio fraction of the cycle, so 1,000 buses at 1 s do not all fire at once), and every
+  device of the bus is polled at that phase of its own cycle — so a Modbus TCP gateway's units
+  are polled together, their requests going out in one write and one wake-up;
 - runs at most ``max_in_flight`` requests at once (1 on a serial line); a device with a poll
   still running is not polled again (the overrun is counted);
 - runs pending writes before any due poll (writes pre-empt polls), then polls the written
@@ -33,7 +35,9 @@ import asyncio
 import bisect
 import contextlib
 import heapq
+import itertools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -72,6 +76,7 @@ LATENESS_BOUNDS_S: Final = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5
 """Upper bounds (seconds) of the start-lateness histogram's buckets; one more is +Inf."""
 
 _GOLDEN: Final = 0.618_033_988_749_895
+_BUS_NUMBERS: Final = itertools.count()
 
 
 def now_ms() -> int:
@@ -172,6 +177,8 @@ class BusScheduler:
         self.max_in_flight = max(1, max_in_flight)
         self.devices: dict[str, ScheduledDevice] = {}
         self.stats = BusStats()
+        self.phase = (next(_BUS_NUMBERS) * _GOLDEN) % 1.0
+        """Where in each cycle this bus's devices are polled (a fraction of the cycle)."""
         self._heap: list[tuple[float, int, ScheduledDevice]] = []
         self._seq = 0
         self._writes: deque[_Write] = deque()
@@ -188,13 +195,16 @@ class BusScheduler:
     # -- membership ------------------------------------------------------------------------
 
     def add(self, device: ScheduledDevice) -> None:
-        """Adds a device; its first poll is staggered within its cycle."""
+        """Adds a device; its first poll is at the bus's phase of its cycle."""
         old = self.devices.get(device.device_id)
         if old is not None:
             old.removed = True
-        fraction = (len(self.devices) * _GOLDEN) % 1.0
         self.devices[device.device_id] = device
-        self._push(device, time.monotonic() + fraction * device.cycle_s)
+        now = time.monotonic()
+        cycle = device.cycle_s
+        offset = self.phase * cycle
+        due = offset + math.ceil((now - offset) / cycle) * cycle if cycle > 0 else now
+        self._push(device, due)
 
     def remove(self, device_id: str) -> ScheduledDevice | None:
         """Removes a device: no poll starts for it from now on."""

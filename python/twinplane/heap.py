@@ -68,8 +68,16 @@ class HeapSteward:
         self._thresholds = gc.get_threshold()
 
     def install(self) -> None:
-        """Sets the thresholds, starts timing collections and freezes what exists now."""
-        self._loop = asyncio.get_running_loop()
+        """Sets the thresholds, starts timing collections and freezes what exists now.
+
+        Raises:
+            RuntimeError: No running event loop (nothing is changed then).
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is not None:
+            return  # installed already
+        self._loop = loop
+        self._thresholds = gc.get_threshold()
         _, gen1, gen2 = self._thresholds
         gc.set_threshold(max(GEN0_THRESHOLD, self._thresholds[0]), gen1, gen2)
         gc.callbacks.append(self._on_gc)
@@ -134,10 +142,11 @@ def acquire() -> None:
     (``twinplane up``) share one policy; it is undone when the last user releases it.
     """
     global _STEWARD, _USERS  # noqa: PLW0603 - one policy per process
-    _USERS += 1
     if _STEWARD is None:
-        _STEWARD = HeapSteward()
-        _STEWARD.install()
+        steward = HeapSteward()
+        steward.install()  # raises without a running loop, before anything is counted
+        _STEWARD = steward
+    _USERS += 1
 
 
 def release() -> None:

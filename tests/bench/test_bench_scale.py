@@ -1,4 +1,8 @@
-"""``twinplane bench scale``: the Prometheus parser, the window math, and one real short run."""
+"""``twinplane bench scale``: the Prometheus parser, the window math, and short real runs.
+
+The run with ``--mqtt`` uses a real ``mosquitto`` on a free loopback port (it fails when ``CI`` is
+set and the binary is missing, and skips otherwise).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,25 @@ import json
 import math
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from mqtt_broker import running_mosquitto
 from twinplane.bench import report
 from twinplane.bench.procs import ProcUsage
 from twinplane.bench.prom import Histogram, histogram_quantile, parse
-from twinplane.bench.window import Tick, WindowLoad, expected_polls, on_time_pct, summarize
+from twinplane.bench.window import (
+    MQTT_PUBLISHED,
+    Tick,
+    WindowLoad,
+    expected_polls,
+    on_time_pct,
+    quantile_ms,
+    summarize,
+)
 
 EXPOSITION = """\
 # HELP twinplane_mapper_bus_polls_total Device polls that succeeded on a bus.
@@ -153,12 +168,14 @@ def test_targets_judge_each_figure() -> None:
     assert checks["duration_s"]["pass"] is True
 
 
-def _tick(t: float, polls: int, on_time: int, updates: int, cpu: float) -> Tick:
+def _tick(  # noqa: PLR0913 - one argument per figure of the scrape
+    t: float, polls: int, on_time: int, updates: int, cpu: float, *, edge_extra: str = ""
+) -> Tick:
     mapper = parse(
         f'twinplane_mapper_bus_polls_total{{bus="a"}} {polls}\n'
         f"twinplane_mapper_polls_on_time_total {on_time}\n"
     )
-    edge = parse(f"twinplane_twin_updates_total {updates}\n")
+    edge = parse(f"twinplane_twin_updates_total {updates}\n{edge_extra}")
     usage = {p: ProcUsage(cpu, 10.0, 20.0 + t) for p in ("sim", "edge", "mapper")}
     return Tick(t, mapper, edge, usage)
 
@@ -179,54 +196,152 @@ def test_summarize_computes_window_figures() -> None:
     assert "twinplane_read_to_persisted_seconds_bucket" in found["missing_metrics"]
     assert found["series"]["polls_on_time_pct"] == [100.0, 90.0]
     assert found["mqtt_publishes_per_s"] is None
+    assert MQTT_PUBLISHED not in found["missing_metrics"]
+
+
+def test_summarize_records_on_time_polls_uncapped() -> None:
+    """More polls on time than expected (a window edge) caps the share, not the count."""
+    ticks = [_tick(0, 0, 0, 0, 1.0), _tick(2, 210, 210, 0, 1.0)]
+    found = summarize(ticks, WindowLoad(devices=100, properties=4, cycle_ms=1000), mqtt=False)
+    assert found["polls_expected"] == pytest.approx(200)
+    assert found["polls_on_time"] == 210
+    assert found["polls_on_time_pct"] == 100.0
+
+
+def _stored(counts: tuple[int, int, int], max_s: float) -> str:
+    """A ``read_to_persisted`` histogram (bounds 0.1, 0.2, +Inf) and its max gauge."""
+    name = "twinplane_read_to_persisted_seconds"
+    a, b, c = counts
+    return (
+        f'{name}_bucket{{le="0.1"}} {a}\n{name}_bucket{{le="0.2"}} {a + b}\n'
+        f'{name}_bucket{{le="+Inf"}} {a + b + c}\n{name}_count {a + b + c}\n'
+        f"{name}_sum 1\ntwinplane_read_to_persisted_max_seconds {max_s}\n"
+    )
+
+
+def test_quantile_never_exceeds_the_observed_max() -> None:
+    """A quantile interpolated above the largest observation is clamped to it."""
+    hist = Histogram(((0.1, 0.0), (0.2, 10.0), (math.inf, 10.0)), 10, 1.2)
+    assert quantile_ms(hist, 0.99) == pytest.approx(199.0)  # interpolated in (0.1, 0.2]
+    assert quantile_ms(hist, 0.99, 0.12) == pytest.approx(120.0)
+    assert quantile_ms(hist, 0.5, 0.12) == pytest.approx(120.0)
+    assert quantile_ms(hist, 0.05, 0.12) == pytest.approx(105.0)  # below the max: unchanged
+    assert quantile_ms(None, 0.5, 0.12) is None
+
+
+def test_summarize_clamps_latency_quantiles_to_the_max_gauge() -> None:
+    """Window and per-second read→stored quantiles stay at or below the max gauge."""
+    ticks = [
+        _tick(0, 0, 0, 0, 1.0, edge_extra=_stored((0, 0, 0), 0.0)),
+        _tick(1, 0, 0, 0, 1.0, edge_extra=_stored((0, 10, 0), 0.13)),
+        _tick(2, 0, 0, 0, 1.0, edge_extra=_stored((0, 20, 0), 0.13)),
+    ]
+    found = summarize(ticks, WindowLoad(devices=1, properties=1, cycle_ms=1000), mqtt=False)
+    assert found["read_to_stored_max_ms"] == pytest.approx(130.0)
+    assert found["read_to_stored_p50_ms"] == pytest.approx(130.0)  # interpolated: 150
+    assert found["read_to_stored_p99_ms"] == pytest.approx(130.0)  # interpolated: 199
+    assert found["series"]["read_to_stored_p99_ms"] == pytest.approx([130.0, 130.0])
+
+
+def test_summarize_reads_the_mqtt_publish_counter() -> None:
+    """With ``--mqtt`` the rate comes from ``twinplane_mqtt_published_total`` and no other name."""
+    load = WindowLoad(devices=1, properties=1, cycle_ms=1000)
+    ticks = [
+        _tick(0, 0, 0, 0, 1.0, edge_extra=f"{MQTT_PUBLISHED} 10\n"),
+        _tick(2, 0, 0, 0, 1.0, edge_extra=f"{MQTT_PUBLISHED} 110\n"),
+    ]
+    found = summarize(ticks, load, mqtt=True)
+    assert MQTT_PUBLISHED == "twinplane_mqtt_published_total"
+    assert found["mqtt_publishes_per_s"] == pytest.approx(50.0)
+    assert MQTT_PUBLISHED not in found["missing_metrics"]
+    assert summarize(ticks, load, mqtt=False)["mqtt_publishes_per_s"] is None
+
+    guessed = "twinplane_mqtt_publishes_total"
+    other = [_tick(t, 0, 0, 0, 1.0, edge_extra=f"{guessed} {t * 50}\n") for t in (0, 2)]
+    found = summarize(other, load, mqtt=True)
+    assert found["mqtt_publishes_per_s"] is None
+    assert MQTT_PUBLISHED in found["missing_metrics"]
 
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(90)
-def test_bench_scale_runs_end_to_end(tmp_path: Path) -> None:
-    """A short real run writes sane results.json, results.md and two PNG plots."""
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "twinplane.cli", "bench", "scale", "--devices", "20"]
-    cmd += ["--properties", "4", "--cycle-ms", "500", "--duration", "4", "--warmup", "2"]
-    cmd += ["--out", str(out)]
+def _run_bench(out: Path, *extra: str) -> tuple[str, dict[str, Any]]:
+    """A short real ``python -m twinplane bench scale`` run: its output and ``results.json``."""
+    cmd = [sys.executable, "-m", "twinplane", "bench", "scale", "--devices", "20"]
+    cmd += ["--properties", "4", "--cycle-ms", "100", "--duration", "3", "--warmup", "1"]
+    cmd += ["--out", str(out), *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=80, check=False)  # noqa: S603
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "polls on time" in done.stdout
+    return done.stdout, json.loads((out / "results.json").read_text())
 
-    results = json.loads((out / "results.json").read_text())
-    assert (results["devices"], results["properties"], results["cycle_ms"]) == (20, 4, 500)
-    assert results["duration_s"] == 4
-    assert results["window_s"] >= 3.5
-    assert 0 <= results["polls_on_time_pct"] <= 100
+
+def _assert_complete(results: dict[str, Any]) -> None:
+    """Every figure of a twinplane run is there, now that every metric is exported."""
+    assert results["missing_metrics"] == []
+    assert results["twin_updates_metric"] == "twinplane_twin_updates_total"
+    assert results["twin_updates_per_s"] > 0
+    assert results["polls"] > 0
     assert results["samples_per_s"] > 0
-    assert results["mqtt_publishes_per_s"] is None
+    assert 0 < results["polls_on_time_pct"] <= 100
+    assert results["polls_on_time"] >= 0
+    assert results["polls_expected"] > 0
+    assert isinstance(results["poll_lateness_p99_ms"], float)
+    for path in ("stored", "applied"):
+        p50, p99 = results[f"read_to_{path}_p50_ms"], results[f"read_to_{path}_p99_ms"]
+        top = results[f"read_to_{path}_max_ms"]
+        assert isinstance(p50, float), path
+        assert isinstance(p99, float), path
+        assert 0 <= p50 <= p99 <= top, (path, p50, p99, top)
     for key in ("cpu_s_per_process", "rss_mb_per_process"):
         per = results[key]
         assert set(per) == {"sim", "edge", "mapper"}
-        assert all(v is not None and v >= 0 for v in per.values())
-    assert all(v > 0 for v in results["rss_mb_per_process"].values())
+        assert all(v is not None and v > 0 for v in per.values()), (key, per)
     assert results["rss_mb_edge_plus_mapper"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_bench_scale_runs_end_to_end(tmp_path: Path) -> None:
+    """A short real run writes complete results.json, results.md and two PNG plots."""
+    out = tmp_path / "out"
+    stdout, results = _run_bench(out)
+    assert "polls on time" in stdout
+
+    assert (results["devices"], results["properties"], results["cycle_ms"]) == (20, 4, 100)
+    assert results["duration_s"] == 3
+    assert results["window_s"] >= 2.5
+    _assert_complete(results)
+    assert results["mqtt"] is None
+    assert results["mqtt_publishes_per_s"] is None
     assert set(results["targets"]) == {
         "polls_on_time_pct",
         "read_to_stored_p99_ms",
         "rss_mb_edge_plus_mapper",
         "duration_s",
     }
-    assert results["targets"]["duration_s"]["pass"] is False  # 4 s < 60 s: reported, exit 0
+    assert results["targets"]["duration_s"]["pass"] is False  # 3 s < 60 s: reported, exit 0
     assert results["hardware"]["cores"] >= 1
     assert results["command"][:3] == ["twinplane", "bench", "scale"]
     assert results["baseline"] is None
-    for key in ("read_to_stored_p50_ms", "read_to_stored_p99_ms", "twin_updates_per_s"):
-        value = results[key]
-        assert value is None or value >= 0  # n/a until the device manager exports it
-    if results["read_to_stored_p99_ms"] is not None:
-        assert results["read_to_stored_p50_ms"] <= results["read_to_stored_p99_ms"]
-    if results["twin_updates_per_s"] is not None:
-        assert results["twin_updates_per_s"] > 0
 
     assert "| polls on time |" in (out / "results.md").read_text()
     for name in ("latency.png", "throughput.png"):
         assert (out / name).read_bytes()[:8] == PNG
+
+
+@pytest.fixture
+def broker_url(tmp_path: Path) -> Iterator[str]:
+    """A mosquitto on a loopback port; missing, a failure under CI and a skip elsewhere."""
+    with running_mosquitto(tmp_path) as server:
+        yield server.mqtt_url
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_bench_scale_with_mqtt_reports_publishes(tmp_path: Path, broker_url: str) -> None:
+    """With ``--mqtt`` the device manager publishes twin changes; the bench reports the rate."""
+    _, results = _run_bench(tmp_path / "out", "--mqtt", broker_url)
+    assert results["mqtt"] == broker_url
+    _assert_complete(results)
+    assert results["mqtt_publishes_per_s"] > 0

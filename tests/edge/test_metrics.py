@@ -1,9 +1,15 @@
-"""The Prometheus text writer and the device manager's read-latency metrics."""
+"""The Prometheus text writer, the device manager's read-latency and MQTT bridge metrics.
+
+The MQTT test runs a real ``mosquitto`` on a free loopback port (it fails when ``CI`` is set and
+the binary is missing, and skips otherwise, as in ``test_mqtt_bridge.py``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -11,7 +17,8 @@ import pytest
 
 from dmi_helpers import report
 from edge_helpers import running_app, thermo_model
-from twinplane.edge.metrics import MetricsWriter, RequestCounts
+from mqtt_broker import running_mosquitto
+from twinplane.edge.metrics import MQTT_STATS, MetricsWriter, RequestCounts
 
 THERMO = "---\n".join(
     [
@@ -136,3 +143,51 @@ async def test_edge_exports_read_latency(home: Path) -> None:
         max_s = samples[f"twinplane_read_to_{name}_max_seconds"]
         assert 0.03 <= max_s < 30
         assert count * 0.03 <= samples[family + "_sum"] <= count * max_s
+
+
+async def _scrape(rest_url: str) -> str:
+    async with aiohttp.ClientSession(base_url=rest_url) as http, http.get("/metrics") as resp:
+        assert resp.status == 200
+        return await resp.text()
+
+
+async def test_edge_without_broker_has_no_mqtt_metrics(home: Path) -> None:
+    """Without a broker the ``mqtt_*`` families are absent, not zero (no broker is not down)."""
+    async with running_app(home, THERMO) as app:
+        text = await _scrape(app.rest_url)
+    assert "twinplane_build_info" in text
+    assert "twinplane_mqtt_" not in text
+
+
+@pytest.fixture(scope="module")
+def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A mosquitto on a loopback port for this module; missing, a failure under CI."""
+    with running_mosquitto(tmp_path_factory.mktemp("mosquitto")) as server:
+        yield server.mqtt_url
+
+
+async def test_edge_exports_mqtt_bridge_counters(home: Path, broker_url: str) -> None:
+    """With a broker, ``/metrics`` has every bridge counter; a twin change counts as published."""
+    async with running_app(home, THERMO, mqtt_url=broker_url, node_name="node-a") as app:
+        bridge = app.mqtt
+        assert bridge is not None
+        async with asyncio.timeout(10):
+            await bridge.wait_connected()
+        before = _samples(await _scrape(app.rest_url))
+        values = {"temperature": "20.5", "setpoint": "21"}
+        await report(f"unix:{app.config.socket_path}", "thermo-1", values)
+        async with asyncio.timeout(10):
+            await bridge.flush()  # every queued message acknowledged by the broker
+        text = await _scrape(app.rest_url)
+        stats = bridge.stats()
+    for name, kind, _ in MQTT_STATS.values():
+        assert f"# TYPE twinplane_{name} {kind}\n" in text
+    samples = _samples(text)
+    assert before["twinplane_mqtt_connected"] == 1
+    assert samples["twinplane_mqtt_published_total"] > before["twinplane_mqtt_published_total"]
+    assert samples["twinplane_mqtt_published_total"] == stats["published"]
+    assert samples["twinplane_mqtt_connected"] == 1
+    assert samples["twinplane_mqtt_pending"] == 0
+    for name in ("dropped", "reconnects", "rejected"):
+        assert samples[f"twinplane_mqtt_{name}_total"] == 0
+    assert samples["twinplane_mqtt_received_total"] >= 0

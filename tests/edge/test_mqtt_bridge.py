@@ -11,13 +11,8 @@ import asyncio
 import contextlib
 import json
 import re
-import shutil
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +21,8 @@ import pytest
 
 from dmi_helpers import manager_stub, reported_twin, status_request
 from edge_helpers import THERMO_PROPERTIES, device_yaml, free_port, model_yaml, running_app
-from needs import unavailable
+from mqtt_broker import Mosquitto, running_mosquitto
+from mqtt_broker import mosquitto_binary as find_mosquitto
 from twinplane.edge.app import EdgeApp
 from twinplane.edge.mqtt_bridge import BrokerUrl, MqttBridge
 from twinplane.errors import SpecError
@@ -57,79 +53,17 @@ MANIFESTS = "---\n".join(
 # --- the broker --------------------------------------------------------------------------------
 
 
-@dataclass
-class Mosquitto:
-    """A mosquitto process on a loopback port, restartable on the same port."""
-
-    binary: str
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """The broker URL, in KubeEdge's ``tcp://`` form."""
-        return f"tcp://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        """Starts mosquitto and waits until it accepts connections."""
-        conf = self.workdir / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
-            "max_queued_messages 100000\n"
-        )
-        log = (self.workdir / "mosquitto.log").open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603 - our own config, a found binary
-            [self.binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                output = (self.workdir / "mosquitto.log").read_text(errors="replace")
-                pytest.fail(f"mosquitto exited with {self.proc.returncode}:\n{output}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
-                return
-            time.sleep(0.05)
-        pytest.fail(f"mosquitto did not accept connections on port {self.port}")
-
-    def stop(self) -> None:
-        """Stops mosquitto (SIGTERM, then SIGKILL)."""
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
-
-
 @pytest.fixture(scope="session")
 def mosquitto_binary() -> str:
     """The mosquitto binary; missing, the test fails under CI and is skipped elsewhere."""
-    found = shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()),
-        None,
-    )
-    if found is None:
-        message = "mosquitto is not installed (Debian package mosquitto; .ci/run installs it)"
-        unavailable(message)
-    return found
+    return find_mosquitto()
 
 
 @pytest.fixture(scope="session")
 def broker(mosquitto_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     """One mosquitto for the session."""
-    server = Mosquitto(mosquitto_binary, tmp_path_factory.mktemp("mosquitto"))
-    server.start()
-    try:
+    with running_mosquitto(tmp_path_factory.mktemp("mosquitto"), mosquitto_binary) as server:
         yield server
-    finally:
-        server.stop()
 
 
 # --- the device manager and a test client -------------------------------------------------------

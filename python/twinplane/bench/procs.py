@@ -1,6 +1,6 @@
 """The benchmarked processes: started with their logs in files, watched, measured and stopped.
 
-Each :class:`Proc` is ``sys.executable -m twinplane.cli ...`` in a session of its own (a Ctrl-C
+Each :class:`Proc` is ``sys.executable -m twinplane ...`` in a session of its own (a Ctrl-C
 at the terminal reaches the bench only, which then stops them in order), its stdout and stderr
 in ``<name>.log``. :func:`proc_usage` reads a process's CPU time and memory from ``/proc``.
 """
@@ -81,13 +81,13 @@ class Proc:
 
     Args:
         name: A short name (``sim``, ``edge``, ``mapper``).
-        args: The arguments after ``python -m twinplane.cli``.
+        args: The arguments after ``python -m twinplane``.
         log_dir: Where the log file goes.
     """
 
     def __init__(self, name: str, args: Sequence[str], log_dir: Path) -> None:
         self.name = name
-        self.argv = [sys.executable, "-m", "twinplane.cli", *args]
+        self.argv = [sys.executable, "-m", "twinplane", *args]
         self.log_path = log_dir / f"{name}.log"
         self._popen: subprocess.Popen[bytes] | None = None
 

@@ -4,6 +4,10 @@ A :class:`Tick` is one second's scrape of the mapper's and the device manager's 
 of the three processes' ``/proc`` usage. :func:`summarize` turns the ticks of one window into the
 figures ``results.json`` holds; every figure whose metric is missing is ``None`` ("n/a") and its
 name is listed under ``missing_metrics``.
+
+Latency quantiles are Prometheus' ``histogram_quantile`` (linear within a bucket), clamped to the
+largest latency the device manager observed (its ``*_max_seconds`` gauge): interpolation can land
+above every observation in the top bucket, and a quantile above the maximum reads as a bug.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ __all__ = [
     "WindowLoad",
     "expected_polls",
     "on_time_pct",
+    "quantile_ms",
     "ratio",
     "summarize",
 ]
@@ -43,12 +48,8 @@ TO_APPLIED: Final = "twinplane_read_to_applied_seconds"
 TO_PERSISTED: Final = "twinplane_read_to_persisted_seconds"
 TO_APPLIED_MAX: Final = "twinplane_read_to_applied_max_seconds"
 TO_PERSISTED_MAX: Final = "twinplane_read_to_persisted_max_seconds"
-MQTT_PUBLISHED: Final = (
-    "twinplane_mqtt_published_total",
-    "twinplane_mqtt_publishes_total",
-    "twinplane_mqtt_messages_published_total",
-)
-"""Names the MQTT bridge's ``published`` counter may have; else any ``twinplane_mqtt_*publish*``."""
+MQTT_PUBLISHED: Final = "twinplane_mqtt_published_total"
+"""The MQTT bridge's publishes acknowledged by the broker (exported only with a broker)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,22 +121,16 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000
 
 
-def _quantile_ms(hist: Histogram | None, q: float) -> float | None:
-    return None if hist is None else _ms(hist.quantile(q))
+def quantile_ms(hist: Histogram | None, q: float, max_s: float | None = None) -> float | None:
+    """The ``q``-quantile of ``hist`` in milliseconds, at most ``max_s`` (when known).
 
-
-def _mqtt_name(snapshot: Snapshot) -> str | None:
-    for name in MQTT_PUBLISHED:
-        if name in snapshot:
-            return name
-    return next(
-        (
-            n
-            for n in snapshot.names()
-            if n.startswith("twinplane_mqtt_") and "publish" in n and n.endswith("_total")
-        ),
-        None,
-    )
+    ``max_s`` is the largest value observed: a quantile interpolated within its bucket may exceed
+    it, and a quantile is never above the observed maximum.
+    """
+    value = None if hist is None else hist.quantile(q)
+    if value is not None and max_s is not None:
+        value = min(value, max_s)
+    return _ms(value)
 
 
 def _twin_updates_name(snapshot: Snapshot) -> str | None:
@@ -164,9 +159,9 @@ def summarize(ticks: Sequence[Tick], load: WindowLoad, *, mqtt: bool) -> dict[st
     polls = _delta(POLLS, m0, m1)
     twin_name = _twin_updates_name(e1)
     twin_updates = _delta(twin_name, e0, e1) if twin_name else None
-    mqtt_name = _mqtt_name(e1) if mqtt else None
-    if mqtt and mqtt_name is None:
-        missing.append(MQTT_PUBLISHED[0])
+    if mqtt and MQTT_PUBLISHED not in e1:
+        missing.append(MQTT_PUBLISHED)
+    mqtt_published = _delta(MQTT_PUBLISHED, e0, e1) if mqtt else None
     samples = None if polls is None else polls * load.samples_per_poll
     to_stored = _hist_delta(TO_PERSISTED, e0, e1)
     to_applied = _hist_delta(TO_APPLIED, e0, e1)
@@ -178,28 +173,31 @@ def summarize(ticks: Sequence[Tick], load: WindowLoad, *, mqtt: bool) -> dict[st
         None if hwm["edge"] is None or hwm["mapper"] is None else hwm["edge"] + hwm["mapper"]
     )
     stored_max, applied_max = e1.total(TO_PERSISTED_MAX), e1.total(TO_APPLIED_MAX)
+    on_time = _delta(ON_TIME, m0, m1)
+    expected = expected_polls(load, window)
     return {
         "mapper": "kubeedge-style" if load.per_property else "twinplane",
         "window_s": round(window, 3),
         "polls": polls,
-        "polls_expected": expected_polls(load, window),
+        "polls_expected": expected,
+        "polls_on_time": on_time,
         "polls_per_s": _per_s(polls, window),
-        "polls_on_time_pct": on_time_pct(_delta(ON_TIME, m0, m1), expected_polls(load, window)),
+        "polls_on_time_pct": on_time_pct(on_time, expected),
         "polls_late": _delta(LATE, m0, m1),
         "poll_errors": _delta(POLL_ERRORS, m0, m1),
         "overruns": _delta(OVERRUNS, m0, m1),
         "mapper_twin_changes": _delta(MAPPER_CHANGES, m0, m1),
-        "poll_lateness_p99_ms": _quantile_ms(lateness, 0.99),
-        "read_to_stored_p50_ms": _quantile_ms(to_stored, 0.5),
-        "read_to_stored_p99_ms": _quantile_ms(to_stored, 0.99),
+        "poll_lateness_p99_ms": quantile_ms(lateness, 0.99),
+        "read_to_stored_p50_ms": quantile_ms(to_stored, 0.5, stored_max),
+        "read_to_stored_p99_ms": quantile_ms(to_stored, 0.99, stored_max),
         "read_to_stored_max_ms": _ms(stored_max),
-        "read_to_applied_p50_ms": _quantile_ms(to_applied, 0.5),
-        "read_to_applied_p99_ms": _quantile_ms(to_applied, 0.99),
+        "read_to_applied_p50_ms": quantile_ms(to_applied, 0.5, applied_max),
+        "read_to_applied_p99_ms": quantile_ms(to_applied, 0.99, applied_max),
         "read_to_applied_max_ms": _ms(applied_max),
         "twin_updates_per_s": _per_s(twin_updates, window),
         "twin_updates_metric": twin_name,
         "samples_per_s": _per_s(samples, window),
-        "mqtt_publishes_per_s": _per_s(_delta(mqtt_name, e0, e1), window) if mqtt_name else None,
+        "mqtt_publishes_per_s": _per_s(mqtt_published, window),
         "cpu_s_per_process": cpu,
         "cpu_s_per_sample": ratio(cpu_sut, samples),
         "rss_mb_per_process": hwm,
@@ -240,13 +238,15 @@ def series(ticks: Sequence[Tick], load: WindowLoad) -> dict[str, list[float | No
         to_stored = _hist_delta(TO_PERSISTED, prev.edge, cur.edge)
         to_applied = _hist_delta(TO_APPLIED, prev.edge, cur.edge)
         on_time = _delta(ON_TIME, prev.mapper, cur.mapper)
+        stored_max = cur.edge.total(TO_PERSISTED_MAX)
+        applied_max = cur.edge.total(TO_APPLIED_MAX)
         out["t"].append(round(cur.t, 3))
         out["polls_per_s"].append(_per_s(_delta(POLLS, prev.mapper, cur.mapper), dt))
         twins = _delta(twin_name, prev.edge, cur.edge) if twin_name else None
         out["twin_updates_per_s"].append(_per_s(twins, dt))
         out["polls_on_time_pct"].append(on_time_pct(on_time, expected_polls(load, dt)))
-        out["read_to_stored_p50_ms"].append(_quantile_ms(to_stored, 0.5))
-        out["read_to_stored_p99_ms"].append(_quantile_ms(to_stored, 0.99))
-        out["read_to_applied_p50_ms"].append(_quantile_ms(to_applied, 0.5))
-        out["read_to_applied_p99_ms"].append(_quantile_ms(to_applied, 0.99))
+        out["read_to_stored_p50_ms"].append(quantile_ms(to_stored, 0.5, stored_max))
+        out["read_to_stored_p99_ms"].append(quantile_ms(to_stored, 0.99, stored_max))
+        out["read_to_applied_p50_ms"].append(quantile_ms(to_applied, 0.5, applied_max))
+        out["read_to_applied_p99_ms"].append(quantile_ms(to_applied, 0.99, applied_max))
     return out

@@ -113,6 +113,8 @@ class EdgeApp:
         assert self.core is not None  # noqa: S101
         self.mqtt = MqttBridge(self.core, self.config.mqtt_url, node_name=self.config.node_name)
         await self.mqtt.start()
+        if self.rest is not None:
+            self.rest.mqtt = self.mqtt  # /metrics exports the bridge's counters
 
     async def stop(self) -> None:
         """Stops every part that started, in reverse order."""

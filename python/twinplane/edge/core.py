@@ -293,24 +293,28 @@ class EdgeCore:
             if old_device is not None and old_device.to_dict() == body:
                 result.outcomes.append(("Device", device.id, "unchanged"))
                 continue
-            self.engine.upsert_device(device.id, engine_specs(device, all_models[device.model_id]))
-            desired = _manifest_desired(device, old_device)
-            if desired:
-                self._fan_out(self.engine.set_desired(device.id, dict(desired), now_ms()))
             writes.append(("Device", device.namespace, device.name, body))
             new_devices.append(device)
             outcome = "created" if old_device is None else "configured"
             result.outcomes.append(("Device", device.id, outcome))
         if writes:
-            await self.store.put_objects(writes)
-        if new_devices:
-            await self.persist()
-        for model in new_models:
-            self.models[model.id] = model
-            self._emit_lifecycle("model-upsert", model.id, model)
+            await self.store.put_objects(writes)  # nothing below happens if this fails
         for device in new_devices:
-            self.devices[device.id] = device
-            self._emit_lifecycle("device-upsert", device.id, device)
+            old_device = self.devices.get(device.id)
+            self.engine.upsert_device(device.id, engine_specs(device, all_models[device.model_id]))
+            desired = _manifest_desired(device, old_device)
+            if desired:
+                self._fan_out(self.engine.set_desired(device.id, dict(desired), now_ms()))
+        try:
+            if new_devices:
+                await self.persist()  # a failure raises; the flusher retries the twins
+        finally:  # the objects are stored: the registry and the mappers have them either way
+            for model in new_models:
+                self.models[model.id] = model
+                self._emit_lifecycle("model-upsert", model.id, model)
+            for device in new_devices:
+                self.devices[device.id] = device
+                self._emit_lifecycle("device-upsert", device.id, device)
         return {m.id for m in new_models}
 
     async def delete_device(self, namespace: str, name: str) -> bool:
@@ -453,12 +457,18 @@ class EdgeCore:
         self.counters.state_reports += 1
         current = self.states.setdefault(device_id, DeviceState())
         changed = current.state != norm
+        before = (current.state, current.last_online, current.updated_ms)
         current.state = norm
         current.updated_ms = now_ms()
         if norm in ONLINE_STATES:
             current.last_online = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if changed:
-            await self._persist_state(device_id, norm, current.last_online)
+            try:
+                await self._persist_state(device_id, norm, current.last_online)
+            except BaseException:  # not stored: the next report of it is a change again
+                if current.state == norm:
+                    current.state, current.last_online, current.updated_ms = before
+                raise
             if self.hub.active:
                 body = {"state": norm, "lastOnlineTime": current.last_online}
                 self.hub.publish(Event("state", device_id, body))

@@ -3,14 +3,16 @@
 :func:`render_metrics` reads the counters the parts already keep (nothing is counted twice, and
 nothing here runs on the hot path): the core's :class:`~twinplane.edge.core.Counters`, the
 engine's ``stats()``, the twin writer's ``stats()``, DMI admission, the mapper links, the event
-hub, devices by state, the engine's latency histograms (device read → twin applied / persisted)
-and the REST API's own request counts.
+hub, devices by state, the engine's latency histograms (device read → twin applied / persisted),
+the REST API's own request counts and, when a broker is configured, the MQTT bridge's
+``stats()`` (without one, the ``mqtt_*`` families are absent rather than zero: a device manager
+with no broker is not a disconnected one).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from twinplane import __version__
 from twinplane.edge.core import DEVICE_STATES, EdgeCore
@@ -26,7 +28,10 @@ from twinplane.metrics import (
 )
 from twinplane.twin import LatencyHistogram
 
-__all__ = ["CONTENT_TYPE", "MetricsWriter", "RequestCounts", "render_metrics"]
+if TYPE_CHECKING:
+    from twinplane.edge.mqtt_bridge import MqttBridge
+
+__all__ = ["CONTENT_TYPE", "MQTT_STATS", "MetricsWriter", "RequestCounts", "render_metrics"]
 
 _CORE_COUNTERS: Final[tuple[tuple[str, str, str], ...]] = (
     ("dmi_reports", "dmi_reports_total", "ReportDeviceStatus calls applied."),
@@ -46,6 +51,41 @@ _STORE_STATS: Final[dict[str, tuple[str, MetricType, str]]] = {
     "rejected_rows": ("store_rejected_rows_total", "counter", "Twin rows that were not JSON."),
 }
 
+MQTT_STATS: Final[dict[str, tuple[str, MetricType, str]]] = {
+    "published": (
+        "mqtt_published_total",
+        "counter",
+        "MQTT messages published and acknowledged by the broker (PUBACK at QoS 1).",
+    ),
+    "dropped": (
+        "mqtt_dropped_total",
+        "counter",
+        "MQTT messages dropped unsent because the outbound queue was full (oldest first).",
+    ),
+    "reconnects": (
+        "mqtt_reconnects_total",
+        "counter",
+        "MQTT connections made after the first one.",
+    ),
+    "received": ("mqtt_received_total", "counter", "MQTT messages received from the broker."),
+    "rejected": (
+        "mqtt_rejected_total",
+        "counter",
+        "MQTT requests answered with an error.",
+    ),
+    "pending": (
+        "mqtt_pending",
+        "gauge",
+        "MQTT messages not yet acknowledged by the broker (queued or in flight).",
+    ),
+    "connected": (
+        "mqtt_connected",
+        "gauge",
+        "1 while the MQTT bridge is connected and subscribed, else 0.",
+    ),
+}
+"""The MQTT bridge's ``stats()`` keys: metric name (without prefix), type and help."""
+
 
 @dataclass(slots=True)
 class RequestCounts:
@@ -64,8 +104,18 @@ def render_metrics(
     dmi: DmiServer,
     mappers: MapperDirectory,
     requests: RequestCounts | None = None,
+    mqtt: MqttBridge | None = None,
 ) -> str:
-    """Every metric of one device manager, as Prometheus text."""
+    """Every metric of one device manager, as Prometheus text.
+
+    Args:
+        core: The registry, twins, engine and store.
+        dmi: The DMI server (admission counters).
+        mappers: The mapper links.
+        requests: The REST API's request counts, if it counts them.
+        mqtt: The MQTT bridge, when a broker is configured; ``None`` leaves the ``mqtt_*``
+            families out.
+    """
     out = MetricsWriter()
     out.family("build_info", "gauge", "The twinplane version.", [({"version": __version__}, 1)])
     for attr, name, help_text in _CORE_COUNTERS:
@@ -106,6 +156,8 @@ def render_metrics(
                 for (m, r, c), n in sorted(requests.counts.items())
             ],
         )
+    if mqtt is not None:
+        write_stats(out, mqtt.stats(), MQTT_STATS, "mqtt_", "MQTT bridge statistic")
     return out.render()
 
 

@@ -22,7 +22,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import msgspec
 from aiohttp import web
@@ -55,6 +55,9 @@ from twinplane.errors import (
 from twinplane.manifests import ManifestError, ManifestIssue
 from twinplane.manifests.parse import parse_documents
 from twinplane.twin import PropertyTypeName, canonical
+
+if TYPE_CHECKING:
+    from twinplane.edge.mqtt_bridge import MqttBridge
 
 __all__ = ["MAX_BODY_BYTES", "RestServer", "parse_addr"]
 
@@ -115,6 +118,10 @@ class RestServer:
         mappers: The mapper directory (link counters).
         heartbeat: Seconds of silence before an event stream gets a heartbeat comment.
         max_body: Largest accepted request body, in bytes.
+
+    Attributes:
+        mqtt: The MQTT bridge whose counters ``/metrics`` exports, once one runs (the app
+            starts it after the REST API), else ``None``.
     """
 
     def __init__(
@@ -133,6 +140,7 @@ class RestServer:
         self.max_body = max_body
         self.url = ""
         self.requests = RequestCounts()
+        self.mqtt: MqttBridge | None = None
         self._checks: dict[str, HealthCheck] = {"store": self._check_store, "dmi": self._check_dmi}
         self._closing = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -414,7 +422,7 @@ class RestServer:
 
     async def metrics(self, request: web.Request) -> web.Response:
         """``GET /metrics``: Prometheus text format 0.0.4."""
-        text = render_metrics(self.core, self.dmi, self.mappers, self.requests)
+        text = render_metrics(self.core, self.dmi, self.mappers, self.requests, mqtt=self.mqtt)
         return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
     @staticmethod

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiomqtt
 import pytest
-from sinks_helpers import WAIT_S, changes, find_binary, free_port, stop, until, wait_port
+from sinks_helpers import WAIT_S, changes, free_port, until
 
+from mqtt_broker import running_mosquitto
 from twinplane.mapper.sinks import RunnerSettings, SinkRunner
 from twinplane.mapper.sinks.config import MqttSinkConfig
 from twinplane.mapper.sinks.mqtt import MqttSink
@@ -22,19 +22,8 @@ FAST = RunnerSettings(max_rows=100, interval_s=0.02, backoff_s=0.05, max_backoff
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A mosquitto on a free loopback port; yields the port."""
-    binary = find_binary("mosquitto", "/usr/sbin/mosquitto", package="mosquitto")
-    work = tmp_path_factory.mktemp("mosquitto")
-    port = free_port()
-    conf = work / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    log = work / "mosquitto.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
-    try:
-        wait_port(proc, port, log)
-        yield port
-    finally:
-        stop(proc)
+    with running_mosquitto(tmp_path_factory.mktemp("mosquitto")) as server:
+        yield server.port
 
 
 @pytest.fixture

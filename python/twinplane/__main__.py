@@ -1,0 +1,5 @@
+"""``python -m twinplane``: the same as the ``twinplane`` command."""
+
+from twinplane.cli.main import main
+
+raise SystemExit(main())

@@ -31,6 +31,8 @@ _COMPARE: Final[dict[str, Callable[[float, float], bool]]] = {
 }
 
 ROWS: Final[tuple[tuple[str, str, str], ...]] = (
+    ("onboarding.online", "devices online before the window", ""),
+    ("onboarding.seconds", "onboarding (apply to all online)", "s"),
     ("polls_on_time_pct", "polls on time", "%"),
     ("polls_per_s", "polls/s", ""),
     ("samples_per_s", "samples/s", ""),
@@ -117,7 +119,9 @@ def _figure(results: Mapping[str, Any], key: str) -> float | None:
         value = results.get("cpu_s_per_sample")
         return None if value is None else value * 1e6
     head, _, proc = key.partition(".")
-    if proc:
+    if head == "onboarding":
+        value = (results.get("onboarding") or {}).get(proc)
+    elif proc:
         per = results.get(f"{head}_per_process") or {}
         value = per.get(proc)
     else:

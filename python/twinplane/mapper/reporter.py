@@ -38,6 +38,9 @@ from twinplane.twin import Changes, Engine
 
 __all__ = ["STATE_TICK_S", "CompatBudget", "Reporter", "ReporterStats", "merge_reports"]
 
+STATE_CONCURRENCY: Final = 32
+"""State reports in flight at once (one toward EdgeCore, which takes about one call a second)."""
+
 STATE_TICK_S: Final = 1.0
 """How often device states are looked at (a change is reported within this time). Every
 device is looked at each tick, so it is not the twin report tick: 10,000 devices five times a
@@ -148,6 +151,7 @@ class Reporter:
             REPORT_STATES, request_serializer=api_pb2.ReportDeviceStatesRequest.SerializeToString
         )
         self._limit = asyncio.Semaphore(1 if compat else max(1, concurrency))
+        self._state_limit = asyncio.Semaphore(1 if compat else STATE_CONCURRENCY)
         self._pending: dict[str, bytes] = {}
         self._states = states
         self._sent_states: dict[str, tuple[str, float]] = {}
@@ -296,6 +300,7 @@ class Reporter:
         while True:
             await asyncio.sleep(STATE_TICK_S)
             now = time.monotonic()
+            due: list[tuple[str, str]] = []
             for device, (state, periodic, cycle_ms) in (await self._states()).items():
                 sent = self._sent_states.get(device)
                 fresh = sent is not None and (not periodic or now - sent[1] < cycle_ms / 1000)
@@ -303,13 +308,22 @@ class Reporter:
                     continue
                 if state == "unknown" and sent is None:
                     continue
-                await self._send_state(device, state, now)
+                due.append((device, state))
+            # Several calls in flight (one at a time toward EdgeCore): 10,000 devices coming
+            # online are reported in seconds, not one round trip after another.
+            await asyncio.gather(*(self._send_state(d, s, now) for d, s in due))
 
     async def _send_state(self, device: str, state: str, now: float) -> None:
         namespace, _, name = device.partition("/")
         request = api_pb2.ReportDeviceStatesRequest(
             deviceName=name, deviceNamespace=namespace, state=state
         )
+        async with self._state_limit:
+            await self._send_state_call(device, state, now, request)
+
+    async def _send_state_call(
+        self, device: str, state: str, now: float, request: api_pb2.ReportDeviceStatesRequest
+    ) -> None:
         if self.budget is not None:
             await self.budget.acquire()
         try:

@@ -130,3 +130,29 @@ async def serve_dmi(
             yield target
         finally:
             await server.stop(grace=None)
+
+
+class SocketMapper(api_pb2_grpc.DeviceMapperServiceServicer):
+    """A ``DeviceMapperService`` test double served on its own Unix socket.
+
+    Subclasses set :attr:`socket_path` and override the RPCs they answer.
+    """
+
+    socket_path: Path
+    _server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
+        """Listens (removing a stale socket file first, as mapper-framework does)."""
+        self.socket_path.unlink(missing_ok=True)
+        server = grpc.aio.server()
+        api_pb2_grpc.add_DeviceMapperServiceServicer_to_server(self, server)
+        server.add_insecure_port(f"unix:{self.socket_path}")
+        await server.start()
+        self._server = server
+
+    async def stop(self) -> None:
+        """Stops listening and removes the socket file."""
+        if self._server is not None:
+            await self._server.stop(None)
+            self._server = None
+        self.socket_path.unlink(missing_ok=True)

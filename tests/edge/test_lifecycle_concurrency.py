@@ -20,9 +20,9 @@ from typing import Any
 import grpc
 import pytest
 
-from dmi_helpers import manager_stub, register_request
+from dmi_helpers import SocketMapper, manager_stub, register_request
 from edge_helpers import RunningEdge, running_app
-from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
+from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.edge.mappers import LINK_CONCURRENCY, MapperLink
 from twinplane.up import MODEL_NAME, device_manifests
 
@@ -35,7 +35,7 @@ WAIT = 20.0
 """Seconds any single wait may take before the test fails."""
 
 
-class SlowMapper(api_pb2_grpc.DeviceMapperServiceServicer):
+class SlowMapper(SocketMapper):
     """A mapper that registers devices slowly, counting the calls it serves at once.
 
     Args:
@@ -52,23 +52,6 @@ class SlowMapper(api_pb2_grpc.DeviceMapperServiceServicer):
         self.updated: list[str] = []  # devices of UpdateDevice calls
         self.in_flight = 0
         self.most_in_flight = 0
-        self._server: grpc.aio.Server | None = None
-
-    async def start(self) -> None:
-        """Listens on :attr:`socket_path`."""
-        self.socket_path.unlink(missing_ok=True)
-        server = grpc.aio.server()
-        api_pb2_grpc.add_DeviceMapperServiceServicer_to_server(self, server)
-        server.add_insecure_port(f"unix:{self.socket_path}")
-        await server.start()
-        self._server = server
-
-    async def stop(self) -> None:
-        """Stops listening and removes the socket file."""
-        if self._server is not None:
-            await self._server.stop(None)
-            self._server = None
-        self.socket_path.unlink(missing_ok=True)
 
     async def CreateDeviceModel(  # noqa: N802 - the gRPC method's name
         self,

@@ -26,10 +26,10 @@ import grpc
 import pytest
 from google.protobuf import message
 
-from dmi_helpers import manager_stub, register_request
+from dmi_helpers import SocketMapper, manager_stub, register_request
 from edge_helpers import RunningEdge, device_yaml, model_yaml, running_app
 from twinplane.dmi.anyvalue import decode_config
-from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
+from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.edge.mappers import MapperLink
 from twinplane.manifests import ManifestError
 
@@ -136,7 +136,7 @@ class Call:
         return str(request.modelName)
 
 
-class FakeMapper(api_pb2_grpc.DeviceMapperServiceServicer):
+class FakeMapper(SocketMapper):
     """A mapper's ``DeviceMapperService`` on its own Unix socket that records every call.
 
     Args:
@@ -148,23 +148,6 @@ class FakeMapper(api_pb2_grpc.DeviceMapperServiceServicer):
         self.socket_path = socket_path
         self.failures = dict(failures or {})
         self.calls: list[Call] = []
-        self._server: grpc.aio.Server | None = None
-
-    async def start(self) -> None:
-        """Listens (removing a stale socket file first, as mapper-framework does)."""
-        self.socket_path.unlink(missing_ok=True)
-        server = grpc.aio.server()
-        api_pb2_grpc.add_DeviceMapperServiceServicer_to_server(self, server)
-        server.add_insecure_port(f"unix:{self.socket_path}")
-        await server.start()
-        self._server = server
-
-    async def stop(self) -> None:
-        """Stops listening and removes the socket file."""
-        if self._server is not None:
-            await self._server.stop(None)
-            self._server = None
-        self.socket_path.unlink(missing_ok=True)
 
     async def _record(
         self, method: str, request: message.Message, context: grpc.aio.ServicerContext[Any, Any]

@@ -36,28 +36,26 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import random
 import signal
 import sys
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 import grpc
 from aiohttp import web
 
 from twinplane import __version__
-from twinplane.dmi.reflection import enable_reflection
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
 from twinplane.drivers.modbus.tcp import ModbusTcpClient
 from twinplane.errors import SpecError, TwinplaneError
 from twinplane.mapper.config import MapperConfig
 from twinplane.mapper.instance import DeviceInstance, InstanceProperty, device_id
 from twinplane.mapper.modbus_driver import ModbusSettings
-from twinplane.mapper.runtime import MAX_REGISTER_BACKOFF_S, POLL_TIMEOUT_S, REGISTER_TIMEOUT_S
+from twinplane.mapper.runtime import POLL_TIMEOUT_S, register_mapper
 from twinplane.mapper.scheduler import ON_TIME_TOLERANCE, now_ms
-from twinplane.mapper.server import MODEL_WAIT_S, SERVICE
+from twinplane.mapper.server import MapperServer
 from twinplane.metrics import CONTENT_TYPE, MetricsWriter
 from twinplane.twin import Engine, PropertyTypeName, VisitorConfig, decode_register, encode_register
 
@@ -81,8 +79,6 @@ MODBUS_TIMEOUT_S: Final = 3.0
 PREFIX: Final = "twinplane_mapper_"
 
 _GOLDEN: Final = 0.618_033_988_749_895
-
-Context = grpc.aio.ServicerContext[Any, Any]
 
 
 @dataclass(slots=True)
@@ -222,7 +218,7 @@ class KubeEdgeStyleMapper:
         self._loops_started = 0
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
-        self._server: grpc.aio.Server | None = None
+        self._server: MapperServer | None = None
         self._runner: web.AppRunner | None = None
         self._register_task: asyncio.Task[None] | None = None
 
@@ -235,12 +231,8 @@ class KubeEdgeStyleMapper:
             OSError: The socket or the HTTP address cannot be bound.
         """
         path = self.config.socket_path
-        await asyncio.to_thread(_prepare_socket, path)
-        server = grpc.aio.server()
-        api_pb2_grpc.add_DeviceMapperServiceServicer_to_server(_Servicer(self), server)
-        enable_reflection(server, SERVICE)
-        server.add_insecure_port(f"unix:{path}")
-        await server.start()
+        server = MapperServer(self)  # the product's DeviceMapperService, over this mapper
+        await server.start(path)
         self._server = server
         await self._serve_metrics()
         self._channel = grpc.aio.insecure_channel(f"unix:{self.config.edgecore_sock}")
@@ -258,9 +250,8 @@ class KubeEdgeStyleMapper:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._register_task
         if self._server is not None:
-            await self._server.stop(0.5)
+            await self._server.stop()
             self._server = None
-            await asyncio.to_thread(self.config.socket_path.unlink, missing_ok=True)
         async with self._lock:
             for dev_id in list(self.devices):
                 await self._stop(dev_id)
@@ -293,32 +284,7 @@ class KubeEdgeStyleMapper:
 
     async def _register_loop(self) -> None:
         cfg = self.config
-        request = api_pb2.MapperRegisterRequest(
-            withData=True,
-            mapper=api_pb2.MapperInfo(
-                name=cfg.name,
-                version=cfg.version,
-                api_version=cfg.api_version,
-                protocol=cfg.protocol,
-                address=str(cfg.socket_path).encode(),
-                state="ok",
-            ),
-        )
-        backoff = 0.1
-        while True:
-            try:
-                response = await self._stub.MapperRegister(request, timeout=REGISTER_TIMEOUT_S)
-                break
-            except grpc.aio.AioRpcError as err:
-                delay = backoff * (0.5 + random.random())  # noqa: S311 - jitter
-                log.info(
-                    "device manager at %s not ready (%s); registering again in %.1fs",
-                    cfg.edgecore_sock,
-                    err.code().name,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                backoff = min(backoff * 2, MAX_REGISTER_BACKOFF_S)
+        response = await register_mapper(self._stub, cfg)
         for model in response.modelList:
             self.models[device_id(model.namespace, model.name)] = model
         for device in response.deviceList:
@@ -660,110 +626,6 @@ class KubeEdgeStyleMapper:
             s.state_errors,
         )
         return out.render()
-
-
-def _prepare_socket(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-    if path.exists() or path.is_symlink():
-        path.unlink()
-
-
-class _Servicer(api_pb2_grpc.DeviceMapperServiceServicer):
-    """The seven ``DeviceMapperService`` RPCs over a :class:`KubeEdgeStyleMapper`."""
-
-    def __init__(self, mapper: KubeEdgeStyleMapper) -> None:
-        self.mapper = mapper
-
-    async def _fail(self, context: Context, err: TwinplaneError) -> NoReturn:
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        raise AssertionError("unreachable")  # abort raises
-
-    async def _check_device(self, device: api_pb2.Device, context: Context) -> None:
-        if not device.name:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "device.name must be set")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + MODEL_WAIT_S
-        while self.mapper.model_of(device) is None:
-            if loop.time() >= deadline:
-                ref = device.spec.deviceModelReference
-                await context.abort(
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    f"deviceModel {ref} in {device.namespace or 'default'} namespace not found",
-                )
-            await asyncio.sleep(0.05)
-
-    async def RegisterDevice(  # noqa: N802 - the RPC's name
-        self, request: api_pb2.RegisterDeviceRequest, context: Context
-    ) -> api_pb2.RegisterDeviceResponse:
-        """Starts a device (a known one is left running as it is)."""
-        await self._check_device(request.device, context)
-        try:
-            await self.mapper.register_device(request.device)
-        except TwinplaneError as err:
-            await self._fail(context, err)
-        return api_pb2.RegisterDeviceResponse(
-            deviceName=request.device.name, deviceNamespace=request.device.namespace
-        )
-
-    async def UpdateDevice(  # noqa: N802
-        self, request: api_pb2.UpdateDeviceRequest, context: Context
-    ) -> api_pb2.UpdateDeviceResponse:
-        """Restarts a changed device (starts an unknown one)."""
-        await self._check_device(request.device, context)
-        try:
-            await self.mapper.update_device(request.device)
-        except TwinplaneError as err:
-            await self._fail(context, err)
-        return api_pb2.UpdateDeviceResponse()
-
-    async def RemoveDevice(  # noqa: N802
-        self, request: api_pb2.RemoveDeviceRequest, context: Context
-    ) -> api_pb2.RemoveDeviceResponse:
-        """Stops a device's loops (an unknown one is already gone)."""
-        if not request.deviceName:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "deviceName must be set")
-        await self.mapper.remove_device(device_id(request.deviceNamespace, request.deviceName))
-        return api_pb2.RemoveDeviceResponse()
-
-    async def CreateDeviceModel(  # noqa: N802
-        self, request: api_pb2.CreateDeviceModelRequest, context: Context
-    ) -> api_pb2.CreateDeviceModelResponse:
-        """Keeps a model."""
-        model = request.model
-        if not model.name:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "model.name must be set")
-        self.mapper.models[device_id(model.namespace, model.name)] = model
-        return api_pb2.CreateDeviceModelResponse(
-            deviceModelName=model.name, deviceModelNamespace=model.namespace
-        )
-
-    async def UpdateDeviceModel(  # noqa: N802
-        self, request: api_pb2.UpdateDeviceModelRequest, context: Context
-    ) -> api_pb2.UpdateDeviceModelResponse:
-        """Replaces a model (kept even if it was unknown)."""
-        model = request.model
-        if not model.name:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "model.name must be set")
-        self.mapper.models[device_id(model.namespace, model.name)] = model
-        return api_pb2.UpdateDeviceModelResponse()
-
-    async def RemoveDeviceModel(  # noqa: N802
-        self, request: api_pb2.RemoveDeviceModelRequest, context: Context
-    ) -> api_pb2.RemoveDeviceModelResponse:
-        """Forgets a model."""
-        del context
-        self.mapper.models.pop(device_id(request.modelNamespace, request.modelName), None)
-        return api_pb2.RemoveDeviceModelResponse()
-
-    async def GetDevice(  # noqa: N802
-        self, request: api_pb2.GetDeviceRequest, context: Context
-    ) -> api_pb2.GetDeviceResponse:
-        """The device with its last reported values."""
-        dev_id = device_id(request.deviceNamespace, request.deviceName)
-        device = self.mapper.get_device(dev_id)
-        if device is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"device {dev_id} not found")
-        return api_pb2.GetDeviceResponse(device=device)
 
 
 # -- entry points -------------------------------------------------------------------------------

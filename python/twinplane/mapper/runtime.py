@@ -26,7 +26,7 @@ from twinplane.errors import SpecError, TwinplaneError
 from twinplane.mapper.config import MapperConfig
 from twinplane.mapper.driver import DeviceClient, Driver, PropertyVisitor, WriteOp
 from twinplane.mapper.instance import DeviceInstance, device_id
-from twinplane.mapper.reporter import Reporter
+from twinplane.mapper.reporter import CompatBudget, Reporter
 from twinplane.mapper.scheduler import BusScheduler, ScheduledDevice, now_ms
 from twinplane.mapper.sinks import DataPlane, apply_push_heartbeats  # data plane
 from twinplane.twin import Engine, ValueLike
@@ -34,13 +34,59 @@ from twinplane.twin import Engine, ValueLike
 if TYPE_CHECKING:
     from twinplane.mapper.rest import MapperRestServer
 
-__all__ = ["MapperRuntime", "RunningDevice"]
+__all__ = ["MapperRuntime", "RunningDevice", "register_mapper"]
 
 log = logging.getLogger(__name__)
 
 REGISTER_TIMEOUT_S: Final = 5.0
 MAX_REGISTER_BACKOFF_S: Final = 5.0
 POLL_TIMEOUT_S: Final = 5.0
+
+
+async def register_mapper(
+    stub: api_pb2_grpc.DeviceManagerServiceStub,
+    cfg: MapperConfig,
+    *,
+    budget: CompatBudget | None = None,
+) -> api_pb2.MapperRegisterResponse:
+    """``MapperRegister`` (``withData``) until the device manager answers, with backoff.
+
+    Args:
+        stub: The device manager's DMI stub.
+        cfg: The mapper's name, version, protocol and socket.
+        budget: EdgeCore pacing (its limiter counts ``MapperRegister`` too, spec §2.1).
+    """
+    request = api_pb2.MapperRegisterRequest(
+        withData=True,
+        mapper=api_pb2.MapperInfo(
+            name=cfg.name,
+            version=cfg.version,
+            api_version=cfg.api_version,
+            protocol=cfg.protocol,
+            address=str(cfg.socket_path).encode(),
+            state="ok",
+        ),
+    )
+    backoff = 0.1
+    while True:
+        if budget is not None:
+            await budget.acquire()
+        try:
+            response: api_pb2.MapperRegisterResponse = await stub.MapperRegister(
+                request, timeout=REGISTER_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as err:
+            delay = backoff * (0.5 + random.random())  # noqa: S311 - jitter
+            log.info(
+                "device manager at %s not ready (%s); registering again in %.1fs",
+                cfg.edgecore_sock,
+                err.code().name,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            backoff = min(backoff * 2, MAX_REGISTER_BACKOFF_S)
+        else:
+            return response
 
 
 @dataclass(slots=True)
@@ -138,38 +184,11 @@ class MapperRuntime:
             heap.release()
 
     async def _register_loop(self) -> None:
-        backoff = 0.1
         assert self._channel is not None  # noqa: S101
         stub = api_pb2_grpc.DeviceManagerServiceStub(self._channel)
-        cfg = self.config
-        request = api_pb2.MapperRegisterRequest(
-            withData=True,
-            mapper=api_pb2.MapperInfo(
-                name=cfg.name,
-                version=cfg.version,
-                api_version=cfg.api_version,
-                protocol=cfg.protocol,
-                address=str(cfg.socket_path).encode(),
-                state="ok",
-            ),
-        )
         budget = self.reporter.budget if self.reporter is not None else None
-        while True:
-            if budget is not None:  # EdgeCore's limiter counts MapperRegister too (spec §2.1)
-                await budget.acquire()
-            try:
-                response = await stub.MapperRegister(request, timeout=REGISTER_TIMEOUT_S)
-                break
-            except grpc.aio.AioRpcError as err:
-                delay = backoff * (0.5 + random.random())  # noqa: S311 - jitter
-                log.info(
-                    "device manager at %s not ready (%s); registering again in %.1fs",
-                    cfg.edgecore_sock,
-                    err.code().name,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                backoff = min(backoff * 2, MAX_REGISTER_BACKOFF_S)
+        response = await register_mapper(stub, self.config, budget=budget)
+        cfg = self.config
         if self.reporter is not None:  # fast path: TwinStream, or plain DMI (docs/mapper.md)
             await self.reporter.negotiate(cfg.name)
         await self.load(response)

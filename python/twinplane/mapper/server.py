@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import Any, Final, NoReturn, Protocol
 
 import grpc
 
@@ -22,10 +22,7 @@ from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
 from twinplane.errors import TwinplaneError
 from twinplane.mapper.instance import device_id
 
-if TYPE_CHECKING:
-    from twinplane.mapper.runtime import MapperRuntime
-
-__all__ = ["SERVICE", "MapperServer"]
+__all__ = ["SERVICE", "MapperHost", "MapperServer", "MapperServicer"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +33,36 @@ MODEL_WAIT_S: Final = 3.0
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
+class MapperHost(Protocol):
+    """What the RPCs drive.
+
+    :class:`~twinplane.mapper.runtime.MapperRuntime`, or another mapper (the bench's
+    KubeEdge-style baseline).
+    """
+
+    models: dict[str, api_pb2.DeviceModel]
+
+    def model_of(self, device: api_pb2.Device) -> api_pb2.DeviceModel | None:
+        """The device's model, if known."""
+        ...
+
+    async def register_device(self, device: api_pb2.Device) -> bool:
+        """Starts a device (a known one is left as it is)."""
+        ...
+
+    async def update_device(self, device: api_pb2.Device) -> str:
+        """Applies a changed device."""
+        ...
+
+    async def remove_device(self, dev_id: str) -> bool:
+        """Stops a device."""
+        ...
+
+    def get_device(self, dev_id: str) -> api_pb2.Device | None:
+        """The device with its current twins."""
+        ...
+
+
 def _prepare_socket(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
     if path.exists() or path.is_symlink():
@@ -43,9 +70,9 @@ def _prepare_socket(path: Path) -> None:
 
 
 class MapperServicer(api_pb2_grpc.DeviceMapperServiceServicer):
-    """The seven RPCs over a :class:`~twinplane.mapper.runtime.MapperRuntime`."""
+    """The seven RPCs over a :class:`MapperHost`."""
 
-    def __init__(self, runtime: MapperRuntime) -> None:
+    def __init__(self, runtime: MapperHost) -> None:
         self.runtime = runtime
 
     async def _fail(self, context: Context, err: TwinplaneError) -> NoReturn:
@@ -146,7 +173,7 @@ class MapperServicer(api_pb2_grpc.DeviceMapperServiceServicer):
 class MapperServer:
     """The gRPC server on the mapper's socket."""
 
-    def __init__(self, runtime: MapperRuntime) -> None:
+    def __init__(self, runtime: MapperHost) -> None:
         self.runtime = runtime
         self.server: grpc.aio.Server | None = None
         self.socket_path: Path | None = None

@@ -137,6 +137,7 @@ class EdgeCore:
         self._states_next: asyncio.Future[None] | None = None
         self._states_writer: asyncio.Task[None] | None = None
         self._heap_held = False
+        self._unsaved: list[tuple[str, str, str]] = []
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -201,9 +202,19 @@ class EdgeCore:
         """Writes every changed twin now; returns how many rows were written."""
         async with self._persist_lock:
             rows = await asyncio.to_thread(self.engine.take_dirty)
+            if self._unsaved:  # a failed write's rows (of devices still here), then newer ones
+                known = set(self.engine.device_ids())
+                merged = {(d, p): body for d, p, body in self._unsaved if d in known}
+                merged.update({(d, p): body for d, p, body in rows})
+                rows = [(d, p, body) for (d, p), body in merged.items()]
+                self._unsaved = []
             if not rows:
                 return 0
-            await self.store.save_twins(rows)  # one committed transaction, or it raises
+            try:
+                await self.store.save_twins(rows)  # one committed transaction, or it raises
+            except BaseException:
+                self._unsaved = rows  # taken from the engine: kept here for the next try
+                raise
             # Committed: read -> persisted latency of these rows (and of rows taken by a failed
             # flush before; an exception above leaves them waiting, unmarked).
             self.engine.mark_persisted(now_ms())

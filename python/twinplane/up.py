@@ -36,7 +36,15 @@ if TYPE_CHECKING:
     from twinplane.sim.modbus import ModbusSimulator
     from twinplane.twin import Changes
 
-__all__ = ["UpConfig", "add_parser", "default_home", "device_manifests", "run", "run_up"]
+__all__ = [
+    "UpConfig",
+    "add_parser",
+    "default_home",
+    "device_manifests",
+    "port_free",
+    "run",
+    "run_up",
+]
 
 MODEL_NAME: Final = "sim-thermostat"
 MAPPER_PORT: Final = 7777
@@ -156,7 +164,8 @@ class UpConfig:
     out: TextIO = field(default_factory=lambda: sys.stdout)
 
 
-def _port_free(host: str, port: int) -> bool:
+def port_free(host: str, port: int) -> bool:
+    """Whether ``port`` can be bound on ``host`` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
             sock.bind((host, port))
@@ -233,7 +242,7 @@ class _Up:
 
         t0 = time.monotonic()
         host = "127.0.0.1"
-        port = cfg.mapper_port if cfg.mapper_port and _port_free(host, cfg.mapper_port) else 0
+        port = cfg.mapper_port if cfg.mapper_port and port_free(host, cfg.mapper_port) else 0
         mapper_config = MapperConfig(
             protocol="modbus",
             name="modbus-mapper",
@@ -337,7 +346,8 @@ async def run_up(config: UpConfig, *, stop: asyncio.Event | None = None) -> None
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Adds ``up`` to the subcommands."""
-    from twinplane.cli.edge import LOG_LEVELS  # noqa: PLC0415 - a cycle otherwise
+    from twinplane.cli.args import positive_int  # noqa: PLC0415 - a cycle otherwise
+    from twinplane.cli.edge import LOG_LEVELS  # noqa: PLC0415
 
     parser = commands.add_parser(
         "up",
@@ -349,10 +359,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Stops cleanly on SIGINT or SIGTERM."
         ),
     )
-    parser.add_argument("--devices", type=_positive_int, default=100, help="(default: 100)")
+    parser.add_argument("--devices", type=positive_int, default=100, help="(default: 100)")
     parser.add_argument(
         "--properties",
-        type=_positive_int,
+        type=positive_int,
         default=4,
         help=f"properties per device, at most {MAX_PROPERTIES} (default: 4)",
     )
@@ -383,13 +393,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--log-level", choices=LOG_LEVELS, default="warning", help="(default: %(default)s)"
     )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

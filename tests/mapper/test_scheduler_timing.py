@@ -132,3 +132,30 @@ async def test_dead_device_fails_within_its_poll_timeout() -> None:
     states = {d.device_id: d.state for d in bus2.devices.values()}
     assert states == {"default/d1": "online", "default/d2": "offline"}
     assert 1 <= bus2.stats.poll_errors <= RUN_S / 0.3 + 1
+
+
+async def test_devices_of_a_bus_share_its_phase_and_buses_differ() -> None:
+    """A bus's devices are due at the same phase of the cycle; another bus has another phase."""
+    engine = Engine()
+    driver = ModbusDriver(timeout=2.0)
+    buses = [BusScheduler(f"tcp://{HOST}:{5020 + b}", engine, max_in_flight=16) for b in (0, 1)]
+    for b, bus in enumerate(buses):
+        for unit in (1, 2, 3):
+            dev_id = f"default/b{b}-d{unit}"
+            index = engine.upsert_device(dev_id, SPECS)
+            config = {"ip": HOST, "port": 5020 + b, "slaveID": unit, "communicateMode": "TCP"}
+            bus.add(
+                ScheduledDevice(
+                    device_id=dev_id,
+                    index=index,
+                    client=driver.new_client(ProtocolConfig("modbus", config)),
+                    props=[],
+                    plan=engine.read_plan(index),
+                    cycle_s=CYCLE_S,
+                    timeout_s=1.0,
+                )
+            )
+    phases = [{round(d.due % CYCLE_S, 6) for d in bus.devices.values()} for bus in buses]
+    assert [len(p) for p in phases] == [1, 1]
+    assert phases[0] != phases[1]
+    await driver.close()

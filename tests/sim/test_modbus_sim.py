@@ -578,3 +578,25 @@ async def test_submit_reads_fails_on_a_lost_connection(sim: ModbusSimulator) -> 
         await client.close()
         with pytest.raises(ModbusConnectionError):
             await asyncio.wait_for(fut, WAIT)
+
+
+async def test_polls_started_together_share_one_write(
+    sim: ModbusSimulator, client: ModbusTcpClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reads of polls started in one loop iteration go out in a single transport write."""
+    conn = client._conn
+    assert conn is not None
+    assert conn.transport is not None
+    writes: list[bytes] = []
+    real = conn.transport.write
+
+    def counted(data: bytes | bytearray | memoryview) -> None:
+        writes.append(bytes(data))
+        real(data)
+
+    monkeypatch.setattr(conn.transport, "write", counted)
+    futures = [client.submit_reads(unit, POLL) for unit in (1, 2, 3)]
+    results = await asyncio.wait_for(asyncio.gather(*cast("list[Any]", futures)), WAIT)
+    assert len(writes) == 1
+    assert len(writes[0]) == 3 * len(POLL) * 12  # twelve bytes per read request
+    assert [len(frames) for frames in results] == [len(POLL)] * 3

@@ -32,7 +32,7 @@ from twinplane.bench.procs import BenchError, Proc, raise_fd_limit
 from twinplane.bench.progress import Progress, bar
 from twinplane.bench.prom import Snapshot, parse
 from twinplane.bench.window import PROCESSES, Tick, WindowLoad, summarize
-from twinplane.up import device_manifests
+from twinplane.up import device_manifests, port_free
 
 __all__ = ["SCENARIOS", "ScaleConfig", "run_scale"]
 
@@ -88,15 +88,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _ephemeral_start() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
@@ -117,7 +108,7 @@ def free_port_block(count: int) -> int:
         if high - count <= low:
             break
         base = random.randint(low, high - count)  # noqa: S311 - not a secret
-        if all(_bindable(base + i) for i in range(count)):
+        if all(port_free("127.0.0.1", base + i) for i in range(count)):
             return base
     raise BenchError(f"found no {count} consecutive free ports for the simulator")
 

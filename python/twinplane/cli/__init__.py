@@ -6,6 +6,8 @@
 - :mod:`~twinplane.cli.client`: the REST client of the kubectl-like commands (stdlib ``urllib``).
 - :mod:`~twinplane.cli.commands`: ``apply``, ``get``, ``describe``, ``delete``, ``twin get|set``.
 - :mod:`~twinplane.cli.output`: tables, JSON and YAML, times.
+- :mod:`~twinplane.cli.bench`: ``twinplane bench scale`` and ``bench kubeedge-mapper``.
+- :mod:`~twinplane.cli.args`: argument types the parsers share.
 """
 
 from twinplane.cli.main import main

@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
+from twinplane.cli.args import positive_int
+
 __all__ = ["KUBEEDGE_MAPPER", "add_parser", "run", "run_kubeedge_mapper"]
 
 KUBEEDGE_MAPPER: Final = "kubeedge-mapper"
@@ -30,16 +32,9 @@ _MAX_PROPERTIES: Final = 80
 _MAX_UNITS_PER_PORT: Final = 247
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def _int_up_to(limit: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        value = _positive_int(text)
+        value = positive_int(text)
         if value > limit:
             raise argparse.ArgumentTypeError(f"must be at most {limit}, not {value}")
         return value
@@ -77,7 +72,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--scenario", choices=("1k", "5k", "10k"), default=None, help="a preset (see below)"
     )
     parser.add_argument(
-        "--devices", type=_positive_int, default=None, help=f"(default: {_DEFAULT_DEVICES:,})"
+        "--devices", type=positive_int, default=None, help=f"(default: {_DEFAULT_DEVICES:,})"
     )
     parser.add_argument(
         "--properties",
@@ -86,7 +81,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"per device, at most {_MAX_PROPERTIES} (default: 10)",
     )
     parser.add_argument(
-        "--cycle-ms", type=_positive_int, default=None, help="collect cycle (default: 1000)"
+        "--cycle-ms", type=positive_int, default=None, help="collect cycle (default: 1000)"
     )
     parser.add_argument(
         "--duration", type=_seconds, default=None, help="measured seconds (default: 60)"

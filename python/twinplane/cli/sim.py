@@ -15,6 +15,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Final
 
+from twinplane.cli.args import positive_int
 from twinplane.cli.edge import LOG_LEVELS
 from twinplane.errors import TwinplaneError
 
@@ -38,13 +39,6 @@ def _port_range(text: str) -> tuple[int, int]:
     return first, last
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Adds ``sim`` (with ``sim modbus``) to the subcommands."""
     sim = commands.add_parser("sim", help="run simulated devices")
@@ -64,7 +58,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "port=5021:garble=tid+truncated@0.5 (see docs/modbus.md)"
         ),
     )
-    parser.add_argument("--devices", type=_positive_int, default=1, help="(default: 1)")
+    parser.add_argument("--devices", type=positive_int, default=1, help="(default: 1)")
     parser.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
     parser.add_argument(
         "--port", type=int, default=5020, help="first port; 0 picks free ports (default: 5020)"
@@ -74,7 +68,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--unit-ids-per-port",
         "--ports-per-unit-ids",
         dest="units_per_port",
-        type=_positive_int,
+        type=positive_int,
         default=247,
         metavar="K",
         help="devices per port, as unit ids 1..K; more devices take the next ports (default: 247)",
@@ -88,7 +82,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--registers",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         help="addresses per register kind and device (default: 100)",
     )

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +47,22 @@ def _as_user(work: Path) -> dict[str, Any]:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
+def _wait_ready(proc: subprocess.Popen[bytes], log: Path, within: float = 30.0) -> None:
+    """Waits for the server's "ready to accept connections" line.
+
+    The port opens before recovery ends; until then connections are refused with "the
+    database system is starting up" (seen on a busy 2-core machine).
+    """
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}:\n{log.read_text()}")
+        if "ready to accept connections" in log.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"server not ready after {within}s:\n{log.read_text()}")
+
+
 @pytest.fixture(scope="module")
 def postgres_dsn() -> Iterator[str]:
     """A PostgreSQL on a free loopback port, data in a temporary folder; yields its DSN."""
@@ -76,6 +93,7 @@ def postgres_dsn() -> Iterator[str]:
             )
         try:
             wait_port(proc, port, log)
+            _wait_ready(proc, log)
             yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
         finally:
             proc.send_signal(signal.SIGINT)  # fast shutdown

@@ -213,9 +213,9 @@ class _Up:
         self.say(f"  {self.ok} {what:<16} {detail}  ({ms:.0f} ms)")
 
     async def start(self) -> None:
+        from twinplane.drivers.registry import get_driver  # noqa: PLC0415
         from twinplane.edge.app import EdgeApp, EdgeConfig  # noqa: PLC0415 - fast CLI start
         from twinplane.mapper.config import MapperConfig  # noqa: PLC0415
-        from twinplane.mapper.driver import get_driver  # noqa: PLC0415
         from twinplane.mapper.runtime import MapperRuntime  # noqa: PLC0415
         from twinplane.sim.modbus import ModbusSimulator  # noqa: PLC0415
 

@@ -7,8 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from twinplane.drivers.base import Driver
 from twinplane.mapper.config import MapperConfig
-from twinplane.mapper.driver import Driver
 from twinplane.mapper.runtime import MapperRuntime
 
 WAIT_S = 5.0

@@ -24,8 +24,8 @@ from mapper_helpers import manifests, mapper_config, running_mapper, until
 from edge_helpers import short_home
 from twinplane.dmi.convert import device_to_proto, model_to_proto
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
+from twinplane.drivers.virtual import VirtualDriver
 from twinplane.manifests.load import load_strict
-from twinplane.mapper.virtual import VirtualDriver
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 

@@ -16,11 +16,11 @@ from mapper_helpers import virtual_model as vmodel
 from edge_helpers import running_app, short_home
 from twinplane.dmi.convert import device_to_proto, model_to_proto
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
+from twinplane.drivers.virtual import VirtualDriver
 from twinplane.manifests.load import load_strict
 from twinplane.mapper.fast_path import FastPath, FastPathState
 from twinplane.mapper.reporter import Reporter
 from twinplane.mapper.runtime import MapperRuntime
-from twinplane.mapper.virtual import VirtualDriver
 from twinplane.stream.v1 import stream_pb2
 
 Ctx = grpc.aio.ServicerContext[Any, Any]

@@ -20,11 +20,11 @@ from mapper_helpers import (
 
 from edge_helpers import running_app, short_home
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
+from twinplane.drivers.base import DeviceClient, PropertyVisitor, ProtocolConfig
+from twinplane.drivers.virtual import VirtualClient, VirtualDriver
 from twinplane.edge.app import EdgeApp
 from twinplane.edge.core import EdgeCore
-from twinplane.mapper.driver import DeviceClient, PropertyVisitor, ProtocolConfig
 from twinplane.mapper.runtime import MapperRuntime
-from twinplane.mapper.virtual import VirtualClient, VirtualDriver
 from twinplane.twin import ValueLike
 
 

@@ -9,9 +9,9 @@ import aiohttp
 from mapper_helpers import WAIT_S, manifests, mapper_config, until, virtual_model
 
 from edge_helpers import running_app, short_home
+from twinplane.drivers.virtual import VirtualDriver
 from twinplane.mapper.runtime import MapperRuntime
 from twinplane.mapper.sinks import RunnerSettings
-from twinplane.mapper.virtual import VirtualDriver
 
 # one batch of queue, slow retries: the reporter's batches every 20 ms overflow it at once
 TINY = RunnerSettings(

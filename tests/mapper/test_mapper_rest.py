@@ -12,10 +12,10 @@ from mapper_helpers import WAIT_S, manifests, mapper_config, running_mapper, unt
 from multidict import CIMultiDictProxy
 
 from edge_helpers import running_app, short_home
+from twinplane.drivers.base import DeviceClient, PropertyVisitor, ProtocolConfig
+from twinplane.drivers.virtual import VirtualClient, VirtualDriver
 from twinplane.edge.core import EdgeCore
-from twinplane.mapper.driver import DeviceClient, PropertyVisitor, ProtocolConfig
 from twinplane.mapper.runtime import MapperRuntime
-from twinplane.mapper.virtual import VirtualClient, VirtualDriver
 from twinplane.twin import ValueLike
 
 MODEL = (

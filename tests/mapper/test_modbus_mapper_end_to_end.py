@@ -6,8 +6,8 @@ import pytest
 from mapper_helpers import manifests, mapper_config, running_mapper, until
 
 from edge_helpers import running_app, short_home
+from twinplane.drivers.modbus.adapter import ModbusDriver
 from twinplane.edge.core import EdgeCore
-from twinplane.mapper.modbus_driver import ModbusDriver
 from twinplane.sim.modbus import ModbusSimulator
 
 MODEL = """\

@@ -19,8 +19,8 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from edge_helpers import running_app, short_home
 from serial_line import pty_pair
+from twinplane.drivers.modbus.adapter import ModbusDriver
 from twinplane.edge.core import EdgeCore
-from twinplane.mapper.modbus_driver import ModbusDriver
 
 BAUD: Final = 115_200
 WAIT: Final = 5.0

@@ -12,8 +12,8 @@ from typing import cast
 
 import pytest
 
-from twinplane.mapper.driver import FrameClient, FrameRead, ProtocolConfig
-from twinplane.mapper.modbus_driver import ModbusDeviceClient, ModbusDriver
+from twinplane.drivers.base import FrameClient, FrameRead, ProtocolConfig
+from twinplane.drivers.modbus.adapter import ModbusDeviceClient, ModbusDriver
 from twinplane.mapper.scheduler import (
     LATENESS_BOUNDS_S,
     ON_TIME_TOLERANCE,

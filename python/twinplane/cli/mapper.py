@@ -82,8 +82,8 @@ async def _serve(runtime: object) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Runs ``twinplane mapper``; returns the exit status."""
+    from twinplane.drivers.registry import get_driver  # noqa: PLC0415
     from twinplane.mapper.config import load_config  # noqa: PLC0415 - fast CLI start
-    from twinplane.mapper.driver import get_driver  # noqa: PLC0415
     from twinplane.mapper.runtime import MapperRuntime  # noqa: PLC0415
 
     try:

@@ -16,7 +16,7 @@ from typing import Final, cast, get_args
 
 from twinplane.dmi.anyvalue import decode_config
 from twinplane.dmi.v1beta1 import api_pb2
-from twinplane.mapper.driver import ProtocolConfig
+from twinplane.drivers.base import ProtocolConfig
 from twinplane.twin import PropertySpec, PropertyTypeName, VisitorConfig
 
 __all__ = [

@@ -22,9 +22,9 @@ import grpc
 
 from twinplane import heap
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
+from twinplane.drivers.base import DeviceClient, Driver, PropertyVisitor, WriteOp
 from twinplane.errors import SpecError, TwinplaneError
 from twinplane.mapper.config import MapperConfig
-from twinplane.mapper.driver import DeviceClient, Driver, PropertyVisitor, WriteOp
 from twinplane.mapper.instance import DeviceInstance, device_id
 from twinplane.mapper.reporter import CompatBudget, Reporter
 from twinplane.mapper.scheduler import BusScheduler, ScheduledDevice, now_ms
@@ -359,7 +359,7 @@ class MapperRuntime:
         """Per device: (state, report periodically, state cycle ms) for the reporter.
 
         A device the scheduler sees failing is ``offline`` or ``unhealthy``; otherwise the
-        driver's :meth:`~twinplane.mapper.driver.DeviceClient.get_device_states` decides, its
+        driver's :meth:`~twinplane.drivers.base.DeviceClient.get_device_states` decides, its
         ``ok`` meaning ``online``.
         """
         out: dict[str, tuple[str, bool, int]] = {}

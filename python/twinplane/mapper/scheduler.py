@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Final
 
-from twinplane.mapper.driver import (
+from twinplane.drivers.base import (
     DeviceClient,
     FrameClient,
     FrameRead,

@@ -12,12 +12,12 @@ from aiohttp import web
 from sinks_helpers import changes, until
 
 from edge_helpers import running_app, short_home
+from twinplane.drivers.virtual import VirtualDriver
 from twinplane.mapper.config import MapperConfig
 from twinplane.mapper.runtime import MapperRuntime
 from twinplane.mapper.sinks import RunnerSettings, SinkRunner
 from twinplane.mapper.sinks.config import HttpSinkConfig
 from twinplane.mapper.sinks.http import HttpSink
-from twinplane.mapper.virtual import VirtualDriver
 
 FAST = RunnerSettings(max_rows=100, interval_s=0.02, backoff_s=0.01, max_backoff_s=0.05)
 

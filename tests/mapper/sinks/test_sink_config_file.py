@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from twinplane.drivers.virtual import VirtualDriver
 from twinplane.errors import SpecError
 from twinplane.mapper.config import load_config
 from twinplane.mapper.runtime import MapperRuntime
 from twinplane.mapper.sinks.config import ParquetSinkConfig, PostgresSinkConfig
-from twinplane.mapper.virtual import VirtualDriver
 
 BASE = "common: {protocol: virtual}\n"
 

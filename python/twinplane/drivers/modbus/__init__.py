@@ -1,4 +1,4 @@
-"""The Modbus driver's I/O: frames, typed errors, and the TCP and RTU clients.
+"""The Modbus driver: frames, typed errors, the TCP and RTU clients, and the mapper adapter.
 
 - :mod:`~twinplane.drivers.modbus.frames`: MBAP and PDU encode/decode (functions 1-6, 15, 16),
   strict response validation.
@@ -7,6 +7,8 @@
 - :mod:`~twinplane.drivers.modbus.tcp`: :class:`ModbusTcpClient`, pipelined over one connection.
 - :mod:`~twinplane.drivers.modbus.rtu`: :class:`ModbusRtuClient`, one request at a time on a
   serial line (imported on use: it loads pymodbus).
+- :mod:`~twinplane.drivers.modbus.adapter`: :class:`~twinplane.drivers.modbus.adapter.ModbusDriver`,
+  the mapper's driver (protocol ``modbus``) over both clients.
 
 Both clients share one interface: ``read(unit, kind, address, count) -> bytes`` gives the data
 bytes :meth:`twinplane.twin.Engine.ingest_frame` takes, ``execute_write(unit, op)`` runs the

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from twinplane.drivers.base import PropertyVisitor, ProtocolConfig
+from twinplane.drivers.virtual import VirtualClient, VirtualDriver
 from twinplane.errors import SpecError
-from twinplane.mapper.driver import PropertyVisitor, ProtocolConfig, get_driver
-from twinplane.mapper.virtual import VirtualClient, VirtualDriver
 from twinplane.twin import PropertyTypeName
 
 
@@ -75,11 +75,3 @@ async def test_unknown_kind_names_the_field() -> None:
     with pytest.raises(SpecError) as err:
         await client().read([prop("x", "INT", kind="square")])
     assert err.value.path == "x.visitors.configData.kind"
-
-
-def test_registry_finds_the_builtin_drivers() -> None:
-    """The virtual and modbus drivers are registered by protocol name; others are a LookupError."""
-    assert get_driver("virtual").protocol == "virtual"
-    assert get_driver("modbus").frames
-    with pytest.raises(LookupError):
-        get_driver("zigbee")

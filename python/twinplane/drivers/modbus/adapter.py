@@ -17,10 +17,9 @@ import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
-from twinplane.errors import SpecError
-from twinplane.mapper.driver import (
+from twinplane.drivers.base import (
     BusSpec,
     DeviceClient,
     Driver,
@@ -30,10 +29,8 @@ from twinplane.mapper.driver import (
     ProtocolConfig,
     WriteOp,
 )
-
-if TYPE_CHECKING:
-    from twinplane.drivers.modbus import ModbusTcpClient
-    from twinplane.drivers.modbus.tcp import PreparedReads
+from twinplane.drivers.modbus.tcp import ModbusTcpClient, PreparedReads
+from twinplane.errors import SpecError
 
 __all__ = ["ModbusDriver", "ModbusSettings"]
 
@@ -206,10 +203,9 @@ class ModbusDriver(Driver):
                 return found[0]
             client: Any
             if settings.mode == "TCP":
-                from twinplane.drivers.modbus import ModbusTcpClient  # noqa: PLC0415
-
                 client = ModbusTcpClient(settings.host, settings.port, timeout=self.timeout)
             else:
+                # on use: RTU loads pymodbus
                 from twinplane.drivers.modbus.rtu import ModbusRtuClient  # noqa: PLC0415
 
                 client = ModbusRtuClient(

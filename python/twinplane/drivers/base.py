@@ -22,7 +22,8 @@ Two kinds of client:
 - a :class:`ValueClient` decodes values itself and returns one per property visitor (virtual
   devices, protocols whose values arrive typed).
 
-Drivers are found by protocol name in a registry (:func:`register_driver`, :func:`get_driver`).
+This module is the interface only: it imports no driver. Drivers are found by protocol name
+in :mod:`twinplane.drivers.registry`.
 """
 
 from __future__ import annotations
@@ -46,9 +47,6 @@ __all__ = [
     "ProtocolConfig",
     "ValueClient",
     "WriteOp",
-    "get_driver",
-    "register_driver",
-    "registered_protocols",
 ]
 
 WriteOp = tuple[int, int, list[int] | list[bool]]
@@ -200,39 +198,3 @@ class Driver(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Releases what the driver shares between devices (connections)."""
-
-
-_REGISTRY: dict[str, Callable[[], Driver]] = {}
-
-
-def register_driver(protocol: str, factory: Callable[[], Driver]) -> None:
-    """Makes a driver available by protocol name (a later registration replaces one)."""
-    _REGISTRY[protocol] = factory
-
-
-def registered_protocols() -> list[str]:
-    """The protocol names with a driver."""
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def get_driver(protocol: str) -> Driver:
-    """A new driver for ``protocol``.
-
-    Raises:
-        LookupError: No driver serves this protocol.
-    """
-    _load_builtin()
-    factory = _REGISTRY.get(protocol)
-    if factory is None:
-        known = ", ".join(sorted(_REGISTRY))
-        raise LookupError(f"no driver for protocol {protocol!r}; known: {known}")
-    return factory()
-
-
-def _load_builtin() -> None:
-    # Imported here: the built-in drivers import this module.
-    from twinplane.mapper import modbus_driver, virtual  # noqa: PLC0415
-
-    _REGISTRY.setdefault("virtual", virtual.VirtualDriver)
-    _REGISTRY.setdefault("modbus", modbus_driver.ModbusDriver)

@@ -1,6 +1,6 @@
-"""The virtual driver: devices without hardware, for demos and tests.
+"""How a virtual property's value moves: one generator per property, from its visitor config.
 
-Each property's visitor ``configData`` says how its value moves:
+Each property's visitor ``configData`` says it:
 
 - ``{"kind": "sine", "amplitude": 10, "offset": 20, "periodMs": 60000}``: a sine of wall time;
 - ``{"kind": "randomwalk", "start": 20, "step": 0.5, "min": 0, "max": 40, "seed": 1}``: each read
@@ -9,9 +9,8 @@ Each property's visitor ``configData`` says how its value moves:
   ``start`` past ``max``;
 - no ``kind`` (or ``"constant"``), with an optional ``value``: holds its value.
 
-A write sticks: the property holds the written value from then on (a setpoint), until the device
-restarts. Values are returned typed by the property (``INT`` rounds, ``BOOLEAN`` is ``value > 0``,
-``STRING`` is the number's text).
+A held value (a constant's, or a written one) is returned as text, for the engine to parse by
+the property's type.
 """
 
 from __future__ import annotations
@@ -19,20 +18,12 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
+from twinplane.drivers.base import PropertyVisitor
 from twinplane.errors import SpecError
-from twinplane.mapper.driver import (
-    BusSpec,
-    DeviceClient,
-    Driver,
-    PropertyVisitor,
-    ProtocolConfig,
-    ValueClient,
-)
-from twinplane.twin import PropertyTypeName, ValueLike
 
-__all__ = ["VirtualClient", "VirtualDriver"]
+__all__ = ["KINDS", "Signal"]
 
 KINDS = ("constant", "sine", "randomwalk", "counter")
 
@@ -47,8 +38,12 @@ def _number(config: Mapping[str, object], key: str, default: float, path: str) -
         raise SpecError(f"{key} {value!r} is not a number", path=f"{path}.{key}") from None
 
 
-class _Signal:
-    """One property's generator."""
+class Signal:
+    """One property's generator; :meth:`next` is its value at the next read.
+
+    Attributes:
+        held: A value that overrides the generator (a constant's, or the last write).
+    """
 
     def __init__(self, prop: PropertyVisitor) -> None:
         cfg = prop.config
@@ -75,6 +70,7 @@ class _Signal:
         self.current = self.start
 
     def next(self) -> float | str:
+        """The next value: the held text, or the generator's number."""
         if self.held is not None:
             return self.held
         if self.kind == "sine":
@@ -90,63 +86,3 @@ class _Signal:
             self.current = self.start if following > self.high else following
             return value
         return 0.0
-
-
-def _typed(value: float | str, type_: PropertyTypeName) -> ValueLike:
-    if isinstance(value, str):
-        return value  # a written or configured value: the engine parses it by type
-    if type_ == "INT":
-        return round(value)
-    if type_ == "BOOLEAN":
-        return value > 0
-    if type_ in ("STRING", "STREAM", "BYTES"):
-        return f"{value:g}"
-    return value
-
-
-class VirtualClient(ValueClient):
-    """A virtual device: one generator per property, created on first read."""
-
-    def __init__(self, protocol: ProtocolConfig) -> None:
-        self.protocol = protocol
-        self._signals: dict[str, _Signal] = {}
-        self.inits = 0
-        self.stopped = False
-
-    def _signal(self, prop: PropertyVisitor) -> _Signal:
-        signal = self._signals.get(prop.name)
-        if signal is None:
-            signal = self._signals[prop.name] = _Signal(prop)
-        return signal
-
-    async def init_device(self) -> None:
-        """Counts starts (tests check a desired change does not restart the device)."""
-        self.inits += 1
-
-    async def read(self, batch: Sequence[PropertyVisitor]) -> list[ValueLike]:
-        """The next value of each property."""
-        return [_typed(self._signal(prop).next(), prop.type) for prop in batch]
-
-    async def write(self, prop: PropertyVisitor, value: str) -> None:
-        """Holds ``value`` from now on."""
-        self._signal(prop).held = value
-
-    async def stop_device(self) -> None:
-        """Marks the device stopped."""
-        self.stopped = True
-
-
-class VirtualDriver(Driver):
-    """Protocol ``virtual``: every device on one bus, many polls at once."""
-
-    protocol = "virtual"
-    frames = False
-
-    def new_client(self, protocol: ProtocolConfig) -> DeviceClient:
-        """A :class:`VirtualClient`."""
-        return VirtualClient(protocol)
-
-    def bus(self, protocol: ProtocolConfig) -> BusSpec:
-        """One bus for all virtual devices."""
-        del protocol
-        return BusSpec("virtual", max_in_flight=64)

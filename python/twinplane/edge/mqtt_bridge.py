@@ -36,7 +36,6 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
@@ -63,70 +62,17 @@ from twinplane.edge.mqtt_payloads import (
     twin_result,
 )
 from twinplane.errors import SpecError, TwinplaneError, UnknownDeviceError
+from twinplane.mqtt_url import BrokerUrl
 from twinplane.twin import Changes, PropertyTypeName, TwinDict, canonical
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 1883
-_SCHEMES = ("mqtt", "tcp")
 _RECONNECT_MIN = 0.1
 _MAX_INCOMING = 10_000
 """Inbound messages aiomqtt holds before the bridge handles them (beyond: discarded, logged)."""
 
 _Outgoing = tuple[int, str, bytes]
 """A queued publication: sequence number (its place in the order), topic, payload."""
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerUrl:
-    """A broker address: ``mqtt://[user:pass@]host[:port]`` or KubeEdge's ``tcp://…``.
-
-    Raises:
-        SpecError: On construction, for an empty host or a port outside 1-65535.
-    """
-
-    host: str
-    port: int = DEFAULT_PORT
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if not self.host:
-            raise SpecError("MQTT broker URL has no host", path="mqtt_url")
-        if not 0 < self.port < 65536:  # noqa: PLR2004 - the TCP port range
-            raise SpecError(f"MQTT broker port {self.port} is not in 1-65535", path="mqtt_url")
-
-    @classmethod
-    def parse(cls, url: str) -> BrokerUrl:
-        """Reads ``mqtt://host:port``, ``tcp://host:port`` or ``host:port``.
-
-        Raises:
-            SpecError: Another scheme, a path, or an unreadable port.
-        """
-        text = url.strip()
-        parts = urlsplit(text if "://" in text else f"mqtt://{text}")
-        if parts.scheme not in _SCHEMES:
-            raise SpecError(
-                f"unsupported MQTT broker URL scheme {parts.scheme!r} in {url!r}; "
-                "allowed: mqtt://host:port, tcp://host:port",
-                path="mqtt_url",
-            )
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise SpecError(f"MQTT broker URL {url!r} must not have a path", path="mqtt_url")
-        try:
-            port = parts.port or DEFAULT_PORT
-        except ValueError:
-            raise SpecError(f"MQTT broker URL {url!r} has a bad port", path="mqtt_url") from None
-        return cls(
-            host=parts.hostname or "",
-            port=port,
-            username=None if parts.username is None else unquote(parts.username),
-            password=None if parts.password is None else unquote(parts.password),
-        )
-
-    def __str__(self) -> str:
-        user = f"{self.username}@" if self.username else ""
-        return f"mqtt://{user}{self.host}:{self.port}"
 
 
 @dataclass(slots=True)

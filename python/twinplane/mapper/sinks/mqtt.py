@@ -25,9 +25,9 @@ import aiomqtt
 import msgspec
 import pyarrow as pa
 
-from twinplane.edge.mqtt_bridge import BrokerUrl
 from twinplane.mapper.sinks.config import MqttSinkConfig
 from twinplane.mapper.sinks.rows import Sample, samples
+from twinplane.mqtt_url import BrokerUrl
 
 __all__ = ["MqttSink", "data_topic", "messages"]
 

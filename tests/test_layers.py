@@ -1,0 +1,60 @@
+"""The layers of STYLE.md: separate processes share wire types, never each other's internals.
+
+Each check imports every module of a package in a fresh interpreter and lists which modules of
+another package came with it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+CHILD = """
+import importlib, json, pkgutil, sys
+
+roots = sys.argv[1].split(",")
+for root in roots:
+    package = importlib.import_module(root)
+    for info in pkgutil.walk_packages(package.__path__, prefix=root + "."):
+        importlib.import_module(info.name)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def loaded_with(*roots: str) -> list[str]:
+    """Every module loaded by importing all modules of ``roots`` in a fresh interpreter."""
+    out = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", CHILD, ",".join(roots)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    modules: list[str] = json.loads(out.stdout)
+    return modules
+
+
+def within(modules: list[str], package: str) -> list[str]:
+    """The modules of ``package`` (itself included) among ``modules``."""
+    return [m for m in modules if m == package or m.startswith(package + ".")]
+
+
+@pytest.mark.parametrize(
+    ("roots", "foreign"),
+    [
+        (("twinplane.mapper",), ("twinplane.edge", "twinplane.cli", "twinplane.loadtest")),
+        (("twinplane.edge",), ("twinplane.mapper", "twinplane.drivers", "twinplane.cli")),
+        (("twinplane.drivers",), ("twinplane.mapper", "twinplane.edge", "twinplane.cli")),
+    ],
+)
+def test_a_process_package_loads_no_other_process(
+    roots: tuple[str, ...], foreign: tuple[str, ...]
+) -> None:
+    """Importing every module of the mapper loads no edge module, and the other way round."""
+    modules = loaded_with(*roots)
+    assert within(modules, roots[0])  # the walk did import something
+    for package in foreign:
+        assert within(modules, package) == [], f"{roots[0]} loads {package}"

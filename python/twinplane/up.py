@@ -32,7 +32,7 @@ from twinplane.errors import TwinplaneError
 
 if TYPE_CHECKING:
     from twinplane.edge.app import EdgeApp
-    from twinplane.mapper.runtime import MapperRuntime
+    from twinplane.mapper.app import MapperApp
     from twinplane.sim.modbus import ModbusSimulator
     from twinplane.twin import Changes
 
@@ -200,7 +200,7 @@ class _Up:
         self.config = config
         self.sim: ModbusSimulator | None = None
         self.edge: EdgeApp | None = None
-        self.mapper: MapperRuntime | None = None
+        self.mapper: MapperApp | None = None
         self.meter = _Meter()
         self.ok = "✓" if "utf" in (getattr(config.out, "encoding", "") or "").lower() else "ok"
         self._lines = 0
@@ -215,8 +215,8 @@ class _Up:
     async def start(self) -> None:
         from twinplane.drivers.registry import get_driver  # noqa: PLC0415
         from twinplane.edge.app import EdgeApp, EdgeConfig  # noqa: PLC0415 - fast CLI start
+        from twinplane.mapper.app import MapperApp  # noqa: PLC0415
         from twinplane.mapper.config import MapperConfig  # noqa: PLC0415
-        from twinplane.mapper.runtime import MapperRuntime  # noqa: PLC0415
         from twinplane.sim.modbus import ModbusSimulator  # noqa: PLC0415
 
         cfg = self.config
@@ -251,7 +251,7 @@ class _Up:
             http_host=host,
             http_port=port,
         )
-        self.mapper = MapperRuntime(mapper_config, get_driver("modbus"))
+        self.mapper = MapperApp(mapper_config, get_driver("modbus"))
         await self.mapper.start()
         await asyncio.wait_for(self.mapper.registered.wait(), timeout=10)
         rest = self.mapper.rest.url if self.mapper.rest is not None else "-"
@@ -270,7 +270,7 @@ class _Up:
     def _samples(self) -> int:
         if self.mapper is None:
             return 0
-        polls = sum(bus.stats.polls for bus in self.mapper.buses.values())
+        polls = sum(bus.stats.polls for bus in self.mapper.runtime.buses.values())
         return polls * self.config.properties
 
     def summary(self) -> list[str]:
@@ -307,11 +307,9 @@ class _Up:
     async def stop(self) -> None:
         """Stops every part that started, in reverse order, flushing the last changes."""
         if self.mapper is not None:
-            for bus in list(self.mapper.buses.values()):
-                await bus.stop()
-            if self.mapper.reporter is not None:
-                with contextlib.suppress(TimeoutError, TwinplaneError, OSError):
-                    await asyncio.wait_for(self.mapper.reporter.flush(), FLUSH_TIMEOUT_S)
+            with contextlib.suppress(TimeoutError, TwinplaneError, OSError):
+                async with asyncio.timeout(FLUSH_TIMEOUT_S):
+                    await self.mapper.drain()
             await self.mapper.stop()
         if self.edge is not None:
             await self.edge.stop()

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from twinplane.drivers.base import Driver
+from twinplane.mapper.app import MapperApp
 from twinplane.mapper.config import MapperConfig
-from twinplane.mapper.runtime import MapperRuntime
 
 WAIT_S = 5.0
 """Longest wait for any condition in these tests."""
@@ -84,13 +84,13 @@ def mapper_config(home: Path, edgecore_sock: Path, protocol: str = "virtual") ->
 
 
 @contextlib.asynccontextmanager
-async def running_mapper(config: MapperConfig, driver: Driver) -> AsyncIterator[MapperRuntime]:
-    """A started :class:`MapperRuntime`, registered with its device manager; stopped after."""
-    runtime = MapperRuntime(config, driver)
+async def running_mapper(config: MapperConfig, driver: Driver) -> AsyncIterator[MapperApp]:
+    """A started :class:`MapperApp`, registered with its device manager; stopped after."""
+    mapper = MapperApp(config, driver)
     try:
-        await runtime.start()
+        await mapper.start()
         async with asyncio.timeout(WAIT_S):
-            await runtime.registered.wait()
-        yield runtime
+            await mapper.registered.wait()
+        yield mapper
     finally:
-        await runtime.stop()
+        await mapper.stop()

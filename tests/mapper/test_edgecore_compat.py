@@ -255,17 +255,17 @@ async def test_compat_mode_keeps_to_edgecores_limit_and_contract() -> None:
     async with serve(peer) as sock:
         with short_home() as home:
             cfg = replace(mapper_config(home, sock), edgecore_compat=True)
-            async with running_mapper(cfg, VirtualDriver()) as runtime:
-                reporter = runtime.reporter
+            async with running_mapper(cfg, VirtualDriver()) as mapper:
+                reporter = mapper.reporter
                 assert reporter is not None
                 assert reporter.fast_path is None
                 assert reporter.budget is not None
                 await asyncio.sleep(CHANGING_S)
-                for bus in runtime.buses.values():
+                for bus in mapper.runtime.buses.values():
                     await bus.stop()  # the values stop changing: the last ones must arrive
 
                 def latest() -> dict[str, dict[str, str]]:
-                    twins = {d: runtime.engine.twins(f"default/{d}") for d in DEVICES}
+                    twins = {d: mapper.runtime.engine.twins(f"default/{d}") for d in DEVICES}
                     return {
                         d: {p: (t["reported"] or {"value": ""})["value"] for p, t in ts.items()}
                         for d, ts in twins.items()

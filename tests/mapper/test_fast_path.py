@@ -18,20 +18,20 @@ from twinplane.dmi.convert import device_to_proto, model_to_proto
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
 from twinplane.drivers.virtual import VirtualDriver
 from twinplane.manifests.load import load_strict
+from twinplane.mapper.app import MapperApp
 from twinplane.mapper.fast_path import FastPath, FastPathState
 from twinplane.mapper.reporter import Reporter
-from twinplane.mapper.runtime import MapperRuntime
 from twinplane.stream.v1 import stream_pb2
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 DOCS = manifests(vmodel(), virtual_device("v1"), virtual_device("v2"))
 
 
-def parts_of(runtime: MapperRuntime) -> tuple[Reporter, FastPath]:
-    """The runtime's reporter and its fast path."""
-    assert runtime.reporter is not None
-    assert runtime.reporter.fast_path is not None
-    return runtime.reporter, runtime.reporter.fast_path
+def parts_of(mapper: MapperApp) -> tuple[Reporter, FastPath]:
+    """The mapper's reporter and its fast path."""
+    assert mapper.reporter is not None
+    assert mapper.reporter.fast_path is not None
+    return mapper.reporter, mapper.reporter.fast_path
 
 
 class DmiOnlyManager(api_pb2_grpc.DeviceManagerServiceServicer):
@@ -118,8 +118,8 @@ async def test_mapper_uses_the_fast_path_against_twinplane() -> None:
             assert app.dmi is not None
             core, stream = app.core, app.dmi.stream
             cfg = mapper_config(home, app.config.socket_path)
-            async with running_mapper(cfg, VirtualDriver()) as runtime:
-                reporter, fast = parts_of(runtime)
+            async with running_mapper(cfg, VirtualDriver()) as mapper:
+                reporter, fast = parts_of(mapper)
                 assert fast.state is FastPathState.READY
                 assert fast.max_batch == stream.max_batch
                 await until(lambda: reporter.stats.stream_batches >= 3, "three stream batches")
@@ -139,8 +139,8 @@ async def test_mapper_falls_back_to_unary_against_a_dmi_only_peer() -> None:
     manager = DmiOnlyManager()
     async with serve(manager) as sock:
         with short_home() as home:
-            async with running_mapper(mapper_config(home, sock), VirtualDriver()) as runtime:
-                reporter, fast = parts_of(runtime)
+            async with running_mapper(mapper_config(home, sock), VirtualDriver()) as mapper:
+                reporter, fast = parts_of(mapper)
                 assert fast.state is FastPathState.ABSENT
                 await until(lambda: manager.devices_reported() == {"v1", "v2"}, "unary reports")
                 assert reporter.stats.status_calls >= 2
@@ -152,8 +152,8 @@ async def test_stream_failure_falls_back_to_unary_and_retries_later() -> None:
     manager = DmiOnlyManager()
     async with serve(manager, broken_stream()) as sock:
         with short_home() as home:
-            async with running_mapper(mapper_config(home, sock), VirtualDriver()) as runtime:
-                reporter, fast = parts_of(runtime)
+            async with running_mapper(mapper_config(home, sock), VirtualDriver()) as mapper:
+                reporter, fast = parts_of(mapper)
                 await until(lambda: reporter.stats.stream_fallbacks >= 1, "a fallback")
                 await until(lambda: manager.devices_reported() == {"v1", "v2"}, "unary reports")
                 await until(lambda: fast.failures >= 2, "a second attempt")

@@ -24,7 +24,7 @@ from twinplane.drivers.base import DeviceClient, PropertyVisitor, ProtocolConfig
 from twinplane.drivers.virtual import VirtualClient, VirtualDriver
 from twinplane.edge.app import EdgeApp
 from twinplane.edge.core import EdgeCore
-from twinplane.mapper.runtime import MapperRuntime
+from twinplane.mapper.app import MapperApp
 from twinplane.twin import ValueLike
 
 
@@ -65,27 +65,27 @@ async def test_values_flow_desired_applies_without_restart_and_remove_stops() ->
         async with running_app(home, docs) as app:
             core = core_of(app)
             cfg = mapper_config(home, app.config.socket_path)
-            async with running_mapper(cfg, VirtualDriver()) as runtime:
-                assert set(runtime.devices) == {"default/v1", "default/v2"}
+            async with running_mapper(cfg, VirtualDriver()) as mapper:
+                assert set(mapper.runtime.devices) == {"default/v1", "default/v2"}
                 await until(lambda: reported(core, "v1", "count") is not None, "count of v1")
                 await until(lambda: reported(core, "v2", "temp") is not None, "temp of v2")
                 assert reported(core, "v1", "setpoint") == "10"
                 first = int(reported(core, "v1", "count") or 0)
                 await until(lambda: int(reported(core, "v1", "count") or 0) > first, "a new count")
 
-                client = runtime.devices["default/v1"].client
+                client = mapper.runtime.devices["default/v1"].client
                 assert isinstance(client, VirtualClient)
                 await core.set_desired("default/v1", {"setpoint": "21"})
                 await until(lambda: reported(core, "v1", "setpoint") == "21", "setpoint 21")
-                assert runtime.devices["default/v1"].client is client
+                assert mapper.runtime.devices["default/v1"].client is client
                 assert client.inits == 1
                 twin = core.twins("default/v1")["setpoint"]
                 assert twin["desired"] is not None
                 assert twin["desired"]["value"] == "21"
 
-                removed = runtime.devices["default/v2"]
+                removed = mapper.runtime.devices["default/v2"]
                 assert await core.delete_device("default", "v2")
-                await until(lambda: "default/v2" not in runtime.devices, "v2 removed")
+                await until(lambda: "default/v2" not in mapper.runtime.devices, "v2 removed")
                 assert isinstance(removed.client, VirtualClient)
                 assert removed.client.stopped
                 polls = removed.scheduled.polls
@@ -106,9 +106,9 @@ async def test_failing_device_is_isolated_and_logged_once(caplog: pytest.LogCapt
         async with running_app(home, docs) as app:
             core = core_of(app)
             cfg = mapper_config(home, app.config.socket_path)
-            async with running_mapper(cfg, FlakyDriver()) as runtime:
+            async with running_mapper(cfg, FlakyDriver()) as mapper:
                 await until(lambda: reported(core, "good", "count") is not None, "good count")
-                bad = runtime.devices["default/bad"].scheduled
+                bad = mapper.runtime.devices["default/bad"].scheduled
                 await until(lambda: bad.failures >= 3, "three failed polls")
                 first = int(reported(core, "good", "count") or 0)
                 await until(lambda: int(reported(core, "good", "count") or 0) > first, "good")
@@ -142,7 +142,7 @@ async def test_get_device_returns_current_twins_and_restart_resumes() -> None:
         async with running_app(home, docs) as app:
             core = core_of(app)
             cfg = mapper_config(home, app.config.socket_path)
-            async with running_mapper(cfg, VirtualDriver()) as runtime:
+            async with running_mapper(cfg, VirtualDriver()) as mapper:
                 await until(lambda: reported(core, "v1", "count") is not None, "count")
                 device = await mapper_stub_call(cfg.socket_path, "v1")
                 twins = {t.propertyName: t for t in device.status.twins}
@@ -150,11 +150,11 @@ async def test_get_device_returns_current_twins_and_restart_resumes() -> None:
                 assert twins["setpoint"].reported.value == "10"
                 assert twins["count"].reported.value.isdigit()
                 assert device.spec.deviceModelReference == "vmodel"
-                assert runtime.registrations == 1
+                assert mapper.registrations == 1
             assert not cfg.socket_path.exists()
             last = int(reported(core, "v1", "count") or 0)
             async with running_mapper(cfg, VirtualDriver()) as again:
-                assert "default/v1" in again.devices
+                assert "default/v1" in again.runtime.devices
                 # the counter restarts at 0 and counts up past nothing: the twin moves again
                 await until(lambda: int(reported(core, "v1", "count") or 0) != last, "resumed")
 
@@ -163,18 +163,18 @@ async def test_mapper_started_before_the_manager_registers_when_it_comes_up() ->
     """Registration is retried with backoff until the device manager listens."""
     with short_home() as home:
         cfg = mapper_config(home, home / "run" / "dmi.sock")
-        runtime = MapperRuntime(cfg, VirtualDriver())
-        await runtime.start()
+        mapper = MapperApp(cfg, VirtualDriver())
+        await mapper.start()
         try:
             await asyncio.sleep(0.3)
-            assert not runtime.registered.is_set()
+            assert not mapper.registered.is_set()
             docs = manifests(virtual_model(), virtual_device("late"))
             async with running_app(home, docs) as app:
-                await until(runtime.registered.is_set, "registration")
+                await until(mapper.registered.is_set, "registration")
                 core = core_of(app)
                 await until(lambda: reported(core, "late", "count") is not None, "late count")
         finally:
-            await runtime.stop()
+            await mapper.stop()
 
 
 async def test_spec_change_restarts_only_that_device() -> None:
@@ -183,11 +183,16 @@ async def test_spec_change_restarts_only_that_device() -> None:
         docs = manifests(virtual_model(), virtual_device("a"), virtual_device("b"))
         async with running_app(home, docs) as app:
             cfg = mapper_config(home, app.config.socket_path)
-            async with running_mapper(cfg, VirtualDriver()) as runtime:
-                a, b = runtime.devices["default/a"].client, runtime.devices["default/b"].client
+            async with running_mapper(cfg, VirtualDriver()) as mapper:
+                a, b = (
+                    mapper.runtime.devices["default/a"].client,
+                    mapper.runtime.devices["default/b"].client,
+                )
                 await core_of(app).apply(virtual_device("a", cycle_ms=60))
-                await until(lambda: runtime.devices["default/a"].client is not a, "a restarted")
+                await until(
+                    lambda: mapper.runtime.devices["default/a"].client is not a, "a restarted"
+                )
                 assert isinstance(a, VirtualClient)
                 assert a.stopped
-                assert runtime.devices["default/b"].client is b
-                assert runtime.devices["default/a"].instance.collect_cycle_ms == 60
+                assert mapper.runtime.devices["default/b"].client is b
+                assert mapper.runtime.devices["default/a"].instance.collect_cycle_ms == 60

@@ -10,7 +10,7 @@ from mapper_helpers import WAIT_S, manifests, mapper_config, until, virtual_mode
 
 from edge_helpers import running_app, short_home
 from twinplane.drivers.virtual import VirtualDriver
-from twinplane.mapper.runtime import MapperRuntime
+from twinplane.mapper.app import MapperApp
 from twinplane.mapper.sinks import RunnerSettings
 
 # one batch of queue, slow retries: the reporter's batches every 20 ms overflow it at once
@@ -84,30 +84,30 @@ async def test_metrics_show_sinks_buses_and_reports() -> None:
     sink = f"http:http://127.0.0.1:{port}/data"
     with short_home() as home:
         async with running_app(home, manifests(virtual_model(), pushed_device(port))) as app:
-            runtime = MapperRuntime(mapper_config(home, app.config.socket_path), VirtualDriver())
-            runtime.data_plane.settings = TINY
-            await runtime.start()
+            mapper = MapperApp(mapper_config(home, app.config.socket_path), VirtualDriver())
+            mapper.data_plane.settings = TINY
+            await mapper.start()
             try:
-                assert runtime.rest is not None
+                assert mapper.rest is not None
                 await until(
-                    lambda: runtime.data_plane.stats().get(sink, {}).get("dropped", 0) > 0,
+                    lambda: mapper.data_plane.stats().get(sink, {}).get("dropped", 0) > 0,
                     "rows dropped by the full sink queue",
                 )
-                reporter = runtime.reporter
+                reporter = mapper.reporter
                 assert reporter is not None
                 await until(lambda: reporter.stats.stream_reports > 0, "fast-path reports")
                 async with (
                     aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT_S)) as s,
-                    s.get(runtime.rest.url + "/metrics") as resp,
+                    s.get(mapper.rest.url + "/metrics") as resp,
                 ):
                     assert resp.status == 200
                     assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
                     text = await resp.text()
             finally:
-                await runtime.stop()
+                await mapper.stop()
     samples = parse(text)
     assert samples[f'twinplane_mapper_sink_dropped_rows_total{{sink="{sink}"}}'] > 0
-    (bus,) = runtime.buses
+    (bus,) = mapper.runtime.buses
     polls = samples[f'twinplane_mapper_bus_polls_total{{bus="{bus}"}}']
     assert polls > 0
     on_time = samples["twinplane_mapper_polls_on_time_total"]

@@ -102,11 +102,11 @@ async def rig(*devices: str) -> AsyncIterator[Rig]:
         async with running_app(home, manifests(MODEL, *devices)) as app:
             assert app.core is not None
             cfg = mapper_config(home, app.config.socket_path)
-            async with running_mapper(cfg, FaultyDriver()) as runtime:
-                assert runtime.rest is not None
+            async with running_mapper(cfg, FaultyDriver()) as mapper:
+                assert mapper.rest is not None
                 timeout = aiohttp.ClientTimeout(total=WAIT_S)
                 async with aiohttp.ClientSession(timeout=timeout) as session:
-                    yield Rig(app.core, runtime, session, runtime.rest.url)
+                    yield Rig(app.core, mapper.runtime, session, mapper.rest.url)
 
 
 def reported_is(r: Rig, dev: str, prop: str, value: str) -> Callable[[], bool]:

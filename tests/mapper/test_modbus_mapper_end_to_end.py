@@ -70,21 +70,21 @@ async def test_simulator_values_reach_the_twin_and_desired_writes_the_register()
                 assert app.core is not None
                 core = app.core
                 cfg = mapper_config(home, app.config.socket_path, protocol="modbus")
-                async with running_mapper(cfg, ModbusDriver(timeout=0.3)) as runtime:
+                async with running_mapper(cfg, ModbusDriver(timeout=0.3)) as mapper:
                     await until(lambda: reported(core, "b1", "temperature") == "20.1", "b1")
                     await until(lambda: reported(core, "b2", "temperature") == "20.2", "b2")
                     assert reported(core, "b1", "setpoint") == "7"
-                    dead = runtime.devices["default/b3"].scheduled
+                    dead = mapper.runtime.devices["default/b3"].scheduled
                     await until(lambda: dead.failures >= 1, "the dead unit to fail")
                     assert dead.state == "offline"
-                    client = runtime.devices["default/b1"].client
+                    client = mapper.runtime.devices["default/b1"].client
 
                     await core.set_desired("default/b1", {"setpoint": "33"})
                     await until(
                         lambda: sim.peek(1, "HoldingRegister", 1, 1) == b"\x00\x21", "register"
                     )
                     await until(lambda: reported(core, "b1", "setpoint") == "33", "reported 33")
-                    assert runtime.devices["default/b1"].client is client
+                    assert mapper.runtime.devices["default/b1"].client is client
                     sim.set_registers(2, 0, [250])
                     await until(lambda: reported(core, "b2", "temperature") == "25", "b2 moves")
                     assert reported(core, "b3", "temperature") is None

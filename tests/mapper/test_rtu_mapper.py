@@ -107,13 +107,13 @@ async def test_rtu_register_reaches_the_twin_and_desired_is_written(serial_devic
             assert app.core is not None
             core = app.core
             cfg = mapper_config(home, app.config.socket_path, protocol="modbus")
-            async with running_mapper(cfg, ModbusDriver(timeout=0.5)) as runtime:
-                running = runtime.devices["default/rtu1"]
+            async with running_mapper(cfg, ModbusDriver(timeout=0.5)) as mapper:
+                running = mapper.runtime.devices["default/rtu1"]
                 assert running.bus.key == f"rtu://{serial_device}"
                 await until(lambda: reported(core, "temperature") == "21.5", "the temperature")
                 assert reported(core, "setpoint") == "7"
 
                 await core.set_desired("default/rtu1", {"setpoint": "33"})
                 await until(lambda: reported(core, "setpoint") == "33", "the setpoint read back")
-                assert runtime.devices["default/rtu1"].client is running.client
+                assert mapper.runtime.devices["default/rtu1"].client is running.client
                 assert core.twins("default/rtu1")["setpoint"]["desired"] is not None

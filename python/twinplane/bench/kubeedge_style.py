@@ -53,7 +53,8 @@ from twinplane.drivers.modbus.tcp import ModbusTcpClient
 from twinplane.errors import SpecError, TwinplaneError
 from twinplane.mapper.config import MapperConfig
 from twinplane.mapper.instance import DeviceInstance, InstanceProperty, device_id
-from twinplane.mapper.runtime import POLL_TIMEOUT_S, register_mapper
+from twinplane.mapper.register import register_mapper
+from twinplane.mapper.runtime import POLL_TIMEOUT_S
 from twinplane.mapper.scheduler import ON_TIME_TOLERANCE, now_ms
 from twinplane.mapper.server import MapperServer
 from twinplane.metrics import CONTENT_TYPE, MetricsWriter

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
 from pathlib import Path
 
@@ -57,34 +55,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("-v", "--v", dest="verbosity", default=None, help=argparse.SUPPRESS)
 
 
-async def _serve(runtime: object) -> None:
-    from twinplane.mapper.runtime import MapperRuntime  # noqa: PLC0415 - see run()
-
-    assert isinstance(runtime, MapperRuntime)  # noqa: S101
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await runtime.start()
-        cfg = runtime.config
-        rest = runtime.rest.url if runtime.rest is not None else "-"
-        print(
-            f"twinplane mapper {cfg.name}: protocol {cfg.protocol}  socket unix://{cfg.socket_path}"
-            f"  device manager unix://{cfg.edgecore_sock}  REST {rest}",
-            flush=True,
-        )
-        await stop.wait()
-    finally:
-        await runtime.stop()
-
-
 def run(args: argparse.Namespace) -> int:
     """Runs ``twinplane mapper``; returns the exit status."""
-    from twinplane.drivers.registry import get_driver  # noqa: PLC0415
-    from twinplane.mapper.config import load_config  # noqa: PLC0415 - fast CLI start
-    from twinplane.mapper.runtime import MapperRuntime  # noqa: PLC0415
+    from twinplane.drivers.registry import get_driver  # noqa: PLC0415 - fast CLI start
+    from twinplane.mapper.app import run_mapper  # noqa: PLC0415
+    from twinplane.mapper.config import load_config  # noqa: PLC0415
 
     try:
         config = load_config(
@@ -107,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     _configure_logging(args.log_level)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_serve(MapperRuntime(config, driver)))
+            runner.run(run_mapper(config, driver))
     except (TwinplaneError, OSError) as err:
         print(f"twinplane mapper: error: {err}", file=sys.stderr)
         return 1

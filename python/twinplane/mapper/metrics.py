@@ -18,8 +18,10 @@ from twinplane.mapper.scheduler import LATENESS_BOUNDS_S
 from twinplane.metrics import ENGINE_STATS, MetricsWriter, MetricType, Sample, write_stats
 
 if TYPE_CHECKING:
+    from twinplane.mapper.reporter import Reporter
     from twinplane.mapper.runtime import MapperRuntime
     from twinplane.mapper.scheduler import BusScheduler
+    from twinplane.mapper.sinks import DataPlane
 
 __all__ = ["PREFIX", "render_mapper_metrics"]
 
@@ -69,8 +71,21 @@ _REPORTER_STATS: Final[tuple[tuple[str, str, str], ...]] = (
 )
 
 
-def render_mapper_metrics(runtime: MapperRuntime) -> str:
-    """Every metric of one mapper runtime, as Prometheus text."""
+def render_mapper_metrics(
+    runtime: MapperRuntime,
+    *,
+    reporter: Reporter | None,
+    data_plane: DataPlane,
+    registrations: int,
+) -> str:
+    """Every metric of one mapper, as Prometheus text.
+
+    Args:
+        runtime: The devices, buses and engine.
+        reporter: The twin and state reporter (``None`` before it starts).
+        data_plane: The sinks.
+        registrations: Successful ``MapperRegister`` calls.
+    """
     out = MetricsWriter(prefix=PREFIX)
     out.family(
         "build_info",
@@ -82,11 +97,11 @@ def render_mapper_metrics(runtime: MapperRuntime) -> str:
         "registrations_total",
         "counter",
         "Successful MapperRegister calls.",
-        runtime.registrations,
+        registrations,
     )
-    _write_sinks(out, runtime.data_plane.stats())
+    _write_sinks(out, data_plane.stats())
     _write_buses(out, runtime.buses)
-    _write_reporter(out, runtime)
+    _write_reporter(out, reporter)
     write_stats(out, runtime.engine.stats(), ENGINE_STATS, "engine_", "Twin engine statistic")
     by_state = dict.fromkeys(DEVICE_STATES, 0)
     for running in list(runtime.devices.values()):
@@ -144,8 +159,7 @@ def _write_buses(out: MetricsWriter, buses: Mapping[str, BusScheduler]) -> None:
     )
 
 
-def _write_reporter(out: MetricsWriter, runtime: MapperRuntime) -> None:
-    reporter = runtime.reporter
+def _write_reporter(out: MetricsWriter, reporter: Reporter | None) -> None:
     out.family(
         "reports_sent_total",
         "counter",

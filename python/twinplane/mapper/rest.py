@@ -14,8 +14,8 @@ Routes (``{namespace}/{name}`` a device; every success body starts with mapper-f
   ``data`` through the bus scheduler (writes pre-empt polls) once the method, the property and the
   value are checked. KubeEdge writes through ``GET``; it is kept for compatibility.
 - ``GET /api/v1/meta/model/{namespace}/{name}``: the model of a device.
-- ``GET /metrics``: the mapper's counters in the Prometheus text format 0.0.4
-  (:mod:`twinplane.mapper.metrics`).
+- ``GET /metrics``: the mapper's counters in the Prometheus text format 0.0.4 (rendered by the
+  app, :mod:`twinplane.mapper.metrics`).
 
 Errors are not mapper-framework's HTTP 500 with text: 404 (unknown device, property or method),
 400 (data not of the property's type), 502 (the device refused or failed the write), 503 (the
@@ -28,8 +28,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import msgspec
 from aiohttp import web
@@ -38,12 +39,9 @@ from aiohttp.typedefs import Handler
 from twinplane.errors import ValueTypeError
 from twinplane.mapper.config import DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT
 from twinplane.mapper.instance import device_id
-from twinplane.mapper.metrics import render_mapper_metrics
+from twinplane.mapper.runtime import MapperRuntime, RunningDevice
 from twinplane.metrics import CONTENT_TYPE
 from twinplane.twin import TwinDict, canonical
-
-if TYPE_CHECKING:
-    from twinplane.mapper.runtime import MapperRuntime, RunningDevice
 
 __all__ = ["API_VERSION", "MapperRestServer", "RestError"]
 
@@ -134,10 +132,20 @@ class MapperRestServer:
 
     Args:
         runtime: The mapper's devices, models, buses and engine.
+        metrics: Renders ``GET /metrics`` (Prometheus text).
+        report_interval_s: The reporter's tick (a fresh read waits for it).
     """
 
-    def __init__(self, runtime: MapperRuntime) -> None:
+    def __init__(
+        self,
+        runtime: MapperRuntime,
+        *,
+        metrics: Callable[[], str],
+        report_interval_s: float,
+    ) -> None:
         self.runtime = runtime
+        self.render_metrics = metrics
+        self.report_interval_s = report_interval_s
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -422,7 +430,7 @@ class MapperRestServer:
     async def metrics(self, request: web.Request) -> web.Response:
         """``GET /metrics``: the mapper's counters as Prometheus text (format 0.0.4)."""
         del request
-        text = render_mapper_metrics(self.runtime)
+        text = self.render_metrics()
         return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
     # -- fresh reads ----------------------------------------------------------------------
@@ -435,7 +443,7 @@ class MapperRestServer:
                 when the device answered with an error.
         """
         scheduled = running.scheduled
-        interval = self.runtime.reporter.interval_s if self.runtime.reporter else 0.2
+        interval = self.report_interval_s
         loop = asyncio.get_running_loop()
         deadline = loop.time() + scheduled.timeout_s * 2 + FRESH_GRACE_S
         while scheduled.busy:  # a poll that started before this request does not count

@@ -1,11 +1,13 @@
-"""The mapper runtime: registration, the devices' lifecycle, buses and the reporter.
+"""The mapper runtime: the devices' lifecycle, their buses and the engine.
 
-Startup: serve ``DeviceMapperService`` on the mapper's own socket first (so the device manager
-can push to it at once), then ``MapperRegister`` (``withData``) until the manager answers —
-retried with backoff, as a mapper may start before its device manager — and start every device
-of the answer. Each device gets a driver client and joins the scheduler of its bus; the engine
-keeps its twins. A device whose spec changes restarts alone; a change of desired values only is
-written through the running client (KubeEdge would restart the device).
+Each device the device manager gives (the ``MapperRegister`` answer, then the
+``DeviceMapperService`` calls) gets a driver client and joins the scheduler of its bus; the
+engine keeps its twins and the data plane its sink routes. A device whose spec changes restarts
+alone; a change of desired values only is written through the running client (KubeEdge would
+restart the device).
+
+The runtime serves nothing and registers nowhere: the mapper's composition root
+(:mod:`twinplane.mapper.app`) builds the servers, the reporter and the data plane around it.
 """
 
 from __future__ import annotations
@@ -13,80 +15,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
-
-import grpc
+from typing import Final
 
 from twinplane import heap
-from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
+from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.drivers.base import DeviceClient, Driver, PropertyVisitor, WriteOp
 from twinplane.errors import SpecError, TwinplaneError
 from twinplane.mapper.config import MapperConfig
 from twinplane.mapper.instance import DeviceInstance, device_id
-from twinplane.mapper.reporter import CompatBudget, Reporter
 from twinplane.mapper.scheduler import BusScheduler, ScheduledDevice, now_ms
 from twinplane.mapper.sinks import DataPlane, apply_push_heartbeats  # data plane
 from twinplane.twin import Engine, ValueLike
 
-if TYPE_CHECKING:
-    from twinplane.mapper.rest import MapperRestServer
-
-__all__ = ["MapperRuntime", "RunningDevice", "register_mapper"]
+__all__ = ["POLL_TIMEOUT_S", "MapperRuntime", "RunningDevice"]
 
 log = logging.getLogger(__name__)
 
-REGISTER_TIMEOUT_S: Final = 5.0
-MAX_REGISTER_BACKOFF_S: Final = 5.0
 POLL_TIMEOUT_S: Final = 5.0
-
-
-async def register_mapper(
-    stub: api_pb2_grpc.DeviceManagerServiceStub,
-    cfg: MapperConfig,
-    *,
-    budget: CompatBudget | None = None,
-) -> api_pb2.MapperRegisterResponse:
-    """``MapperRegister`` (``withData``) until the device manager answers, with backoff.
-
-    Args:
-        stub: The device manager's DMI stub.
-        cfg: The mapper's name, version, protocol and socket.
-        budget: EdgeCore pacing (its limiter counts ``MapperRegister`` too, spec §2.1).
-    """
-    request = api_pb2.MapperRegisterRequest(
-        withData=True,
-        mapper=api_pb2.MapperInfo(
-            name=cfg.name,
-            version=cfg.version,
-            api_version=cfg.api_version,
-            protocol=cfg.protocol,
-            address=str(cfg.socket_path).encode(),
-            state="ok",
-        ),
-    )
-    backoff = 0.1
-    while True:
-        if budget is not None:
-            await budget.acquire()
-        try:
-            response: api_pb2.MapperRegisterResponse = await stub.MapperRegister(
-                request, timeout=REGISTER_TIMEOUT_S
-            )
-        except grpc.aio.AioRpcError as err:
-            delay = backoff * (0.5 + random.random())  # noqa: S311 - jitter
-            log.info(
-                "device manager at %s not ready (%s); registering again in %.1fs",
-                cfg.edgecore_sock,
-                err.code().name,
-                delay,
-            )
-            await asyncio.sleep(delay)
-            backoff = min(backoff * 2, MAX_REGISTER_BACKOFF_S)
-        else:
-            return response
+"""Longest deadline of one poll (shorter cycles get their cycle, at least 0.5 s)."""
 
 
 @dataclass(slots=True)
@@ -101,103 +49,46 @@ class RunningDevice:
 
 
 class MapperRuntime:
-    """One mapper process's devices.
+    """One mapper process's devices, their buses and the engine.
+
+    It implements :class:`~twinplane.mapper.server.MapperHost`, what ``DeviceMapperService``
+    drives.
 
     Args:
         config: The mapper's settings.
         driver: The protocol driver.
+        data_plane: Where each started device's push methods and database sinks are routed.
     """
 
-    def __init__(self, config: MapperConfig, driver: Driver) -> None:
-        self._heap_held = False
+    def __init__(self, config: MapperConfig, driver: Driver, data_plane: DataPlane) -> None:
         self.config = config
         self.driver = driver
         self.engine = Engine()
         self.models: dict[str, api_pb2.DeviceModel] = {}
         self.devices: dict[str, RunningDevice] = {}
         self.buses: dict[str, BusScheduler] = {}
-        self.registered = asyncio.Event()
-        self.registrations = 0
+        self.data_plane = data_plane
         self._lock = asyncio.Lock()
-        self._channel: grpc.aio.Channel | None = None
-        self.reporter: Reporter | None = None
-        self._server: object | None = None
-        self.rest: MapperRestServer | None = None
-        self._register_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self.data_plane = DataPlane(extra=config.sinks)  # data plane; + config `sinks:` section
+        self._removal_listeners: list[Callable[[str], None]] = []
 
-    # -- lifecycle ------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Serves the mapper socket and the REST data API, starts the reporter, registers."""
-        from twinplane.mapper.rest import MapperRestServer  # noqa: PLC0415 - a cycle otherwise
-        from twinplane.mapper.server import MapperServer  # noqa: PLC0415
-
-        server = MapperServer(self)
-        await server.start(self.config.socket_path)
-        self._server = server
-        rest = MapperRestServer(self)
-        await rest.start(self.config.http_host, self.config.http_port)
-        self.rest = rest
-        self._channel = grpc.aio.insecure_channel(f"unix:{self.config.edgecore_sock}")
-        interval = self.config.report_interval_ms / 1000 or None
-        self.reporter = Reporter(
-            self.engine,
-            self._channel,
-            interval_s=interval or 0.2,
-            concurrency=self.config.dmi_concurrency,
-            compat=self.config.edgecore_compat,
-            states=self.device_states,
-        )
-        self.reporter.on_changes = self.data_plane.offer  # data plane
-        self.reporter.start()
-        heap.acquire()
-        self._heap_held = True
-        self._register_task = asyncio.create_task(self._register_loop(), name="mapper-register")
+    def add_removal_listener(self, listener: Callable[[str], None]) -> None:
+        """Calls ``listener(device_id)`` when a device stops (the reporter forgets it)."""
+        self._removal_listeners.append(listener)
 
     async def stop(self) -> None:
-        """Stops registering, reporting, every device and the server."""
-        from twinplane.mapper.server import MapperServer  # noqa: PLC0415
-
-        if self._register_task is not None:
-            self._register_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._register_task
-        if self.rest is not None:
-            await self.rest.stop()
-        if isinstance(self._server, MapperServer):
-            await self._server.stop()
-        if self.reporter is not None:
-            await self.reporter.stop()
+        """Stops every bus and device, then the driver."""
         for bus in self.buses.values():
             await bus.stop()
         for running in list(self.devices.values()):
             await self._stop_client(running)
         self.devices.clear()
-        await self.data_plane.close()  # data plane: flush and close the sinks
         await self.driver.close()
-        if self._channel is not None:
-            await self._channel.close()
-        if self._heap_held:
-            self._heap_held = False
-            heap.release()
 
-    async def _register_loop(self) -> None:
-        assert self._channel is not None  # noqa: S101
-        stub = api_pb2_grpc.DeviceManagerServiceStub(self._channel)
-        budget = self.reporter.budget if self.reporter is not None else None
-        response = await register_mapper(stub, self.config, budget=budget)
-        cfg = self.config
-        if self.reporter is not None:  # fast path: TwinStream, or plain DMI (docs/mapper.md)
-            await self.reporter.negotiate(cfg.name)
-        await self.load(response)
-        self.registrations += 1
-        self.registered.set()
-        log.info(
-            "registered with the device manager",
-            extra={"mapper": cfg.name, "devices": len(response.deviceList)},
-        )
+    async def stop_polling(self) -> None:
+        """Stops every bus: no poll or write starts from now on (the devices stay)."""
+        for bus in list(self.buses.values()):
+            await bus.stop()
 
     async def load(self, response: api_pb2.MapperRegisterResponse) -> None:
         """Takes the models and devices of a ``MapperRegister`` answer (parallel lists)."""
@@ -340,8 +231,8 @@ class MapperRuntime:
         await self._stop_client(running)
         with contextlib.suppress(TwinplaneError):
             self.engine.remove_device(dev_id)
-        if self.reporter is not None:
-            self.reporter.forget(dev_id)
+        for listener in self._removal_listeners:
+            listener(dev_id)
         await self.data_plane.remove_device(dev_id)  # data plane
         heap.changed(removed=True)
         log.info("device %s stopped", dev_id)

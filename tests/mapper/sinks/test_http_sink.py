@@ -13,8 +13,8 @@ from sinks_helpers import changes, until
 
 from edge_helpers import running_app, short_home
 from twinplane.drivers.virtual import VirtualDriver
+from twinplane.mapper.app import MapperApp
 from twinplane.mapper.config import MapperConfig
-from twinplane.mapper.runtime import MapperRuntime
 from twinplane.mapper.sinks import RunnerSettings, SinkRunner
 from twinplane.mapper.sinks.config import HttpSinkConfig
 from twinplane.mapper.sinks.http import HttpSink
@@ -172,15 +172,15 @@ async def test_mapper_pushes_pushed_properties_only(receiver: Receiver) -> None:
                 report_interval_ms=20,
                 http_port=0,
             )
-            runtime = MapperRuntime(cfg, VirtualDriver())
-            runtime.data_plane.settings = FAST
-            await runtime.start()
+            mapper = MapperApp(cfg, VirtualDriver())
+            mapper.data_plane.settings = FAST
+            await mapper.start()
             try:
                 await until(lambda: len(receiver.samples) >= 3, "three pushed samples")
-                stats = runtime.data_plane.stats()
+                stats = mapper.data_plane.stats()
                 assert list(stats) == [f"http:{receiver.url}"]
             finally:
-                await runtime.stop()
+                await mapper.stop()
     assert {(s["device"], s["property"]) for s in receiver.samples} == {("v1", "count")}
     counts = [int(str(s["value"])) for s in receiver.samples]
     assert counts == sorted(counts)

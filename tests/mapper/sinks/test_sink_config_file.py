@@ -8,8 +8,8 @@ import pytest
 
 from twinplane.drivers.virtual import VirtualDriver
 from twinplane.errors import SpecError
+from twinplane.mapper.app import MapperApp
 from twinplane.mapper.config import load_config
-from twinplane.mapper.runtime import MapperRuntime
 from twinplane.mapper.sinks.config import ParquetSinkConfig, PostgresSinkConfig
 
 BASE = "common: {protocol: virtual}\n"
@@ -44,13 +44,14 @@ def test_defaults_and_no_section(tmp_path: Path) -> None:
     assert load(tmp_path, "sinks: {parquet: {dir: /d}}\n") == (ParquetSinkConfig("/d"),)
 
 
-def test_runtime_feeds_the_config_sinks_to_its_data_plane(tmp_path: Path) -> None:
-    """MapperRuntime builds its DataPlane with the config's sinks as extra sinks."""
+def test_app_feeds_the_config_sinks_to_its_data_plane(tmp_path: Path) -> None:
+    """MapperApp builds its DataPlane with the config's sinks as extra sinks, the runtime's too."""
     path = tmp_path / "config.yaml"
     path.write_text(BASE + "sinks: {parquet: {dir: /d, max_age_s: 5}}\n")
     cfg = load_config(path, home=tmp_path)
-    runtime = MapperRuntime(cfg, VirtualDriver())
-    assert runtime.data_plane.extra == (ParquetSinkConfig("/d", max_age_s=5.0),)
+    mapper = MapperApp(cfg, VirtualDriver())
+    assert mapper.data_plane.extra == (ParquetSinkConfig("/d", max_age_s=5.0),)
+    assert mapper.runtime.data_plane is mapper.data_plane
 
 
 @pytest.mark.parametrize(

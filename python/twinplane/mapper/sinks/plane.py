@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from twinplane.dmi.v1beta1 import api_pb2
+from twinplane.mapper.instance import cycle_ms, device_id
 from twinplane.mapper.sinks.base import RunnerSettings, Sink, SinkRunner
 from twinplane.mapper.sinks.config import HttpFormat, SinkConfig, sink_configs
 from twinplane.twin import PropertySpec
@@ -81,8 +82,6 @@ def default_factory(config: SinkConfig) -> Sink:  # noqa: PLR0911 - one return p
 
 def push_cycles(device: api_pb2.Device) -> dict[str, int]:
     """Properties with a push or database method, and their ``reportCycle`` in ms."""
-    from twinplane.mapper.instance import cycle_ms, device_id  # noqa: PLC0415 - a cycle
-
     dev_id = device_id(device.namespace, device.name)
     return {
         p.name: cycle_ms(p.reportCycle, "reportCycle", dev_id)
@@ -135,8 +134,6 @@ class DataPlane:
 
     def add_device(self, device: api_pb2.Device) -> None:
         """Routes a started device's properties to their sinks (creating sinks as needed)."""
-        from twinplane.mapper.instance import device_id  # noqa: PLC0415 - a cycle
-
         dev_id = device_id(device.namespace, device.name)
         self._drop(dev_id)
         used: set[SinkConfig] = set()

@@ -1,0 +1,75 @@
+"""``MapperRegister``: how a mapper announces itself to its device manager and gets its devices.
+
+Called with ``withData`` until the manager answers — retried with jittered backoff, as a mapper
+may start before its device manager — so the answer carries every model and device this mapper
+serves (parallel lists). twinplane's mapper and the bench's KubeEdge-style baseline both use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Final
+
+import grpc
+
+from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
+from twinplane.mapper.config import MapperConfig
+from twinplane.mapper.reporter import CompatBudget
+
+__all__ = ["MAX_REGISTER_BACKOFF_S", "REGISTER_TIMEOUT_S", "register_mapper"]
+
+log = logging.getLogger(__name__)
+
+REGISTER_TIMEOUT_S: Final = 5.0
+"""Deadline of one ``MapperRegister`` call."""
+
+MAX_REGISTER_BACKOFF_S: Final = 5.0
+"""Longest wait between two ``MapperRegister`` calls."""
+
+
+async def register_mapper(
+    stub: api_pb2_grpc.DeviceManagerServiceStub,
+    cfg: MapperConfig,
+    *,
+    budget: CompatBudget | None = None,
+) -> api_pb2.MapperRegisterResponse:
+    """``MapperRegister`` (``withData``) until the device manager answers, with backoff.
+
+    Args:
+        stub: The device manager's DMI stub.
+        cfg: The mapper's name, version, protocol and socket.
+        budget: EdgeCore pacing (its limiter counts ``MapperRegister`` too, spec §2.1).
+    """
+    request = api_pb2.MapperRegisterRequest(
+        withData=True,
+        mapper=api_pb2.MapperInfo(
+            name=cfg.name,
+            version=cfg.version,
+            api_version=cfg.api_version,
+            protocol=cfg.protocol,
+            address=str(cfg.socket_path).encode(),
+            state="ok",
+        ),
+    )
+    backoff = 0.1
+    while True:
+        if budget is not None:
+            await budget.acquire()
+        try:
+            response: api_pb2.MapperRegisterResponse = await stub.MapperRegister(
+                request, timeout=REGISTER_TIMEOUT_S
+            )
+        except grpc.aio.AioRpcError as err:
+            delay = backoff * (0.5 + random.random())  # noqa: S311 - jitter
+            log.info(
+                "device manager at %s not ready (%s); registering again in %.1fs",
+                cfg.edgecore_sock,
+                err.code().name,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            backoff = min(backoff * 2, MAX_REGISTER_BACKOFF_S)
+        else:
+            return response

@@ -1,0 +1,41 @@
+"""The mapper runtime on its own: devices, buses and the engine, with no server and no peer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mapper_helpers import manifests, mapper_config, until, virtual_device, virtual_model
+
+from twinplane.dmi.convert import device_to_proto, model_to_proto
+from twinplane.dmi.v1beta1 import api_pb2
+from twinplane.drivers.virtual import VirtualDriver
+from twinplane.manifests.load import load_strict
+from twinplane.mapper.runtime import MapperRuntime
+from twinplane.mapper.sinks import DataPlane
+
+
+def register_answer() -> api_pb2.MapperRegisterResponse:
+    """A MapperRegister answer with the virtual model and two devices."""
+    loaded = load_strict(manifests(virtual_model(), virtual_device("v1"), virtual_device("v2")))
+    (model,) = loaded.models
+    answer = api_pb2.MapperRegisterResponse(modelList=[model_to_proto(model)])
+    answer.deviceList.extend(device_to_proto(d, model) for d in loaded.devices)
+    return answer
+
+
+async def test_runtime_runs_devices_without_serving_anything(tmp_path: Path) -> None:
+    """Loaded devices poll into the engine; no socket is served; removal listeners hear stops."""
+    config = mapper_config(tmp_path, tmp_path / "dmi.sock")
+    runtime = MapperRuntime(config, VirtualDriver(), DataPlane())
+    removed: list[str] = []
+    runtime.add_removal_listener(removed.append)
+    try:
+        await runtime.load(register_answer())
+        assert set(runtime.devices) == {"default/v1", "default/v2"}
+        await until(lambda: len(runtime.engine.report()) > 0, "samples in the engine")
+        assert await runtime.remove_device("default/v2")
+        assert removed == ["default/v2"]
+        assert not config.socket_path.exists()
+    finally:
+        await runtime.stop()
+    assert runtime.devices == {}

@@ -20,9 +20,13 @@ Raw frames go straight into the engine (``ingest_frame``) with the read's timest
 drivers' results go in with ``ingest_values``. No Python object per sample survives the poll.
 
 The task is driven by callbacks, not a coroutine: a timer at the earliest due time, and the
-completion of each poll. A client with a cheap path (:meth:`FrameClient.submit_read`, Modbus
-TCP) costs no coroutine and no task per poll — its reads go out in one write and one future's
-callback ingests the frames; other clients (and a device's first poll) run as a task.
+completion of each poll. There is one poll path: every poll is a future, and one completion
+callback (:meth:`BusScheduler._polled`) applies every rule once — the busy flag and the
+in-flight count, ingest, counting, failure and backoff, recovery. The future is the client's own
+when it has a cheap path (:meth:`FrameClient.submit_read`, Modbus TCP: the reads go out in one
+write, no coroutine and no task per poll); otherwise (other clients, and a device's first poll,
+which initialises it) it is a task reading through the client's coroutine. A device is
+initialised in one place, before its first read or write.
 
 Every poll is timed against its due time: it is *on time* when it starts at most
 :data:`ON_TIME_TOLERANCE` of a cycle late and its read succeeds before the next one is due;
@@ -33,17 +37,16 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import heapq
 import itertools
 import logging
 import math
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from twinplane.drivers.base import (
     DeviceClient,
@@ -52,7 +55,7 @@ from twinplane.drivers.base import (
     PropertyVisitor,
     ValueClient,
 )
-from twinplane.twin import Engine, RegisterKindName
+from twinplane.twin import Engine, RegisterKindName, ValueLike
 
 __all__ = [
     "LATENESS_BOUNDS_S",
@@ -77,6 +80,7 @@ LATENESS_BOUNDS_S: Final = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5
 
 _GOLDEN: Final = 0.618_033_988_749_895
 _BUS_NUMBERS: Final = itertools.count()
+_R = TypeVar("_R")
 
 
 def now_ms() -> int:
@@ -184,7 +188,7 @@ class BusScheduler:
         self._writes: deque[_Write] = deque()
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._polls: set[asyncio.Future[list[bytes]]] = set()
+        self._polls: set[asyncio.Future[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False
         self._kicked = False
@@ -264,14 +268,12 @@ class BusScheduler:
             self._timer.cancel()
             self._timer = None
         polls, self._polls = self._polls, set()
+        tasks = [*self._tasks, *(p for p in polls if isinstance(p, asyncio.Task))]
         for fut in polls:
             fut.cancel()
-        tasks = list(self._tasks)
-        for task in tasks:
+        for task in self._tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)  # their errors were counted
         self._tasks.clear()
 
     def _kick(self) -> None:
@@ -315,40 +317,91 @@ class BusScheduler:
             self._push(device, max(due + device.cycle_s, now))
             self._start_poll(device, due, now)
 
+    # -- the poll path ------------------------------------------------------------------------
+
     def _start_poll(self, device: ScheduledDevice, due: float, now: float) -> None:
+        """Starts one poll as a future: the client's cheap path, else a task."""
         client = device.client
-        if device.initialized and isinstance(client, FrameClient):
-            try:
-                fut = client.submit_read(device.plan, device.timeout_s)
-            except Exception as err:  # a request the driver cannot send fails this poll
-                self._failed(device, err)
-                return
-            if fut is not None:
-                device.busy = True
-                self._in_flight += 1
-                self._polls.add(fut)
-                fut.add_done_callback(partial(self._polled, device, due, now))
-                return
-        self._spawn(self._poll(device, due, now))
+        try:
+            if isinstance(client, FrameClient):
+                fut = (
+                    client.submit_read(device.plan, device.timeout_s)
+                    if device.initialized
+                    else None
+                )
+                if fut is None:
+                    fut = asyncio.create_task(self._read_frames(device, client))
+                self._watch(device, fut, self._ingest_frames, due, now)
+            else:
+                task = asyncio.create_task(self._read_values(device))
+                self._watch(device, task, self._ingest_values, due, now)
+        except Exception as err:  # a request the driver cannot send fails this poll
+            self._failed(device, err)
+
+    def _watch(
+        self,
+        device: ScheduledDevice,
+        fut: asyncio.Future[_R],
+        ingest: Callable[[ScheduledDevice, _R, int], None],
+        due: float,
+        started: float,
+    ) -> None:
+        device.busy = True
+        self._in_flight += 1
+        self._polls.add(fut)
+        fut.add_done_callback(partial(self._polled, device, ingest, due, started))
 
     def _polled(
-        self, device: ScheduledDevice, due: float, started: float, fut: asyncio.Future[list[bytes]]
+        self,
+        device: ScheduledDevice,
+        ingest: Callable[[ScheduledDevice, _R, int], None],
+        due: float,
+        started: float,
+        fut: asyncio.Future[_R],
     ) -> None:
-        """The end of a cheap-path poll: frames into the engine, or the device's failure."""
+        """The end of every poll: samples into the engine, or the device's failure."""
         self._polls.discard(fut)
         device.busy = False
         self._in_flight -= 1
         if fut.cancelled():
             return
         err = fut.exception()
+        if err is None and not device.removed:
+            try:
+                ingest(device, fut.result(), now_ms())
+            except Exception as bad:  # samples the engine refuses fail the poll
+                err = bad
         if err is not None:
             self._failed(device, err)
         else:
             if not device.removed:
-                self._ingest_frames(device, fut.result(), now_ms())
                 self._count(device, due, started)
             self._recovered(device)
         self._kick()
+
+    async def _initialized(self, device: ScheduledDevice) -> None:
+        """Initialises the device once, before its first read or write."""
+        if not device.initialized:
+            await device.client.init_device()
+            device.initialized = True
+
+    async def _read_frames(self, device: ScheduledDevice, client: FrameClient) -> list[bytes]:
+        """One poll through a frame client's coroutine (its first poll, or no cheap path)."""
+        async with asyncio.timeout(device.timeout_s):
+            await self._initialized(device)
+            return await client.read(device.plan)
+
+    async def _read_values(self, device: ScheduledDevice) -> list[ValueLike]:
+        """One poll through a value client's coroutine."""
+        async with asyncio.timeout(device.timeout_s):
+            await self._initialized(device)
+            client = device.client
+            if not isinstance(client, ValueClient):
+                name = type(client).__name__
+                raise TypeError(f"{name} is neither a FrameClient nor a ValueClient")
+            return await client.read(device.props)
+
+    # -- writes --------------------------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self._in_flight += 1
@@ -365,9 +418,7 @@ class BusScheduler:
         device = write.device
         try:
             async with asyncio.timeout(device.timeout_s):
-                if not device.initialized:  # a write may come before the first poll
-                    await device.client.init_device()
-                    device.initialized = True
+                await self._initialized(device)  # a write may come before the first poll
                 await device.client.write(write.prop, write.value)
         except Exception as err:  # the driver's error goes to the caller
             self.stats.write_errors += 1
@@ -380,49 +431,17 @@ class BusScheduler:
         if not device.removed:
             self._push(device, time.monotonic())  # the reported value follows at once
 
-    async def _poll(self, device: ScheduledDevice, due: float, started: float) -> None:
-        device.busy = True
-        try:
-            async with asyncio.timeout(device.timeout_s):
-                if not device.initialized:
-                    await device.client.init_device()
-                    device.initialized = True
-                done = await self._read(device)
-        except Exception as err:  # any driver error isolates the device only
-            self._failed(device, err)
-        else:
-            if done:
-                self._count(device, due, started)
-            self._recovered(device)
-        finally:
-            device.busy = False
-
-    async def _read(self, device: ScheduledDevice) -> bool:
-        """One poll through the client's coroutine; whether its samples went in."""
-        client = device.client
-        if isinstance(client, FrameClient):
-            frames = await client.read(device.plan)
-            if device.removed:
-                return False
-            self._ingest_frames(device, frames, now_ms())
-        elif isinstance(client, ValueClient):
-            values = await client.read(device.props)
-            ts = now_ms()
-            if device.removed:
-                return False
-            self.engine.ingest_values(
-                device.index,
-                [(p.index, v) for p, v in zip(device.props, values, strict=True)],
-                ts,
-            )
-        else:
-            raise TypeError(f"{type(client).__name__} is neither a FrameClient nor a ValueClient")
-        return True
+    # -- the rules of a finished poll ----------------------------------------------------------
 
     def _ingest_frames(self, device: ScheduledDevice, frames: list[bytes], ts: int) -> None:
         ingest, index = self.engine.ingest_frame, device.index
         for (kind, start, count), frame in zip(device.plan, frames, strict=True):
             ingest(index, _kind(kind), start, frame, ts, count)
+
+    def _ingest_values(self, device: ScheduledDevice, values: list[ValueLike], ts: int) -> None:
+        self.engine.ingest_values(
+            device.index, [(p.index, v) for p, v in zip(device.props, values, strict=True)], ts
+        )
 
     def _count(self, device: ScheduledDevice, due: float, started: float) -> None:
         """Counts a succeeded poll, on time or late."""

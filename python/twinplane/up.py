@@ -338,7 +338,7 @@ async def run_up(config: UpConfig, *, stop: asyncio.Event | None = None) -> None
         up.say("stopping: mapper, device manager, simulator")
     finally:
         await up.stop()
-    persisted = up.edge.core.counters.twins_persisted if up.edge and up.edge.core else 0
+    persisted = up.edge.core.persister.stats.rows if up.edge and up.edge.core else 0
     up.say(f"twinplane up: stopped cleanly; {persisted} twin rows persisted this run")
 
 

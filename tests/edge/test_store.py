@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sqlite3
@@ -422,123 +421,6 @@ async def test_async_round_trip_of_every_table(tmp_path: Path) -> None:
         assert len(workers) == 1
 
 
-async def test_staging_coalesces_to_the_latest_body(tmp_path: Path) -> None:
-    """Staging one twin many times keeps only the latest body and writes one row once."""
-    async with AsyncEdgeStore.open(tmp_path / "edge.db", flush_interval=3600) as store:
-        for i in range(1000):
-            store.stage_twins([("default/a", "temp", twin(str(i), i))])
-        assert store.stats() == {
-            "staged": 1,
-            "flushed_rows": 0,
-            "flushes": 0,
-            "flush_errors": 0,
-            "rejected_rows": 0,
-        }
-        await store.flush()
-        assert store.stats() == {
-            "staged": 0,
-            "flushed_rows": 1,
-            "flushes": 1,
-            "flush_errors": 0,
-            "rejected_rows": 0,
-        }
-        assert await store.load_twins() == {"default/a": {"temp": twin("999", 999)}}
-        await store.flush()
-        assert store.stats()["flushes"] == 1
-
-
-async def test_background_flush_writes_without_being_asked(tmp_path: Path) -> None:
-    """Staged twins reach the database within the flush interval with no explicit flush."""
-    async with AsyncEdgeStore.open(tmp_path / "edge.db", flush_interval=0.01) as store:
-        store.stage_twins([("default/a", "temp", twin("1")), ("default/a", "hum", twin("2"))])
-        while store.stats()["flushes"] == 0:  # noqa: ASYNC110 - polls the public counters
-            await asyncio.sleep(0.005)
-        assert set((await store.load_twins())["default/a"]) == {"temp", "hum"}
-
-
-async def test_max_pending_flushes_before_the_interval(tmp_path: Path) -> None:
-    """Reaching max_pending staged rows starts a flush long before the interval ends."""
-    path = tmp_path / "edge.db"
-    async with AsyncEdgeStore.open(path, flush_interval=3600, max_pending=10) as store:
-        store.stage_twins([("default/a", f"p{i}", twin("1")) for i in range(9)])
-        await asyncio.sleep(0.05)
-        assert store.stats()["flushes"] == 0
-        store.stage_twins([("default/a", "p9", twin("1"))])
-        while store.stats()["flushes"] == 0:  # noqa: ASYNC110 - polls the public counters
-            await asyncio.sleep(0.005)
-        assert store.stats()["flushed_rows"] == 10
-
-
-async def test_close_flushes_staged_twins(tmp_path: Path) -> None:
-    """Leaving the async with block writes what is still staged."""
-    path = tmp_path / "edge.db"
-    async with AsyncEdgeStore.open(path, flush_interval=3600) as store:
-        store.stage_twins([("default/a", "temp", twin("7"))])
-    with EdgeStore.open(path) as s:
-        assert s.load_twins() == {"default/a": {"temp": twin("7")}}
-    with pytest.raises(StoreError, match="not open"):
-        store.stage_twins([("default/a", "temp", twin("8"))])
-    with pytest.raises(StoreError, match="not open"):
-        await store.flush()
-
-
-async def test_failed_flush_keeps_rows_logs_once_and_recovers(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A flush blocked by another writer's lock fails loudly, keeps its rows and recovers."""
-    caplog.set_level(logging.INFO, logger="twinplane.edge.store")
-    path = tmp_path / "edge.db"
-    async with AsyncEdgeStore.open(path, flush_interval=3600, busy_timeout_ms=20) as store:
-        store.stage_twins([("default/a", "temp", twin("1"))])
-        with raw(path) as blocker:
-            blocker.execute("BEGIN IMMEDIATE")
-            for _ in range(3):
-                with pytest.raises(StoreError, match="locked"):
-                    await store.flush()
-            stats = store.stats()
-            assert (stats["staged"], stats["flush_errors"], stats["flushes"]) == (1, 3, 0)
-            blocker.execute("ROLLBACK")
-        await store.flush()
-        assert store.stats()["staged"] == 0
-        assert store.stats()["flushed_rows"] == 1
-        assert await store.load_twins() == {"default/a": {"temp": twin("1")}}
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1
-    assert "locked" in errors[0].getMessage()
-    assert any("works again" in r.getMessage() for r in caplog.records)
-
-
-async def test_direct_writes_and_deletes_supersede_staged_twins(tmp_path: Path) -> None:
-    """save_twins, delete_twins and deleting a Device win over older staged rows."""
-    async with AsyncEdgeStore.open(tmp_path / "edge.db", flush_interval=3600) as store:
-        await store.put_object(DEVICE, "default", "gone", device("gone"))
-        store.stage_twins(
-            [
-                ("default/a", "temp", twin("old")),
-                ("default/a", "hum", twin("old")),
-                ("default/gone", "temp", twin("old")),
-            ]
-        )
-        await store.save_twins([("default/a", "temp", twin("new"))])
-        await store.delete_twins("default/a", ["hum"])
-        await store.delete_object(DEVICE, "default", "gone")
-        await store.flush()
-        assert await store.load_twins() == {"default/a": {"temp": twin("new")}}
-
-
-async def test_unencodable_staged_body_is_rejected_and_counted(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A staged body that cannot be encoded is dropped with an error log; the rest is written."""
-    async with AsyncEdgeStore.open(tmp_path / "edge.db", flush_interval=3600) as store:
-        store.stage_twins([("default/a", "ok", twin("1")), ("default/a", "bad", {"v": object()})])
-        await store.flush()
-        assert store.stats()["rejected_rows"] == 1
-        assert store.stats()["staged"] == 0
-        assert await store.load_twins() == {"default/a": {"ok": twin("1")}}
-    assert any("default/a bad" in r.getMessage() for r in caplog.records)
-
-
 async def test_concurrent_writers_keep_the_loop_responsive(tmp_path: Path) -> None:
     """Many coroutines write at once; every write lands and a ticker runs during disk work."""
     ticks = 0
@@ -555,9 +437,8 @@ async def test_concurrent_writers_keep_the_loop_responsive(tmp_path: Path) -> No
     async def writer(store: AsyncEdgeStore, i: int) -> None:
         for j in range(10):
             await store.put_object(DEVICE, "default", f"w{i}", device(f"w{i}", j=j))
-            store.stage_twins([(f"default/w{i}", f"p{k}", twin(str(j), j)) for k in range(10)])
             before = ticks
-            await store.flush()
+            await store.save_twins([(f"default/w{i}", f"p{k}", twin(str(j), j)) for k in range(10)])
             during_flush.append(ticks - before)
 
     async with AsyncEdgeStore.open(tmp_path / "edge.db") as store:
@@ -587,13 +468,12 @@ async def main(path):
             name = f"dev-{i}"
             await store.put_object(DEVICE, "default", name, {"spec": {"i": i}})
             body = {"type": "INT", "desired": {"value": str(i), "timestamp": i}}
-            store.stage_twins([(f"default/{name}", "temp", body)])
+            await store.save_twins([(f"default/{name}", "temp", body)])
             await store.put_state(f"default/{name}", "online", str(i))
             await store.append_outbox("twin", str(i).encode())
-            await store.flush()
             print(f"ACK {i}", flush=True)
             # Unacknowledged load, so that the kill lands in the middle of writes.
-            store.stage_twins((f"default/noise", f"p{k}", {"i": i}) for k in range(500))
+            await store.save_twins([(f"default/noise", f"p{k}", {"i": i}) for k in range(500)])
             i += 1
 
 asyncio.run(main(sys.argv[1]))

@@ -1,7 +1,8 @@
 """The device manager's core: registry, twins, states, and what happens when they change.
 
 :class:`EdgeCore` owns the device/model registry (typed manifests), the twin engine (in
-``track_dirty`` mode: every changed twin is persisted by a background flusher), device states
+``track_dirty`` mode: every changed twin is persisted by :mod:`twinplane.edge.persist`, the one
+twin persistence path), device states
 and mapper records, and fans changes out to listeners (the MQTT bridge, the mapper lifecycle)
 and to the event hub (server-sent events). The DMI server, the REST API and the MQTT bridge are
 thin adapters over it.
@@ -25,7 +26,9 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from twinplane import heap
+from twinplane.dmi.convert import config_errors
 from twinplane.edge.events import Event, EventHub
+from twinplane.edge.persist import TwinPersister
 from twinplane.edge.store import AsyncEdgeStore
 from twinplane.errors import SpecError, TwinplaneError, UnknownDeviceError
 from twinplane.manifests import (
@@ -89,8 +92,6 @@ class Counters:
     state_reports: int = 0
     desired_sets: int = 0
     applies: int = 0
-    twins_persisted: int = 0
-    persist_errors: int = 0
 
 
 def engine_specs(device: Device, model: DeviceModel) -> list[PropertySpec]:
@@ -127,22 +128,19 @@ class EdgeCore:
         self.devices: dict[str, Device] = {}
         self.states: dict[str, DeviceState] = {}
         self.counters = Counters()
-        self.flush_interval = flush_interval
+        self.persister = TwinPersister(self.engine, store, interval=flush_interval)
         self._listeners: list[ChangeListener] = []
         self._lifecycle: list[Callable[[str, str, object | None], None]] = []
         self._lock = asyncio.Lock()
-        self._flusher: asyncio.Task[None] | None = None
-        self._persist_lock = asyncio.Lock()
         self._states_pending: dict[str, tuple[str, str]] = {}
         self._states_next: asyncio.Future[None] | None = None
         self._states_writer: asyncio.Task[None] | None = None
         self._heap_held = False
-        self._unsaved: list[tuple[str, str, str]] = []
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Loads the registry, twins and states from the store and starts the flusher."""
+        """Loads the registry, twins and states from the store and starts the twin persister."""
         for row in await self.store.list_objects("DeviceModel"):
             model = _decode_object(DeviceModel, row.body)
             self.models[model.id] = model
@@ -160,7 +158,7 @@ class EdgeCore:
             self.states[st.device_id] = DeviceState(st.state, st.last_online, st.updated_ms)
         self.engine.take_dirty()  # restored state is already stored
         self.engine.reset_latency()  # ... so its read times are not latencies to measure
-        self._flusher = asyncio.create_task(self._flush_loop(), name="twin-flusher")
+        self.persister.start()
         heap.acquire()  # a large, stable registry: keep it out of the collector's scans
         self._heap_held = True
         log.info(
@@ -168,16 +166,11 @@ class EdgeCore:
         )
 
     async def stop(self) -> None:
-        """Stops the flusher and persists what is left."""
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
+        """Stops the twin persister, which writes what is left."""
         if self._heap_held:
             self._heap_held = False
             heap.release()
-        await self.persist()
+        await self.persister.stop()
 
     def add_change_listener(self, listener: ChangeListener) -> None:
         """Calls ``listener(changes)`` for every batch of twin changes (must not block)."""
@@ -199,39 +192,8 @@ class EdgeCore:
     # -- persistence ----------------------------------------------------------------------
 
     async def persist(self) -> int:
-        """Writes every changed twin now; returns how many rows were written."""
-        async with self._persist_lock:
-            rows = await asyncio.to_thread(self.engine.take_dirty)
-            if self._unsaved:  # a failed write's rows (of devices still here), then newer ones
-                known = set(self.engine.device_ids())
-                merged = {(d, p): body for d, p, body in self._unsaved if d in known}
-                merged.update({(d, p): body for d, p, body in rows})
-                rows = [(d, p, body) for (d, p), body in merged.items()]
-                self._unsaved = []
-            if not rows:
-                return 0
-            try:
-                await self.store.save_twins(rows)  # one committed transaction, or it raises
-            except BaseException:
-                self._unsaved = rows  # taken from the engine: kept here for the next try
-                raise
-            # Committed: read -> persisted latency of these rows (and of rows taken by a failed
-            # flush before; an exception above leaves them waiting, unmarked).
-            self.engine.mark_persisted(now_ms())
-            self.counters.twins_persisted += len(rows)
-            return len(rows)
-
-    async def _flush_loop(self) -> None:
-        backoff = self.flush_interval
-        while True:
-            await asyncio.sleep(backoff)
-            try:
-                await self.persist()
-                backoff = self.flush_interval
-            except TwinplaneError:
-                self.counters.persist_errors += 1
-                log.exception("persisting twins failed; retrying")
-                backoff = min(backoff * 2, 5.0)
+        """Writes every changed twin now (:meth:`TwinPersister.persist`); the rows written."""
+        return await self.persister.persist()
 
     # -- registry -------------------------------------------------------------------------
 
@@ -554,8 +516,6 @@ def _wire_issues(loaded: LoadResult) -> list[ManifestIssue]:
 
     Found at apply time, not at send time; a model's values reach its devices in the mapper.
     """
-    from twinplane.dmi.convert import config_errors  # noqa: PLC0415 - avoids an import cycle
-
     issues: list[ManifestIssue] = []
     for obj, document in zip(loaded.objects, loaded.documents, strict=True):
         if isinstance(obj, Device | DeviceModel):

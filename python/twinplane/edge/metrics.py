@@ -2,11 +2,11 @@
 
 :func:`render_metrics` reads the counters the parts already keep (nothing is counted twice, and
 nothing here runs on the hot path): the core's :class:`~twinplane.edge.core.Counters`, the
-engine's ``stats()``, the twin writer's ``stats()``, DMI admission, the mapper links, the event
-hub, devices by state, the engine's latency histograms (device read → twin applied / persisted),
-the REST API's own request counts and, when a broker is configured, the MQTT bridge's
-``stats()`` (without one, the ``mqtt_*`` families are absent rather than zero: a device manager
-with no broker is not a disconnected one).
+engine's ``stats()``, the twin persister's :class:`~twinplane.edge.persist.PersistStats`, DMI
+admission, the mapper links, the event hub, devices by state, the engine's latency histograms
+(device read → twin applied / persisted), the REST API's own request counts and, when a broker
+is configured, the MQTT bridge's ``stats()`` (without one, the ``mqtt_*`` families are absent
+rather than zero: a device manager with no broker is not a disconnected one).
 """
 
 from __future__ import annotations
@@ -39,17 +39,19 @@ _CORE_COUNTERS: Final[tuple[tuple[str, str, str], ...]] = (
     ("state_reports", "state_reports_total", "Device states reported (DMI or MQTT)."),
     ("desired_sets", "desired_sets_total", "Desired-value updates made on the edge."),
     ("applies", "applies_total", "Successful manifest applies (unchanged ones too)."),
-    ("twins_persisted", "twins_persisted_total", "Twin rows written to the store."),
-    ("persist_errors", "persist_errors_total", "Failed attempts to persist changed twins."),
 )
 
-_STORE_STATS: Final[dict[str, tuple[str, MetricType, str]]] = {
-    "staged": ("store_staged_twins", "gauge", "Twin rows waiting to be written to SQLite."),
-    "flushed_rows": ("store_flushed_rows_total", "counter", "Twin rows written by flushes."),
-    "flushes": ("store_flushes_total", "counter", "Twin writer flushes (transactions)."),
-    "flush_errors": ("store_flush_errors_total", "counter", "Twin writer flushes that failed."),
-    "rejected_rows": ("store_rejected_rows_total", "counter", "Twin rows that were not JSON."),
-}
+_PERSIST_STATS: Final[tuple[tuple[str, str, MetricType, str], ...]] = (
+    ("rows", "twins_persisted_total", "counter", "Twin rows committed to SQLite."),
+    ("errors", "persist_errors_total", "counter", "Twin writes to SQLite that failed."),
+    ("flushes", "twin_flushes_total", "counter", "Twin writes (transactions) committed."),
+    (
+        "unsaved",
+        "twins_unsaved",
+        "gauge",
+        "Twin rows of a failed write, waiting for the next one.",
+    ),
+)
 
 MQTT_STATS: Final[dict[str, tuple[str, MetricType, str]]] = {
     "published": (
@@ -121,7 +123,7 @@ def render_metrics(
     for attr, name, help_text in _CORE_COUNTERS:
         out.single(name, "counter", help_text, getattr(core.counters, attr))
     write_stats(out, core.engine.stats(), ENGINE_STATS, "engine_", "Twin engine statistic")
-    write_stats(out, core.store.stats(), _STORE_STATS, "store_", "Twin writer statistic")
+    _write_persist(out, core)
     _write_latency(out, core)
     _write_registry(out, core)
     out.single(
@@ -175,6 +177,24 @@ _LATENCY: Final[tuple[tuple[Literal["applied", "persisted"], str, str], ...]] = 
         " in seconds.",
     ),
 )
+
+
+def _write_persist(out: MetricsWriter, core: EdgeCore) -> None:
+    stats = core.persister.stats
+    for attr, name, kind, help_text in _PERSIST_STATS:
+        out.single(name, kind, help_text, getattr(stats, attr))
+    out.single(
+        "twin_last_flush_timestamp_seconds",
+        "gauge",
+        "When the last twin write committed (seconds since the epoch; 0: none yet).",
+        stats.last_flush_ms / 1000,
+    )
+    out.single(
+        "twin_last_flush_duration_seconds",
+        "gauge",
+        "How long the last committed twin write took, in seconds.",
+        stats.last_flush_s,
+    )
 
 
 def _write_latency(out: MetricsWriter, core: EdgeCore) -> None:

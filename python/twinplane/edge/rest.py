@@ -22,6 +22,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import msgspec
@@ -437,15 +438,19 @@ class RestServer:
 
     async def _check_store(self) -> dict[str, Any]:
         pragmas = await self.core.store.pragmas()
-        stats = self.core.store.stats()
+        stats = self.core.persister.stats
         journal = str(pragmas.get("journal_mode", ""))
+        last = stats.last_flush_ms
         return {
             "status": "ok" if journal.lower() == "wal" else "fail",
             "path": str(self.core.store.path),
             "journalMode": journal,
             "schemaVersion": pragmas.get("user_version"),
-            "stagedTwins": stats.get("staged", 0),
-            "flushErrors": stats.get("flush_errors", 0),
+            "twinsPersisted": stats.rows,
+            "persistErrors": stats.errors,
+            "unsavedTwins": stats.unsaved,
+            "lastFlush": _rfc3339(last) if last else None,
+            "lastFlushSeconds": round(stats.last_flush_s, 6),
         }
 
     async def _check_dmi(self) -> dict[str, Any]:
@@ -456,6 +461,12 @@ class RestServer:
         writer.close()
         await writer.wait_closed()
         return {"status": "ok", "socket": str(path)}
+
+
+def _rfc3339(ms: int) -> str:
+    """Milliseconds since the epoch as RFC 3339 UTC text, to the millisecond."""
+    text = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+    return text.removesuffix("+00:00") + "Z"
 
 
 def _http_message(request: web.Request, exc: web.HTTPException, max_body: int) -> str:

@@ -9,20 +9,18 @@ for the cloud link. A device's id is ``<namespace>/<name>`` (:func:`device_id`);
 Durability. The database runs with ``journal_mode=WAL`` and ``synchronous=FULL``:
 
 * every commit appends to the WAL and fsyncs it before the call returns, so a write whose call
-  returned (a manifest, a lifecycle change, a desired value whose :meth:`AsyncEdgeStore.flush`
-  returned) survives ``kill -9`` of the process *and* a power loss, on storage that honours
-  fsync. A transaction cut short by either is rolled back as a whole at the next open; the file
-  is never left half-written.
-* twins handed to :meth:`AsyncEdgeStore.stage_twins` live in memory until the next flush (every
-  ``flush_interval``, 0.1 s by default): ``kill -9`` loses what is still staged, normally that
-  window of *reported* values, which mappers report again anyway. Whatever must not be lost is
-  flushed first.
+  returned (a manifest, a lifecycle change, twins whose ``save_twins`` returned) survives
+  ``kill -9`` of the process *and* a power loss, on storage that honours fsync. A transaction
+  cut short by either is rolled back as a whole at the next open; the file is never left
+  half-written.
+* which twins are written when is the device manager's business, not the store's: one path
+  (:mod:`twinplane.edge.persist`) writes the engine's changed twins with one ``save_twins``
+  transaction every 0.1 s, and at once when they must be durable before an answer.
 
 ``synchronous=NORMAL`` would also survive ``kill -9`` (the WAL is in the OS page cache) but could
 lose the last commits to a power loss. FULL is used for every commit because it is the one rule
-that is simple to reason about and it is cheap here: background twin flushes commit at most ten
-times a second by default, concurrent :meth:`AsyncEdgeStore.flush` calls share one commit, and
-those same flushes carry the desired values that must be on disk before they are acknowledged.
+that is simple to reason about and it is cheap here: twin writes commit at most ten times a
+second plus one per acknowledged desired value or apply.
 
 Threads. :class:`EdgeStore` is synchronous and belongs to the thread that opened it (sqlite3's
 ``check_same_thread`` stays on and enforces it). :class:`AsyncEdgeStore` opens it on its own
@@ -371,15 +369,6 @@ class EdgeStore:
         with self._tx("save_twins") as conn:
             conn.executemany(_UPSERT_TWIN, params)
 
-    def _write_staged(
-        self, batch: Mapping[tuple[str, str], TwinBody]
-    ) -> tuple[int, list[tuple[str, str, str]]]:
-        """The flusher's write: skips (and returns) rows that cannot be encoded."""
-        params, rejected = _encode_twins((d, p, b) for (d, p), b in batch.items())
-        if params:
-            self._upsert_twins(params)
-        return len(params), rejected
-
     def load_twins(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Every stored twin: ``{device_id: {property: body}}``."""
         out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -484,7 +473,7 @@ class EdgeStore:
 
 
 class AsyncEdgeStore:
-    """The asyncio face of :class:`EdgeStore`, with a write-coalescing twin writer.
+    """The asyncio face of :class:`EdgeStore`.
 
     Every SQLite call runs on one worker thread that owns the connection, in call order, so
     the event loop never blocks on the disk. Use as ``async with AsyncEdgeStore.open(path) as
@@ -492,72 +481,21 @@ class AsyncEdgeStore:
     coroutines; mappings passed in are read on the worker thread, so leave them unchanged until
     the call returns.
 
-    Twins reported at a high rate go through :meth:`stage_twins`, which only keeps the latest
-    body per ``(device_id, property)`` in memory (so memory is bounded by the number of twins).
-    A background task writes what is staged in one transaction every ``flush_interval``
-    seconds, or at once when ``max_pending`` rows are staged; :meth:`flush` forces that and
-    returns when everything staged before the call is on disk, so await it before
-    acknowledging a desired value. A failed flush keeps its rows staged and is retried with
-    exponential backoff (up to ``max_backoff`` seconds); each distinct error is logged once,
-    and counted in :meth:`stats`.
-
     Args:
         path: The database file.
-        flush_interval: Seconds between background flushes of staged twins.
-        max_pending: Staged rows that trigger a flush before the interval ends.
-        max_backoff: Longest wait between retries of a failing flush, in seconds.
         busy_timeout_ms: How long SQLite waits for another connection's lock.
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        *,
-        flush_interval: float = 0.1,
-        max_pending: int = 10_000,
-        max_backoff: float = 5.0,
-        busy_timeout_ms: int = 5000,
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 5000) -> None:
         self._path = Path(path)
-        self._interval = flush_interval
-        self._max_pending = max_pending
-        self._max_backoff = max_backoff
         self._busy_timeout_ms = busy_timeout_ms
         self._executor: ThreadPoolExecutor | None = None
         self._store: EdgeStore | None = None
-        self._flusher: asyncio.Task[None] | None = None
-        self._closing = False
-        self._staged: dict[tuple[str, str], TwinBody] = {}
-        self._inflight = 0  # rows of the batch being written
-        self._dropped: set[tuple[str, str | None]] = set()  # discarded while a batch is written
-        self._stage_seq = 0  # stage_twins calls so far
-        self._durable_seq = 0  # every call up to this one is on disk (or discarded)
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._pending = asyncio.Event()  # something to write (or a flush to answer)
-        self._force = asyncio.Event()  # write now: flush(), close() or max_pending
-        self._backoff = 0.0
-        self._logged: set[str] = set()
-        self._last_error: BaseException | None = None
-        self._counters = {"flushed_rows": 0, "flushes": 0, "flush_errors": 0, "rejected_rows": 0}
 
     @classmethod
-    def open(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        flush_interval: float = 0.1,
-        max_pending: int = 10_000,
-        max_backoff: float = 5.0,
-        busy_timeout_ms: int = 5000,
-    ) -> Self:
+    def open(cls, path: str | os.PathLike[str], *, busy_timeout_ms: int = 5000) -> Self:
         """The store for ``path``, to use with ``async with`` (arguments as for the class)."""
-        return cls(
-            path,
-            flush_interval=flush_interval,
-            max_pending=max_pending,
-            max_backoff=max_backoff,
-            busy_timeout_ms=busy_timeout_ms,
-        )
+        return cls(path, busy_timeout_ms=busy_timeout_ms)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -569,10 +507,9 @@ class AsyncEdgeStore:
         await self.close()
 
     async def start(self) -> None:
-        """Opens the database on the worker thread and starts the flusher."""
+        """Opens the database on the worker thread."""
         if self._executor is not None:
             raise StoreError("store already started", db_path=str(self._path))
-        self._closing = False
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="twinplane-store")
         try:
             path, timeout = self._path, self._busy_timeout_ms
@@ -581,37 +518,19 @@ class AsyncEdgeStore:
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
-        self._flusher = asyncio.create_task(self._flush_loop(), name=f"store flusher {self._path}")
 
     async def close(self) -> None:
-        """Flushes what is staged, closes the database and stops the worker (idempotent).
-
-        Raises:
-            StoreError: Staged twins could not be written; the database is closed anyway.
-        """
-        executor, flusher = self._executor, self._flusher
+        """Closes the database and stops the worker (idempotent)."""
+        executor = self._executor
         if executor is None:
             return
-        self._closing = True
-        self._pending.set()
-        self._force.set()
         try:
-            if flusher is not None:
-                await flusher
+            if self._store is not None:
+                await self._call(self._store.close)
         finally:
-            self._flusher = None
-            try:
-                if self._store is not None:
-                    await self._call(self._store.close)
-            finally:
-                self._store = None
-                self._executor = None
-                await asyncio.to_thread(executor.shutdown)
-        if self._staged:
-            raise StoreError(
-                f"closed with {len(self._staged)} staged twin rows not written: {self._last_error}",
-                db_path=str(self._path),
-            )
+            self._store = None
+            self._executor = None
+            await asyncio.to_thread(executor.shutdown)
 
     @property
     def path(self) -> Path:
@@ -624,7 +543,7 @@ class AsyncEdgeStore:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _sync(self) -> EdgeStore:
-        if self._store is None or self._closing:
+        if self._store is None:
             raise StoreError("store is not open", db_path=str(self._path))
         return self._store
 
@@ -647,11 +566,8 @@ class AsyncEdgeStore:
         return await self._call(self._sync().list_objects, kind, namespace)
 
     async def delete_object(self, kind: str, namespace: str, name: str) -> bool:
-        """See :meth:`EdgeStore.delete_object`; a Device's staged twins are dropped too."""
-        store = self._sync()
-        if kind == DEVICE:
-            self._discard(device_id(namespace, name), None)
-        return await self._call(store.delete_object, kind, namespace, name)
+        """See :meth:`EdgeStore.delete_object`."""
+        return await self._call(self._sync().delete_object, kind, namespace, name)
 
     async def put_mapper(  # noqa: PLR0913 - one argument per MapperInfo field
         self,
@@ -691,23 +607,17 @@ class AsyncEdgeStore:
         return await self._call(self._sync().delete_mapper, name)
 
     async def save_twins(self, rows: Iterable[tuple[str, str, TwinBody]]) -> None:
-        """See :meth:`EdgeStore.save_twins`; replaces what is staged for the same twins."""
-        store, batch = self._sync(), list(rows)
-        if self._staged or self._inflight:  # nothing staged nor being written: nothing to drop
-            for device, prop, _ in batch:
-                self._discard(device, (prop,))
-        await self._call(store.save_twins, batch)
+        """See :meth:`EdgeStore.save_twins`."""
+        await self._call(self._sync().save_twins, list(rows))
 
     async def load_twins(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """See :meth:`EdgeStore.load_twins`: what is on disk; :meth:`flush` first if needed."""
+        """See :meth:`EdgeStore.load_twins`."""
         return await self._call(self._sync().load_twins)
 
     async def delete_twins(self, device_id: str, properties: Iterable[str] | None = None) -> int:
-        """See :meth:`EdgeStore.delete_twins`; matching staged twins are dropped too."""
-        store = self._sync()
+        """See :meth:`EdgeStore.delete_twins`."""
         props = None if properties is None else tuple(properties)
-        self._discard(device_id, props)
-        return await self._call(store.delete_twins, device_id, props)
+        return await self._call(self._sync().delete_twins, device_id, props)
 
     async def put_state(self, device_id: str, state: str, last_online: str) -> None:
         """See :meth:`EdgeStore.put_state`."""
@@ -742,160 +652,6 @@ class AsyncEdgeStore:
     async def delete_outbox(self, through_id: int) -> int:
         """See :meth:`EdgeStore.delete_outbox`."""
         return await self._call(self._sync().delete_outbox, through_id)
-
-    # -- the coalescing twin writer -------------------------------------------------------
-
-    def stage_twins(self, rows: Iterable[tuple[str, str, TwinBody]]) -> None:
-        """Stages twin rows ``(device_id, property, body)`` for the next flush; never blocks.
-
-        A later row for the same twin replaces an earlier one. Bodies are encoded at flush
-        time: do not change a staged mapping (the engine's ``take_dirty()`` JSON text is
-        immutable and skips the encoding).
-
-        Raises:
-            StoreError: The store is not open (staged rows would be lost).
-        """
-        self._sync()
-        staged = self._staged
-        for device, prop, body in rows:
-            staged[(device, prop)] = body
-        self._stage_seq += 1
-        self._pending.set()
-        if len(staged) >= self._max_pending and not self._backoff:
-            self._force.set()
-
-    async def flush(self) -> None:
-        """Returns once every twin staged before the call is committed (fsynced).
-
-        Raises:
-            StoreError: The write failed; the rows stay staged and are retried.
-        """
-        self._sync()
-        if self._flusher is None or self._flusher.done():
-            raise StoreError("the twin flusher is not running", db_path=str(self._path))
-        seq = self._stage_seq
-        if self._durable_seq >= seq:
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append((seq, waiter))
-        self._pending.set()
-        self._force.set()
-        await waiter
-
-    def stats(self) -> dict[str, int]:
-        """The twin writer's counters.
-
-        Returns:
-            ``staged`` (rows not yet written), ``flushed_rows``, ``flushes``, ``flush_errors``
-            and ``rejected_rows`` (bodies that are not JSON-encodable; each one is logged).
-        """
-        return {"staged": len(self._staged) + self._inflight, **self._counters}
-
-    def _discard(self, device: str, props: Iterable[str] | None) -> None:
-        if props is None:
-            for key in [k for k in self._staged if k[0] == device]:
-                del self._staged[key]
-            self._dropped.add((device, None))
-            return
-        for prop in props:
-            self._staged.pop((device, prop), None)
-            self._dropped.add((device, prop))
-
-    async def _flush_loop(self) -> None:
-        try:
-            while True:
-                await self._pending.wait()
-                if not self._closing:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self._backoff or self._interval):
-                            await self._force.wait()
-                self._pending.clear()
-                self._force.clear()
-                closing = self._closing
-                await self._flush_once()
-                if closing:
-                    return
-        finally:
-            error = StoreError("store closed before the flush", db_path=str(self._path))
-            self._settle(self._stage_seq, error)
-
-    async def _flush_once(self) -> None:
-        target, batch = self._stage_seq, self._staged
-        if not batch:
-            self._settle(target, None)
-            return
-        self._staged, self._inflight, self._dropped = {}, len(batch), set()
-        try:
-            written, rejected = await self._call(self._sync_store()._write_staged, batch)
-        except Exception as exc:  # kept staged, logged, counted, retried and reported
-            self._restage(batch)
-            self._on_error(exc)
-            self._settle(target, exc)
-            return
-        except asyncio.CancelledError:
-            self._restage(batch)
-            raise
-        finally:
-            self._inflight = 0
-        self._counters["flushes"] += 1
-        self._counters["flushed_rows"] += written
-        self._counters["rejected_rows"] += len(rejected)
-        for device, prop, reason in rejected:
-            log.error(
-                "twin %s %s dropped: body is not JSON-encodable: %s",
-                device,
-                prop,
-                reason,
-                extra={"device": device, "property": prop},
-            )
-        if self._backoff:
-            log.warning("twin flush to %s works again: %s", self._path, self._last_error)
-        self._backoff, self._logged = 0.0, set()
-        self._settle(target, None)
-
-    def _sync_store(self) -> EdgeStore:
-        if self._store is None:
-            raise StoreError("store is not open", db_path=str(self._path))
-        return self._store
-
-    def _restage(self, batch: dict[tuple[str, str], TwinBody]) -> None:
-        dropped = self._dropped
-        for key, body in batch.items():
-            if key not in self._staged and key not in dropped and (key[0], None) not in dropped:
-                self._staged[key] = body
-        self._pending.set()
-
-    def _on_error(self, exc: BaseException) -> None:
-        self._counters["flush_errors"] += 1
-        self._last_error = exc
-        self._backoff = min(max(2 * self._backoff, self._interval), self._max_backoff)
-        text = f"{type(exc).__name__}: {exc}"
-        if text not in self._logged:
-            self._logged.add(text)
-            log.error(
-                "twin flush to %s failed, %d rows kept staged, retrying: %s",
-                self._path,
-                len(self._staged),
-                text,
-                extra={"db_path": str(self._path), "staged": len(self._staged), "error": text},
-            )
-
-    def _settle(self, target: int, exc: BaseException | None) -> None:
-        """Answers the flush() calls up to stage call ``target``: done, or failed with exc."""
-        if exc is None:
-            self._durable_seq = max(self._durable_seq, target)
-        keep: list[tuple[int, asyncio.Future[None]]] = []
-        for seq, waiter in self._waiters:
-            if seq > target:
-                keep.append((seq, waiter))
-            elif not waiter.done():
-                if exc is None:
-                    waiter.set_result(None)
-                else:
-                    error = StoreError(f"twin flush failed: {exc}", db_path=str(self._path))
-                    error.__cause__ = exc
-                    waiter.set_exception(error)
-        self._waiters = keep
 
 
 _LIST_MAPPERS: Final = "SELECT * FROM mappers ORDER BY name"

@@ -6,8 +6,8 @@ applied in one transaction together with the version bump, so a crash leaves the
 one version or the next, never between. A released step is never edited: a change to the
 schema is a new step at the end of :data:`MIGRATIONS`.
 
-This module only knows the schema and how to apply it; :mod:`twinplane.edge.store` decides
-whether a file may be migrated at all (a newer or foreign database is refused untouched).
+This module only knows the schema and how to apply it; :mod:`twinplane.edge.store.connection`
+decides whether a file may be migrated at all (a newer or foreign database is refused untouched).
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import functools
@@ -15,12 +14,7 @@ import aiohttp
 import pytest
 
 from edge_helpers import free_port, running_app, short_home
-from twinplane.bench.kubeedge_style import (
-    KubeEdgeStyleMapper,
-    add_arguments,
-    run,
-    run_kubeedge_mapper,
-)
+from twinplane.bench.kubeedge_style import KubeEdgeStyleMapper, run_kubeedge_mapper
 from twinplane.edge.app import EdgeApp
 from twinplane.edge.core import EdgeCore
 from twinplane.mapper.config import MapperConfig
@@ -212,23 +206,3 @@ async def test_run_kubeedge_mapper_serves_metrics_until_stopped() -> None:
             async with asyncio.timeout(WAIT_S):
                 await task
         assert not (home / "run" / "modbus.sock").exists()
-
-
-def test_run_reports_a_missing_config_file(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The CLI entry point takes ``twinplane mapper``'s flags and fails cleanly on a bad file."""
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args(
-        [
-            "--config-file",
-            str(tmp_path / "missing.yaml"),
-            "--http-port",
-            "0",
-            "--log-level",
-            "debug",
-        ]
-    )
-    assert run(args) == 2
-    assert "missing.yaml" in capsys.readouterr().err

@@ -32,15 +32,12 @@ the product's, so one scraper reads both).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 import grpc
@@ -64,8 +61,6 @@ __all__ = [
     "ON_TIME_TOLERANCE",
     "BaselineStats",
     "KubeEdgeStyleMapper",
-    "add_arguments",
-    "run",
     "run_kubeedge_mapper",
 ]
 
@@ -671,77 +666,3 @@ async def run_kubeedge_mapper(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the flags of ``twinplane mapper`` that the baseline uses."""
-    from twinplane.cli.edge import LOG_LEVELS  # noqa: PLC0415 - fast CLI start
-
-    parser.add_argument("--config-file", type=Path, default=None, help="mapper-framework YAML")
-    parser.add_argument("--socket", type=Path, default=None, help="the mapper's own Unix socket")
-    parser.add_argument(
-        "--edgecore-sock", type=Path, default=None, help="the device manager's DMI socket"
-    )
-    parser.add_argument("--name", default=None, help="mapper name (default: modbus-mapper)")
-    parser.add_argument("--http-port", type=int, default=None, help="/metrics port (default: 7777)")
-    parser.add_argument("--http-host", default=None, help="/metrics address (default: 127.0.0.1)")
-    parser.add_argument("--home", type=Path, default=None, help="state directory of defaults")
-    parser.add_argument(
-        "--log-level", choices=LOG_LEVELS, default="info", help="(default: %(default)s)"
-    )
-
-
-def _load(args: argparse.Namespace) -> MapperConfig:
-    """The config file with the flags over it; protocol ``modbus`` unless the file says one."""
-    from twinplane.mapper.config import load_config  # noqa: PLC0415
-
-    def load(protocol: str | None) -> MapperConfig:
-        return load_config(
-            args.config_file,
-            protocol=protocol,
-            socket_path=args.socket,
-            edgecore_sock=args.edgecore_sock,
-            name=args.name,
-            http_port=args.http_port,
-            home=getattr(args, "home", None),
-        ).with_overrides(http_host=args.http_host)
-
-    try:
-        config = load(None)
-    except SpecError as err:
-        if err.path != "common.protocol" or not str(err).startswith("no protocol"):
-            raise
-        config = load("modbus")
-    if config.protocol != "modbus":
-        raise SpecError(
-            f"protocol {config.protocol!r}: the kubeedge-style baseline serves modbus only",
-            path="common.protocol",
-        )
-    return config
-
-
-def run(args: argparse.Namespace) -> int:
-    """Runs the baseline mapper (``twinplane bench kubeedge-mapper``); returns the exit status."""
-    from twinplane.cli.edge import _configure_logging, _loop_factory  # noqa: PLC0415
-
-    try:
-        config = _load(args)
-    except (TwinplaneError, OSError) as err:
-        print(f"twinplane bench kubeedge-mapper: error: {err}", file=sys.stderr)
-        return 2
-    _configure_logging(args.log_level)
-    print(
-        f"twinplane bench kubeedge-mapper {config.name}: socket unix://{config.socket_path}"
-        f"  device manager unix://{config.edgecore_sock}"
-        f"  metrics http://{config.http_host}:{config.http_port}/metrics",
-        flush=True,
-    )
-    try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(run_kubeedge_mapper(config))
-    except (TwinplaneError, OSError) as err:
-        print(f"twinplane bench kubeedge-mapper: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0

@@ -1,9 +1,9 @@
 """``twinplane bench``: load scenarios against real processes.
 
 ``bench scale`` runs :mod:`twinplane.bench.scale`; ``bench kubeedge-mapper`` runs the
-kubeedge-style baseline mapper (:mod:`twinplane.bench.kubeedge_style`), which ``bench scale
---baseline kubeedge-style`` starts. Both modules are imported when their command runs: the rest
-of the CLI starts quickly, and a missing baseline fails only its own command.
+kubeedge-style baseline mapper (:mod:`twinplane.cli.baseline`), which ``bench scale --baseline
+kubeedge-style`` starts. Both are imported when their command runs, so the rest of the CLI
+starts quickly.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -19,12 +18,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
+from twinplane.cli import baseline
 from twinplane.cli.args import positive_int
+from twinplane.cli.baseline import KUBEEDGE_MAPPER
 
-__all__ = ["KUBEEDGE_MAPPER", "add_parser", "run", "run_kubeedge_mapper"]
+__all__ = ["KUBEEDGE_MAPPER", "add_parser", "run"]
 
-KUBEEDGE_MAPPER: Final = "kubeedge-mapper"
-_KUBEEDGE_MODULE: Final = "twinplane.bench.kubeedge_style"
 _PRESET: Final = {"properties": 10, "cycle_ms": 1000, "duration": 60.0, "warmup": 10.0}
 _DEFAULT_DEVICES: Final = 1000
 _DEFAULT_PER_PORT: Final = 10
@@ -117,26 +116,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
 
 
-def run_kubeedge_mapper(argv: Sequence[str]) -> int:
-    """``twinplane bench kubeedge-mapper ARGS``: parses ``argv`` with the module's own options."""
-    try:
-        module = importlib.import_module(_KUBEEDGE_MODULE)
-    except ImportError as err:
-        print(
-            f"twinplane bench {KUBEEDGE_MAPPER}: error: the baseline mapper is not available "
-            f"({err})",
-            file=sys.stderr,
-        )
-        return 1
-    parser = argparse.ArgumentParser(
-        prog=f"twinplane bench {KUBEEDGE_MAPPER}",
-        description="The kubeedge-style baseline mapper: one ticker per property.",
-    )
-    module.add_arguments(parser)
-    status: int = module.run(parser.parse_args(list(argv)))
-    return status
-
-
 def _config(args: argparse.Namespace, command: Sequence[str]) -> object:
     from twinplane.bench.scale import SCENARIOS, ScaleConfig  # noqa: PLC0415 - fast CLI start
 
@@ -190,7 +169,7 @@ def run(args: argparse.Namespace, command: Sequence[str] = ()) -> int:
         command: The command line, recorded in the results.
     """
     if args.bench_command == KUBEEDGE_MAPPER:  # reached only through main()'s parser
-        return run_kubeedge_mapper([])
+        return baseline.run([])
     from twinplane.bench.procs import BenchError  # noqa: PLC0415
 
     config = _config(args, command or ["twinplane", *sys.argv[1:]])

@@ -8,26 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Final
 
+from twinplane.cli.runtime import LOG_LEVELS, configure_logging, default_home, loop_factory
 from twinplane.errors import TwinplaneError
 
-__all__ = ["add_parser", "default_home", "run"]
-
-LOG_LEVELS: Final = ("debug", "info", "warning", "error")
-
-# Attributes every LogRecord has; anything else came in through ``extra=`` and is printed.
-_RECORD_KEYS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-
-def default_home() -> Path:
-    """``$TWINPLANE_HOME``, else ``~/.twinplane``."""
-    return Path(os.environ.get("TWINPLANE_HOME") or "~/.twinplane").expanduser()
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,35 +52,6 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
 
 
-class _Formatter(logging.Formatter):
-    """``time level logger: message key=value ...`` with the record's structured fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        extra = {k: v for k, v in vars(record).items() if k not in _RECORD_KEYS}
-        if extra:
-            text += " " + " ".join(f"{k}={v}" for k, v in extra.items())
-        return text
-
-
-def _configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    if level != "debug":
-        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop  # noqa: PLC0415 - optional, where the platform has it
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 def run(args: argparse.Namespace) -> int:
     """Runs ``twinplane edge``; returns the exit status."""
     from twinplane.edge.app import EdgeConfig, run_edge  # noqa: PLC0415 - see the module doc
@@ -104,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     except TwinplaneError as err:
         print(f"twinplane edge: error: --rest-addr: {err.message}", file=sys.stderr)
         return 2
-    _configure_logging(args.log_level)
+    configure_logging(args.log_level)
     home: Path = args.home if args.home is not None else default_home()
     config = EdgeConfig(
         home=home.expanduser(),
@@ -115,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         config.db_path.parent.mkdir(parents=True, exist_ok=True)
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(run_edge(config))
     except TwinplaneError as err:
         print(f"twinplane edge: error: {err.message}", file=sys.stderr)

@@ -3,8 +3,8 @@
 ``edge`` runs the device manager, ``mapper`` a mapper; ``apply``, ``get``, ``describe``, ``delete``
 and ``twin get|set`` talk to a running one over its REST API (``--server``, default
 ``$TWINPLANE_SERVER`` or ``http://127.0.0.1:7780``). ``sim modbus`` runs simulated Modbus
-devices. ``up`` runs all of them in one process (:mod:`twinplane.up`). ``bench scale`` measures
-them as separate processes under load (:mod:`twinplane.cli.bench`).
+devices. ``up`` runs all of them in one process (:mod:`twinplane.cli.up`). ``bench scale``
+measures them as separate processes under load (:mod:`twinplane.cli.bench`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from twinplane import __version__, up
-from twinplane.cli import bench, commands, edge, mapper, sim
+from twinplane import __version__
+from twinplane.cli import baseline, bench, commands, edge, mapper, sim, up
 from twinplane.cli.client import ApiClient, CliError, default_server
 
 __all__ = ["main"]
@@ -146,8 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         The process exit status: 0 on success, 1 when the command failed, 2 for bad usage.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["bench", bench.KUBEEDGE_MAPPER]:  # its options are the module's own
-        return bench.run_kubeedge_mapper(argv[2:])
+    if argv[:2] == ["bench", baseline.KUBEEDGE_MAPPER]:  # its options are its own
+        return baseline.run(argv[2:])
     args = _build_parser().parse_args(argv)
     if args.command == "bench":
         return bench.run(args, ["twinplane", *argv])

@@ -10,7 +10,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from twinplane.cli.edge import LOG_LEVELS, _configure_logging, _loop_factory
+from twinplane.cli.runtime import LOG_LEVELS, configure_logging, loop_factory
 from twinplane.errors import TwinplaneError
 
 __all__ = ["add_parser", "run"]
@@ -79,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
     except (TwinplaneError, LookupError, OSError) as err:
         print(f"twinplane mapper: error: {err}", file=sys.stderr)
         return 2
-    _configure_logging(args.log_level)
+    configure_logging(args.log_level)
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(run_mapper(config, driver))
     except (TwinplaneError, OSError) as err:
         print(f"twinplane mapper: error: {err}", file=sys.stderr)

@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import re
 import signal
 import sys
 from typing import TYPE_CHECKING, Final
 
 from twinplane.cli.args import positive_int
-from twinplane.cli.edge import LOG_LEVELS
+from twinplane.cli.runtime import LOG_LEVELS, configure_logging, loop_factory
 from twinplane.errors import TwinplaneError
 
 if TYPE_CHECKING:
@@ -143,21 +142,11 @@ def _counters(sim: ModbusSimulator) -> str:
     return " ".join(f"{k}={v}" for k, v in sim.counters.as_dict().items())
 
 
-def _loop_factory() -> type[asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop  # noqa: PLC0415 - optional, where the platform has it
-    except ImportError:
-        return None
-    return uvloop.Loop
-
-
 def run(args: argparse.Namespace) -> int:
     """Runs ``twinplane sim modbus``; returns the exit status."""
     from twinplane.sim.modbus import ModbusSimulator  # noqa: PLC0415 - see the module doc
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level)
     try:
         sim = ModbusSimulator(
             args.devices,
@@ -175,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"twinplane sim modbus: error{where}: {err.message}", file=sys.stderr)
         return 2
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(_serve(sim, args.stats))
     except OSError as err:
         print(f"twinplane sim modbus: error: {err}", file=sys.stderr)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from edge_helpers import free_port
-from twinplane.up import device_manifests
 
 DEVICES = 5
 WAIT_S = 15.0
@@ -86,12 +85,3 @@ def test_up_runs_the_fleet_and_keeps_it_across_restarts(tmp_path: Path) -> None:
         out, _ = _interrupt(proc)
     assert sorted(d["metadata"]["name"] for d in again) == names
     assert "created" not in out  # the devices were already there
-
-
-def test_manifests_cover_every_property() -> None:
-    """Generated manifests have one Device per address and the requested properties."""
-    doc = json.loads(device_manifests([(5020, 1), (5020, 2)], properties=6))
-    model, *devices = doc["items"]
-    assert [p["name"] for p in model["spec"]["properties"]][-2:] == ["reg-1", "reg-2"]
-    assert [d["spec"]["protocol"]["configData"]["slaveID"] for d in devices] == [1, 2]
-    assert all(len(d["spec"]["properties"]) == 6 for d in devices)

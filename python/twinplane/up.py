@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 from twinplane.errors import TwinplaneError
+from twinplane.fleet import device_manifests, registers_for
+from twinplane.ports import port_free
 
 if TYPE_CHECKING:
     from twinplane.edge.app import EdgeApp
@@ -36,115 +36,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAPPER_PORT",
-    "MAX_PROPERTIES",
     "UpConfig",
     "default_home",
-    "device_manifests",
-    "port_free",
     "run_up",
 ]
 
-MODEL_NAME: Final = "sim-thermostat"
 MAPPER_PORT: Final = 7777
-MAX_PROPERTIES: Final = 80
 PLAIN_INTERVAL_S: Final = 5.0
 FLUSH_TIMEOUT_S: Final = 5.0
-
-# The example thermostat (examples/modbus-sim): name, model type, access, visitor config.
-_BASE_PROPERTIES: Final[tuple[tuple[str, str, str, dict[str, Any]], ...]] = (
-    (
-        "temperature",
-        "FLOAT",
-        "ReadOnly",
-        {"register": "HoldingRegister", "offset": 0, "limit": 1, "dataType": "float", "scale": 0.1},
-    ),
-    (
-        "counter",
-        "INT",
-        "ReadOnly",
-        {"register": "HoldingRegister", "offset": 2, "dataType": "uint16"},
-    ),
-    (
-        "running",
-        "BOOLEAN",
-        "ReadOnly",
-        {"register": "CoilRegister", "offset": 0, "limit": 1, "dataType": "boolean"},
-    ),
-    (
-        "setpoint",
-        "INT",
-        "ReadWrite",
-        {"register": "HoldingRegister", "offset": 10, "dataType": "int16"},
-    ),
-)
 
 
 def default_home() -> Path:
     """``$TWINPLANE_HOME``, else ``~/.twinplane/up``."""
     env = os.environ.get("TWINPLANE_HOME")
     return Path(env).expanduser() if env else Path("~/.twinplane/up").expanduser()
-
-
-def _properties(count: int) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """The first ``count`` properties: the thermostat's four, then input registers ``reg-N``."""
-    props = list(_BASE_PROPERTIES[:count])
-    for i in range(count - len(props)):
-        visitor = {"register": "InputRegister", "offset": 20 + i, "dataType": "int16"}
-        props.append((f"reg-{i + 1}", "INT", "ReadOnly", visitor))
-    return props
-
-
-def device_manifests(
-    addresses: list[tuple[int, int]],
-    *,
-    properties: int = 4,
-    host: str = "127.0.0.1",
-    cycle_ms: int = 1000,
-) -> str:
-    """A ``v1 List`` (JSON) of the model and one Device per ``(port, unit)`` of the simulator.
-
-    Every property is read every ``cycle_ms`` milliseconds (its ``collectCycle``).
-    """
-    props = _properties(properties)
-    model = {
-        "apiVersion": "devices.kubeedge.io/v1beta1",
-        "kind": "DeviceModel",
-        "metadata": {"name": MODEL_NAME, "namespace": "default"},
-        "spec": {
-            "protocol": "modbus",
-            "properties": [
-                {"name": name, "type": type_, "accessMode": access}
-                for name, type_, access, _ in props
-            ],
-        },
-    }
-    device_props: list[dict[str, Any]] = []
-    for name, _, access, visitor in props:
-        prop: dict[str, Any] = {
-            "name": name,
-            "collectCycle": cycle_ms,
-            "reportToCloud": True,
-            "visitors": {"protocolName": "modbus", "configData": visitor},
-        }
-        if access == "ReadWrite":
-            prop["desired"] = {"value": "21"}
-        device_props.append(prop)
-    items: list[dict[str, Any]] = [model]
-    for index, (port, unit) in enumerate(addresses):
-        config = {"ip": host, "port": port, "slaveID": unit, "communicateMode": "TCP"}
-        items.append(
-            {
-                "apiVersion": "devices.kubeedge.io/v1beta1",
-                "kind": "Device",
-                "metadata": {"name": f"thermostat-{index + 1}", "namespace": "default"},
-                "spec": {
-                    "deviceModelRef": {"name": MODEL_NAME},
-                    "protocol": {"protocolName": "modbus", "configData": config},
-                    "properties": device_props,
-                },
-            }
-        )
-    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
 
 
 @dataclass(slots=True)
@@ -160,16 +65,6 @@ class UpConfig:
     mapper_port: int = MAPPER_PORT
     tty: bool = False
     out: TextIO = field(default_factory=lambda: sys.stdout)
-
-
-def port_free(host: str, port: int) -> bool:
-    """Whether ``port`` can be bound on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 class _Meter:
@@ -220,7 +115,7 @@ class _Up:
         cfg = self.config
         self.say(f"twinplane up: {cfg.devices} simulated Modbus devices, state in {cfg.home}")
         t0 = time.monotonic()
-        registers = max(100, 20 + cfg.properties)
+        registers = registers_for(cfg.properties)
         self.sim = ModbusSimulator(cfg.devices, port=cfg.sim_port, registers=registers)
         await self.sim.start()
         ports = self.sim.ports

@@ -17,7 +17,7 @@ import pytest
 
 from twinplane.edge.core import EdgeCore
 from twinplane.edge.store import AsyncEdgeStore, StoredObject, StoreError, TwinBody
-from twinplane.up import device_manifests
+from twinplane.fleet import device_manifests
 
 DEVICES = 300
 

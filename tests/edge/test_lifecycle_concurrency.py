@@ -24,7 +24,7 @@ from dmi_helpers import SocketMapper, manager_stub, register_request
 from edge_helpers import RunningEdge, running_app
 from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.edge.mappers import LINK_CONCURRENCY, MapperLink
-from twinplane.up import MODEL_NAME, device_manifests
+from twinplane.fleet import MODEL_NAME, device_manifests
 
 DEVICES = 64
 

@@ -18,7 +18,7 @@ import pytest
 from edge_helpers import running_app
 from twinplane.edge.core import EdgeCore
 from twinplane.edge.store import AsyncEdgeStore, StoreError
-from twinplane.up import device_manifests
+from twinplane.fleet import device_manifests
 
 
 async def stored_reported(db: Path) -> dict[tuple[str, str], str]:

@@ -32,7 +32,8 @@ from twinplane.bench.procs import BenchError, Proc, raise_fd_limit
 from twinplane.bench.progress import Progress, bar
 from twinplane.bench.prom import Snapshot, parse
 from twinplane.bench.window import PROCESSES, Tick, WindowLoad, summarize
-from twinplane.up import device_manifests, port_free
+from twinplane.fleet import device_manifests, registers_for
+from twinplane.ports import port_free
 
 __all__ = ["SCENARIOS", "ScaleConfig", "run_scale"]
 
@@ -174,7 +175,7 @@ class _Phase:
         ports = -(-cfg.devices // cfg.devices_per_port)
         base = self.base_port = free_port_block(ports)
         t0 = time.monotonic()
-        registers = max(100, 20 + cfg.properties)
+        registers = registers_for(cfg.properties)
         self._spawn(
             "sim",
             [

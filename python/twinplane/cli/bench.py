@@ -21,13 +21,13 @@ from typing import Final
 from twinplane.cli import baseline
 from twinplane.cli.args import positive_int
 from twinplane.cli.baseline import KUBEEDGE_MAPPER
+from twinplane.fleet import MAX_PROPERTIES
 
 __all__ = ["KUBEEDGE_MAPPER", "add_parser", "run"]
 
 _PRESET: Final = {"properties": 10, "cycle_ms": 1000, "duration": 60.0, "warmup": 10.0}
 _DEFAULT_DEVICES: Final = 1000
 _DEFAULT_PER_PORT: Final = 10
-_MAX_PROPERTIES: Final = 80
 _MAX_UNITS_PER_PORT: Final = 247
 
 
@@ -75,9 +75,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--properties",
-        type=_int_up_to(_MAX_PROPERTIES),
+        type=_int_up_to(MAX_PROPERTIES),
         default=None,
-        help=f"per device, at most {_MAX_PROPERTIES} (default: 10)",
+        help=f"per device, at most {MAX_PROPERTIES} (default: 10)",
     )
     parser.add_argument(
         "--cycle-ms", type=positive_int, default=None, help="collect cycle (default: 1000)"

@@ -12,6 +12,7 @@ from twinplane import up
 from twinplane.cli.args import positive_int
 from twinplane.cli.runtime import LOG_LEVELS, configure_logging, loop_factory
 from twinplane.errors import TwinplaneError
+from twinplane.fleet import MAX_PROPERTIES
 
 __all__ = ["add_parser", "run"]
 
@@ -33,7 +34,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--properties",
         type=positive_int,
         default=4,
-        help=f"properties per device, at most {up.MAX_PROPERTIES} (default: 4)",
+        help=f"properties per device, at most {MAX_PROPERTIES} (default: 4)",
     )
     parser.add_argument(
         "--home",
@@ -68,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     """Runs ``twinplane up``; returns the exit status."""
     from twinplane.edge.rest import parse_addr  # noqa: PLC0415 - fast CLI start
 
-    if args.properties > up.MAX_PROPERTIES:
-        print(f"twinplane up: error: --properties: at most {up.MAX_PROPERTIES}", file=sys.stderr)
+    if args.properties > MAX_PROPERTIES:
+        print(f"twinplane up: error: --properties: at most {MAX_PROPERTIES}", file=sys.stderr)
         return 2
     try:
         parse_addr(args.rest_addr)

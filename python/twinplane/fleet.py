@@ -1,0 +1,123 @@
+"""The simulated thermostat fleet's manifests: one DeviceModel and a Device per simulator unit.
+
+``twinplane up`` applies them to its device manager and ``twinplane bench scale`` to the one it
+starts; the tests use them as a realistic fleet. Each device is a unit of the Modbus simulator
+(``twinplane sim modbus``, :mod:`twinplane.sim`) at ``(port, unit id)``, with the example
+thermostat's four properties (``examples/modbus-sim``) and then 16-bit input registers
+``reg-1``, ``reg-2``, ... up to :data:`MAX_PROPERTIES` properties.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+__all__ = ["MAX_PROPERTIES", "MODEL_NAME", "device_manifests", "registers_for"]
+
+MODEL_NAME: Final = "sim-thermostat"
+"""The fleet's DeviceModel."""
+
+MAX_PROPERTIES: Final = 80
+"""Most properties a device of the fleet has."""
+
+_FIRST_INPUT_REGISTER: Final = 20
+_MIN_REGISTERS: Final = 100
+
+# The example thermostat (examples/modbus-sim): name, model type, access, visitor config.
+_BASE_PROPERTIES: Final[tuple[tuple[str, str, str, dict[str, Any]], ...]] = (
+    (
+        "temperature",
+        "FLOAT",
+        "ReadOnly",
+        {"register": "HoldingRegister", "offset": 0, "limit": 1, "dataType": "float", "scale": 0.1},
+    ),
+    (
+        "counter",
+        "INT",
+        "ReadOnly",
+        {"register": "HoldingRegister", "offset": 2, "dataType": "uint16"},
+    ),
+    (
+        "running",
+        "BOOLEAN",
+        "ReadOnly",
+        {"register": "CoilRegister", "offset": 0, "limit": 1, "dataType": "boolean"},
+    ),
+    (
+        "setpoint",
+        "INT",
+        "ReadWrite",
+        {"register": "HoldingRegister", "offset": 10, "dataType": "int16"},
+    ),
+)
+
+
+def registers_for(properties: int) -> int:
+    """Registers per table the simulator needs to serve the fleet's first ``properties``."""
+    return max(_MIN_REGISTERS, _FIRST_INPUT_REGISTER + properties)
+
+
+def _properties(count: int) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """The first ``count`` properties: the thermostat's four, then input registers ``reg-N``."""
+    props = list(_BASE_PROPERTIES[:count])
+    for i in range(count - len(props)):
+        visitor = {
+            "register": "InputRegister",
+            "offset": _FIRST_INPUT_REGISTER + i,
+            "dataType": "int16",
+        }
+        props.append((f"reg-{i + 1}", "INT", "ReadOnly", visitor))
+    return props
+
+
+def device_manifests(
+    addresses: list[tuple[int, int]],
+    *,
+    properties: int = 4,
+    host: str = "127.0.0.1",
+    cycle_ms: int = 1000,
+) -> str:
+    """A ``v1 List`` (JSON) of the model and one Device per ``(port, unit)`` of the simulator.
+
+    Every property is read every ``cycle_ms`` milliseconds (its ``collectCycle``).
+    """
+    props = _properties(properties)
+    model = {
+        "apiVersion": "devices.kubeedge.io/v1beta1",
+        "kind": "DeviceModel",
+        "metadata": {"name": MODEL_NAME, "namespace": "default"},
+        "spec": {
+            "protocol": "modbus",
+            "properties": [
+                {"name": name, "type": type_, "accessMode": access}
+                for name, type_, access, _ in props
+            ],
+        },
+    }
+    device_props: list[dict[str, Any]] = []
+    for name, _, access, visitor in props:
+        prop: dict[str, Any] = {
+            "name": name,
+            "collectCycle": cycle_ms,
+            "reportToCloud": True,
+            "visitors": {"protocolName": "modbus", "configData": visitor},
+        }
+        if access == "ReadWrite":
+            prop["desired"] = {"value": "21"}
+        device_props.append(prop)
+    items: list[dict[str, Any]] = [model]
+    for index, (port, unit) in enumerate(addresses):
+        config = {"ip": host, "port": port, "slaveID": unit, "communicateMode": "TCP"}
+        items.append(
+            {
+                "apiVersion": "devices.kubeedge.io/v1beta1",
+                "kind": "Device",
+                "metadata": {"name": f"thermostat-{index + 1}", "namespace": "default"},
+                "spec": {
+                    "deviceModelRef": {"name": MODEL_NAME},
+                    "protocol": {"protocolName": "modbus", "configData": config},
+                    "properties": device_props,
+                },
+            }
+        )
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})

@@ -12,7 +12,8 @@ MAKEFLAGS += --no-builtin-rules --warn-undefined-variables
 PYTHON ?= python3
 CARGO ?= cargo
 BENCH_ARGS ?=
-# `make bench`'s scale run: seconds measured (60 meets the duration target) and extra flags.
+# `make bench`'s load-test run (twinplane bench scale, python/twinplane/loadtest/): seconds
+# measured (60 meets the duration target) and extra flags.
 BENCH_DURATION ?= 60
 BENCH_SCALE_ARGS ?=
 
@@ -105,7 +106,7 @@ fmt: dev ## Format and auto-fix: ruff check --fix, ruff format, cargo fmt
 run: dev ## Start the embedded default (twinplane up)
 	$(BIN)/twinplane up
 
-bench: dev ## Run the benchmarks (engine, DMI ingest, Modbus poll), then bench scale --scenario 1k
+bench: dev ## Run the micro-benchmarks in bench/ (engine, DMI ingest, Modbus poll), then the load test (bench scale --scenario 1k)
 	$(PY) bench/engine.py $(BENCH_ARGS)
 	$(PY) bench/dmi_ingest.py $(BENCH_ARGS)
 	$(PY) bench/modbus_poll.py $(BENCH_ARGS)

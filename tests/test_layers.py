@@ -50,7 +50,7 @@ def within(modules: list[str], package: str) -> list[str]:
         (("twinplane.drivers",), ("twinplane.mapper", "twinplane.edge", "twinplane.cli")),
         # the load test drives the processes from outside: HTTP, manifests, subprocesses
         (
-            ("twinplane.bench.scale",),
+            ("twinplane.loadtest.scale",),
             ("twinplane.edge", "twinplane.mapper", "twinplane.up", "twinplane.cli"),
         ),
     ],

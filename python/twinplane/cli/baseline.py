@@ -1,7 +1,7 @@
 """``twinplane bench kubeedge-mapper``: the kubeedge-style baseline mapper as a process.
 
 ``twinplane bench scale --baseline kubeedge-style`` starts it beside the product's mapper; the
-mapper itself is :mod:`twinplane.bench.kubeedge_style`, imported when the command runs (the
+mapper itself is :mod:`twinplane.loadtest.kubeedge_style`, imported when the command runs (the
 rest of the CLI starts quickly). Its options are ``twinplane mapper``'s that the baseline uses.
 """
 
@@ -77,7 +77,7 @@ def run(argv: Sequence[str]) -> int:
     Returns:
         The exit status: 0 after a clean stop, 1 when it failed, 2 for a bad config.
     """
-    from twinplane.bench.kubeedge_style import run_kubeedge_mapper  # noqa: PLC0415
+    from twinplane.loadtest.kubeedge_style import run_kubeedge_mapper  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog=f"twinplane bench {KUBEEDGE_MAPPER}",

@@ -1,6 +1,6 @@
 """``twinplane bench``: load scenarios against real processes.
 
-``bench scale`` runs :mod:`twinplane.bench.scale`; ``bench kubeedge-mapper`` runs the
+``bench scale`` runs :mod:`twinplane.loadtest.scale`; ``bench kubeedge-mapper`` runs the
 kubeedge-style baseline mapper (:mod:`twinplane.cli.baseline`), which ``bench scale --baseline
 kubeedge-style`` starts. Both are imported when their command runs, so the rest of the CLI
 starts quickly.
@@ -117,7 +117,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _config(args: argparse.Namespace, command: Sequence[str]) -> object:
-    from twinplane.bench.scale import SCENARIOS, ScaleConfig  # noqa: PLC0415 - fast CLI start
+    from twinplane.loadtest.scale import SCENARIOS, ScaleConfig  # noqa: PLC0415 - fast CLI start
 
     scenario: str | None = args.scenario
     devices = args.devices or (SCENARIOS[scenario] if scenario else _DEFAULT_DEVICES)
@@ -144,9 +144,9 @@ def _config(args: argparse.Namespace, command: Sequence[str]) -> object:
 
 
 async def _main(config: object) -> None:
-    from twinplane.bench.progress import Progress  # noqa: PLC0415
-    from twinplane.bench.report import table  # noqa: PLC0415
-    from twinplane.bench.scale import ScaleConfig, run_scale  # noqa: PLC0415
+    from twinplane.loadtest.progress import Progress  # noqa: PLC0415
+    from twinplane.loadtest.report import table  # noqa: PLC0415
+    from twinplane.loadtest.scale import ScaleConfig, run_scale  # noqa: PLC0415
 
     assert isinstance(config, ScaleConfig)  # noqa: S101
     task = asyncio.current_task()
@@ -170,7 +170,7 @@ def run(args: argparse.Namespace, command: Sequence[str] = ()) -> int:
     """
     if args.bench_command == KUBEEDGE_MAPPER:  # reached only through main()'s parser
         return baseline.run([])
-    from twinplane.bench.procs import BenchError  # noqa: PLC0415
+    from twinplane.loadtest.procs import BenchError  # noqa: PLC0415
 
     config = _config(args, command or ["twinplane", *sys.argv[1:]])
     try:

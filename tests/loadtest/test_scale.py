@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from mqtt_broker import running_mosquitto
-from twinplane.bench import report
-from twinplane.bench.procs import ProcUsage
-from twinplane.bench.prom import Histogram, histogram_quantile, parse
-from twinplane.bench.window import (
+from twinplane.loadtest import report
+from twinplane.loadtest.procs import ProcUsage
+from twinplane.loadtest.prom import Histogram, histogram_quantile, parse
+from twinplane.loadtest.window import (
     MQTT_PUBLISHED,
     Tick,
     WindowLoad,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from twinplane.bench.window import ratio
+from twinplane.loadtest.window import ratio
 
 __all__ = ["ROWS", "TARGETS", "hardware", "markdown", "ratios", "table", "targets"]
 

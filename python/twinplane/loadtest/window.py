@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from twinplane.bench.procs import ProcUsage
-from twinplane.bench.prom import Histogram, Snapshot
+from twinplane.loadtest.procs import ProcUsage
+from twinplane.loadtest.prom import Histogram, Snapshot
 
 __all__ = [
     "PROCESSES",

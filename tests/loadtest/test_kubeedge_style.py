@@ -14,10 +14,10 @@ import aiohttp
 import pytest
 
 from edge_helpers import free_port, running_app, short_home
-from twinplane.bench.kubeedge_style import KubeEdgeStyleMapper, run_kubeedge_mapper
 from twinplane.edge.app import EdgeApp
 from twinplane.edge.core import EdgeCore
 from twinplane.fleet import device_manifests
+from twinplane.loadtest.kubeedge_style import KubeEdgeStyleMapper, run_kubeedge_mapper
 from twinplane.mapper.config import MapperConfig
 from twinplane.mapper.scheduler import now_ms
 from twinplane.sim.modbus import ModbusSimulator

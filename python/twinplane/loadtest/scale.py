@@ -27,12 +27,12 @@ from typing import Any, Final
 import aiohttp
 import yaml
 
-from twinplane.bench import plots, report
-from twinplane.bench.procs import BenchError, Proc, raise_fd_limit
-from twinplane.bench.progress import Progress, bar
-from twinplane.bench.prom import Snapshot, parse
-from twinplane.bench.window import PROCESSES, Tick, WindowLoad, summarize
 from twinplane.fleet import device_manifests, registers_for
+from twinplane.loadtest import plots, report
+from twinplane.loadtest.procs import BenchError, Proc, raise_fd_limit
+from twinplane.loadtest.progress import Progress, bar
+from twinplane.loadtest.prom import Snapshot, parse
+from twinplane.loadtest.window import PROCESSES, Tick, WindowLoad, summarize
 from twinplane.ports import port_free
 
 __all__ = ["SCENARIOS", "ScaleConfig", "run_scale"]

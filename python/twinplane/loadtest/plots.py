@@ -1,7 +1,7 @@
 """``latency.png`` and ``throughput.png`` of a ``twinplane bench scale`` run (matplotlib, Agg).
 
 matplotlib is the ``bench`` extra: it is imported when plotting, and its absence is a
-:class:`~twinplane.bench.procs.BenchError` saying what to install.
+:class:`~twinplane.loadtest.procs.BenchError` saying what to install.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from twinplane.bench.procs import BenchError
+from twinplane.loadtest.procs import BenchError
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -3,8 +3,8 @@
 ``tests/reference.py`` (the pure-Python reference of the twin engine) is importable as
 ``reference`` from every test module: pytest puts this directory on ``sys.path`` for this
 conftest. So are the helpers shared across test folders: ``edge_helpers`` (running a device
-manager, in process or as ``twinplane edge``) and ``dmi_helpers`` (DMI requests, clients and a
-server on a Unix socket).
+manager, in process or as ``twinplane edge``), ``dmi_helpers`` (DMI requests, clients and a
+server on a Unix socket) and ``waits`` (bounded waits for a condition).
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Final, TextIO
 from twinplane.errors import TwinplaneError
 from twinplane.fleet import device_manifests, registers_for
 from twinplane.ports import port_free
+from twinplane.service import stop_on_signals
 
 if TYPE_CHECKING:
     from twinplane.edge.app import EdgeApp
@@ -212,11 +212,7 @@ class _Up:
 
 async def run_up(config: UpConfig, *, stop: asyncio.Event | None = None) -> None:
     """Runs ``twinplane up`` until SIGINT/SIGTERM (or ``stop`` is set), then stops cleanly."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals(stop)
     up = _Up(config)
     try:
         await up.start()

@@ -8,7 +8,9 @@ replaced by one that raises. ``/metrics`` and ``/healthz`` count this path.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,35 +35,53 @@ async def stored_reported(db: Path) -> dict[tuple[str, str], str]:
     }
 
 
+def break_store(monkeypatch: pytest.MonkeyPatch, store: AsyncEdgeStore) -> Callable[[], None]:
+    """Makes ``store.save_twins`` fail with "disk full"; returns what mends it."""
+    real = store.save_twins
+
+    async def broken(rows: object) -> None:
+        raise StoreError("disk full", db_path=str(store.path))
+
+    monkeypatch.setattr(store, "save_twins", broken)
+    return lambda: monkeypatch.setattr(store, "save_twins", real)
+
+
+@contextlib.asynccontextmanager
+async def after_a_failed_flush(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[EdgeCore]:
+    """A core on ``db`` whose flush of two new counter values (7, 8) failed; the store works again.
+
+    The core flushes only when the test asks, and is stopped (its last flush done) on leaving.
+    """
+    async with AsyncEdgeStore.open(db) as store:
+        core = EdgeCore(store, flush_interval=3600)
+        await core.start()
+        try:
+            await core.apply(device_manifests([(5020, 1), (5020, 2)]))
+            mend = break_store(monkeypatch, store)
+            core.apply_reported("default/thermostat-1", [("counter", "7", 1_000)])
+            core.apply_reported("default/thermostat-2", [("counter", "8", 1_000)])
+            with pytest.raises(StoreError, match="disk full"):
+                await core.persist()
+            mend()
+            yield core
+        finally:
+            await core.stop()
+
+
 async def test_rows_of_a_failed_flush_are_written_by_the_next(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A failed flush loses nothing: its rows, and newer values, are stored by the next one."""
     db = tmp_path / "edge.db"
-    async with AsyncEdgeStore.open(db) as store:
-        core = EdgeCore(store, flush_interval=3600)  # flushes only when the test asks
-        await core.start()
-        try:
-            await core.apply(device_manifests([(5020, 1), (5020, 2)]))
-            real = store.save_twins
-
-            async def broken(rows: object) -> None:
-                raise StoreError("disk full", db_path=str(db))
-
-            monkeypatch.setattr(store, "save_twins", broken)
-            core.apply_reported("default/thermostat-1", [("counter", "7", 1_000)])
-            core.apply_reported("default/thermostat-2", [("counter", "8", 1_000)])
-            flushes = core.persister.stats.flushes
-            with pytest.raises(StoreError, match="disk full"):
-                await core.persist()
-            stats = core.persister.stats
-            assert (stats.errors, stats.unsaved, stats.flushes) == (1, 2, flushes)
-            monkeypatch.setattr(store, "save_twins", real)
-            core.apply_reported("default/thermostat-2", [("counter", "9", 2_000)])  # newer
-            assert await core.persist() == 2
-            assert (stats.errors, stats.unsaved, stats.flushes) == (1, 0, flushes + 1)
-        finally:
-            await core.stop()
+    async with after_a_failed_flush(db, monkeypatch) as core:
+        stats = core.persister.stats
+        flushes = stats.flushes
+        assert (stats.errors, stats.unsaved) == (1, 2)
+        core.apply_reported("default/thermostat-2", [("counter", "9", 2_000)])  # newer
+        assert await core.persist() == 2
+        assert (stats.errors, stats.unsaved, stats.flushes) == (1, 0, flushes + 1)
     stored = await stored_reported(db)
     assert stored[("default/thermostat-1", "counter")] == "7"
     assert stored[("default/thermostat-2", "counter")] == "9"
@@ -72,26 +92,9 @@ async def test_rows_of_a_deleted_device_are_not_written_after_a_failed_flush(
 ) -> None:
     """A device deleted between a failed flush and the next gets no twin rows back."""
     db = tmp_path / "edge.db"
-    async with AsyncEdgeStore.open(db) as store:
-        core = EdgeCore(store, flush_interval=3600)
-        await core.start()
-        try:
-            await core.apply(device_manifests([(5020, 1), (5020, 2)]))
-            real = store.save_twins
-
-            async def broken(rows: object) -> None:
-                raise StoreError("disk full", db_path=str(db))
-
-            monkeypatch.setattr(store, "save_twins", broken)
-            core.apply_reported("default/thermostat-1", [("counter", "7", 1_000)])
-            core.apply_reported("default/thermostat-2", [("counter", "8", 1_000)])
-            with pytest.raises(StoreError):
-                await core.persist()
-            monkeypatch.setattr(store, "save_twins", real)
-            assert await core.delete_device("default", "thermostat-2")
-            assert await core.persist() == 1
-        finally:
-            await core.stop()
+    async with after_a_failed_flush(db, monkeypatch) as core:
+        assert await core.delete_device("default", "thermostat-2")
+        assert await core.persist() == 1
     stored = await stored_reported(db)
     assert stored[("default/thermostat-1", "counter")] == "7"
     assert not any(device == "default/thermostat-2" for device, _ in stored)
@@ -134,12 +137,7 @@ async def test_metrics_and_health_count_the_real_persistence_path(
         assert samples["twinplane_twin_last_flush_duration_seconds"] >= 0
         assert not any(k.startswith("twinplane_store_") for k in samples)
 
-        real = core.store.save_twins
-
-        async def broken(rows: object) -> None:
-            raise StoreError("disk full", db_path=str(core.store.path))
-
-        monkeypatch.setattr(core.store, "save_twins", broken)
+        mend = break_store(monkeypatch, core.store)
         core.apply_reported("default/thermostat-2", [("counter", "8", 1_000)])
         with pytest.raises(StoreError):
             await core.persist()
@@ -153,6 +151,6 @@ async def test_metrics_and_health_count_the_real_persistence_path(
         assert check["lastFlushSeconds"] >= 0
         _, text = await _get(app.rest_url, "/metrics")
         assert _samples(text)["twinplane_twins_unsaved"] == 1
-        monkeypatch.setattr(core.store, "save_twins", real)
+        mend()
         await core.persist()
         assert core.persister.stats.unsaved == 0

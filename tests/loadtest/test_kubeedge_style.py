@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import functools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,12 @@ from twinplane.loadtest.kubeedge_style import KubeEdgeStyleMapper, run_kubeedge_
 from twinplane.mapper.config import MapperConfig
 from twinplane.mapper.scheduler import now_ms
 from twinplane.sim.modbus import ModbusSimulator
+from waits import WAIT_S, until
 
 CYCLE_MS = 200
 DEVICES = 3
 PROPERTIES = 4
 LOOPS = DEVICES * PROPERTIES
-WAIT_S = 5.0
 
 METRICS = (
     "twinplane_mapper_bus_polls_total",
@@ -38,16 +38,6 @@ METRICS = (
     "twinplane_mapper_reports_sent_total",
     "twinplane_mapper_registrations_total",
 )
-
-
-async def until(predicate: Callable[[], object], what: str, within: float = WAIT_S) -> None:
-    """Polls ``predicate`` every 10 ms until it is true; fails the test after ``within`` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def manifests(sim: ModbusSimulator) -> str:

@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from twinplane.drivers.base import Driver
 from twinplane.mapper.app import MapperApp
 from twinplane.mapper.config import MapperConfig
-
-WAIT_S = 5.0
-"""Longest wait for any condition in these tests."""
-
-
-async def until(predicate: Callable[[], object], what: str, within: float = WAIT_S) -> None:
-    """Polls ``predicate`` every 10 ms until it is true; fails the test after ``within`` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.01)
+from waits import WAIT_S
 
 
 def virtual_model(name: str = "vmodel") -> str:

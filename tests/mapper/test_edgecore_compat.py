@@ -19,13 +19,14 @@ from typing import Any, Final
 
 import grpc
 import pytest
-from mapper_helpers import manifests, mapper_config, running_mapper, until
+from mapper_helpers import manifests, mapper_config, running_mapper
 
 from edge_helpers import short_home
 from twinplane.dmi.convert import device_to_proto, model_to_proto
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
 from twinplane.drivers.virtual import VirtualDriver
 from twinplane.manifests.load import load_strict
+from waits import until
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from mapper_helpers import manifests, mapper_config, running_mapper, until, virtual_device
+from mapper_helpers import manifests, mapper_config, running_mapper, virtual_device
 from mapper_helpers import virtual_model as vmodel
 
 from edge_helpers import running_app, short_home
@@ -22,6 +22,7 @@ from twinplane.mapper.app import MapperApp
 from twinplane.mapper.fast_path import FastPath, FastPathState
 from twinplane.mapper.reporter import Reporter
 from twinplane.stream.v1 import stream_pb2
+from waits import until
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 DOCS = manifests(vmodel(), virtual_device("v1"), virtual_device("v2"))

@@ -9,14 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from mapper_helpers import (
-    manifests,
-    mapper_config,
-    running_mapper,
-    until,
-    virtual_device,
-    virtual_model,
-)
+from mapper_helpers import manifests, mapper_config, running_mapper, virtual_device, virtual_model
 
 from edge_helpers import running_app, short_home
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
@@ -26,6 +19,7 @@ from twinplane.edge.app import EdgeApp
 from twinplane.edge.core import EdgeCore
 from twinplane.mapper.app import MapperApp
 from twinplane.twin import ValueLike
+from waits import until
 
 
 class BrokenClient(VirtualClient):

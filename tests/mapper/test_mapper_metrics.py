@@ -6,12 +6,13 @@ import re
 import socket
 
 import aiohttp
-from mapper_helpers import WAIT_S, manifests, mapper_config, until, virtual_model
+from mapper_helpers import manifests, mapper_config, virtual_model
 
 from edge_helpers import running_app, short_home
 from twinplane.drivers.virtual import VirtualDriver
 from twinplane.mapper.app import MapperApp
 from twinplane.mapper.sinks import RunnerSettings
+from waits import WAIT_S, until
 
 # one batch of queue, slow retries: the reporter's batches every 20 ms overflow it at once
 TINY = RunnerSettings(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from mapper_helpers import WAIT_S, manifests, mapper_config, running_mapper, until, virtual_device
+from mapper_helpers import manifests, mapper_config, running_mapper, virtual_device
 from multidict import CIMultiDictProxy
 
 from edge_helpers import running_app, short_home
@@ -17,6 +17,7 @@ from twinplane.drivers.virtual import VirtualClient, VirtualDriver
 from twinplane.edge.core import EdgeCore
 from twinplane.mapper.runtime import MapperRuntime
 from twinplane.twin import ValueLike
+from waits import WAIT_S, until
 
 MODEL = (
     "apiVersion: devices.kubeedge.io/v1beta1\n"

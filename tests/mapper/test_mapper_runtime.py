@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mapper_helpers import manifests, mapper_config, until, virtual_device, virtual_model
+from mapper_helpers import manifests, mapper_config, virtual_device, virtual_model
 
 from twinplane.dmi.convert import device_to_proto, model_to_proto
 from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.drivers.virtual import VirtualDriver
 from twinplane.manifests.load import load_strict
+from twinplane.mapper.register import load_answer
 from twinplane.mapper.runtime import MapperRuntime
 from twinplane.mapper.sinks import DataPlane
+from waits import until
 
 
 def register_answer() -> api_pb2.MapperRegisterResponse:
@@ -30,7 +32,7 @@ async def test_runtime_runs_devices_without_serving_anything(tmp_path: Path) -> 
     removed: list[str] = []
     runtime.add_removal_listener(removed.append)
     try:
-        await runtime.load(register_answer())
+        await load_answer(runtime, register_answer())
         assert set(runtime.devices) == {"default/v1", "default/v2"}
         await until(lambda: len(runtime.engine.report()) > 0, "samples in the engine")
         assert await runtime.remove_device("default/v2")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from mapper_helpers import manifests, mapper_config, running_mapper, until
+from mapper_helpers import manifests, mapper_config, running_mapper
 
 from edge_helpers import running_app, short_home
 from twinplane.drivers.modbus.adapter import ModbusDriver
 from twinplane.edge.core import EdgeCore
 from twinplane.sim.modbus import ModbusSimulator
+from waits import until
 
 MODEL = """\
 apiVersion: devices.kubeedge.io/v1beta1

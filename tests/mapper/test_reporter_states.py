@@ -14,12 +14,12 @@ from typing import Any
 
 import grpc
 import pytest
-from mapper_helpers import until
 
 from edge_helpers import short_home
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
 from twinplane.mapper.reporter import STATE_CONCURRENCY, Reporter
 from twinplane.twin import Engine
+from waits import until
 
 DEVICES = 40
 HOLD_S = 0.05

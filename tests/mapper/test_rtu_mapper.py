@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Final
 
 import pytest
-from mapper_helpers import manifests, mapper_config, running_mapper, until
+from mapper_helpers import manifests, mapper_config, running_mapper
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -21,6 +21,7 @@ from edge_helpers import running_app, short_home
 from serial_line import pty_pair
 from twinplane.drivers.modbus.adapter import ModbusDriver
 from twinplane.edge.core import EdgeCore
+from waits import until
 
 BAUD: Final = 115_200
 WAIT: Final = 5.0

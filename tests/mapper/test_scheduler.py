@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from typing import cast
 
 import pytest
-from mapper_helpers import until
 
 from twinplane.drivers.base import FrameClient, FrameRead, PropertyVisitor
 from twinplane.mapper.scheduler import BusScheduler, ScheduledDevice
 from twinplane.twin import Engine, PropertySpec
+from waits import until
 
 pytestmark = pytest.mark.timeout(30)
 

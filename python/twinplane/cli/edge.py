@@ -11,6 +11,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from twinplane.cli.args import add_device_manager_options
 from twinplane.cli.runtime import LOG_LEVELS, configure_logging, default_home, loop_factory
 from twinplane.errors import TwinplaneError
 
@@ -37,15 +38,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--dmi-socket", type=Path, default=None, help="DMI Unix socket (default: HOME/run/dmi.sock)"
     )
-    parser.add_argument(
-        "--rest-addr",
-        default="127.0.0.1:7780",
-        metavar="HOST:PORT",
-        help="REST API address; port 0 picks a free port (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--mqtt", default=None, metavar="URL", help="MQTT broker, mqtt://host:port (default: off)"
-    )
+    add_device_manager_options(parser)
     parser.add_argument("--node-name", default="edge", help="this node's name (default: edge)")
     parser.add_argument(
         "--log-level", choices=LOG_LEVELS, default="info", help="(default: %(default)s)"

@@ -10,13 +10,13 @@ import argparse
 import asyncio
 import contextlib
 import re
-import signal
 import sys
 from typing import TYPE_CHECKING, Final
 
 from twinplane.cli.args import positive_int
 from twinplane.cli.runtime import LOG_LEVELS, configure_logging, loop_factory
 from twinplane.errors import TwinplaneError
+from twinplane.service import stop_on_signals
 
 if TYPE_CHECKING:
     from twinplane.sim.modbus import ModbusSimulator
@@ -116,11 +116,7 @@ def _describe_layout(sim: ModbusSimulator) -> list[str]:
 
 
 async def _serve(sim: ModbusSimulator, stats: float) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with sim:
         faults = sim.faults.describe() or "none"
         print(

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from twinplane import up
-from twinplane.cli.args import positive_int
+from twinplane.cli.args import add_device_manager_options, positive_int
 from twinplane.cli.runtime import LOG_LEVELS, configure_logging, loop_factory
 from twinplane.errors import TwinplaneError
 from twinplane.fleet import MAX_PROPERTIES
@@ -42,15 +42,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="state directory (default: $TWINPLANE_HOME or ~/.twinplane/up)",
     )
-    parser.add_argument(
-        "--rest-addr",
-        default="127.0.0.1:7780",
-        metavar="HOST:PORT",
-        help="REST API address; port 0 picks a free port (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--mqtt", default=None, metavar="URL", help="MQTT broker, mqtt://host:port (default: off)"
-    )
+    add_device_manager_options(parser)
     parser.add_argument(
         "--sim-port", type=int, default=0, help="first simulator port (default: 0, free ports)"
     )

@@ -8,9 +8,7 @@ and flushes every changed twin before the store closes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +17,7 @@ from twinplane.edge.core import EdgeCore
 from twinplane.edge.dmi_server import DmiServer
 from twinplane.edge.mappers import MapperDirectory, MapperInfo
 from twinplane.edge.store import AsyncEdgeStore
+from twinplane.service import serve
 
 if TYPE_CHECKING:
     from twinplane.edge.mqtt_bridge import MqttBridge
@@ -135,20 +134,11 @@ class EdgeApp:
 async def run_edge(config: EdgeConfig, *, ready: asyncio.Event | None = None) -> None:
     """Runs a device manager until SIGINT/SIGTERM (or cancellation), then stops cleanly."""
     app = EdgeApp(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await app.start()
-        print(
+
+    def banner() -> str:
+        return (
             f"twinplane edge: DMI unix://{config.socket_path}  REST {app.rest_url}  "
-            f"MQTT {config.mqtt_url or 'off'}  state {config.db_path}",
-            flush=True,
+            f"MQTT {config.mqtt_url or 'off'}  state {config.db_path}"
         )
-        if ready is not None:
-            ready.set()
-        await stop.wait()
-    finally:
-        await app.stop()
+
+    await serve(app, banner=banner, ready=ready)

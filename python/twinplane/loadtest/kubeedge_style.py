@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -46,15 +45,17 @@ from aiohttp import web
 from twinplane import __version__
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
 from twinplane.drivers.modbus.adapter import ModbusSettings
+from twinplane.drivers.modbus.pool import ClientPool
 from twinplane.drivers.modbus.tcp import ModbusTcpClient
-from twinplane.errors import SpecError, TwinplaneError
+from twinplane.errors import SpecError
 from twinplane.mapper.config import MapperConfig
-from twinplane.mapper.instance import DeviceInstance, InstanceProperty, device_id
-from twinplane.mapper.register import register_mapper
+from twinplane.mapper.instance import DeviceInstance, InstanceProperty, StatusTwin, device_id
+from twinplane.mapper.register import load_answer, register_mapper
 from twinplane.mapper.runtime import POLL_TIMEOUT_S
 from twinplane.mapper.scheduler import ON_TIME_TOLERANCE, now_ms
 from twinplane.mapper.server import MapperServer
 from twinplane.metrics import CONTENT_TYPE, MetricsWriter
+from twinplane.service import STOP_SIGNALS, stop_on_signals
 from twinplane.twin import Engine, PropertyTypeName, VisitorConfig, decode_register, encode_register
 
 __all__ = [
@@ -158,35 +159,8 @@ class _Device:
         return "online" if states else "unknown"
 
 
-class _Endpoints:
-    """Shared Modbus TCP clients, one per endpoint, closed after their last device."""
-
-    def __init__(self) -> None:
-        self._clients: dict[str, tuple[ModbusTcpClient, int]] = {}
-
-    def acquire(self, settings: ModbusSettings) -> ModbusTcpClient:
-        found = self._clients.get(settings.bus_key)
-        if found is None:
-            client = ModbusTcpClient(settings.host, settings.port, timeout=MODBUS_TIMEOUT_S)
-            self._clients[settings.bus_key] = (client, 1)
-            return client
-        self._clients[settings.bus_key] = (found[0], found[1] + 1)
-        return found[0]
-
-    async def release(self, settings: ModbusSettings) -> None:
-        found = self._clients.get(settings.bus_key)
-        if found is None:
-            return
-        if found[1] > 1:
-            self._clients[settings.bus_key] = (found[0], found[1] - 1)
-            return
-        del self._clients[settings.bus_key]
-        await found[0].close()
-
-    async def close(self) -> None:
-        clients, self._clients = self._clients, {}
-        for client, _ in clients.values():
-            await client.close()
+def _open_tcp(settings: ModbusSettings) -> ModbusTcpClient:
+    return ModbusTcpClient(settings.host, settings.port, timeout=MODBUS_TIMEOUT_S)
 
 
 class KubeEdgeStyleMapper:
@@ -209,7 +183,7 @@ class KubeEdgeStyleMapper:
         self.registered = asyncio.Event()
         self.url = ""
         self._planner = Engine()
-        self._endpoints = _Endpoints()
+        self._endpoints: ClientPool[ModbusTcpClient] = ClientPool()  # one per TCP endpoint
         self._lock = asyncio.Lock()
         self._loops_started = 0
         self._channel: grpc.aio.Channel | None = None
@@ -281,13 +255,7 @@ class KubeEdgeStyleMapper:
     async def _register_loop(self) -> None:
         cfg = self.config
         response = await register_mapper(self._stub, cfg)
-        for model in response.modelList:
-            self.models[device_id(model.namespace, model.name)] = model
-        for device in response.deviceList:
-            try:
-                await self.register_device(device)
-            except TwinplaneError:
-                log.exception("device %s/%s cannot start", device.namespace, device.name)
+        await load_answer(self, response)
         self.stats.registrations += 1
         self.registered.set()
         log.info(
@@ -353,7 +321,12 @@ class KubeEdgeStyleMapper:
                 path="spec.protocol.configData.communicateMode",
             )
         props = [self._plan(instance, p) for p in instance.properties if p.visitor]
-        dev = _Device(instance, settings, self._endpoints.acquire(settings), props)
+        dev = _Device(
+            instance,
+            settings,
+            self._endpoints.acquire(settings.bus_key, lambda: _open_tcp(settings)),
+            props,
+        )
         self.devices[instance.id] = dev
         loop = asyncio.get_running_loop()
         for prop in props:
@@ -412,7 +385,7 @@ class KubeEdgeStyleMapper:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._endpoints.release(dev.settings)
+        await self._endpoints.release(dev.settings.bus_key)
         log.info("device %s stopped", dev_id)
         return True
 
@@ -539,19 +512,17 @@ class KubeEdgeStyleMapper:
         dev = self.devices.get(dev_id)
         if dev is None:
             return None
-        out = api_pb2.Device()
-        out.CopyFrom(dev.instance.message)
-        del out.status.twins[:]
-        for prop in dev.props:
-            meta = {"type": prop.type.lower()}
-            pb = out.status.twins.add(propertyName=prop.name)
-            pb.observedDesired.value = prop.desired
-            pb.observedDesired.metadata.update({**meta, "timestamp": ""})
-            pb.reported.value = prop.value or ""
-            pb.reported.metadata.update(
-                {**meta, "timestamp": str(prop.timestamp) if prop.value is not None else ""}
+        return dev.instance.with_twins(
+            StatusTwin(
+                p.name,
+                p.type,
+                p.desired,
+                "",
+                p.value or "",
+                str(p.timestamp) if p.value is not None else "",
             )
-        return out
+            for p in dev.props
+        )
 
     def loops(self) -> Iterator[tuple[str, str]]:
         """``(device id, property)`` of every running property loop."""
@@ -643,11 +614,8 @@ async def run_kubeedge_mapper(
     Raises:
         OSError: The socket or the metrics address cannot be bound.
     """
-    stop = stop or asyncio.Event()
+    stop = stop_on_signals(stop)
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
     mapper = KubeEdgeStyleMapper(config)
     try:
         await mapper.start()
@@ -663,6 +631,6 @@ async def run_kubeedge_mapper(
         await stop.wait()
     finally:
         await mapper.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 
 import grpc
 
@@ -22,12 +21,13 @@ from twinplane.dmi.v1beta1 import api_pb2_grpc
 from twinplane.drivers.base import Driver
 from twinplane.mapper.config import MapperConfig
 from twinplane.mapper.metrics import render_mapper_metrics
-from twinplane.mapper.register import register_mapper
+from twinplane.mapper.register import load_answer, register_mapper
 from twinplane.mapper.reporter import Reporter
 from twinplane.mapper.rest import MapperRestServer
 from twinplane.mapper.runtime import MapperRuntime
 from twinplane.mapper.server import MapperServer
 from twinplane.mapper.sinks import DataPlane
+from twinplane.service import serve
 
 __all__ = ["DEFAULT_REPORT_INTERVAL_S", "MapperApp", "run_mapper"]
 
@@ -105,7 +105,7 @@ class MapperApp:
         stub = api_pb2_grpc.DeviceManagerServiceStub(channel)
         response = await register_mapper(stub, cfg, budget=reporter.budget)
         await reporter.negotiate(cfg.name)  # fast path: TwinStream, or plain DMI (docs/mapper.md)
-        await self.runtime.load(response)
+        await load_answer(self.runtime, response)
         self.registrations += 1
         self.registered.set()
         log.info(
@@ -154,22 +154,13 @@ async def run_mapper(
 ) -> None:
     """Runs a mapper until SIGINT/SIGTERM (or cancellation), then stops cleanly."""
     app = MapperApp(config, driver)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    try:
-        await app.start()
+
+    def banner() -> str:
         rest = app.rest.url if app.rest is not None else "-"
-        print(
+        return (
             f"twinplane mapper {config.name}: protocol {config.protocol}  socket "
             f"unix://{config.socket_path}  device manager unix://{config.edgecore_sock}  "
-            f"REST {rest}",
-            flush=True,
+            f"REST {rest}"
         )
-        if ready is not None:
-            ready.set()
-        await stop.wait()
-    finally:
-        await app.stop()
+
+    await serve(app, banner=banner, ready=ready)

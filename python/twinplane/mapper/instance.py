@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, cast, get_args
+from typing import Final, NamedTuple, cast, get_args
 
 from twinplane.dmi.anyvalue import decode_config
 from twinplane.dmi.v1beta1 import api_pb2
@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_CYCLE_MS",
     "DeviceInstance",
     "InstanceProperty",
+    "StatusTwin",
     "cycle_ms",
     "device_id",
     "spec_key",
@@ -37,6 +38,17 @@ NANOSECOND_CYCLE: Final = 10_000_000
 """A cycle at least this large is pre-1.18 nanoseconds (1e7 ms would be 2.8 hours)."""
 
 _TYPES: Final = frozenset(get_args(PropertyTypeName))
+
+
+class StatusTwin(NamedTuple):
+    """One twin of a ``GetDevice`` answer; every field is text, ``""`` when there is none."""
+
+    name: str
+    type: str
+    desired: str
+    desired_ts: str
+    reported: str
+    reported_ts: str
 
 
 def device_id(namespace: str, name: str) -> str:
@@ -185,6 +197,24 @@ class DeviceInstance:
     def desired(self) -> dict[str, str]:
         """Non-empty desired values of writable properties."""
         return {p.name: p.desired for p in self.properties if p.desired and p.writable}
+
+    def with_twins(self, twins: Iterable[StatusTwin]) -> api_pb2.Device:
+        """The device message with ``twins`` in ``status.twins`` (the ``GetDevice`` answer).
+
+        Each twin has ``observedDesired`` and ``reported`` with the value and the metadata
+        ``type`` (lower case) and ``timestamp``, not mapper-framework's JSON-in-a-value quirk.
+        """
+        out = api_pb2.Device()
+        out.CopyFrom(self.message)
+        del out.status.twins[:]
+        for twin in twins:
+            pb = out.status.twins.add(propertyName=twin.name)
+            kind = twin.type.lower()
+            pb.observedDesired.value = twin.desired
+            pb.observedDesired.metadata.update({"type": kind, "timestamp": twin.desired_ts})
+            pb.reported.value = twin.reported
+            pb.reported.metadata.update({"type": kind, "timestamp": twin.reported_ts})
+        return out
 
 
 def spec_key(device: api_pb2.Device) -> bytes:

@@ -2,7 +2,8 @@
 
 Called with ``withData`` until the manager answers — retried with jittered backoff, as a mapper
 may start before its device manager — so the answer carries every model and device this mapper
-serves (parallel lists). twinplane's mapper and the bench's KubeEdge-style baseline both use it.
+serves (parallel lists), which :func:`load_answer` hands to the mapper. twinplane's mapper and
+the bench's KubeEdge-style baseline both use them.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from typing import Final
 import grpc
 
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
+from twinplane.errors import TwinplaneError
 from twinplane.mapper.config import MapperConfig
+from twinplane.mapper.instance import device_id
 from twinplane.mapper.reporter import CompatBudget
+from twinplane.mapper.server import MapperHost
 
-__all__ = ["MAX_REGISTER_BACKOFF_S", "REGISTER_TIMEOUT_S", "register_mapper"]
+__all__ = ["MAX_REGISTER_BACKOFF_S", "REGISTER_TIMEOUT_S", "load_answer", "register_mapper"]
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +77,14 @@ async def register_mapper(
             backoff = min(backoff * 2, MAX_REGISTER_BACKOFF_S)
         else:
             return response
+
+
+async def load_answer(host: MapperHost, response: api_pb2.MapperRegisterResponse) -> None:
+    """Keeps the answer's models and starts its devices; a device that cannot start is logged."""
+    for model in response.modelList:
+        host.models[device_id(model.namespace, model.name)] = model
+    for device in response.deviceList:
+        try:
+            await host.register_device(device)
+        except TwinplaneError:
+            log.exception("device %s/%s cannot start", device.namespace, device.name)

@@ -24,7 +24,7 @@ from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.drivers.base import DeviceClient, Driver, PropertyVisitor, WriteOp
 from twinplane.errors import SpecError, TwinplaneError
 from twinplane.mapper.config import MapperConfig
-from twinplane.mapper.instance import DeviceInstance, device_id
+from twinplane.mapper.instance import DeviceInstance, StatusTwin, device_id
 from twinplane.mapper.scheduler import BusScheduler, ScheduledDevice, now_ms
 from twinplane.mapper.sinks import DataPlane, apply_push_heartbeats  # data plane
 from twinplane.twin import Engine, ValueLike
@@ -89,16 +89,6 @@ class MapperRuntime:
         """Stops every bus: no poll or write starts from now on (the devices stay)."""
         for bus in list(self.buses.values()):
             await bus.stop()
-
-    async def load(self, response: api_pb2.MapperRegisterResponse) -> None:
-        """Takes the models and devices of a ``MapperRegister`` answer (parallel lists)."""
-        for model in response.modelList:
-            self.models[device_id(model.namespace, model.name)] = model
-        for device in response.deviceList:
-            try:
-                await self.register_device(device)
-            except TwinplaneError:
-                log.exception("device %s/%s cannot start", device.namespace, device.name)
 
     # -- devices --------------------------------------------------------------------------
 
@@ -273,19 +263,17 @@ class MapperRuntime:
         running = self.devices.get(dev_id)
         if running is None:
             return None
-        out = api_pb2.Device()
-        out.CopyFrom(running.instance.message)
-        del out.status.twins[:]
+        twins = []
         for name, twin in self.engine.twins(dev_id).items():
-            pb = out.status.twins.add(propertyName=name)
-            meta = {"type": twin["type"].lower()}
             desired, reported = twin["desired"], twin["reported"]
-            pb.observedDesired.value = desired["value"] if desired else ""
-            pb.observedDesired.metadata.update(
-                {**meta, "timestamp": str(desired["timestamp"]) if desired else ""}
+            twins.append(
+                StatusTwin(
+                    name,
+                    twin["type"],
+                    desired["value"] if desired else "",
+                    str(desired["timestamp"]) if desired else "",
+                    reported["value"] if reported else "",
+                    str(reported["timestamp"]) if reported else "",
+                )
             )
-            pb.reported.value = reported["value"] if reported else ""
-            pb.reported.metadata.update(
-                {**meta, "timestamp": str(reported["timestamp"]) if reported else ""}
-            )
-        return out
+        return running.instance.with_twins(twins)

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
 
 from needs import unavailable
 from twinplane.twin import Engine, PropertySpec, ValueLike
-
-WAIT_S = 5.0
-"""Longest wait for any condition in these tests."""
 
 SPECS: list[PropertySpec] = [
     {"name": "temp", "type": "FLOAT"},
@@ -40,16 +36,6 @@ def changes(
     for device, prop, value in rows:
         engine.ingest_values(index[device], [(names.index(prop), value)], ts_ms)
     return pa.record_batch(engine.report())
-
-
-async def until(predicate: Callable[[], object], what: str, within: float = WAIT_S) -> None:
-    """Polls ``predicate`` every 10 ms until it is true; fails the test after ``within`` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
-from sinks_helpers import changes, until
+from sinks_helpers import changes
 
 from edge_helpers import running_app, short_home
 from twinplane.drivers.virtual import VirtualDriver
@@ -18,6 +18,7 @@ from twinplane.mapper.config import MapperConfig
 from twinplane.mapper.sinks import RunnerSettings, SinkRunner
 from twinplane.mapper.sinks.config import HttpSinkConfig
 from twinplane.mapper.sinks.http import HttpSink
+from waits import until
 
 FAST = RunnerSettings(max_rows=100, interval_s=0.02, backoff_s=0.01, max_backoff_s=0.05)
 

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from sinks_helpers import changes, until
+from sinks_helpers import changes
 
 from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.mapper.sinks import RunnerSettings, SinkRunner
@@ -27,6 +27,7 @@ from twinplane.mapper.sinks.influx import InfluxSink, line
 from twinplane.mapper.sinks.plane import sink_name
 from twinplane.mapper.sinks.rows import samples
 from twinplane.twin import ValueLike
+from waits import until
 
 FAST = RunnerSettings(max_rows=100, interval_s=0.02, backoff_s=0.01, max_backoff_s=0.5)
 TOKEN = "s3cr3t-token"  # noqa: S105 - the test server's token

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from sinks_helpers import WAIT_S, changes, free_port, until
+from sinks_helpers import changes, free_port
 
 from mqtt_broker import running_mosquitto
 from twinplane.mapper.sinks import RunnerSettings, SinkRunner
 from twinplane.mapper.sinks.config import MqttSinkConfig
 from twinplane.mapper.sinks.mqtt import MqttSink
+from waits import WAIT_S, until
 
 FAST = RunnerSettings(max_rows=100, interval_s=0.02, backoff_s=0.05, max_backoff_s=0.2)
 

@@ -11,12 +11,13 @@ from typing import Any
 import aiomysql
 import pymysql
 import pytest
-from sinks_helpers import changes, find_binary, free_port, stop, until, wait_port
+from sinks_helpers import changes, find_binary, free_port, stop, wait_port
 
 from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.mapper.sinks import RunnerSettings, SinkRunner
 from twinplane.mapper.sinks.config import MysqlSinkConfig, sink_configs
 from twinplane.mapper.sinks.mysql import MysqlSink
+from waits import until
 
 FAST = RunnerSettings(max_rows=100, interval_s=0.02, backoff_s=0.05, max_backoff_s=0.2)
 T0 = 1_700_000_000_000

@@ -16,12 +16,13 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sinks_helpers import changes, find_binary, free_port, stop, until, wait_port
+from sinks_helpers import changes, find_binary, free_port, stop, wait_port
 
 from twinplane.mapper.sinks import RunnerSettings, SinkRunner
 from twinplane.mapper.sinks.config import PostgresSinkConfig
 from twinplane.mapper.sinks.plane import default_factory
 from twinplane.mapper.sinks.postgres import PostgresSink
+from waits import until
 
 FAST = RunnerSettings(max_rows=100, interval_s=0.02, backoff_s=0.05, max_backoff_s=0.2)
 

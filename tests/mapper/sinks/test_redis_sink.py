@@ -9,11 +9,12 @@ from typing import cast
 
 import pytest
 from redis.asyncio import Redis
-from sinks_helpers import changes, find_binary, free_port, stop, until, wait_port
+from sinks_helpers import changes, find_binary, free_port, stop, wait_port
 
 from twinplane.mapper.sinks import RunnerSettings, SinkRunner
 from twinplane.mapper.sinks.config import RedisSinkConfig
 from twinplane.mapper.sinks.redis import RedisSink
+from waits import until
 
 FAST = RunnerSettings(max_rows=100, interval_s=0.02, backoff_s=0.05, max_backoff_s=0.2)
 

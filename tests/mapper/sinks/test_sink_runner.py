@@ -6,7 +6,7 @@ import asyncio
 
 import pyarrow as pa
 import pytest
-from sinks_helpers import changes, until
+from sinks_helpers import changes
 
 from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.mapper.sinks import (
@@ -19,6 +19,7 @@ from twinplane.mapper.sinks import (
 )
 from twinplane.mapper.sinks.config import HttpSinkConfig, SinkConfig, sink_configs
 from twinplane.twin import PropertySpec, ValueLike
+from waits import until
 
 FAST = RunnerSettings(max_rows=3, interval_s=0.05, backoff_s=0.01, max_backoff_s=0.02)
 

@@ -7,6 +7,7 @@
 - :mod:`~twinplane.drivers.modbus.tcp`: :class:`ModbusTcpClient`, pipelined over one connection.
 - :mod:`~twinplane.drivers.modbus.rtu`: :class:`ModbusRtuClient`, one request at a time on a
   serial line (imported on use: it loads pymodbus).
+- :mod:`~twinplane.drivers.modbus.pool`: the clients a bus's devices share, closed after the last.
 - :mod:`~twinplane.drivers.modbus.adapter`: :class:`~twinplane.drivers.modbus.adapter.ModbusDriver`,
   the mapper's driver (protocol ``modbus``) over both clients.
 

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, cast
+from typing import Final, Protocol, cast
 
 from twinplane.drivers.base import (
     BusSpec,
@@ -29,6 +29,7 @@ from twinplane.drivers.base import (
     ProtocolConfig,
     WriteOp,
 )
+from twinplane.drivers.modbus.pool import ClientPool
 from twinplane.drivers.modbus.tcp import ModbusTcpClient, PreparedReads
 from twinplane.errors import SpecError
 
@@ -182,7 +183,7 @@ class ModbusDriver(Driver):
 
     def __init__(self, timeout: float = 3.0) -> None:
         self.timeout = timeout
-        self._clients: dict[str, tuple[_Client, int]] = {}
+        self._clients: ClientPool[_Client] = ClientPool()
         self._lock = asyncio.Lock()
 
     def new_client(self, protocol: ProtocolConfig) -> DeviceClient:
@@ -197,42 +198,28 @@ class ModbusDriver(Driver):
     async def acquire(self, settings: ModbusSettings) -> _Client:
         """The shared client of a bus, opened on first use."""
         async with self._lock:
-            found = self._clients.get(settings.bus_key)
-            if found is not None:
-                self._clients[settings.bus_key] = (found[0], found[1] + 1)
-                return found[0]
-            client: Any
-            if settings.mode == "TCP":
-                client = ModbusTcpClient(settings.host, settings.port, timeout=self.timeout)
-            else:
-                # on use: RTU loads pymodbus
-                from twinplane.drivers.modbus.rtu import ModbusRtuClient  # noqa: PLC0415
+            return self._clients.acquire(settings.bus_key, lambda: self._open(settings))
 
-                client = ModbusRtuClient(
-                    settings.serial_port,
-                    baudrate=settings.baudrate,
-                    bytesize=settings.bytesize,
-                    parity=settings.parity,
-                    stopbits=settings.stopbits,
-                    timeout=self.timeout,
-                )
-            self._clients[settings.bus_key] = (client, 1)
-            return client  # type: ignore[no-any-return]
+    def _open(self, settings: ModbusSettings) -> _Client:
+        if settings.mode == "TCP":
+            return ModbusTcpClient(settings.host, settings.port, timeout=self.timeout)
+        # on use: RTU loads pymodbus
+        from twinplane.drivers.modbus.rtu import ModbusRtuClient  # noqa: PLC0415
+
+        return ModbusRtuClient(
+            settings.serial_port,
+            baudrate=settings.baudrate,
+            bytesize=settings.bytesize,
+            parity=settings.parity,
+            stopbits=settings.stopbits,
+            timeout=self.timeout,
+        )
 
     async def release(self, settings: ModbusSettings) -> None:
         """Drops one device's use of a bus's client; closes it after the last."""
         async with self._lock:
-            found = self._clients.get(settings.bus_key)
-            if found is None:
-                return
-            if found[1] > 1:
-                self._clients[settings.bus_key] = (found[0], found[1] - 1)
-                return
-            del self._clients[settings.bus_key]
-        await found[0].close()
+            await self._clients.release(settings.bus_key)
 
     async def close(self) -> None:
         """Closes every shared client."""
-        clients, self._clients = self._clients, {}
-        for client, _ in clients.values():
-            await client.close()
+        await self._clients.close()

@@ -48,12 +48,7 @@ class TwinTable(StoreConnection):
         try:
             return json_text(body, _PLAIN)
         except (TypeError, ValueError, msgspec.EncodeError) as exc:
-            raise StoreError(
-                f"twin body of {device} {prop} is not JSON-encodable: {exc}",
-                db_path=str(self.path),
-                device=device,
-                property=prop,
-            ) from exc
+            raise self._error(device, prop, f"body is not JSON-encodable: {exc}") from exc
 
     def load_twins(self) -> dict[str, dict[str, dict[str, Any]]]:
         """Every stored twin: ``{device_id: {property: body}}``."""
@@ -62,13 +57,16 @@ class TwinTable(StoreConnection):
             try:
                 out.setdefault(device, {})[prop] = _DICT.decode(text)
             except msgspec.DecodeError as exc:
-                raise StoreError(
-                    f"stored twin of {device} {prop} is not a JSON object: {exc}",
-                    db_path=str(self.path),
-                    device=device,
-                    property=prop,
-                ) from exc
+                raise self._error(device, prop, f"stored body is not a JSON object: {exc}") from exc
         return out
+
+    def _error(self, device: str, prop: str, what: str) -> StoreError:
+        return StoreError(
+            f"twin of {device} {prop}: {what}",
+            db_path=str(self.path),
+            device=device,
+            property=prop,
+        )
 
     def delete_twins(self, device_id: str, properties: Iterable[str] | None = None) -> int:
         """Deletes a device's twins (only ``properties`` if given); how many there were."""

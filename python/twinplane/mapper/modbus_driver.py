@@ -1,12 +1,17 @@
 """The Modbus driver adapter: Modbus TCP and RTU devices as :class:`FrameClient` s.
 
-Protocol ``configData`` (v1beta1 flat form, spec §8.2): ``ip``, ``port`` (502), ``slaveID``
-(1), ``communicateMode`` (``TCP`` or ``RTU``); for RTU ``serialPort``, ``baudRate`` (19200),
-``dataBits`` (8), ``parity`` (``none``), ``stopBits`` (1). The legacy nested keys
-(``tcp.ip``-style names are not representable in v1beta1's scalar map) are not read.
+Protocol ``configData`` (v1beta1 flat form, spec §8.2): ``ip``, ``port`` (502, 1..65535),
+``slaveID`` (1; 0..255 on TCP, 1..247 on RTU), ``communicateMode`` (``TCP`` or ``RTU``); for TCP
+``maxInFlight`` (1, twinplane's key: requests pipelined on the connection, 1..256); for RTU
+``serialPort``, ``baudRate`` (19200), ``dataBits`` (8), ``parity`` (``none``), ``stopBits`` (1).
+The legacy nested keys (``tcp.ip``-style names are not representable in v1beta1's scalar map)
+are not read.
 
-Devices behind one TCP endpoint share one pipelined connection and one bus; devices on one serial
-line share one client and a bus that carries one request at a time. Reads return the raw data
+Devices behind one TCP endpoint share one connection and one bus. The connection carries one
+transaction at a time unless every device on it says ``maxInFlight`` > 1 (the smallest value
+of the endpoint's devices wins): many PLCs and gateways answer only the first of pipelined
+requests. Devices on one serial line share one client and a bus that carries one request at a
+time. Reads return the raw data
 bytes the engine decodes (visitors ``register``, ``offset``, ``limit``, ``dataType``, ``scale``,
 swaps); writes run the register write the engine encodes for the property.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
@@ -37,8 +43,14 @@ if TYPE_CHECKING:
 
 __all__ = ["ModbusDriver", "ModbusSettings"]
 
-TCP_IN_FLIGHT: Final = 16
-"""Requests pipelined at once on one TCP endpoint."""
+log = logging.getLogger(__name__)
+
+TCP_POLLS_IN_FLIGHT: Final = 16
+"""Polls a TCP endpoint's bus starts at once; their requests wait in the connection's queue
+when its window (``maxInFlight``) is full."""
+
+MAX_IN_FLIGHT_LIMIT: Final = 256
+"""The largest ``maxInFlight`` taken."""
 
 
 class _Client(Protocol):
@@ -47,14 +59,20 @@ class _Client(Protocol):
     async def close(self) -> None: ...
 
 
-def _int(config: Mapping[str, object], key: str, default: int) -> int:
+def _int(
+    config: Mapping[str, object], key: str, default: int, bounds: tuple[int, int] | None = None
+) -> int:
     value = config.get(key, default)
+    number: int | None = None
     if isinstance(value, int | str) and not isinstance(value, bool):
         with contextlib.suppress(ValueError):
-            return int(value)
-    raise SpecError(
-        f"{key} must be an integer, not {value!r}", path=f"spec.protocol.configData.{key}"
-    )
+            number = int(value)
+    path = f"spec.protocol.configData.{key}"
+    if number is None:
+        raise SpecError(f"{key} must be an integer, not {value!r}", path=path)
+    if bounds is not None and not bounds[0] <= number <= bounds[1]:
+        raise SpecError(f"{key} must be {bounds[0]}..{bounds[1]}, not {number}", path=path)
+    return number
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +88,7 @@ class ModbusSettings:
     bytesize: int = 8
     parity: str = "none"
     stopbits: int = 1
+    max_in_flight: int = 1
 
     @classmethod
     def parse(cls, config: Mapping[str, object]) -> ModbusSettings:
@@ -79,12 +98,18 @@ class ModbusSettings:
             SpecError: A missing or malformed key (``path`` names it).
         """
         mode = str(config.get("communicateMode", "TCP")).upper()
-        unit = _int(config, "slaveID", 1)
         if mode == "TCP":
             host = config.get("ip")
             if not isinstance(host, str) or not host:
                 raise SpecError("ip must be set for Modbus TCP", path="spec.protocol.configData.ip")
-            return cls("TCP", unit, host=host, port=_int(config, "port", 502))
+            return cls(
+                "TCP",
+                _int(config, "slaveID", 1, (0, 255)),
+                host=host,
+                port=_int(config, "port", 502, (1, 65535)),
+                max_in_flight=_int(config, "maxInFlight", 1, (1, MAX_IN_FLIGHT_LIMIT)),
+            )
+        unit = _int(config, "slaveID", 1, (1, 247))
         if mode == "RTU":
             serial = config.get("serialPort")
             if not isinstance(serial, str) or not serial:
@@ -137,14 +162,14 @@ class ModbusDeviceClient(FrameClient):
         return self._client
 
     async def read(self, batch: Sequence[FrameRead]) -> list[bytes]:
-        """Reads every coalesced range (pipelined on TCP)."""
+        """Reads every coalesced range (on TCP through :meth:`submit_read`, once connected)."""
         client, unit = self._shared(), self.settings.unit
-        if self.settings.mode == "TCP":
-            return list(
-                await asyncio.gather(
-                    *(client.read(unit, kind, start, count) for kind, start, count in batch)
-                )
-            )
+        tcp = self._tcp
+        if tcp is not None:
+            await tcp.connect()
+            fut = self.submit_read(batch, tcp.timeout)
+            if fut is not None:
+                return await fut
         return [await client.read(unit, kind, start, count) for kind, start, count in batch]
 
     def submit_read(
@@ -193,22 +218,33 @@ class ModbusDriver(Driver):
         return ModbusDeviceClient(self, ModbusSettings.parse(protocol.config))
 
     def bus(self, protocol: ProtocolConfig) -> BusSpec:
-        """The TCP endpoint (pipelined) or serial line (one request at a time)."""
+        """The TCP endpoint or serial line (one request at a time)."""
         settings = ModbusSettings.parse(protocol.config)
-        return BusSpec(settings.bus_key, TCP_IN_FLIGHT if settings.mode == "TCP" else 1)
+        return BusSpec(settings.bus_key, TCP_POLLS_IN_FLIGHT if settings.mode == "TCP" else 1)
 
     async def acquire(self, settings: ModbusSettings) -> _Client:
-        """The shared client of a bus, opened on first use."""
+        """The shared client of a bus, opened on first use.
+
+        A TCP endpoint's window is the smallest ``maxInFlight`` of its devices.
+        """
         async with self._lock:
             found = self._clients.get(settings.bus_key)
             if found is not None:
                 self._clients[settings.bus_key] = (found[0], found[1] + 1)
-                return found[0]
+                shared = found[0]
+                if settings.mode == "TCP":
+                    self._narrow(cast("ModbusTcpClient", shared), settings)
+                return shared
             client: Any
             if settings.mode == "TCP":
                 from twinplane.drivers.modbus import ModbusTcpClient  # noqa: PLC0415
 
-                client = ModbusTcpClient(settings.host, settings.port, timeout=self.timeout)
+                client = ModbusTcpClient(
+                    settings.host,
+                    settings.port,
+                    timeout=self.timeout,
+                    max_in_flight=settings.max_in_flight,
+                )
             else:
                 from twinplane.drivers.modbus.rtu import ModbusRtuClient  # noqa: PLC0415
 
@@ -222,6 +258,21 @@ class ModbusDriver(Driver):
                 )
             self._clients[settings.bus_key] = (client, 1)
             return client  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _narrow(client: ModbusTcpClient, settings: ModbusSettings) -> None:
+        """Lowers an endpoint's window to a joining device's ``maxInFlight``, if smaller."""
+        current = client.max_in_flight
+        if current is not None and settings.max_in_flight < current:
+            log.warning(
+                "%s: a device with maxInFlight %d joins devices with %d: the endpoint's "
+                "connection now carries %d request(s) at a time",
+                settings.bus_key,
+                settings.max_in_flight,
+                current,
+                settings.max_in_flight,
+            )
+            client.max_in_flight = settings.max_in_flight
 
     async def release(self, settings: ModbusSettings) -> None:
         """Drops one device's use of a bus's client; closes it after the last."""

@@ -85,7 +85,7 @@ async def _patch(app: EdgeApp, desired: dict[str, Any]) -> tuple[int, Any]:
 def _desired(app: EdgeApp) -> dict[str, str | None]:
     assert app.core is not None
     twins = app.core.twins("default/valve-1")
-    return {p: (t["desired"] or {}).get("value") for p, t in twins.items()}
+    return {p: None if t["desired"] is None else t["desired"]["value"] for p, t in twins.items()}
 
 
 @pytest.mark.parametrize(

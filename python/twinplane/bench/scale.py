@@ -180,7 +180,7 @@ class _Phase:
             [
                 "sim", "modbus", "--devices", str(cfg.devices),
                 "--unit-ids-per-port", str(cfg.devices_per_port), "--port", str(base),
-                "--registers", str(registers), "--log-level", "warning", "--max-in-flight", "1",
+                "--registers", str(registers), "--log-level", "warning",
             ],
         )  # fmt: skip
 

@@ -14,6 +14,11 @@ The client keeps ``--devices`` calls in flight (one per device, as mappers do); 
 new values, so every twin is a real change that is applied, versioned and persisted. Requests are
 serialized once up front, so the client's cost per call is the same in every run.
 
+Beside each run's rate: the device manager's CPU per call and per twin (its process CPU time
+over the run, all threads), and how many twin rows it persisted against the twin changes it
+applied in memory (a row is written once per flush however often its twin changed meanwhile, so
+fewer rows than changes is the flusher coalescing, not a loss).
+
 Targets (issue 3): >= 100,000 updates/s batched; single-twin calls >= 80 % of the ceiling.
 Every stream ack is checked: all of a batch's reports applied.
 """
@@ -78,11 +83,22 @@ def _serve_edge(home: str, text: str, conn: Connection) -> None:
             raise RuntimeError("device manager did not start")
         await app.core.apply(text, source="bench")
         conn.send(str(app.config.socket_path))
-        await asyncio.get_running_loop().run_in_executor(None, conn.recv)
-        conn.send(dataclasses.asdict(app.core.counters))
+        loop = asyncio.get_running_loop()
+        while True:  # "snapshot" answers the counters and CPU so far; "stop" them at the end
+            command = await loop.run_in_executor(None, conn.recv)
+            if command == "stop":
+                break
+            await app.core.persist()  # what was applied so far is persisted before counting
+            conn.send(_snapshot(app.core.counters))
         await app.stop()
+        conn.send(_snapshot(app.core.counters))
 
     _run(main)
+
+
+def _snapshot(counters: object) -> dict[str, Any]:
+    """The device manager's counters and this process's CPU seconds (every thread)."""
+    return {**dataclasses.asdict(counters), "cpu_s": time.process_time()}  # type: ignore[call-overload]
 
 
 def _serve_empty(sock: str, conn: Connection) -> None:
@@ -217,6 +233,47 @@ def _start(
     return proc, parent, parent.recv()
 
 
+def _snap(conn: Connection) -> dict[str, Any]:
+    conn.send("snapshot")
+    if not conn.poll(30):
+        raise RuntimeError("the device manager did not answer a snapshot")
+    snap: dict[str, Any] = conn.recv()
+    return snap
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EdgeCost:
+    """What one run cost the device manager, from its counters and CPU time."""
+
+    calls: int
+    twins: int
+    persisted: int
+    cpu_s: float
+
+    @classmethod
+    def between(cls, before: dict[str, Any], after: dict[str, Any], twins: int) -> EdgeCost:
+        """The cost of a run of calls carrying ``twins`` twins each."""
+        calls = after["dmi_reports"] - before["dmi_reports"]
+        return cls(
+            calls=calls,
+            twins=after["dmi_twins_changed"] - before["dmi_twins_changed"],
+            persisted=after["twins_persisted"] - before["twins_persisted"],
+            cpu_s=after["cpu_s"] - before["cpu_s"],
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The figures, with CPU per call and per twin in microseconds."""
+        return {
+            "calls": self.calls,
+            "twins_applied": self.twins,
+            "twin_rows_persisted": self.persisted,
+            "persisted_per_applied": round(self.persisted / self.twins, 3) if self.twins else 0,
+            "edge_cpu_s": round(self.cpu_s, 3),
+            "edge_cpu_us_per_call": round(1e6 * self.cpu_s / self.calls, 1) if self.calls else 0,
+            "edge_cpu_us_per_twin": round(1e6 * self.cpu_s / self.twins, 2) if self.twins else 0,
+        }
+
+
 def _finish(proc: mp.process.BaseProcess, conn: Connection) -> dict[str, Any]:
     conn.send("stop")
     stats: dict[str, Any] = conn.recv() if conn.poll(30) else {}
@@ -237,14 +294,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             _serve_edge, str(Path(tmp) / "edge"), manifests(args.devices, 100)
         )
         rates = {}
+        costs: dict[str, EdgeCost] = {}
         for twins in (1, 10, 100):
             reqs = single if twins == 1 else requests(args.devices, twins, rounds)
+            before = _snap(conn)
             rates[twins] = asyncio.run(load(sock, METHOD, reqs, args.seconds))
+            costs[str(twins)] = EdgeCost.between(before, _snap(conn), twins)
             if twins == args.stream_twins:
                 stream_reqs = reqs
         if args.stream_twins not in rates:
             stream_reqs = requests(args.devices, args.stream_twins, rounds)
+        before = _snap(conn)
         batches = asyncio.run(load_stream(sock, stream_reqs, args.seconds, args.window))
+        costs["stream"] = EdgeCost.between(before, _snap(conn), args.stream_twins)
         counters = _finish(proc, conn)
     return {
         "devices": args.devices,
@@ -262,6 +324,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "reports_per_s_stream": round(batches * args.devices),
         "updates_per_s_stream": round(batches * args.devices * args.stream_twins),
         "edge_counters": counters,
+        "edge_cost": {run: cost.as_dict() for run, cost in costs.items()},
         "targets": {
             "updates_per_s_batched": ">= 100000",
             "updates_per_s_stream": ">= 100000",
@@ -292,20 +355,40 @@ def main() -> None:
         f"DMI ingest over a Unix socket, {r['devices']} devices in flight, "
         f"{args.seconds:g} s per run"
     )
-    print(f"{'run':<34}{'calls/s':>10}{'updates/s':>12}")
+    head = ("run", "calls/s", "updates/s", "µs/call", "µs/twin", "rows/twins")
+    print(f"{head[0]:<34}{head[1]:>10}{head[2]:>12}{head[3]:>10}{head[4]:>9}{head[5]:>11}")
     print(f"{'empty grpc.aio call (ceiling)':<34}{r['empty_call_ceiling_per_s']:>10}{'-':>12}")
+    cost = r["edge_cost"]
     rows = [
-        ("ReportDeviceStatus, 1 twin", r["calls_per_s_single"], r["calls_per_s_single"]),
-        ("ReportDeviceStatus, 10 twins", r["calls_per_s_10"], r["updates_per_s_10"]),
-        ("ReportDeviceStatus, 100 twins", r["calls_per_s_batched"], r["updates_per_s_batched"]),
+        ("ReportDeviceStatus, 1 twin", r["calls_per_s_single"], r["calls_per_s_single"], "1"),
+        ("ReportDeviceStatus, 10 twins", r["calls_per_s_10"], r["updates_per_s_10"], "10"),
+        (
+            "ReportDeviceStatus, 100 twins",
+            r["calls_per_s_batched"],
+            r["updates_per_s_batched"],
+            "100",
+        ),
+        (
+            f"TwinStream, {r['devices']} dev x {r['stream_twins']} twins",
+            r["reports_per_s_stream"],
+            r["updates_per_s_stream"],
+            "stream",
+        ),
     ]
-    for name, calls, updates in rows:
-        print(f"{name:<34}{calls:>10}{updates:>12}")
-    stream_name = f"TwinStream, {r['devices']} dev x {r['stream_twins']} twins"
-    print(f"{stream_name:<34}{r['reports_per_s_stream']:>10}{r['updates_per_s_stream']:>12}")
+    for name, calls, updates, run in rows:
+        c = cost[run]
+        print(
+            f"{name:<34}{calls:>10}{updates:>12}{c['edge_cpu_us_per_call']:>10.1f}"
+            f"{c['edge_cpu_us_per_twin']:>9.2f}{c['persisted_per_applied']:>11.3f}"
+        )
     print(
         f"  (reports/s in the calls column; {r['batches_per_s_stream']:g} batches/s, "
         f"{r['stream_window']} unacked)"
+    )
+    print(
+        "µs/call, µs/twin: the device manager's CPU time over the run per call (per stream report)"
+        " and per twin applied; rows/twins: twin rows persisted per twin change applied (the "
+        "flusher writes a twin once per flush however often it changed)"
     )
     print(
         f"single / ceiling = {r['single_vs_ceiling']:.2f} (target >= 0.80); "

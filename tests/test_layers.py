@@ -48,6 +48,11 @@ def within(modules: list[str], package: str) -> list[str]:
         (("twinplane.mapper",), ("twinplane.edge", "twinplane.cli", "twinplane.loadtest")),
         (("twinplane.edge",), ("twinplane.mapper", "twinplane.drivers", "twinplane.cli")),
         (("twinplane.drivers",), ("twinplane.mapper", "twinplane.edge", "twinplane.cli")),
+        # protocol configData meanings: wire types both sides share
+        (
+            ("twinplane.protocols",),
+            ("twinplane.mapper", "twinplane.edge", "twinplane.drivers", "twinplane.cli"),
+        ),
         # the load test drives the processes from outside: HTTP, manifests, subprocesses
         (
             ("twinplane.loadtest.scale",),

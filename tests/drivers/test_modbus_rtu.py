@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from modbus_peers import SIZE, SLOW, device, expected, holding
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer
 
+from modbus_peers import SIZE, SLOW, device, expected, holding
 from serial_line import pty_pair
 from twinplane.drivers.modbus import (
     ModbusConnectionError,

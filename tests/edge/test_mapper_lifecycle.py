@@ -248,7 +248,7 @@ async def eventually(predicate: Callable[[], bool], what: str) -> None:
 class Edge(RunningEdge):
     """A running device manager, with helpers to register and watch fake mappers."""
 
-    _desired: Iterator[int] = field(default_factory=lambda: itertools.count(100))
+    _desired: Iterator[int] = field(default_factory=lambda: itertools.cycle(range(6, 36)))
 
     def mapper(
         self, name: str = "modbus-mapper", failures: dict[str, int] | None = None

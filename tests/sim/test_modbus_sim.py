@@ -57,8 +57,8 @@ async def sim() -> AsyncIterator[ModbusSimulator]:
 
 @pytest.fixture
 async def client(sim: ModbusSimulator) -> AsyncIterator[ModbusTcpClient]:
-    """Our client on the simulator's port, with a short timeout."""
-    async with ModbusTcpClient(HOST, sim.port, timeout=SHORT) as c:
+    """Our client on the simulator's port, with a short timeout, pipelining without limit."""
+    async with ModbusTcpClient(HOST, sim.port, timeout=SHORT, max_in_flight=None) as c:
         yield c
 
 
@@ -148,7 +148,9 @@ async def test_pipelined_reads_match(sim: ModbusSimulator, client: ModbusTcpClie
     """Hundreds of reads in flight on one connection each get their own unit's data."""
     reads = [(1 + i % 10, KINDS[i % 4], i % 40, 1 + i % 10) for i in range(400)]
     tasks = [asyncio.create_task(client.read(*r)) for r in reads]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # every task has queued its request ...
+    assert client.waiting == len(reads)
+    await asyncio.sleep(0)  # ... and the queue went out in one write
     assert client.in_flight == len(reads)
     results = await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
     assert results == [sim.peek(*r) for r in reads]

@@ -92,6 +92,17 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="HZ",
         help="how often values change per second; 0 freezes them (default: 1)",
     )
+    parser.add_argument(
+        "--max-in-flight",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=(
+            "answer at most N requests of a connection at once and drop the others, like "
+            "devices that take one transaction at a time (1); default: answer every "
+            "pipelined request"
+        ),
+    )
     parser.add_argument("--faults", default=None, metavar="SPEC", help="faults to inject")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault injection")
     parser.add_argument(
@@ -119,9 +130,14 @@ async def _serve(sim: ModbusSimulator, stats: float) -> None:
     stop = stop_on_signals()
     async with sim:
         faults = sim.faults.describe() or "none"
+        window = (
+            "pipelined requests answered"
+            if sim.max_in_flight is None
+            else f"{sim.max_in_flight} request(s) answered at once per connection"
+        )
         print(
             f"twinplane sim modbus: {sim.devices} devices, {sim.registers} registers each, "
-            f"values change {sim.rate:g}/s, faults: {faults}",
+            f"values change {sim.rate:g}/s, {window}, faults: {faults}",
             *_describe_layout(sim),
             sep="\n",
             flush=True,
@@ -154,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
             rate=args.rate,
             faults=args.faults,
             seed=args.seed,
+            max_in_flight=args.max_in_flight,
         )
     except TwinplaneError as err:
         where = f" ({err.path})" if err.path else ""

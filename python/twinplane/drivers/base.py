@@ -105,7 +105,18 @@ class BusSpec:
 
 
 class DeviceClient(abc.ABC):
-    """One device's connection, created by :meth:`Driver.new_client` at each device start."""
+    """One device's connection, created by :meth:`Driver.new_client` at each device start.
+
+    Attributes:
+        queues: Whether the client's requests may wait their turn (a Modbus TCP connection
+            that takes one transaction at a time, a serial line) and it times each request out
+            itself, from when it is sent. The scheduler then bounds only
+            :meth:`init_device` by the device's timeout: a read or write waiting behind the
+            other devices of its bus is late, not failed. ``False`` (the default): the
+            scheduler bounds the whole read or write.
+    """
+
+    queues: bool = False
 
     async def init_device(self) -> None:  # noqa: B027 - optional hook
         """Prepares the device (connects, checks it answers); called once per start.

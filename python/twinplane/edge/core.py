@@ -27,6 +27,7 @@ import msgspec
 
 from twinplane import heap
 from twinplane.dmi.convert import config_errors
+from twinplane.edge.desired import DesiredValueError, desired_issues
 from twinplane.edge.events import Event, EventHub
 from twinplane.edge.persist import TwinPersister
 from twinplane.edge.store import AsyncEdgeStore
@@ -39,8 +40,10 @@ from twinplane.manifests import (
     ManifestError,
     ManifestIssue,
     load_documents,
+    overridden_device,
     validate_references,
 )
+from twinplane.protocols.modbus import protocol_issues
 from twinplane.twin import Changes, Engine, PropertySpec, TwinDict, ValueLike
 
 log = logging.getLogger(__name__)
@@ -220,6 +223,7 @@ class EdgeCore:
             issues = loaded.reference_issues(self.models.values())
             issues += validate_references(kept, list(all_models.values()))
             issues += _wire_issues(loaded)
+            issues += _device_issues(loaded, all_models)
             if issues:
                 raise ManifestError(issues, source=source)
             result = ApplyResult(warnings=warnings)
@@ -368,14 +372,17 @@ class EdgeCore:
     ) -> Changes:
         """Sets desired values on the edge; durable before it returns.
 
+        Every value is checked first (:func:`twinplane.edge.desired.desired_issues`: the
+        property, its access mode and type, the model's range, what its register can take);
+        one refused value refuses them all and nothing changes.
+
         Raises:
             UnknownDeviceError: No such device.
-            UnknownPropertyError: The device has no such property.
-            ValueTypeError: A value does not fit its property's type.
+            DesiredValueError: A value is refused (``issues`` lists every one).
         """
         if device_id not in self.devices:
             raise UnknownDeviceError(f"unknown device {device_id}", device=device_id)
-        self._check_writable(device_id, values)
+        self.check_desired(device_id, values)
         desired: dict[str, ValueLike | None] = dict(values)
         changes = self.engine.set_desired(device_id, desired, ts_ms or now_ms())
         self.counters.desired_sets += 1
@@ -385,21 +392,22 @@ class EdgeCore:
             self._emit_lifecycle("desired", device_id, self.devices[device_id])
         return changes
 
-    def _check_writable(self, device_id: str, values: Mapping[str, object]) -> None:
-        """A desired value on a ``ReadOnly`` property is refused (no mapper would apply it)."""
-        model = self.models.get(self.devices[device_id].model_id)
+    def check_desired(self, device_id: str, values: Mapping[str, str | None]) -> None:
+        """Refuses desired values the device cannot take (see :meth:`set_desired`).
+
+        Raises:
+            UnknownDeviceError: No such device.
+            DesiredValueError: A value is refused.
+        """
+        device = self.devices.get(device_id)
+        if device is None:
+            raise UnknownDeviceError(f"unknown device {device_id}", device=device_id)
+        model = self.models.get(device.model_id)
         if model is None:
             return
-        for prop, value in values.items():
-            mp = model.get_property(prop)
-            if value is not None and mp is not None and mp.access_mode == "ReadOnly":
-                raise SpecError(
-                    f"property {prop} of device {device_id} is ReadOnly in model {model.id}: "
-                    "it has no desired value",
-                    device=device_id,
-                    property=prop,
-                    path=f"desired.{prop}",
-                )
+        issues = desired_issues(device, model, values)
+        if issues:
+            raise DesiredValueError(device_id, issues)
 
     def desired_values(self, device_id: str) -> dict[str, str]:
         """The current desired values of a device (canonical text), for mappers."""
@@ -526,6 +534,58 @@ def _wire_issues(loaded: LoadResult) -> list[ManifestIssue]:
                 )
                 for err in config_errors(obj)
             )
+    return issues
+
+
+def _device_issues(loaded: LoadResult, models: Mapping[str, DeviceModel]) -> list[ManifestIssue]:
+    """What mappers of the protocols the edge knows could not use, found at apply time.
+
+    A Modbus device's protocol ``configData`` (``port: 99999`` is refused here, not in the
+    mapper's log), and every device's manifest ``desired`` values that its model's range or its
+    register cannot take (:func:`twinplane.edge.desired.desired_issues`; a desired value on a
+    ``ReadOnly`` property is left to the schema's rules, as KubeEdge's samples carry some).
+    """
+    issues: list[ManifestIssue] = []
+    for obj, document in zip(loaded.objects, loaded.documents, strict=True):
+        if not isinstance(obj, Device):
+            continue
+        model = models.get(obj.model_id)
+        if obj.protocol_name == "modbus" and model is not None:
+            effective = overridden_device(obj, model)
+            issues.extend(
+                ManifestIssue(
+                    document,
+                    "Device",
+                    obj.name,
+                    err.path or "",
+                    err.message,
+                    "range",
+                    obj.namespace,
+                )
+                for err in protocol_issues(effective.spec.protocol.config_data or {})
+            )
+        if model is None:
+            continue
+        index = {p.name: i for i, p in enumerate(obj.spec.properties)}
+        values = {
+            p.name: p.desired.value
+            for p in obj.spec.properties
+            if p.desired is not None and p.desired.value
+        }
+        for issue in desired_issues(obj, model, values):
+            if issue.reason in ("value", "range"):
+                path = f"spec.properties[{index[issue.property]}].desired.value"
+                issues.append(
+                    ManifestIssue(
+                        document,
+                        "Device",
+                        obj.name,
+                        path,
+                        issue.message,
+                        issue.reason,
+                        obj.namespace,
+                    )
+                )
     return issues
 
 

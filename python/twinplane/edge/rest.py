@@ -23,7 +23,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 from aiohttp import web
@@ -31,6 +31,7 @@ from aiohttp.typedefs import Handler
 
 from twinplane import __version__
 from twinplane.edge.core import EdgeCore, InUseError
+from twinplane.edge.desired import DesiredValueError
 from twinplane.edge.dmi_server import DmiServer
 from twinplane.edge.mappers import MapperDirectory
 from twinplane.edge.metrics import CONTENT_TYPE, RequestCounts, render_metrics
@@ -55,7 +56,6 @@ from twinplane.errors import (
 )
 from twinplane.manifests import ManifestError, ManifestIssue
 from twinplane.manifests.parse import parse_documents
-from twinplane.twin import PropertyTypeName, canonical
 
 if TYPE_CHECKING:
     from twinplane.edge.mqtt_bridge import MqttBridge
@@ -358,34 +358,21 @@ class RestServer:
         )
 
     def _check_desired(self, device_id: str, values: Mapping[str, str | None]) -> None:
-        """Every unknown property and every value of the wrong type, in one 422."""
-        types = {
-            name: cast("PropertyTypeName", type_)
-            for name, type_ in self.core.engine.properties(device_id)
-        }
-        causes = []
-        for prop, value in values.items():
-            where = _field("desired", prop)
-            if prop not in types:
-                known = ", ".join(sorted(types)) or "none"
-                message = f"device {device_id} has no property {prop!r} (it has: {known})"
-                causes.append({"reason": "reference", "field": where, "message": message})
-                continue
-            if value is None:
-                continue
-            try:
-                canonical(types[prop], value)
-            except ValueTypeError:
-                message = f"{value!r} is not a {types[prop]} value (the type of {prop!r})"
-                causes.append({"reason": "value", "field": where, "message": message})
-        if causes:
+        """Every refused desired value (property, type, range, register), in one 422."""
+        try:
+            self.core.check_desired(device_id, values)
+        except DesiredValueError as err:
+            causes = [
+                {"reason": i.reason, "field": _field("desired", i.property), "message": i.message}
+                for i in err.issues
+            ]
             namespace, _, name = device_id.partition("/")
             raise ApiError.invalid(
                 f"{causes[0]['field']}: {causes[0]['message']}"
                 + (f" (and {len(causes) - 1} more)" if len(causes) > 1 else ""),
                 causes,
                 {"name": name, "namespace": namespace, "group": GROUP, "kind": "devices"},
-            )
+            ) from err
 
     # -- events, health, metrics ----------------------------------------------------------
 

@@ -24,7 +24,7 @@ for a one-property layout), keeps one gRPC channel with a pre-built stub (mapper
 new connection per report) and runs on uvloop like the product. Device intake is the product's:
 ``MapperRegister`` with ``withData``, the seven ``DeviceMapperService`` RPCs on its own socket,
 devices decoded by :class:`~twinplane.mapper.instance.DeviceInstance`, Modbus settings by
-:class:`~twinplane.drivers.modbus.adapter.ModbusSettings`. Only Modbus TCP devices are served.
+:class:`~twinplane.protocols.modbus.ModbusEndpoint`. Only Modbus TCP devices are served.
 
 Counters are served as Prometheus text on ``GET /metrics`` (every name ``twinplane_mapper_``, as
 the product's, so one scraper reads both).
@@ -44,7 +44,6 @@ from aiohttp import web
 
 from twinplane import __version__
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
-from twinplane.drivers.modbus.adapter import ModbusSettings
 from twinplane.drivers.modbus.pool import ClientPool
 from twinplane.drivers.modbus.tcp import ModbusTcpClient
 from twinplane.errors import SpecError
@@ -55,6 +54,7 @@ from twinplane.mapper.runtime import POLL_TIMEOUT_S
 from twinplane.mapper.scheduler import ON_TIME_TOLERANCE, now_ms
 from twinplane.mapper.server import MapperServer
 from twinplane.metrics import CONTENT_TYPE, MetricsWriter
+from twinplane.protocols.modbus import ModbusEndpoint as ModbusSettings
 from twinplane.service import STOP_SIGNALS, stop_on_signals
 from twinplane.twin import Engine, PropertyTypeName, VisitorConfig, decode_register, encode_register
 

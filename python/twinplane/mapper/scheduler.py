@@ -386,10 +386,18 @@ class BusScheduler:
             device.initialized = True
 
     async def _read_frames(self, device: ScheduledDevice, client: FrameClient) -> list[bytes]:
-        """One poll through a frame client's coroutine (its first poll, or no cheap path)."""
+        """A frame client's poll as a task: its first, or every one without a cheap path.
+
+        The first poll initialises the device; then the cheap path takes the reads where the
+        client has one. A client that ``queues`` times each request out itself; the others are
+        bounded here.
+        """
         async with asyncio.timeout(device.timeout_s):
             await self._initialized(device)
-            return await client.read(device.plan)
+            fut = client.submit_read(device.plan, device.timeout_s)
+            if fut is None and not client.queues:
+                return await client.read(device.plan)
+        return await (client.read(device.plan) if fut is None else fut)
 
     async def _read_values(self, device: ScheduledDevice) -> list[ValueLike]:
         """One poll through a value client's coroutine."""
@@ -416,10 +424,14 @@ class BusScheduler:
 
     async def _do_write(self, write: _Write) -> None:
         device = write.device
+        client = device.client
         try:
             async with asyncio.timeout(device.timeout_s):
                 await self._initialized(device)  # a write may come before the first poll
-                await device.client.write(write.prop, write.value)
+                if not client.queues:
+                    await client.write(write.prop, write.value)
+            if client.queues:  # it times the write out once sent
+                await client.write(write.prop, write.value)
         except Exception as err:  # the driver's error goes to the caller
             self.stats.write_errors += 1
             if not write.done.done():

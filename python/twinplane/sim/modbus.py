@@ -15,6 +15,10 @@ Answers: exception 2 (``ILLEGAL_DATA_ADDRESS``) for a range past ``registers``, 
 Faults (:class:`SimFaults`, or the ``--faults`` text ``unit=5:slow=200ms,unit=6:dead``) make a
 unit or a port slow, dead (no answer), answer an exception, or garble its frames.
 
+``max_in_flight=1`` (``--max-in-flight 1``) makes every connection behave like the many devices
+and gateways that take one Modbus TCP transaction at a time: of the requests that arrive
+together, it answers the first and drops the others.
+
 The server is an :class:`asyncio.Protocol` per connection: requests are framed in place, read
 responses are packed with one precompiled ``struct`` per register count into a reusable buffer,
 and every response to one segment of pipelined requests leaves in one write.
@@ -434,6 +438,8 @@ class SimCounters:
         delayed: Answers held back by a slow fault.
         garbled: Answers garbled on purpose.
         bad_frames: Connections closed because a request could not be framed.
+        ignored: Requests dropped unanswered because the connection was already answering
+            ``max_in_flight`` requests (what a device taking one transaction at a time does).
     """
 
     connections: int = 0
@@ -445,6 +451,7 @@ class SimCounters:
     delayed: int = 0
     garbled: int = 0
     bad_frames: int = 0
+    ignored: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """Every counter by name."""
@@ -460,6 +467,23 @@ _REG_RESPONSES: Final = tuple(
 _READ_REQUEST: Final = struct.Struct(">BHH")
 _OUT_SIZE: Final = 16 * 1024
 _MAX_ADU: Final = 260
+
+
+def _skip_frames(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """Skips the whole request frames from ``pos`` on.
+
+    Returns:
+        How many, and where the first partial (or unframeable) one starts: it is kept for the
+        next segment.
+    """
+    frames = 0
+    while end - pos >= MBAP_SIZE:
+        length = int.from_bytes(data[pos + 4 : pos + 6], "big")
+        if not 2 <= length <= 254 or pos + 6 + length > end:  # noqa: PLR2004
+            break
+        pos += 6 + length
+        frames += 1
+    return frames, pos
 
 
 class _Port:
@@ -482,6 +506,8 @@ class _SimConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._rest = b""
         self._out = bytearray(_OUT_SIZE)
+        self.held = 0
+        """Answers held back by a slow fault, not sent yet (they count as in progress)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods
@@ -498,6 +524,8 @@ class _SimConnection(asyncio.Protocol):
             self._rest = b""
         sim = self.sim
         out = self._out
+        limit = sim.max_in_flight
+        answered = 0
         off = 0
         pos = 0
         end = len(data)
@@ -518,10 +546,18 @@ class _SimConnection(asyncio.Protocol):
             stop = pos + 6 + length
             if stop > end:
                 break
+            if limit is not None and answered + self.held >= limit:
+                # Busy with `limit` requests: like a device that takes one transaction at a
+                # time, drop this one and the rest of what arrived with it.
+                skipped, pos = _skip_frames(data, stop, end)
+                sim.counters.requests += 1 + skipped
+                sim.counters.ignored += 1 + skipped
+                break
             if off > _OUT_SIZE - _MAX_ADU:
                 self._flush(off)
                 off = 0
             off = sim._answer(self, out, off, tid, unit, data, pos + MBAP_SIZE, stop)
+            answered += 1
             pos = stop
         if off:
             self._flush(off)
@@ -534,6 +570,7 @@ class _SimConnection(asyncio.Protocol):
 
     def send_later(self, frame: bytes) -> None:
         """Sends an answer held back by a slow fault, unless the connection is gone."""
+        self.held -= 1
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(frame)
         else:
@@ -559,10 +596,18 @@ class ModbusSimulator:
         rate: How many times a second values change (0 freezes them).
         faults: Faults to start with (a :class:`SimFaults` or ``--faults`` text).
         seed: Seed of the fault injection's random choices.
+        max_in_flight: Requests a connection answers at once; ``None`` (the default) answers
+            every pipelined request. With ``1`` a connection behaves like the many devices and
+            gateways that take one transaction at a time (pymodbus's server among them): of
+            the requests that arrive together, or while an answer is held back by a slow
+            fault, it answers the first and drops the others (counted in
+            ``counters.ignored``).
 
     Attributes:
         faults: The faults in force; change them at any time.
         counters: What the simulator did.
+        max_in_flight: Requests a connection answers at once (``None``: no limit); may be
+            changed at any time.
     """
 
     def __init__(  # noqa: PLR0913 - the fleet's shape
@@ -577,6 +622,7 @@ class ModbusSimulator:
         rate: float = 1.0,
         faults: SimFaults | str | None = None,
         seed: int | None = 0,
+        max_in_flight: int | None = None,
     ) -> None:
         if devices < 1:
             raise SpecError(f"devices must be at least 1, not {devices}", path="devices")
@@ -584,6 +630,11 @@ class ModbusSimulator:
             raise SpecError(f"registers must be 1..65536, not {registers}", path="registers")
         if not (rate >= 0 and math.isfinite(rate)):
             raise SpecError(f"rate must be 0 or more per second, not {rate}", path="rate")
+        if max_in_flight is not None and max_in_flight < 1:
+            raise SpecError(
+                f"max_in_flight must be at least 1, not {max_in_flight}", path="max_in_flight"
+            )
+        self.max_in_flight = max_in_flight
         self.host = host
         self.devices = devices
         self.registers = registers
@@ -865,6 +916,7 @@ class ModbusSimulator:
         if fault.delay:
             self.counters.delayed += 1
             assert self._loop is not None  # noqa: S101 - running
+            conn.held += 1
             self._loop.call_later(fault.delay, conn.send_later, frame)
             return off
         out[off : off + len(frame)] = frame

@@ -1,23 +1,23 @@
 """The Modbus driver adapter: Modbus TCP and RTU devices as :class:`FrameClient` s.
 
-Protocol ``configData`` (v1beta1 flat form, spec §8.2): ``ip``, ``port`` (502), ``slaveID``
-(1), ``communicateMode`` (``TCP`` or ``RTU``); for RTU ``serialPort``, ``baudRate`` (19200),
-``dataBits`` (8), ``parity`` (``none``), ``stopBits`` (1). The legacy nested keys
-(``tcp.ip``-style names are not representable in v1beta1's scalar map) are not read.
+Protocol ``configData``: the keys of :mod:`twinplane.protocols.modbus` (``ip``, ``port``,
+``slaveID``, ``communicateMode``, twinplane's ``maxInFlight``, the RTU serial settings).
 
-Devices behind one TCP endpoint share one pipelined connection and one bus; devices on one serial
-line share one client and a bus that carries one request at a time. Reads return the raw data
-bytes the engine decodes (visitors ``register``, ``offset``, ``limit``, ``dataType``, ``scale``,
-swaps); writes run the register write the engine encodes for the property.
+Devices behind one TCP endpoint share one connection and one bus. The connection carries one
+transaction at a time unless every device on it says ``maxInFlight`` > 1 (the smallest value
+of the endpoint's devices wins): many PLCs and gateways answer only the first of pipelined
+requests. Devices on one serial line share one client and a bus that carries one request at a
+time. Reads return the raw data bytes the engine decodes (visitors ``register``, ``offset``,
+``limit``, ``dataType``, ``scale``, swaps); writes run the register write the engine encodes
+for the property.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Final, Protocol, cast
+import logging
+from collections.abc import Sequence
+from typing import Final, Protocol
 
 from twinplane.drivers.base import (
     BusSpec,
@@ -32,11 +32,15 @@ from twinplane.drivers.base import (
 from twinplane.drivers.modbus.pool import ClientPool
 from twinplane.drivers.modbus.tcp import ModbusTcpClient, PreparedReads
 from twinplane.errors import SpecError
+from twinplane.protocols.modbus import ModbusEndpoint
 
-__all__ = ["ModbusDriver", "ModbusSettings"]
+__all__ = ["TCP_POLLS_IN_FLIGHT", "ModbusDeviceClient", "ModbusDriver"]
 
-TCP_IN_FLIGHT: Final = 16
-"""Requests pipelined at once on one TCP endpoint."""
+log = logging.getLogger(__name__)
+
+TCP_POLLS_IN_FLIGHT: Final = 16
+"""Polls a TCP endpoint's bus starts at once; their requests wait in the connection's queue
+when its window (``maxInFlight``) is full."""
 
 
 class _Client(Protocol):
@@ -45,77 +49,16 @@ class _Client(Protocol):
     async def close(self) -> None: ...
 
 
-def _int(config: Mapping[str, object], key: str, default: int) -> int:
-    value = config.get(key, default)
-    if isinstance(value, int | str) and not isinstance(value, bool):
-        with contextlib.suppress(ValueError):
-            return int(value)
-    raise SpecError(
-        f"{key} must be an integer, not {value!r}", path=f"spec.protocol.configData.{key}"
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class ModbusSettings:
-    """A device's Modbus protocol config, validated."""
-
-    mode: str
-    unit: int
-    host: str = ""
-    port: int = 502
-    serial_port: str = ""
-    baudrate: int = 19200
-    bytesize: int = 8
-    parity: str = "none"
-    stopbits: int = 1
-
-    @classmethod
-    def parse(cls, config: Mapping[str, object]) -> ModbusSettings:
-        """Validates ``configData``.
-
-        Raises:
-            SpecError: A missing or malformed key (``path`` names it).
-        """
-        mode = str(config.get("communicateMode", "TCP")).upper()
-        unit = _int(config, "slaveID", 1)
-        if mode == "TCP":
-            host = config.get("ip")
-            if not isinstance(host, str) or not host:
-                raise SpecError("ip must be set for Modbus TCP", path="spec.protocol.configData.ip")
-            return cls("TCP", unit, host=host, port=_int(config, "port", 502))
-        if mode == "RTU":
-            serial = config.get("serialPort")
-            if not isinstance(serial, str) or not serial:
-                raise SpecError(
-                    "serialPort must be set for Modbus RTU",
-                    path="spec.protocol.configData.serialPort",
-                )
-            return cls(
-                "RTU",
-                unit,
-                serial_port=serial,
-                baudrate=_int(config, "baudRate", 19200),
-                bytesize=_int(config, "dataBits", 8),
-                parity=str(config.get("parity", "none")),
-                stopbits=_int(config, "stopBits", 1),
-            )
-        raise SpecError(
-            f"communicateMode {mode!r}: allowed are TCP and RTU",
-            path="spec.protocol.configData.communicateMode",
-        )
-
-    @property
-    def bus_key(self) -> str:
-        """``tcp://host:port`` or ``rtu://serial port``."""
-        if self.mode == "TCP":
-            return f"tcp://{self.host}:{self.port}"
-        return f"rtu://{self.serial_port}"
-
-
 class ModbusDeviceClient(FrameClient):
-    """One unit id on a shared Modbus client."""
+    """One unit id on a shared Modbus client.
 
-    def __init__(self, driver: ModbusDriver, settings: ModbusSettings) -> None:
+    Its requests wait their turn on the bus's connection or serial line, and the client times
+    each out once sent (``queues``).
+    """
+
+    queues = True
+
+    def __init__(self, driver: ModbusDriver, settings: ModbusEndpoint) -> None:
         self.driver = driver
         self.settings = settings
         self._client: _Client | None = None
@@ -123,11 +66,13 @@ class ModbusDeviceClient(FrameClient):
         self._prepared: tuple[Sequence[FrameRead], PreparedReads] | None = None
 
     async def init_device(self) -> None:
-        """Takes (or opens) the bus's shared client."""
+        """Takes (or opens) the bus's shared client; on TCP, connects it."""
         if self._client is None:
             self._client = await self.driver.acquire(self.settings)
-            if self.settings.mode == "TCP":
-                self._tcp = cast("ModbusTcpClient", self._client)
+            if isinstance(self._client, ModbusTcpClient):
+                self._tcp = self._client
+        if self._tcp is not None:
+            await self._tcp.connect()
 
     def _shared(self) -> _Client:
         if self._client is None:
@@ -135,20 +80,20 @@ class ModbusDeviceClient(FrameClient):
         return self._client
 
     async def read(self, batch: Sequence[FrameRead]) -> list[bytes]:
-        """Reads every coalesced range (pipelined on TCP)."""
+        """Reads every coalesced range (on TCP through :meth:`submit_read`, once connected)."""
         client, unit = self._shared(), self.settings.unit
-        if self.settings.mode == "TCP":
-            return list(
-                await asyncio.gather(
-                    *(client.read(unit, kind, start, count) for kind, start, count in batch)
-                )
-            )
+        tcp = self._tcp
+        if tcp is not None:
+            await tcp.connect()
+            fut = self.submit_read(batch, tcp.timeout)
+            if fut is not None:
+                return await fut
         return [await client.read(unit, kind, start, count) for kind, start, count in batch]
 
     def submit_read(
         self, batch: Sequence[FrameRead], timeout: float
     ) -> asyncio.Future[list[bytes]] | None:
-        """On TCP, every coalesced read in one write, settled by one future (no task)."""
+        """On TCP, every coalesced read queued at once, settled by one future (no task)."""
         tcp = self._tcp
         if tcp is None:
             return None
@@ -175,7 +120,7 @@ class ModbusDriver(Driver):
     """Protocol ``modbus``: TCP endpoints and serial lines as buses.
 
     Args:
-        timeout: Seconds a request may wait for its response.
+        timeout: Seconds a request may wait for its response once sent.
     """
 
     protocol = "modbus"
@@ -188,21 +133,32 @@ class ModbusDriver(Driver):
 
     def new_client(self, protocol: ProtocolConfig) -> DeviceClient:
         """A client for one unit id."""
-        return ModbusDeviceClient(self, ModbusSettings.parse(protocol.config))
+        return ModbusDeviceClient(self, ModbusEndpoint.parse(protocol.config))
 
     def bus(self, protocol: ProtocolConfig) -> BusSpec:
-        """The TCP endpoint (pipelined) or serial line (one request at a time)."""
-        settings = ModbusSettings.parse(protocol.config)
-        return BusSpec(settings.bus_key, TCP_IN_FLIGHT if settings.mode == "TCP" else 1)
+        """The TCP endpoint or serial line (one request at a time)."""
+        settings = ModbusEndpoint.parse(protocol.config)
+        return BusSpec(settings.bus_key, TCP_POLLS_IN_FLIGHT if settings.mode == "TCP" else 1)
 
-    async def acquire(self, settings: ModbusSettings) -> _Client:
-        """The shared client of a bus, opened on first use."""
+    async def acquire(self, settings: ModbusEndpoint) -> _Client:
+        """The shared client of a bus, opened on first use.
+
+        A TCP endpoint's window is the smallest ``maxInFlight`` of its devices.
+        """
         async with self._lock:
-            return self._clients.acquire(settings.bus_key, lambda: self._open(settings))
+            client = self._clients.acquire(settings.bus_key, lambda: self._open(settings))
+        if isinstance(client, ModbusTcpClient):
+            _narrow(client, settings)
+        return client
 
-    def _open(self, settings: ModbusSettings) -> _Client:
+    def _open(self, settings: ModbusEndpoint) -> _Client:
         if settings.mode == "TCP":
-            return ModbusTcpClient(settings.host, settings.port, timeout=self.timeout)
+            return ModbusTcpClient(
+                settings.host,
+                settings.port,
+                timeout=self.timeout,
+                max_in_flight=settings.max_in_flight,
+            )
         # on use: RTU loads pymodbus
         from twinplane.drivers.modbus.rtu import ModbusRtuClient  # noqa: PLC0415
 
@@ -215,7 +171,7 @@ class ModbusDriver(Driver):
             timeout=self.timeout,
         )
 
-    async def release(self, settings: ModbusSettings) -> None:
+    async def release(self, settings: ModbusEndpoint) -> None:
         """Drops one device's use of a bus's client; closes it after the last."""
         async with self._lock:
             await self._clients.release(settings.bus_key)
@@ -223,3 +179,18 @@ class ModbusDriver(Driver):
     async def close(self) -> None:
         """Closes every shared client."""
         await self._clients.close()
+
+
+def _narrow(client: ModbusTcpClient, settings: ModbusEndpoint) -> None:
+    """Lowers an endpoint's window to a joining device's ``maxInFlight``, if smaller."""
+    current = client.max_in_flight
+    if current is not None and settings.max_in_flight < current:
+        log.warning(
+            "%s: a device with maxInFlight %d joins devices with %d: the endpoint's "
+            "connection now carries %d request(s) at a time",
+            settings.bus_key,
+            settings.max_in_flight,
+            current,
+            settings.max_in_flight,
+        )
+        client.max_in_flight = settings.max_in_flight

@@ -1,21 +1,33 @@
-"""A lean asyncio Modbus TCP client with pipelined transaction ids.
+"""A lean asyncio Modbus TCP client: one transaction at a time by default, pipelining opt-in.
 
 One :class:`ModbusTcpClient` is one TCP connection to a device or a gateway (any unit id).
-Requests are pipelined: each gets a transaction id and a future in a dict, the request goes out
-at once, and responses are matched by transaction id whatever order they come back in, so a
-slow unit behind a gateway never holds up its neighbours. The protocol is an
+Each request gets a transaction id and a settle slot (a future, or one read of a poll) in a
+dict keyed by that id. How many requests may be in flight on the connection at once is
+``max_in_flight``:
+
+- ``1`` (the default): one transaction at a time, what many PLCs and Modbus TCP gateways (and
+  pymodbus's server) need — they answer the first request of a burst and drop or ignore the
+  others. The others wait in a queue, and the next one is written from the callback that
+  settles the previous one's reply (or its timeout): no coroutine, task or timer per request;
+- ``k > 1``: up to ``k`` requests pipelined; ``None``: pipelined without limit. Responses are
+  matched by transaction id whatever order they come back in, so a slow unit behind a gateway
+  never holds up its neighbours. A poll whose first reads are answered while its later ones
+  time out looks like a device that takes one transaction at a time: it is counted
+  (``counters.pipeline_timeouts``), logged once, and the client falls back to one at a time.
+
+Writes go to the front of the queue (they pre-empt polls). The protocol is an
 :class:`asyncio.Protocol` (no streams, no task per request): the cost per request is one
-``struct`` pack, one future and one timer.
+``struct`` pack and one dict entry; one timer per connection times every request out.
 
 What goes wrong becomes a typed error (:mod:`twinplane.drivers.modbus.errors`):
 
-- no answer within ``timeout``: :class:`ModbusTimeoutError`;
+- no answer within ``timeout`` of the request being sent: :class:`ModbusTimeoutError`;
 - an exception response: :class:`ModbusExceptionError` with the function and code;
 - a response with a valid header but the wrong unit, function, byte count or length:
   :class:`ModbusFrameError` for that request only;
 - a header that cannot be framed (protocol id not 0, impossible length): the request it names
   fails with :class:`ModbusFrameError`, and the connection is reset, since the stream can no
-  longer be split into frames; the other requests in flight fail with
+  longer be split into frames; the other requests in flight or queued fail with
   :class:`ModbusConnectionError`;
 - a response for no request in flight (late, or a wrong transaction id) is counted in
   ``counters.unknown_responses`` and dropped.
@@ -28,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections import deque
 from collections.abc import Awaitable, Sequence
 from dataclasses import asdict, dataclass
 from types import TracebackType
@@ -87,9 +100,14 @@ class _Settle(Protocol):
     def cancel(self, msg: object = None) -> bool: ...
 
 
-# A request in flight: its future, unit, function, what the response must be (the data bytes
-# of a read, or the echo of a write), and its deadline (loop time).
+# A request in flight: its settle slot, unit, function, what the response must be (the data
+# bytes of a read, or the echo of a write), and its deadline (loop time).
 _Pending = tuple[_Settle, int, int, "int | bytes", float]
+
+# A request waiting for room on the connection: settle slot, unit, function, expected answer
+# (as in _Pending), the read's address and count (0 for a write), and its timeout in seconds
+# (its deadline is set when it is sent).
+_Queued = tuple[_Settle, int, int, "int | bytes", int, int, float]
 
 
 @dataclass(slots=True)
@@ -106,6 +124,9 @@ class ModbusCounters:
         unknown_responses: Responses for no request in flight (late, or a wrong transaction
             id), dropped.
         reconnects: Connections made after the first.
+        pipeline_timeouts: Pipelined polls whose first reads were answered while a later one
+            timed out: the device seems to take one transaction at a time.
+        pipelining_disabled: Times the client fell back to one transaction at a time for that.
     """
 
     requests: int = 0
@@ -116,6 +137,8 @@ class ModbusCounters:
     connection_errors: int = 0
     unknown_responses: int = 0
     reconnects: int = 0
+    pipeline_timeouts: int = 0
+    pipelining_disabled: int = 0
 
     def count_error(self, error: ModbusError) -> None:
         """Counts a failed request under its kind."""
@@ -144,23 +167,29 @@ class ModbusCounters:
 
 
 class _Connection(asyncio.Protocol):
-    """One TCP connection: the requests in flight on it, and the framing of its replies."""
+    """One TCP connection: its window of requests in flight, the queue behind it, its framing.
 
-    def __init__(self, counters: ModbusCounters, peer: str, timeout: float) -> None:
-        self.counters = counters
-        self.peer = peer
-        self.timeout = timeout
+    Args:
+        client: The client the connection belongs to (counters, limit, fallback).
+    """
+
+    def __init__(self, client: ModbusTcpClient) -> None:
+        self.client = client
+        self.counters = client.counters
+        self.peer = client.peer
+        self.limit = client.max_in_flight
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
-        self._out: list[bytes] = []
         self.transport: asyncio.Transport | None = None
         self.pending: dict[int, _Pending] = {}
+        self.queue: deque[_Queued] = deque()
         self.closed = False
         self.loop = asyncio.get_running_loop()
         self.lost: asyncio.Future[None] = self.loop.create_future()
         self._reason = "connection closed"
         self._rest = b""
         self._tid = 0
+        self._pump_soon = False
 
     # --- asyncio callbacks ---
 
@@ -205,6 +234,8 @@ class _Connection(asyncio.Protocol):
             pos = stop
         if pos < end:
             self._rest = data[pos:]
+        if self.queue:  # the next requests go out from this reply's callback
+            self.pump()
 
     def eof_received(self) -> bool | None:
         self._reason = "the device closed the connection"
@@ -218,6 +249,7 @@ class _Connection(asyncio.Protocol):
         if exc is not None:
             self._reason = f"connection lost: {exc}"
         pending, self.pending = self.pending, {}
+        queued, self.queue = self.queue, deque()
         if len(self._rest) >= _TID.size:
             (tid,) = _TID.unpack_from(self._rest)
             entry = pending.pop(tid, None)
@@ -230,7 +262,9 @@ class _Connection(asyncio.Protocol):
                         transaction_id=tid,
                     )
                 )
-        for fut, unit, function, _, _ in pending.values():
+        lost = [(e[0], e[1], e[2]) for e in pending.values()]
+        lost += [(q[0], q[1], q[2]) for q in queued]
+        for fut, unit, function in lost:
             if not fut.done():
                 fut.set_exception(
                     ModbusConnectionError(
@@ -240,22 +274,59 @@ class _Connection(asyncio.Protocol):
         if not self.lost.done():
             self.lost.set_result(None)
 
-    # --- framing ---
+    # --- the window and the queue ---
 
-    def send_soon(self, data: bytes) -> None:
-        """Writes ``data`` at the end of this loop iteration, with what else is sent meanwhile.
+    def enqueue(self, request: _Queued, *, first: bool = False) -> None:
+        """Queues a request; it is sent when the window has room (writes go ``first``).
 
-        Polls started together (the units of one gateway) share one write, one syscall.
+        The queue is worked at the end of this loop iteration, so the requests queued meanwhile
+        (the polls of a gateway's units) go out together where the window allows.
         """
-        out = self._out
-        out.append(data)
-        if len(out) == 1:
-            self.loop.call_soon(self._send_out)
+        if first:
+            self.queue.appendleft(request)
+        else:
+            self.queue.append(request)
+        self.pump_soon()
 
-    def _send_out(self) -> None:
-        out, self._out = self._out, []
-        if out and not self.closed and self.transport is not None:
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+    def pump_soon(self) -> None:
+        """Works the queue at the end of this loop iteration (once, however often asked)."""
+        if not self._pump_soon:
+            self._pump_soon = True
+            self.loop.call_soon(self.pump)
+
+    def pump(self) -> None:
+        """Sends queued requests while the window has room, in one write."""
+        self._pump_soon = False
+        queue = self.queue
+        transport = self.transport
+        if self.closed or transport is None:
+            return  # connection_lost fails what is queued
+        room = len(queue) if self.limit is None else self.limit - len(self.pending)
+        if room <= 0:
+            return
+        deadline_base = self.loop.time()
+        adus = []
+        add, next_tid = self.add, self.next_tid
+        last_poll: _Poll | None = None
+        while queue and room > 0:
+            settle, unit, function, expect, address, count, seconds = queue.popleft()
+            if settle.done():
+                continue  # its poll failed or its caller gave up while it waited
+            tid = next_tid()
+            if isinstance(expect, int):
+                adus.append(READ_ADU.pack(tid, 0, 6, unit, function, address, count))
+            else:
+                adus.append(MBAP.pack(tid, 0, len(expect) + 1, unit) + expect)
+            add(tid, settle, unit, function, expect, deadline=deadline_base + seconds)
+            room -= 1
+            if type(settle) is _Part:
+                poll = settle.poll
+                if poll is last_poll:
+                    poll.pipelined = True  # two of its reads in flight at once
+                last_poll = poll
+        if adus:
+            self.counters.requests += len(adus)
+            transport.write(adus[0] if len(adus) == 1 else b"".join(adus))
 
     def next_tid(self) -> int:
         """A transaction id not in flight on this connection."""
@@ -276,14 +347,9 @@ class _Connection(asyncio.Protocol):
         function: int,
         expect: int | bytes,
         *,
-        deadline: float | None = None,
+        deadline: float,
     ) -> None:
-        """Puts a request in flight; the connection's timer times it out.
-
-        ``deadline`` (loop time) defaults to now plus the connection's timeout.
-        """
-        if deadline is None:
-            deadline = self.loop.time() + self.timeout
+        """Puts a request in flight; the connection's timer times it out at ``deadline``."""
         self.pending[tid] = (fut, unit, function, expect, deadline)
         if self._timer is None or deadline < self._timer_at:
             if self._timer is not None:
@@ -292,31 +358,33 @@ class _Connection(asyncio.Protocol):
             self._timer = self.loop.call_at(deadline, self._expire)
 
     def _expire(self) -> None:
-        """Cancels the requests past their deadline and sets the timer for the next one.
+        """Times out the requests past their deadline and sets the timer for the next one.
 
         The futures are cancelled with the marker :meth:`ModbusTcpClient._wait_for` maps to a
         timeout. One timer per connection, not one per request (under uvloop a timer per
         request costs more than all the rest of a request): it fires at the earliest deadline,
-        sweeps the requests in flight (a few dozen at most) and is set again for the next one.
+        sweeps the requests in flight (the window: one, or a few dozen) and is set again for
+        the next one. Timing a request out can settle others (the other reads of its poll), so
+        the sweep takes the expired entries out first and settles them after; then the queue
+        gets the room they leave.
         """
         self._timer = None
         now = self.loop.time()
         pending = self.pending
-        expired = []
-        next_at = None
-        for tid, entry in pending.items():
-            at = entry[4]
-            if at <= now:
-                expired.append(tid)
-            elif next_at is None or at < next_at:
-                next_at = at
-        for tid in expired:
-            fut = pending.pop(tid)[0]
+        expired = [tid for tid, entry in pending.items() if entry[4] <= now]
+        settles = [pending.pop(tid)[0] for tid in expired]
+        for fut in settles:
             if not fut.done():
                 fut.cancel(_EXPIRED)
-        if next_at is not None and not self.closed:
-            self._timer_at = next_at
-            self._timer = self.loop.call_at(next_at, self._expire)
+        if self.closed:
+            return
+        if pending:  # settling above schedules callbacks only: nothing re-armed the timer
+            self._timer_at = min(entry[4] for entry in pending.values())
+            self._timer = self.loop.call_at(self._timer_at, self._expire)
+        if self.queue:
+            self.pump()
+
+    # --- settling ---
 
     def _complete(self, tid: int, unit: int, pdu: bytes, entry: _Pending) -> None:
         """Settles a request with anything but the plain read answer: an error or a write echo."""
@@ -355,26 +423,28 @@ class _Connection(asyncio.Protocol):
 
 
 class _Poll:
-    """The reads of one poll, sent together and settled by one future (no task per read).
+    """The reads of one poll, queued together and settled by one future (no task per read).
 
-    Each read in flight is a :class:`_Part` in the connection's table; the future gets the
-    frames in order once every read is answered, or the first error (the other reads are
-    taken out of the table then, so their late answers count as unknown).
+    Each read is a :class:`_Part` in the connection's queue, then in its table of requests in
+    flight; the future gets the frames in order once every read is answered, or the first
+    error. The other reads are not taken out of the table then: a device taking one
+    transaction at a time is still working on one, so it keeps its place in the window until
+    its answer (counted as unknown) or its deadline; reads still queued are skipped.
     """
 
-    __slots__ = ("client", "conn", "frames", "fut", "left", "seconds", "tids", "unit")
+    __slots__ = ("client", "frames", "fut", "left", "pipelined", "seconds", "unit")
 
     def __init__(
         self, client: ModbusTcpClient, conn: _Connection, unit: int, size: int, seconds: float
     ) -> None:
         self.client = client
         self.seconds = seconds
-        self.conn = conn
         self.unit = unit
         self.fut: asyncio.Future[list[bytes]] = conn.loop.create_future()
         self.frames: list[bytes] = [b""] * size
         self.left = size
-        self.tids: list[int] = []
+        self.pipelined = False
+        """Whether two of its reads were in flight at once."""
 
     def answered(self, index: int, data: bytes) -> None:
         if self.fut.done():
@@ -390,11 +460,6 @@ class _Poll:
             return
         if isinstance(err, ModbusError):
             self.client.counters.count_error(err)
-        pending = self.conn.pending
-        for tid in self.tids:
-            entry = pending.get(tid)
-            if entry is not None and isinstance(entry[0], _Part) and entry[0].poll is self:
-                del pending[tid]
         self.fut.set_exception(err)
 
 
@@ -421,10 +486,15 @@ class _Part:
         if msg != _EXPIRED:
             return self.poll.fut.cancel(msg)
         poll = self.poll
+        if poll.fut.done():
+            return False
+        client = poll.client
+        if poll.pipelined and poll.left < len(poll.frames):
+            client.pipelined_reads_lost(poll.unit, self.function)
         poll.failed(
             ModbusTimeoutError(
-                f"{poll.client.host}:{poll.client.port}: unit {poll.unit} function "
-                f"{self.function}: no response within {poll.seconds:g} s",
+                f"{client.peer}: unit {poll.unit} function {self.function}: "
+                f"no response within {poll.seconds:g} s",
                 unit=poll.unit,
                 function=self.function,
             )
@@ -433,22 +503,24 @@ class _Part:
 
 
 class ModbusTcpClient:
-    """A Modbus TCP client: one connection, many requests in flight.
+    """A Modbus TCP client: one connection, one transaction at a time unless told otherwise.
 
     Use it as ``async with ModbusTcpClient(host, port) as client:``; every method may be
-    called from many tasks at once.
+    called from many tasks at once: requests wait their turn in the connection's queue.
 
     Args:
         host: The device's or gateway's address.
         port: Its TCP port.
-        timeout: Seconds a request may wait for its response.
+        timeout: Seconds a request may wait for its response once sent.
         connect_timeout: Seconds a connect may take (default: ``timeout``).
-        max_in_flight: At most this many requests in flight on the connection; the others
-            wait their turn. ``None`` (the default) pipelines without limit; ``1`` suits a
-            device that answers one request at a time (pymodbus's server is one).
+        max_in_flight: Requests in flight on the connection at once. ``1`` (the default) is
+            one transaction at a time, which every Modbus TCP device takes; more pipelines
+            (for devices and gateways known to answer pipelined requests); ``None`` pipelines
+            without limit.
 
     Attributes:
-        counters: Requests, responses, errors by kind, reconnects.
+        counters: Requests, responses, errors by kind, reconnects, pipelining trouble.
+        peer: ``host:port``.
     """
 
     def __init__(
@@ -458,7 +530,7 @@ class ModbusTcpClient:
         *,
         timeout: float = 3.0,
         connect_timeout: float | None = None,
-        max_in_flight: int | None = None,
+        max_in_flight: int | None = 1,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, not {timeout}")
@@ -469,16 +541,16 @@ class ModbusTcpClient:
         self.timeout = timeout
         self.connect_timeout = timeout if connect_timeout is None else connect_timeout
         self.counters = ModbusCounters()
-        self._peer = f"{host}:{port}"
+        self.peer = f"{host}:{port}"
+        self._max_in_flight = max_in_flight
         self._conn: _Connection | None = None
         self._connections = 0
         self._closing = False
         self._connect_lock = asyncio.Lock()
-        self._slots = None if max_in_flight is None else asyncio.Semaphore(max_in_flight)
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed" if self._closing else "idle"
-        return f"<ModbusTcpClient {self._peer} {state}>"
+        return f"<ModbusTcpClient {self.peer} {state}>"
 
     @property
     def connected(self) -> bool:
@@ -489,6 +561,48 @@ class ModbusTcpClient:
     def in_flight(self) -> int:
         """Requests sent and not answered yet."""
         return 0 if self._conn is None else len(self._conn.pending)
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued behind the window."""
+        return 0 if self._conn is None else len(self._conn.queue)
+
+    @property
+    def max_in_flight(self) -> int | None:
+        """Requests in flight at once (``None``: no limit); may be changed at any time."""
+        return self._max_in_flight
+
+    @max_in_flight.setter
+    def max_in_flight(self, value: int | None) -> None:
+        if value is not None and value < 1:
+            raise ValueError(f"max_in_flight must be at least 1, not {value}")
+        self._max_in_flight = value
+        conn = self._conn
+        if conn is not None:
+            conn.limit = value
+            if conn.queue and not conn.closed:
+                conn.pump_soon()
+
+    def pipelined_reads_lost(self, unit: int, function: int) -> None:
+        """A pipelined poll's first reads were answered and a later one was not.
+
+        The device (or the gateway in front of it) seems to take one transaction at a time:
+        counted, logged once, and the client falls back to one request in flight.
+        """
+        self.counters.pipeline_timeouts += 1
+        if self._max_in_flight == 1:
+            return
+        self.counters.pipelining_disabled += 1
+        log.warning(
+            "%s: unit %d answered the first requests of a pipelined poll but not a later one "
+            "(function %d): the device seems to take one transaction at a time; sending one "
+            "at a time from now on (configData maxInFlight: 1 says so up front)",
+            self.peer,
+            unit,
+            function,
+            extra={"peer": self.peer, "unit": unit},
+        )
+        self.max_in_flight = 1
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -513,7 +627,7 @@ class ModbusTcpClient:
         await self._connection()
 
     async def close(self) -> None:
-        """Closes the connection; requests in flight fail with :class:`ModbusConnectionError`."""
+        """Closes the connection; requests in flight or queued fail (connection error)."""
         self._closing = True
         conn, self._conn = self._conn, None
         if conn is None or conn.transport is None:
@@ -529,7 +643,7 @@ class ModbusTcpClient:
         if conn is not None and not conn.closed:
             return conn
         if self._closing:
-            raise ModbusConnectionError(f"{self._peer}: the client is closed")
+            raise ModbusConnectionError(f"{self.peer}: the client is closed")
         async with self._connect_lock:
             conn = self._conn
             if conn is not None and not conn.closed:
@@ -538,12 +652,10 @@ class ModbusTcpClient:
 
     async def _open(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        counters, peer = self.counters, self._peer
+        counters, peer = self.counters, self.peer
         try:
             _, conn = await self._wait_for(
-                loop.create_connection(
-                    lambda: _Connection(counters, peer, self.timeout), self.host, self.port
-                ),
+                loop.create_connection(lambda: _Connection(self), self.host, self.port),
                 self.connect_timeout,
             )
         except ModbusTimeoutError as err:
@@ -588,9 +700,6 @@ class ModbusTcpClient:
         """
         function = READ_FUNCTIONS.get(kind) or read_function(kind)
         size = read_size(function, address, count)
-        if self._slots is not None:
-            async with self._slots:
-                return await self._exchange(unit, function, size, address, count)
         return await self._exchange(unit, function, size, address, count)
 
     @staticmethod
@@ -609,21 +718,23 @@ class ModbusTcpClient:
     def submit_reads(
         self, unit: int, reads: Sequence[tuple[str, int, int]], timeout: float | None = None
     ) -> asyncio.Future[list[bytes]] | None:
-        """Sends every read of one poll in one write; one future settles them all.
+        """Queues every read of one poll; one future settles them all.
 
-        The cheap path of a poller: no coroutine, no task, no timer per read. The future's
-        result is the data bytes of each read, in order (as :meth:`read` returns them); its
-        exception is the first read's error (:class:`ModbusTimeoutError` after ``timeout``
-        seconds, default the client's, and the other errors of :meth:`read`).
+        The cheap path of a poller: no coroutine, no task, no timer per read. The reads go out
+        in one write where the window allows (pipelining), else one after another, each
+        written from the previous one's reply. The future's result is the data bytes of each
+        read, in order (as :meth:`read` returns them); its exception is the first read's error
+        (:class:`ModbusTimeoutError` when a read is not answered ``timeout`` seconds after it
+        was sent, default the client's, and the other errors of :meth:`read`).
 
         Args:
             unit: The unit (slave) id.
             reads: ``(kind, address, count)`` per read.
-            timeout: Seconds the reads may take.
+            timeout: Seconds each read may take once sent.
 
         Returns:
-            The future, or ``None`` when there is no connection yet (or a ``max_in_flight``
-            limit): then use :meth:`read`, which connects and waits its turn.
+            The future, or ``None`` when there is no connection yet: then use :meth:`read`,
+            which connects.
 
         Raises:
             ModbusRequestError: A kind, address or count Modbus cannot carry (nothing is sent).
@@ -635,22 +746,16 @@ class ModbusTcpClient:
     ) -> asyncio.Future[list[bytes]] | None:
         """:meth:`submit_reads` with reads checked once by :meth:`prepare_reads`."""
         conn = self._conn
-        if conn is None or conn.closed or self._slots is not None or not reads:
+        if conn is None or conn.closed or not reads:
             return None
-        transport = conn.transport
-        assert transport is not None  # noqa: S101 - set by connection_made, before any request
         seconds = self.timeout if timeout is None else timeout
         poll = _Poll(self, conn, unit, len(reads), seconds)
-        deadline = conn.loop.time() + seconds
-        adus = []
-        add, next_tid, pack, tids = conn.add, conn.next_tid, READ_ADU.pack, poll.tids
+        queue = conn.queue
         for index, (function, address, count, size) in enumerate(reads):
-            tid = next_tid()
-            adus.append(pack(tid, 0, 6, unit, function, address, count))
-            add(tid, _Part(poll, index, function), unit, function, size, deadline=deadline)
-            tids.append(tid)
-        self.counters.requests += len(reads)
-        conn.send_soon(b"".join(adus))
+            queue.append(
+                (_Part(poll, index, function), unit, function, size, address, count, seconds)
+            )
+        conn.pump_soon()
         return poll.fut
 
     async def write_single_coil(self, unit: int, address: int, value: bool) -> None:
@@ -678,42 +783,40 @@ class ModbusTcpClient:
         await self._write(unit, encode_write(function, address, values))
 
     async def _write(self, unit: int, pdu: bytes) -> None:
-        if self._slots is not None:
-            async with self._slots:
-                await self._exchange(unit, pdu[0], pdu)
-        else:
-            await self._exchange(unit, pdu[0], pdu)
+        """A write, ahead of the queued reads (writes pre-empt polls)."""
+        await self._exchange(unit, pdu[0], pdu, first=True)
 
-    async def _exchange(
-        self, unit: int, function: int, expect: int | bytes, address: int = 0, count: int = 0
+    async def _exchange(  # noqa: PLR0913 - a request's fields
+        self,
+        unit: int,
+        function: int,
+        expect: int | bytes,
+        address: int = 0,
+        count: int = 0,
+        *,
+        first: bool = False,
     ) -> bytes:
-        """Sends one request and waits for its response; the future is removed in any case.
+        """Queues one request and waits for its response.
 
         ``expect`` is the data bytes a read answers (then ``address`` and ``count`` are the
-        read's) or the PDU of a write (its echo is the answer).
+        read's) or the PDU of a write (its echo is the answer). A caller that gives up (is
+        cancelled) leaves its request to be skipped if still queued; sent, it keeps its place
+        in the window until answered or timed out, as the device is working on it.
         """
         conn = self._conn
         if conn is None or conn.closed:
             conn = await self._connection()
-        tid = conn.next_tid()
-        if isinstance(expect, int):
-            adu = READ_ADU.pack(tid, 0, 6, unit, function, address, count)
-        else:
-            adu = MBAP.pack(tid, 0, len(expect) + 1, unit) + expect
-        transport = conn.transport
-        assert transport is not None  # noqa: S101 - set by connection_made, before any request
         fut: asyncio.Future[bytes] = conn.loop.create_future()
-        conn.add(tid, fut, unit, function, expect)
+        conn.enqueue((fut, unit, function, expect, address, count, self.timeout), first=first)
         counters = self.counters
-        counters.requests += 1
         try:
-            transport.write(adu)
             data = await self._wait_for(fut, None, unit, function)
         except ModbusError as err:
             counters.count_error(err)
             raise
         finally:
-            conn.pending.pop(tid, None)
+            if not fut.done():
+                fut.cancel()
         counters.responses += 1
         return data
 
@@ -743,7 +846,7 @@ class ModbusTcpClient:
             seconds = self.timeout if timeout is None else timeout
             where = "" if unit is None else f" unit {unit} function {function}:"
             raise ModbusTimeoutError(
-                f"{self._peer}:{where} no response within {seconds:g} s",
+                f"{self.peer}:{where} no response within {seconds:g} s",
                 unit=unit,
                 function=function,
             ) from None

@@ -1,0 +1,191 @@
+"""Third-party Modbus TCP servers for the tests, with datastores set here.
+
+Two implementations that are not ours, which behave differently on a pipelined connection:
+
+- :class:`PymodbusServer`, pymodbus's ``ModbusTcpServer``: it answers **one transaction at a
+  time** (of requests that arrive together it answers the first and drops the rest), as many
+  PLCs and Modbus TCP gateways do;
+- :class:`ModbusTkServer`, modbus_tk's threaded ``TcpServer``: it reads the stream frame by
+  frame and answers every pipelined request, in order.
+
+Units 1 and 2 answer at once; on pymodbus unit 3 answers after ``SLOW`` seconds. Each unit has
+``SIZE`` coils, discrete inputs, holding and input registers with values computed from the
+unit id (the same on both servers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import modbus_tk.defines as tk_defines
+from modbus_tk import modbus_tcp
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from twinplane.drivers.modbus.frames import pack_bits, pack_registers
+
+HOST = "127.0.0.1"
+SIZE = 64
+"""Addresses of each kind per unit."""
+SLOW = 0.3
+"""Seconds unit 3 takes to answer (on pymodbus)."""
+WAIT = 5.0
+"""Seconds a server may take to start or stop."""
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def coils(unit: int) -> list[bool]:
+    """Unit ``unit``'s initial coils."""
+    return [(i * unit) % 3 == 0 for i in range(SIZE)]
+
+
+def discrete_inputs(unit: int) -> list[bool]:
+    """Unit ``unit``'s discrete inputs."""
+    return [(i + unit) % 2 == 1 for i in range(SIZE)]
+
+
+def holding(unit: int) -> list[int]:
+    """Unit ``unit``'s initial holding registers."""
+    return [(1000 * unit + 17 * i) & 0xFFFF for i in range(SIZE)]
+
+
+def inputs(unit: int) -> list[int]:
+    """Unit ``unit``'s input registers."""
+    return [(0xF000 + 257 * i * unit) & 0xFFFF for i in range(SIZE)]
+
+
+EXPECTED: dict[str, Callable[[int], Sequence[int]]] = {
+    "CoilRegister": coils,
+    "DiscreteInputRegister": discrete_inputs,
+    "HoldingRegister": holding,
+    "InputRegister": inputs,
+}
+
+
+def expected(unit: int, kind: str, address: int, count: int) -> bytes:
+    """The data bytes a read of the initial datastore answers."""
+    values = EXPECTED[kind](unit)[address : address + count]
+    if kind in ("CoilRegister", "DiscreteInputRegister"):
+        return pack_bits(values)
+    return pack_registers([int(v) for v in values])
+
+
+async def slow_action(  # noqa: PLR0913, PLR0917 - pymodbus's action signature
+    function_code: int,
+    start_address: int,
+    address: int,
+    count: int,
+    current_registers: list[int],
+    set_values: list[int] | list[bool] | None,
+) -> ExcCodes | None:
+    """Makes a unit answer late."""
+    await asyncio.sleep(SLOW)
+    return None
+
+
+def device(unit: int) -> SimDevice:
+    """A pymodbus device with separate blocks for the four kinds."""
+    return SimDevice(
+        id=unit,
+        simdata=(
+            [SimData(0, values=coils(unit), datatype=DataType.BITS)],
+            [SimData(0, values=discrete_inputs(unit), datatype=DataType.BITS)],
+            [SimData(0, values=holding(unit), datatype=DataType.REGISTERS)],
+            [SimData(0, values=inputs(unit), datatype=DataType.REGISTERS)],
+        ),
+        action=slow_action if unit == 3 else None,
+    )
+
+
+async def wait_listening(port: int) -> None:
+    """Returns once something accepts connections on ``port``."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection(HOST, port)
+                writer.close()
+                await writer.wait_closed()
+                return
+            await asyncio.sleep(0.02)
+
+
+class PymodbusServer:
+    """pymodbus's TCP server with units ``units`` (one transaction at a time)."""
+
+    def __init__(self, units: Sequence[int] = (1, 2, 3), port: int | None = None) -> None:
+        self.units = tuple(units)
+        self.port = free_port() if port is None else port
+        self.server: ModbusTcpServer | None = None
+
+    async def start(self) -> None:
+        """Starts serving and waits until it accepts connections."""
+        self.server = ModbusTcpServer(
+            [device(unit) for unit in self.units], address=(HOST, self.port)
+        )
+        await self.server.serve_forever(background=True)
+        await wait_listening(self.port)
+
+    async def stop(self) -> None:
+        """Stops serving and drops every connection."""
+        if self.server is not None:
+            await self.server.shutdown()
+            self.server = None
+
+    async def holding(self, unit: int, address: int, count: int) -> list[int]:
+        """Holding registers as the server holds them now."""
+        assert self.server is not None
+        context: Any = self.server.context
+        values = await context.async_getValues(unit, 3, address, count)
+        assert isinstance(values, list), values
+        return [int(v) for v in values]
+
+
+class ModbusTkServer:
+    """modbus_tk's threaded TCP server with units ``units`` (answers pipelined requests)."""
+
+    def __init__(self, units: Sequence[int] = (1, 2), port: int | None = None) -> None:
+        self.units = tuple(units)
+        self.port = free_port() if port is None else port
+        self.server: Any = None
+        self._slaves: dict[int, Any] = {}
+
+    async def start(self) -> None:
+        """Starts the server's thread and waits until it accepts connections."""
+        server = modbus_tcp.TcpServer(port=self.port, address=HOST)
+        for unit in self.units:
+            slave = server.add_slave(unit)
+            blocks = (
+                ("coils", tk_defines.COILS, [int(v) for v in coils(unit)]),
+                ("discrete", tk_defines.DISCRETE_INPUTS, [int(v) for v in discrete_inputs(unit)]),
+                ("holding", tk_defines.HOLDING_REGISTERS, holding(unit)),
+                ("inputs", tk_defines.ANALOG_INPUTS, inputs(unit)),
+            )
+            for name, kind, values in blocks:
+                slave.add_block(name, kind, 0, SIZE)
+                slave.set_values(name, 0, values)
+            self._slaves[unit] = slave
+        await asyncio.to_thread(server.start)
+        self.server = server
+        await wait_listening(self.port)
+
+    async def stop(self) -> None:
+        """Stops the server's thread."""
+        if self.server is not None:
+            server, self.server = self.server, None
+            await asyncio.to_thread(server.stop)
+
+    async def holding(self, unit: int, address: int, count: int) -> list[int]:
+        """Holding registers as the server holds them now."""
+        return list(self._slaves[unit].get_values("holding", address, count))

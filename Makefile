@@ -16,6 +16,8 @@ BENCH_ARGS ?=
 # measured (60 meets the duration target) and extra flags.
 BENCH_DURATION ?= 60
 BENCH_SCALE_ARGS ?=
+# `make run`'s options for twinplane up (e.g. UP_ARGS='--devices 1000 --home /tmp/tp').
+UP_ARGS ?=
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -63,8 +65,8 @@ help: ## Show this list of targets
 	@printf 'twinplane make targets:\n\n'
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
 		| awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
-	@printf '\nVariables: PYTHON=%s (3.11+)  CARGO=%s  BENCH_ARGS=%s  BENCH_DURATION=%s  BENCH_SCALE_ARGS=%s\n' \
-		'$(PYTHON)' '$(CARGO)' '$(BENCH_ARGS)' '$(BENCH_DURATION)' '$(BENCH_SCALE_ARGS)'
+	@printf '\nVariables: PYTHON=%s (3.11+)  CARGO=%s  BENCH_ARGS=%s  BENCH_DURATION=%s  BENCH_SCALE_ARGS=%s  UP_ARGS=%s\n' \
+		'$(PYTHON)' '$(CARGO)' '$(BENCH_ARGS)' '$(BENCH_DURATION)' '$(BENCH_SCALE_ARGS)' '$(UP_ARGS)'
 
 venv: $(VENV_STAMP) ## Create .venv (Python 3.11+) with an up-to-date pip
 
@@ -103,8 +105,8 @@ fmt: dev ## Format and auto-fix: ruff check --fix, ruff format, cargo fmt
 	$(BIN)/ruff format .
 	$(CARGO) fmt --all
 
-run: dev ## Start the embedded default (twinplane up)
-	$(BIN)/twinplane up
+run: dev ## Start the embedded default (twinplane up; UP_ARGS=... for its options)
+	$(BIN)/twinplane up $(UP_ARGS)
 
 bench: dev ## Run the micro-benchmarks in bench/ (engine, DMI ingest, Modbus poll), then the load test (bench scale --scenario 1k)
 	$(PY) bench/engine.py $(BENCH_ARGS)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,10 +21,15 @@ DEVICES = 5
 WAIT_S = 15.0
 
 
+def _args(home: Path, port: int) -> list[str]:
+    """``twinplane up``'s options: a few devices, a free REST port, the mapper's free too."""
+    args = ["up", "--devices", str(DEVICES), "--home", str(home)]
+    return [*args, "--rest-addr", f"127.0.0.1:{port}", "--mapper-port", "0"]
+
+
 def _up(home: Path, port: int) -> subprocess.Popen[str]:
     """Starts ``twinplane up`` with a few devices on a free REST port."""
-    cmd = [sys.executable, "-m", "twinplane.cli", "up", "--devices", str(DEVICES)]
-    cmd += ["--home", str(home), "--rest-addr", f"127.0.0.1:{port}", "--mapper-port", "0"]
+    cmd = [sys.executable, "-m", "twinplane.cli", *_args(home, port)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # noqa: S603
 
 
@@ -85,3 +94,80 @@ def test_up_runs_the_fleet_and_keeps_it_across_restarts(tmp_path: Path) -> None:
         out, _ = _interrupt(proc)
     assert sorted(d["metadata"]["name"] for d in again) == names
     assert "created" not in out  # the devices were already there
+    assert "100 unchanged" in out or f"{DEVICES} unchanged" in out  # and the simulator too
+
+
+def _sim_port(home: Path, port: int) -> int:
+    """The simulator port the stored devices name (read over REST)."""
+    items = _devices(port)
+    return int(items[0]["spec"]["protocol"]["configData"]["port"])
+
+
+def test_a_restart_whose_simulator_port_is_taken_moves_the_devices_quietly(
+    tmp_path: Path,
+) -> None:
+    """The stored devices' port is busy: the devices follow the simulator, with no warning.
+
+    They are re-applied with the new port before the mapper sees them, so nothing polls or
+    writes the old address.
+    """
+    port = free_port()
+    proc = _up(tmp_path, port)
+    try:
+        _wait_for_fleet(proc, port)
+        old = _sim_port(tmp_path, port)
+    finally:
+        _interrupt(proc)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", old))
+        squatter.listen()
+        proc = _up(tmp_path, port)
+        try:
+            _wait_for_fleet(proc, port)
+            new = _sim_port(tmp_path, port)
+        finally:
+            out, err = _interrupt(proc)
+    assert new != old
+    assert f"{DEVICES} configured" in out
+    assert err == "", err  # no write, back-off or mapper warnings
+
+
+def test_make_run_stops_on_ctrl_c_with_status_0_and_the_summary_in_place(
+    tmp_path: Path,
+) -> None:
+    """``make run`` on a terminal: Ctrl-C is read as a key, so make and twinplane up exit 0.
+
+    Log lines and progress appear above the live summary, which is redrawn in place.
+    """
+    port = free_port()
+    up_args = " ".join(_args(tmp_path, port)[1:])
+    root = Path(__file__).resolve().parent.parent
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: make run, as a user types it
+        os.chdir(root)
+        make = ["make", "--no-print-directory", "-s", "run", f"UP_ARGS={up_args}"]
+        os.execvp(make[0], make)  # noqa: S606 - the user's make, from PATH
+    output = b""
+    deadline = time.monotonic() + 4 * WAIT_S
+    sent = False
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            output += data
+        if not sent and output.count(b"devices online 5/5") >= 2:  # drawn, then redrawn
+            os.write(fd, b"\x03")  # Ctrl-C
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    text = output.decode(errors="replace")
+    assert sent, text
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "Interrupt" not in text  # make's own line when its recipe gets SIGINT
+    assert "stopped cleanly" in text
+    assert "\x1b[3F\x1b[J" in text  # the summary's three lines redrawn in place

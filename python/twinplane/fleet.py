@@ -76,10 +76,13 @@ def device_manifests(
     properties: int = 4,
     host: str = "127.0.0.1",
     cycle_ms: int = 1000,
+    max_in_flight: int | None = None,
 ) -> str:
     """A ``v1 List`` (JSON) of the model and one Device per ``(port, unit)`` of the simulator.
 
-    Every property is read every ``cycle_ms`` milliseconds (its ``collectCycle``).
+    Every property is read every ``cycle_ms`` milliseconds (its ``collectCycle``). With
+    ``max_in_flight`` the devices ask for that many pipelined requests (``maxInFlight``);
+    without it their connections carry one transaction at a time (the driver's default).
     """
     props = _properties(properties)
     model = {
@@ -107,7 +110,14 @@ def device_manifests(
         device_props.append(prop)
     items: list[dict[str, Any]] = [model]
     for index, (port, unit) in enumerate(addresses):
-        config = {"ip": host, "port": port, "slaveID": unit, "communicateMode": "TCP"}
+        config: dict[str, Any] = {
+            "ip": host,
+            "port": port,
+            "slaveID": unit,
+            "communicateMode": "TCP",
+        }
+        if max_in_flight is not None:
+            config["maxInFlight"] = max_in_flight
         items.append(
             {
                 "apiVersion": "devices.kubeedge.io/v1beta1",

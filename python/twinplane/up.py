@@ -6,6 +6,12 @@ Modbus mapper registered with it over DMI, and generated ``DeviceModel``/``Devic
 for the simulated devices (built as JSON and applied through ``EdgeCore.apply``). MQTT is used
 only when ``--mqtt`` is given.
 
+Startup order: the device manager (it loads what an earlier run stored), the simulator (on the
+ports the stored devices name, when they are free, so a restart finds its devices where they
+were), the manifests (applied before any mapper is there: a mapper never polls a stale
+address), then the mapper, which gets every device in its registration answer. The simulator
+takes one Modbus transaction at a time per connection, as many real devices do.
+
 Startup prints one progress line per part; then a live summary is redrawn every second on a
 terminal (plain lines every few seconds otherwise). SIGINT/SIGTERM stop everything in reverse
 order: polling stops, the mapper's last twin changes are reported, the device manager persists
@@ -19,26 +25,30 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, TextIO
+from typing import TYPE_CHECKING, Final, Protocol, TextIO, runtime_checkable
 
 from twinplane.errors import TwinplaneError
-from twinplane.fleet import device_manifests, registers_for
+from twinplane.fleet import MODEL_NAME, device_manifests, registers_for
 from twinplane.ports import port_free
 from twinplane.service import stop_on_signals
 
 if TYPE_CHECKING:
     from twinplane.edge.app import EdgeApp
+    from twinplane.edge.core import EdgeCore
     from twinplane.mapper.app import MapperApp
     from twinplane.sim.modbus import ModbusSimulator
     from twinplane.twin import Changes
 
 __all__ = [
     "MAPPER_PORT",
+    "LiveOutput",
     "UpConfig",
     "default_home",
     "run_up",
+    "stored_sim_port",
 ]
 
 MAPPER_PORT: Final = 7777
@@ -52,9 +62,34 @@ def default_home() -> Path:
     return Path(env).expanduser() if env else Path("~/.twinplane/up").expanduser()
 
 
+@runtime_checkable
+class LiveOutput(Protocol):
+    """An output with a live block of lines (a terminal): the summary is redrawn in place."""
+
+    def write(self, text: str, /) -> int:
+        """Writes text above the block."""
+        ...
+
+    def show(self, lines: Sequence[str]) -> None:
+        """Replaces the block with ``lines``."""
+        ...
+
+    def release(self) -> None:
+        """Leaves the block on screen as ordinary lines."""
+        ...
+
+
 @dataclass(slots=True)
 class UpConfig:
-    """Settings of ``twinplane up``."""
+    """Settings of ``twinplane up``.
+
+    Attributes:
+        sim_port: The simulator's first port; 0 takes the port the stored devices name if it
+            is free, else free ports.
+        out: Where progress and the summary go; a :class:`LiveOutput` redraws the summary in
+            place every second, anything else gets a plain line every few seconds.
+        on_tick: Called once a second (the CLI writes the counts of collapsed log lines).
+    """
 
     home: Path
     devices: int = 100
@@ -63,8 +98,20 @@ class UpConfig:
     mqtt_url: str | None = None
     sim_port: int = 0
     mapper_port: int = MAPPER_PORT
-    tty: bool = False
     out: TextIO = field(default_factory=lambda: sys.stdout)
+    on_tick: Callable[[], None] | None = None
+
+
+def stored_sim_port(core: EdgeCore) -> int:
+    """The first simulator port the stored fleet devices name, 0 when there are none."""
+    ports = []
+    for device in core.devices.values():
+        if device.spec.device_model_ref.name != MODEL_NAME:
+            continue
+        port = (device.spec.protocol.config_data or {}).get("port")
+        if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 2**16:
+            ports.append(port)
+    return min(ports, default=0)
 
 
 class _Meter:
@@ -96,7 +143,6 @@ class _Up:
         self.mapper: MapperApp | None = None
         self.meter = _Meter()
         self.ok = "✓" if "utf" in (getattr(config.out, "encoding", "") or "").lower() else "ok"
-        self._lines = 0
 
     def say(self, text: str) -> None:
         print(text, file=self.config.out, flush=True)
@@ -115,23 +161,32 @@ class _Up:
         cfg = self.config
         self.say(f"twinplane up: {cfg.devices} simulated Modbus devices, state in {cfg.home}")
         t0 = time.monotonic()
-        registers = registers_for(cfg.properties)
-        self.sim = ModbusSimulator(cfg.devices, port=cfg.sim_port, registers=registers)
-        await self.sim.start()
-        ports = self.sim.ports
-        where = f"{self.sim.host}:{ports[0]}" + (f"..{ports[-1]}" if len(ports) > 1 else "")
-        self.step("simulator", f"{cfg.devices} devices on {where}", t0)
-
-        t0 = time.monotonic()
         edge_config = EdgeConfig(home=cfg.home, rest_addr=cfg.rest_addr, mqtt_url=cfg.mqtt_url)
         edge_config.db_path.parent.mkdir(parents=True, exist_ok=True)
         edge_config.socket_path.parent.mkdir(parents=True, exist_ok=True)
         self.edge = EdgeApp(edge_config)
         await self.edge.start()
         assert self.edge.core is not None  # noqa: S101
-        self.edge.core.add_change_listener(self.meter.on_changes)
+        core = self.edge.core
+        core.add_change_listener(self.meter.on_changes)
         mqtt = f"  MQTT {cfg.mqtt_url}" if cfg.mqtt_url else ""
         self.step("device manager", f"REST {self.edge.rest_url}{mqtt}", t0)
+
+        t0 = time.monotonic()
+        self.sim = await self._simulator(ModbusSimulator, stored_sim_port(core))
+        ports = self.sim.ports
+        where = f"{self.sim.host}:{ports[0]}" + (f"..{ports[-1]}" if len(ports) > 1 else "")
+        self.step("simulator", f"{cfg.devices} devices on {where}", t0)
+
+        t0 = time.monotonic()
+        addresses = [self.sim.address(i) for i in range(cfg.devices)]
+        text = device_manifests(addresses, properties=cfg.properties, host=self.sim.host)
+        result = await core.apply(text, source="twinplane up")
+        kinds: dict[str, int] = {}
+        for _, _, outcome in result.outcomes[1:]:
+            kinds[outcome] = kinds.get(outcome, 0) + 1
+        how = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        self.step(f"{cfg.devices} devices", f"applied ({how})", t0)
 
         t0 = time.monotonic()
         host = "127.0.0.1"
@@ -150,15 +205,26 @@ class _Up:
         rest = self.mapper.rest.url if self.mapper.rest is not None else "-"
         self.step("mapper", f"modbus-mapper registered, REST {rest}", t0)
 
-        t0 = time.monotonic()
-        addresses = [self.sim.address(i) for i in range(cfg.devices)]
-        text = device_manifests(addresses, properties=cfg.properties, host=self.sim.host)
-        result = await self.edge.core.apply(text, source="twinplane up")
-        kinds: dict[str, int] = {}
-        for _, _, outcome in result.outcomes[1:]:
-            kinds[outcome] = kinds.get(outcome, 0) + 1
-        how = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        self.step(f"{cfg.devices} devices", f"applied ({how})", t0)
+    async def _simulator(self, make: type[ModbusSimulator], remembered: int) -> ModbusSimulator:
+        """The simulator on ``--sim-port``, else where the stored devices are, else free ports.
+
+        One transaction at a time per connection, as many real devices take them.
+        """
+        cfg = self.config
+        registers = registers_for(cfg.properties)
+        first = cfg.sim_port or (
+            remembered if remembered and port_free("127.0.0.1", remembered) else 0
+        )
+        for port in dict.fromkeys((first, 0)):
+            sim = make(cfg.devices, port=port, registers=registers, max_in_flight=1)
+            try:
+                await sim.start()
+            except OSError:
+                if port == 0 or cfg.sim_port:
+                    raise
+                continue  # a stored port is taken after all: free ports, the devices follow
+            return sim
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _samples(self) -> int:
         if self.mapper is None:
@@ -183,17 +249,15 @@ class _Up:
         return [
             f"devices online {online}/{total}   samples/s {samples:,.0f}   "
             f"twin changes/s {changes:,.0f}",
-            f"REST {rest}/api/v1/devices   events {rest}/api/v1/events   mapper REST {mapper}",
+            f"REST {rest}/api/v1/devices   events {rest}/api/v1/events",
+            f"mapper REST {mapper}   Ctrl-C stops",
         ]
 
     def show(self) -> None:
         lines = self.summary()
-        if self.config.tty:
-            up = f"\x1b[{self._lines}F" if self._lines else ""
-            body = "".join(f"\x1b[2K{line}\n" for line in lines)
-            self.config.out.write(up + body)
-            self.config.out.flush()
-            self._lines = len(lines)
+        out = self.config.out
+        if isinstance(out, LiveOutput):
+            out.show(lines)
         else:
             self.say(" | ".join(lines))
 
@@ -218,12 +282,19 @@ async def run_up(config: UpConfig, *, stop: asyncio.Event | None = None) -> None
         await up.start()
         up.say("running; Ctrl-C stops")
         up.meter.rates(up._samples())
-        interval = 1.0 if config.tty else PLAIN_INTERVAL_S
+        live = isinstance(config.out, LiveOutput)
+        shown = 0.0
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
-            if not stop.is_set():
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            if config.on_tick is not None:
+                config.on_tick()
+            now = time.monotonic()
+            if not stop.is_set() and (live or now - shown >= PLAIN_INTERVAL_S):
+                shown = now
                 up.show()
+        if isinstance(config.out, LiveOutput):
+            config.out.release()  # the last summary stays above what follows
         up.say("stopping: mapper, device manager, simulator")
     finally:
         await up.stop()

@@ -104,6 +104,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--mqtt", default=None, metavar="URL", help="MQTT broker for the device manager"
     )
     parser.add_argument(
+        "--pipelined",
+        action="store_true",
+        help=(
+            "pipeline the Modbus requests (the simulator answers them, the devices ask for "
+            "maxInFlight 16); default: one transaction at a time per connection, as many real "
+            "devices need"
+        ),
+    )
+    parser.add_argument(
         "--baseline",
         choices=("kubeedge-style",),
         default=None,
@@ -140,6 +149,7 @@ def _config(args: argparse.Namespace, command: Sequence[str]) -> object:
         scenario=scenario,
         command=tuple(command),
         tty=sys.stdout.isatty(),
+        pipelined=args.pipelined,
     )
 
 

@@ -7,9 +7,11 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import TextIO, cast
 
 from twinplane import up
 from twinplane.cli.args import add_device_manager_options, positive_int
+from twinplane.cli.console import LiveConsole, keys_stop
 from twinplane.cli.runtime import LOG_LEVELS, configure_logging, loop_factory
 from twinplane.errors import TwinplaneError
 from twinplane.fleet import MAX_PROPERTIES
@@ -26,7 +28,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Run the embedded default: a Modbus simulator with --devices devices, the device "
             "manager (SQLite state in --home), a Modbus mapper registered with it, and generated "
             "DeviceModel/Device manifests. No external service needed; MQTT only with --mqtt. "
-            "Stops cleanly on SIGINT or SIGTERM."
+            "Stops cleanly on Ctrl-C or q (on a terminal), SIGINT or SIGTERM, and exits 0."
         ),
     )
     parser.add_argument("--devices", type=positive_int, default=100, help="(default: 100)")
@@ -44,7 +46,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_device_manager_options(parser)
     parser.add_argument(
-        "--sim-port", type=int, default=0, help="first simulator port (default: 0, free ports)"
+        "--sim-port",
+        type=int,
+        default=0,
+        help="first simulator port (default: 0: where the stored devices are, else free ports)",
     )
     parser.add_argument(
         "--mapper-port",
@@ -69,7 +74,10 @@ def run(args: argparse.Namespace) -> int:
     except TwinplaneError as err:
         print(f"twinplane up: error: --rest-addr: {err.message}", file=sys.stderr)
         return 2
-    configure_logging(args.log_level)
+    console = LiveConsole(sys.stdout) if sys.stdout.isatty() else None
+    out = sys.stdout if console is None else cast("TextIO", console)
+    # On a terminal, log lines go above the live summary, through the same console.
+    handler = configure_logging(args.log_level, stream=None if console is None else out)
     if not args.mqtt:  # the device manager's "no broker" warning: off is the default here
         logging.getLogger("twinplane.edge.app").setLevel(logging.ERROR)
     home: Path = (args.home or up.default_home()).expanduser()
@@ -81,11 +89,18 @@ def run(args: argparse.Namespace) -> int:
         mqtt_url=args.mqtt,
         sim_port=args.sim_port,
         mapper_port=args.mapper_port,
-        tty=sys.stdout.isatty(),
+        out=out,
+        on_tick=handler.flush_repeats,
     )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        with keys_stop(stop):  # Ctrl-C is a key, not a SIGINT to make as well
+            await up.run_up(config, stop=stop)
+
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(up.run_up(config))
+            runner.run(main())
     except TimeoutError:
         print("twinplane up: error: the mapper did not register in time", file=sys.stderr)
         return 1
@@ -93,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
         message = err.message if isinstance(err, TwinplaneError) else str(err)
         print(f"twinplane up: error: {message}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown (no terminal keys)
         return 130
+    finally:
+        handler.close()  # the counts of collapsed log lines still held back
+        if console is not None:
+            console.release()
     return 0

@@ -173,7 +173,10 @@ class MapperLink:
                     self.stats.retries += 1
                 delay = backoff * (0.5 + random.random())  # noqa: S311 - jitter
                 key, op, err = failed[0]
-                log.warning(
+                # A mapper not reached yet since this start (its record was stored) may simply
+                # not run yet: it is synced when it registers; say so quietly until then.
+                log.log(
+                    logging.WARNING if self.stats.sent else logging.INFO,
                     "mapper %s: %s %s failed (%s)%s; retrying in %.1fs",
                     self.info.name,
                     op.kind,

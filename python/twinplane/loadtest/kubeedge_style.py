@@ -160,7 +160,12 @@ class _Device:
 
 
 def _open_tcp(settings: ModbusSettings) -> ModbusTcpClient:
-    return ModbusTcpClient(settings.host, settings.port, timeout=MODBUS_TIMEOUT_S)
+    return ModbusTcpClient(
+        settings.host,
+        settings.port,
+        timeout=MODBUS_TIMEOUT_S,
+        max_in_flight=settings.max_in_flight,
+    )
 
 
 class KubeEdgeStyleMapper:

@@ -179,7 +179,8 @@ def _header(results: Mapping[str, Any]) -> list[str]:
 def _title(results: Mapping[str, Any]) -> str:
     return (
         f"{results['devices']:,} devices x {results['properties']} properties, every "
-        f"{results['cycle_ms']} ms, {results['devices_per_port']} devices per port"
+        f"{results['cycle_ms']} ms, {results['devices_per_port']} devices per port, Modbus "
+        f"{results.get('modbus_mode', 'one transaction at a time per connection')}"
     )
 
 

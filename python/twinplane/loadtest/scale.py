@@ -41,6 +41,8 @@ SCENARIOS: Final = {"1k": 1_000, "5k": 5_000, "10k": 10_000}
 """``--scenario`` presets: devices (x 10 properties x 1,000 ms, 60 s after a 10 s warm-up)."""
 
 BASELINES: Final = ("kubeedge-style",)
+PIPELINED_IN_FLIGHT: Final = 16
+"""``maxInFlight`` of the devices in a pipelined run."""
 APPLY_CHUNK: Final = 500
 """Devices per ``POST /api/v1/apply`` (the body limit is 16 MiB)."""
 START_TIMEOUT_S: Final = 30.0
@@ -67,6 +69,11 @@ class ScaleConfig:
         scenario: The preset the settings came from, if any.
         command: The command line, for the record.
         tty: Redraw the progress line in place.
+        pipelined: Pipeline the Modbus requests: the simulator answers pipelined requests and
+            the devices ask for :data:`PIPELINED_IN_FLIGHT` in flight (``maxInFlight``).
+            Without it (the default, what real devices need) the simulator takes one
+            transaction at a time per connection, as many PLCs and gateways do, and so does
+            the mapper.
     """
 
     devices: int
@@ -81,6 +88,14 @@ class ScaleConfig:
     scenario: str | None = None
     command: tuple[str, ...] = ()
     tty: bool = False
+    pipelined: bool = False
+
+    @property
+    def modbus_mode(self) -> str:
+        """How the Modbus requests travel, for the report."""
+        if self.pipelined:
+            return f"pipelined ({PIPELINED_IN_FLIGHT} in flight per connection)"
+        return "one transaction at a time per connection"
 
 
 def _free_port() -> int:
@@ -182,6 +197,7 @@ class _Phase:
                 "sim", "modbus", "--devices", str(cfg.devices),
                 "--unit-ids-per-port", str(cfg.devices_per_port), "--port", str(base),
                 "--registers", str(registers), "--log-level", "warning",
+                *(() if cfg.pipelined else ("--max-in-flight", "1")),
             ],
         )  # fmt: skip
 
@@ -194,7 +210,11 @@ class _Phase:
 
         await self._until("the simulator", sim_ready)
         last = f"..{base + ports - 1}" if ports > 1 else ""
-        self.progress.step(f"simulator       {cfg.devices:,} devices on 127.0.0.1:{base}{last}", t0)
+        self.progress.step(
+            f"simulator       {cfg.devices:,} devices on 127.0.0.1:{base}{last}, Modbus "
+            f"{cfg.modbus_mode}",
+            t0,
+        )
 
         t0 = time.monotonic()
         rest = _free_port()
@@ -282,7 +302,12 @@ class _Phase:
         t0 = time.monotonic()
         per, base = cfg.devices_per_port, self.base_port
         addresses = [(base + i // per, i % per + 1) for i in range(cfg.devices)]
-        text = device_manifests(addresses, properties=cfg.properties, cycle_ms=cfg.cycle_ms)
+        text = device_manifests(
+            addresses,
+            properties=cfg.properties,
+            cycle_ms=cfg.cycle_ms,
+            max_in_flight=PIPELINED_IN_FLIGHT if cfg.pipelined else None,
+        )
         items = json.loads(text)["items"]
         await self._apply(session, items[:1])
         devices = items[1:]
@@ -437,6 +462,8 @@ def _results(
         "duration_s": cfg.duration_s,
         "warmup_s": cfg.warmup_s,
         "devices_per_port": cfg.devices_per_port,
+        "modbus_mode": cfg.modbus_mode,
+        "pipelined": cfg.pipelined,
         "scenario": cfg.scenario,
         "mqtt": cfg.mqtt,
         **ours,

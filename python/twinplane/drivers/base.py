@@ -22,6 +22,10 @@ Two kinds of client:
 - a :class:`ValueClient` decodes values itself and returns one per property visitor (virtual
   devices, protocols whose values arrive typed).
 
+A driver may also keep numbers of its own (requests sent, timeouts, connections): it returns
+them from :meth:`Driver.stats` as :class:`DriverStat` s, and the mapper exports them on its
+``/metrics`` (``twinplane_mapper_<name>``) without knowing the protocol.
+
 This module is the interface only: it imports no driver. Drivers are found by protocol name
 in :mod:`twinplane.drivers.registry`.
 """
@@ -30,9 +34,10 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 from twinplane.twin import PropertyTypeName, ValueLike
 
@@ -41,6 +46,7 @@ __all__ = [
     "BusSpec",
     "DeviceClient",
     "Driver",
+    "DriverStat",
     "FrameClient",
     "FrameRead",
     "PropertyVisitor",
@@ -57,6 +63,36 @@ FrameRead = tuple[str, int, int]
 
 DEVICE_STATES: Final = frozenset({"ok", "online", "offline", "unhealthy", "unknown"})
 """States a device manager accepts (EdgeCore ignores ``disconnected``)."""
+
+_STAT_NAME: Final = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class DriverStat:
+    """One number a driver keeps, for the mapper's ``/metrics``: a total, never per device.
+
+    Attributes:
+        name: The metric name after the mapper's ``twinplane_mapper_`` prefix, starting with
+            the protocol (``modbus_requests_total``); a counter's name ends in ``_total``.
+        kind: ``counter`` (never goes down while the driver lives) or ``gauge``.
+        help: What it counts (the ``# HELP`` line).
+        value: Its value now.
+
+    Raises:
+        ValueError: The name is not a metric name (lower case, digits, ``_``), or a counter's
+            does not end in ``_total``.
+    """
+
+    name: str
+    kind: Literal["counter", "gauge"]
+    help: str
+    value: float
+
+    def __post_init__(self) -> None:
+        if not _STAT_NAME.fullmatch(self.name):
+            raise ValueError(f"driver stat name {self.name!r}: lower case, digits and _ only")
+        if self.kind == "counter" and not self.name.endswith("_total"):
+            raise ValueError(f"driver stat {self.name!r}: a counter's name ends in _total")
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +242,14 @@ class Driver(abc.ABC):
         """The bus of a device; by default one bus for the whole driver."""
         del protocol
         return BusSpec(self.protocol, max_in_flight=1)
+
+    def stats(self) -> Sequence[DriverStat]:
+        """The driver's own numbers now, totals over its devices (none by default).
+
+        Called on every scrape of the mapper's ``/metrics``: cheap, no I/O. A counter keeps
+        counting what a closed connection counted, so it never goes down.
+        """
+        return ()
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Releases what the driver shares between devices (connections)."""

@@ -4,6 +4,7 @@
 the hot path for it): the data plane's per-sink ``stats()``, each bus scheduler's
 :class:`~twinplane.mapper.scheduler.BusStats`, the reporter's
 :class:`~twinplane.mapper.reporter.ReporterStats` (fast path and EdgeCore pacing included), the
+driver's :meth:`~twinplane.drivers.base.Driver.stats` (the Modbus clients' counters, say), the
 engine's ``stats()`` and the devices by scheduler state. Every name starts ``twinplane_mapper_``
 (``docs/mapper.md``, "Metrics").
 """
@@ -102,6 +103,8 @@ def render_mapper_metrics(
     _write_sinks(out, data_plane.stats())
     _write_buses(out, runtime.buses)
     _write_reporter(out, reporter)
+    for stat in runtime.driver.stats():
+        out.single(stat.name, stat.kind, stat.help, stat.value)
     write_stats(out, runtime.engine.stats(), ENGINE_STATS, "engine_", "Twin engine statistic")
     by_state = dict.fromkeys(DEVICE_STATES, 0)
     for running in list(runtime.devices.values()):

@@ -5,7 +5,8 @@ One phase starts three processes — ``twinplane sim modbus``, ``twinplane edge`
 generated manifests through the device manager's REST API, waits until every device is online,
 warms up, then scrapes both ``/metrics`` and the processes' ``/proc`` usage every second for the
 window. :func:`run_scale` runs twinplane's phase (then, with a baseline, the baseline's with fresh
-processes and the same load) and writes ``results.json``, ``results.md`` and the plots.
+processes and the same load) and writes ``results.json`` and ``results.md``, then the plots: a
+plot that cannot be drawn (matplotlib missing or failing) is a warning, not a failed run.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from twinplane.loadtest.prom import Snapshot, parse
 from twinplane.loadtest.window import PROCESSES, Tick, WindowLoad, summarize
 from twinplane.ports import port_free
 
-__all__ = ["SCENARIOS", "ScaleConfig", "run_scale"]
+__all__ = ["SCENARIOS", "ScaleConfig", "ScaleRun", "run_scale"]
 
 SCENARIOS: Final = {"1k": 1_000, "5k": 5_000, "10k": 10_000}
 """``--scenario`` presets: devices (x 10 properties x 1,000 ms, 60 s after a 10 s warm-up)."""
@@ -477,14 +478,51 @@ def _results(
     return results
 
 
-async def run_scale(cfg: ScaleConfig, progress: Progress) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class ScaleRun:
+    """What a run wrote.
+
+    Attributes:
+        results: What ``results.json`` holds.
+        files: The files written into ``out``, results first, then the plots drawn.
+        warnings: What went wrong without failing the run (plots not drawn, and why).
+    """
+
+    results: dict[str, Any]
+    files: tuple[Path, ...]
+    warnings: tuple[str, ...] = ()
+
+
+def write_results(
+    out: Path, results: dict[str, Any], baseline_label: str = "baseline"
+) -> ScaleRun:
+    """Writes ``results.json`` and ``results.md``, then the plots if they can be drawn.
+
+    Raises:
+        OSError: A results file cannot be written.
+    """
+    json_path, md_path = out / "results.json", out / "results.md"
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    md_path.write_text(report.markdown(results))
+    base = results.get("baseline")
+    try:
+        drawn = plots.plot(
+            out, results["series"], base["series"] if base is not None else None, baseline_label
+        )
+    except plots.PlotsUnavailable as err:
+        return ScaleRun(results, (json_path, md_path), (f"plots not written: {err}",))
+    return ScaleRun(results, (json_path, md_path, *drawn))
+
+
+async def run_scale(cfg: ScaleConfig, progress: Progress) -> ScaleRun:
     """Runs the benchmark (and its baseline) and writes the results into ``cfg.out``.
 
     Returns:
-        What ``results.json`` holds.
+        The results, the files written and any warnings (the plots not drawn).
 
     Raises:
         BenchError: Something could not run (a process exited, devices never came online, ...).
+        OSError: A results file cannot be written.
     """
     _check_fds(cfg)
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -495,8 +533,4 @@ async def run_scale(cfg: ScaleConfig, progress: Progress) -> dict[str, Any]:
     base = None
     if cfg.baseline is not None:
         base = await _run_phase(cfg, cfg.baseline, work / cfg.baseline, progress)
-    results = _results(cfg, started, ours, base)
-    (cfg.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (cfg.out / "results.md").write_text(report.markdown(results))
-    plots.plot(cfg.out, ours["series"], base["series"] if base is not None else None)
-    return results
+    return write_results(cfg.out, _results(cfg, started, ours, base))

@@ -301,7 +301,7 @@ def test_results_are_written_and_plots_drawn(tmp_path: Path) -> None:
 def test_without_matplotlib_the_results_are_written_with_a_warning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """matplotlib not importable: results.json and results.md written, a warning, no plots.
+    """Without an importable matplotlib: results.json and results.md written, a warning.
 
     Plots an earlier run left in the directory are removed, so none is taken for this run's.
     """
@@ -322,7 +322,7 @@ def test_without_matplotlib_the_results_are_written_with_a_warning(
 def test_when_matplotlib_fails_the_results_are_written_with_a_warning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """matplotlib raising while it draws: the results stand, the warning names the error."""
+    """When matplotlib raises while it draws, the results stand; the warning names the error."""
     from matplotlib.figure import Figure  # noqa: PLC0415 - the bench extra
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -331,9 +331,7 @@ def test_when_matplotlib_fails_the_results_are_written_with_a_warning(
     monkeypatch.setattr(Figure, "savefig", broken)
     run = write_results(tmp_path, _window_results())
     assert [p.name for p in run.files] == ["results.json", "results.md"]
-    assert run.warnings == (
-        "plots not written: matplotlib failed: RuntimeError: no backend today",
-    )
+    assert run.warnings == ("plots not written: matplotlib failed: RuntimeError: no backend today",)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md"]
 
 

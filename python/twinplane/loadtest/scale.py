@@ -493,9 +493,7 @@ class ScaleRun:
     warnings: tuple[str, ...] = ()
 
 
-def write_results(
-    out: Path, results: dict[str, Any], baseline_label: str = "baseline"
-) -> ScaleRun:
+def write_results(out: Path, results: dict[str, Any], baseline_label: str = "baseline") -> ScaleRun:
     """Writes ``results.json`` and ``results.md``, then the plots if they can be drawn.
 
     Raises:

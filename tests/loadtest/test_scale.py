@@ -19,6 +19,7 @@ import pytest
 
 from mqtt_broker import running_mosquitto
 from twinplane.loadtest import plots, report
+from twinplane.loadtest.baselines import IMITATION
 from twinplane.loadtest.procs import ProcUsage
 from twinplane.loadtest.prom import Histogram, histogram_quantile, parse
 from twinplane.loadtest.scale import write_results
@@ -113,7 +114,7 @@ def test_histogram_delta_is_the_window() -> None:
 
 
 def test_expected_polls_per_device_and_per_property() -> None:
-    """Our mapper polls each device once a cycle; the kubeedge-style one each property."""
+    """Our mapper polls each device once a cycle; the mapper-framework imitation each property."""
     ours = WindowLoad(devices=1000, properties=10, cycle_ms=1000)
     theirs = WindowLoad(devices=1000, properties=10, cycle_ms=1000, per_property=True)
     assert expected_polls(ours, 60) == 60_000
@@ -333,6 +334,34 @@ def test_when_matplotlib_fails_the_results_are_written_with_a_warning(
     assert [p.name for p in run.files] == ["results.json", "results.md"]
     assert run.warnings == ("plots not written: matplotlib failed: RuntimeError: no backend today",)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md"]
+
+
+def test_reports_name_the_baseline_for_what_it_is(tmp_path: Path) -> None:
+    """Table, results.md and the plots call the baseline a Python imitation, never KubeEdge."""
+    results = _window_results()
+    base = {**_window_results(), "mapper": IMITATION.name}
+    results.update(
+        baseline=base,
+        baseline_name=IMITATION.name,
+        baseline_description=IMITATION.description,
+        ratios=report.ratios(results, base),
+    )
+    text, markdown = report.table(results), report.markdown(results)
+    assert IMITATION.label in text.splitlines()[1]  # the column
+    assert f"baseline: {IMITATION.description}; not KubeEdge's own code" in text
+    assert f"## Ratios against {IMITATION.description} (same run)" in markdown
+    assert f"| twinplane | {IMITATION.label} | target |" in markdown
+    assert "python imitation of mapper-framework" in IMITATION.description.lower()
+    for shown in (text, markdown):
+        assert "kubeedge-style" not in shown.lower()
+        assert "kubeedge's own code" in shown.lower()  # the only mention: what it is not
+    run = write_results(tmp_path, results)
+    assert run.warnings == ()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert (saved["baseline_name"], saved["baseline_description"]) == (
+        IMITATION.name,
+        IMITATION.description,
+    )
 
 
 def _run_bench(

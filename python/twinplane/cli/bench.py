@@ -1,9 +1,10 @@
 """``twinplane bench``: load scenarios against real processes.
 
-``bench scale`` runs :mod:`twinplane.loadtest.scale`; ``bench kubeedge-mapper`` runs the
-kubeedge-style baseline mapper (:mod:`twinplane.cli.baseline`), which ``bench scale --baseline
-kubeedge-style`` starts. Both are imported when their command runs, so the rest of the CLI
-starts quickly.
+``bench scale`` runs :mod:`twinplane.loadtest.scale`; ``bench imitation-mapper`` runs the load
+test's baseline mapper (:mod:`twinplane.cli.baseline`: a Python imitation of mapper-framework's
+design, against twinplane's device manager), which ``bench scale --baseline
+mapper-framework-imitation`` starts. Both are imported when their command runs, so the rest of
+the CLI starts quickly.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import Final
 
 from twinplane.cli import baseline
 from twinplane.cli.args import positive_int
-from twinplane.cli.baseline import KUBEEDGE_MAPPER
+from twinplane.cli.baseline import IMITATION_MAPPER
 from twinplane.fleet import MAX_PROPERTIES
+from twinplane.loadtest.baselines import BASELINES, IMITATION
 
-__all__ = ["KUBEEDGE_MAPPER", "add_parser", "run"]
+__all__ = ["IMITATION_MAPPER", "add_parser", "run"]
 
 _PRESET: Final = {"properties": 10, "cycle_ms": 1000, "duration": 60.0, "warmup": 10.0}
 _DEFAULT_DEVICES: Final = 1000
@@ -49,7 +51,7 @@ def _seconds(text: str) -> float:
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Adds ``bench`` (``bench scale``, ``bench kubeedge-mapper``) to the subcommands."""
+    """Adds ``bench`` (``bench scale``, ``bench imitation-mapper``) to the subcommands."""
     bench = commands.add_parser("bench", help="run load benchmarks against real processes")
     kinds = bench.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
     parser = kinds.add_parser(
@@ -115,14 +117,17 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--baseline",
-        choices=("kubeedge-style",),
+        choices=tuple(BASELINES),
         default=None,
-        help="measure the kubeedge-style mapper too, in a second phase with the same load",
+        help=(
+            "measure a baseline too, in a second phase with the same load: "
+            f"{IMITATION.name} is {IMITATION.description}, not KubeEdge's own code"
+        ),
     )
     kinds.add_parser(
-        KUBEEDGE_MAPPER,
+        IMITATION_MAPPER,
         add_help=False,
-        help="run the kubeedge-style baseline mapper (what bench scale --baseline starts)",
+        help=(f"run {IMITATION.description} (what bench scale --baseline {IMITATION.name} starts)"),
     )
 
 
@@ -181,7 +186,7 @@ def run(args: argparse.Namespace, command: Sequence[str] = ()) -> int:
         args: The parsed arguments.
         command: The command line, recorded in the results.
     """
-    if args.bench_command == KUBEEDGE_MAPPER:  # reached only through main()'s parser
+    if args.bench_command == IMITATION_MAPPER:  # reached only through main()'s parser
         return baseline.run([])
     from twinplane.loadtest.procs import BenchError  # noqa: PLC0415
 

@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         The process exit status: 0 on success, 1 when the command failed, 2 for bad usage.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["bench", baseline.KUBEEDGE_MAPPER]:  # its options are its own
+    if argv[:2] == ["bench", baseline.IMITATION_MAPPER]:  # its options are its own
         return baseline.run(argv[2:])
     args = _build_parser().parse_args(argv)
     if args.command == "bench":

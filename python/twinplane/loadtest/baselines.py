@@ -34,7 +34,7 @@ class Baseline:
 
 IMITATION: Final = Baseline(
     name="mapper-framework-imitation",
-    label="mapper-framework imitation (Python)",
+    label="Python imitation of mapper-framework",
     description=(
         "a Python imitation of mapper-framework's design (per-property tickers, one unary "
         "report per property), against twinplane's device manager"

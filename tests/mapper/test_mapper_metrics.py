@@ -6,6 +6,7 @@ Modbus TCP transaction at a time.
 
 from __future__ import annotations
 
+import functools
 import re
 import socket
 
@@ -17,6 +18,7 @@ from edge_helpers import running_app, short_home
 from modbus_peers import PymodbusServer, holding
 from twinplane.drivers.modbus.adapter import ModbusDriver
 from twinplane.drivers.virtual import VirtualDriver
+from twinplane.edge.core import EdgeCore
 from twinplane.mapper.app import MapperApp
 from twinplane.mapper.sinks import RunnerSettings
 from waits import WAIT_S, until
@@ -188,9 +190,8 @@ async def test_modbus_metrics_say_when_a_device_takes_one_transaction_at_a_time(
                 cfg = mapper_config(home, app.config.socket_path, protocol="modbus")
                 async with running_mapper(cfg, ModbusDriver(timeout=0.3)) as mapper:
                     for unit in (1, 2):
-                        want = str(holding(unit)[4])
                         await until(
-                            lambda u=unit, w=want: _reported(core.twins(f"default/plc-{u}")) == w,
+                            functools.partial(_reports_level, core, unit),
                             f"unit {unit} reports its level",
                         )
                     assert mapper.rest is not None
@@ -221,6 +222,7 @@ async def test_modbus_metrics_say_when_a_device_takes_one_transaction_at_a_time(
         assert metric("pipelining_disabled") == 0
 
 
-def _reported(twins: dict[str, dict[str, object]]) -> object:
-    side = twins["level"]["reported"]
-    return None if not isinstance(side, dict) else side.get("value")
+def _reports_level(core: EdgeCore, unit: int) -> bool:
+    """Whether ``plc-<unit>`` reports the server's holding register as its level."""
+    side = core.twins(f"default/plc-{unit}")["level"]["reported"]
+    return side is not None and side["value"] == str(holding(unit)[4])

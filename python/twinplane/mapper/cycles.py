@@ -29,7 +29,7 @@ from twinplane.drivers.base import FrameRead, PropertyVisitor
 __all__ = ["PropertyCycles", "Reading"]
 
 SLACK_MS: Final = 0.001
-"""A poll this close after a grid time (a microsecond) is at it: float rounding of the clock."""
+"""A time this close to a grid time (a microsecond) is at it: float rounding of the clock."""
 
 Planner = Callable[[list[int]], list[FrameRead]]
 """The coalesced reads of some properties (by engine index)."""

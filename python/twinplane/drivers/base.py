@@ -98,10 +98,14 @@ class BusSpec:
         key: The bus identity; devices with the same key share one scheduler task
             (a Modbus TCP endpoint ``tcp://ip:port``, a serial line, the virtual driver).
         max_in_flight: Requests in flight at once on the bus (1 for a serial line).
+        spread: Poll the bus's devices at phases spread over the cycle, not all at once: for
+            a bus that carries one transaction at a time (a serial line, a Modbus TCP
+            connection without pipelining), where polls due together wait for each other.
     """
 
     key: str
     max_in_flight: int = 1
+    spread: bool = False
 
 
 class DeviceClient(abc.ABC):

@@ -155,14 +155,7 @@ class MapperLink:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                # Up to LINK_CONCURRENCY calls at once (each on another object): 10,000 devices
-                # reach a mapper in seconds, not one round trip after another.
-                ops: list[tuple[str, _Op]] = []
-                while self._pending and len(ops) < LINK_CONCURRENCY:
-                    key = next(iter(self._pending))
-                    ops.append((key, self._pending.pop(key)))
-                errors = await asyncio.gather(*(self._attempt(key, op) for key, op in ops))
-                failed = [(key, op, err) for (key, op), err in zip(ops, errors, strict=True) if err]
+                failed = await self._drain()
                 if not failed:
                     backoff = 0.2
                     self._retry_now.clear()
@@ -196,6 +189,40 @@ class MapperLink:
                     backoff = 0.2
                 else:
                     backoff = min(backoff * 2, 30.0)
+
+    async def _drain(self) -> list[tuple[str, _Op, BaseException]]:
+        """Sends what is pending, up to :data:`LINK_CONCURRENCY` calls at once.
+
+        Each call is on another object, and a new one starts as soon as one ends, so a slow
+        call holds up only its own place (10,000 devices reach a mapper in seconds, not one
+        round trip after another, nor one slowest-of-16 after another). An object changed
+        while its call is in flight waits for that call. At the first failure no more calls
+        start; the failures are returned once the calls in flight have ended.
+        """
+        running: dict[asyncio.Future[BaseException | None], tuple[str, _Op]] = {}
+        busy: set[str] = set()
+        failed: list[tuple[str, _Op, BaseException]] = []
+        try:
+            while True:
+                while not failed and len(running) < LINK_CONCURRENCY:
+                    key = next((k for k in self._pending if k not in busy), None)
+                    if key is None:
+                        break
+                    op = self._pending.pop(key)
+                    running[asyncio.ensure_future(self._attempt(key, op))] = (key, op)
+                    busy.add(key)
+                if not running:
+                    return failed
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    key, op = running.pop(task)
+                    busy.discard(key)
+                    err = task.result()
+                    if err is not None:
+                        failed.append((key, op, err))
+        finally:
+            for task in running:
+                task.cancel()
 
     async def _attempt(self, key: str, op: _Op) -> BaseException | None:
         """Sends one operation; the error to retry it for, or ``None`` (sent, or dropped)."""

@@ -2,10 +2,11 @@
 
 A device whose properties share one ``collectCycle`` is polled whole every cycle and needs
 nothing of this module. When its properties' cycles differ, they are grouped by cycle, and each
-group is due on its own grid: the bus's phase of the device's shortest cycle plus whole
-multiples of the group's cycle. A poll reads every group whose time has come, so groups that
-fall due together are read in one poll, with one coalesced read plan — properties at 1 s and
-5 s: every fifth poll reads both, the others only the 1 s ones.
+group is due on its own grid: the device's phase of its shortest cycle (the bus's phase, or
+the device's own on a bus that carries one transaction at a time) plus whole multiples of the
+group's cycle. A poll reads every group whose time has come, so groups that fall due together
+are read in one poll, with one coalesced read plan — properties at 1 s and 5 s: every fifth
+poll reads both, the others only the 1 s ones.
 
 A group is taken when a poll starts; if the poll fails, it is owed again and the retry reads
 it (with whatever else fell due). A poll that the bus starts off the grid (the follow-up poll

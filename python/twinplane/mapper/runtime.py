@@ -168,9 +168,16 @@ class MapperRuntime:
         )
         bus = self.buses.get(bus_spec.key)
         if bus is None:
-            bus = BusScheduler(bus_spec.key, self.engine, max_in_flight=bus_spec.max_in_flight)
+            bus = BusScheduler(
+                bus_spec.key,
+                self.engine,
+                max_in_flight=bus_spec.max_in_flight,
+                spread=bus_spec.spread,
+            )
             self.buses[bus_spec.key] = bus
             bus.start()
+        elif bus_spec.spread:
+            bus.spread = True  # a device taking one transaction at a time joined
         scheduled = ScheduledDevice(
             device_id=instance.id,
             index=index,

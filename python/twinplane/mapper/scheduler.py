@@ -3,10 +3,14 @@
 A bus is what devices share: a Modbus TCP endpoint, a serial line, the virtual driver. Its
 task keeps a heap of due times and
 
-- staggers buses across the cycle, not the devices of a bus: each bus gets a phase (a
-  golden-ratio fraction of the cycle, so 1,000 buses at 1 s do not all fire at once), and every
-  device of the bus is polled at that phase of its own cycle — so a Modbus TCP gateway's units
-  are polled together, their requests going out in one write and one wake-up;
+- staggers buses across the cycle: each bus gets a phase (a golden-ratio fraction of the
+  cycle, so 1,000 buses at 1 s do not all fire at once). On a bus that pipelines, every device
+  is polled at that phase of its own cycle — so a Modbus TCP gateway's units are polled
+  together, their requests going out in one write and one wake-up. On a bus that carries one
+  transaction at a time (``spread``: a serial line, a gateway without pipelining) polls due
+  together would wait for each other, so each device gets a phase of its own (the bus's, plus
+  the next golden-ratio step): ten units behind one connection are polled about a tenth of a
+  cycle apart, each read waiting for at most its own poll's others;
 - reads a device's properties at their own collect cycles when they differ
   (:mod:`twinplane.mapper.cycles`): each poll reads the properties that are due, coalesced in
   one plan; a device whose properties share one cycle is read whole every cycle;
@@ -182,12 +186,18 @@ class BusScheduler:
         key: The bus identity (for logs).
         engine: Where samples go.
         max_in_flight: Requests in flight at once on this bus.
+        spread: Give each device a phase of its own (a bus that carries one transaction at a
+            time); may be turned on later, for the devices added from then on.
     """
 
-    def __init__(self, key: str, engine: Engine, *, max_in_flight: int = 1) -> None:
+    def __init__(
+        self, key: str, engine: Engine, *, max_in_flight: int = 1, spread: bool = False
+    ) -> None:
         self.key = key
         self.engine = engine
         self.max_in_flight = max(1, max_in_flight)
+        self.spread = spread
+        self._slots = 0
         self.devices: dict[str, ScheduledDevice] = {}
         self.stats = BusStats()
         self.phase = (next(_BUS_NUMBERS) * _GOLDEN) % 1.0
@@ -208,14 +218,18 @@ class BusScheduler:
     # -- membership ------------------------------------------------------------------------
 
     def add(self, device: ScheduledDevice) -> None:
-        """Adds a device; its first poll is at the bus's phase of its cycle."""
+        """Adds a device; its first poll is at the bus's phase of its cycle (or its own)."""
         old = self.devices.get(device.device_id)
         if old is not None:
             old.removed = True
         self.devices[device.device_id] = device
         now = time.monotonic()
         cycle = device.cycle_s
-        offset = self.phase * cycle
+        phase = self.phase
+        if self.spread:
+            phase = (phase + self._slots * _GOLDEN) % 1.0
+            self._slots += 1
+        offset = phase * cycle
         if device.cycles is not None:
             due = device.cycles.start(offset, now)
         else:
@@ -401,7 +415,10 @@ class BusScheduler:
             if not device.removed:
                 self._count(device, due, started)
             self._recovered(device)
-        self._kick()
+        if self._writes or self._timer is None:
+            # a write waits, or a due poll waited for room: the dispatcher runs now; else its
+            # timer is set for the next due poll already (one wake-up per poll, not two)
+            self._kick()
 
     async def _initialized(self, device: ScheduledDevice) -> None:
         """Initialises the device once, before its first read or write."""

@@ -154,9 +154,15 @@ class ModbusDriver(Driver):
         return ModbusDeviceClient(self, ModbusEndpoint.parse(protocol.config))
 
     def bus(self, protocol: ProtocolConfig) -> BusSpec:
-        """The TCP endpoint or serial line (one request at a time)."""
+        """The TCP endpoint or serial line, and how its devices' polls are spread.
+
+        A bus that takes one transaction at a time (a serial line, ``maxInFlight: 1``) spreads
+        its devices' polls over the cycle.
+        """
         settings = ModbusEndpoint.parse(protocol.config)
-        return BusSpec(settings.bus_key, TCP_POLLS_IN_FLIGHT if settings.mode == "TCP" else 1)
+        tcp = settings.mode == "TCP"
+        one_at_a_time = not tcp or settings.max_in_flight == 1
+        return BusSpec(settings.bus_key, TCP_POLLS_IN_FLIGHT if tcp else 1, spread=one_at_a_time)
 
     async def acquire(self, settings: ModbusEndpoint) -> _Client:
         """The shared client of a bus, opened on first use.

@@ -10,13 +10,15 @@ Two implementations that are not ours, which behave differently on a pipelined c
 
 Units 1 and 2 answer at once; on pymodbus unit 3 answers after ``SLOW`` seconds. Each unit has
 ``SIZE`` coils, discrete inputs, holding and input registers with values computed from the
-unit id (the same on both servers).
+unit id (the same on both servers). pymodbus's server can log every request it answers
+(``PymodbusServer.requests``), as the server saw it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,6 +38,9 @@ SLOW = 0.3
 """Seconds unit 3 takes to answer (on pymodbus)."""
 WAIT = 5.0
 """Seconds a server may take to start or stop."""
+
+Request = tuple[int, int, int, int]
+"""A request as the server saw it: ``(unit, function code, address, count)``."""
 
 
 def free_port() -> int:
@@ -95,8 +100,29 @@ async def slow_action(  # noqa: PLR0913, PLR0917 - pymodbus's action signature
     return None
 
 
-def device(unit: int) -> SimDevice:
-    """A pymodbus device with separate blocks for the four kinds."""
+async def logged_action(  # noqa: PLR0913, PLR0917 - pymodbus's action signature, then ours
+    unit: int,
+    requests: list[Request],
+    function_code: int,
+    start_address: int,
+    address: int,
+    count: int,
+    current_registers: list[int],
+    set_values: list[int] | list[bool] | None,
+) -> ExcCodes | None:
+    """Logs a request of unit ``unit``, then answers as the unit does."""
+    requests.append((unit, function_code, address, count))
+    if unit == 3:  # the slow unit
+        args = (start_address, address, count, current_registers, set_values)
+        return await slow_action(function_code, *args)
+    return None
+
+
+def device(unit: int, requests: list[Request] | None = None) -> SimDevice:
+    """A pymodbus device with separate blocks for the four kinds; its requests logged."""
+    action: Any = slow_action if unit == 3 else None  # the slow unit
+    if requests is not None:
+        action = functools.partial(logged_action, unit, requests)
     return SimDevice(
         id=unit,
         simdata=(
@@ -105,7 +131,7 @@ def device(unit: int) -> SimDevice:
             [SimData(0, values=holding(unit), datatype=DataType.REGISTERS)],
             [SimData(0, values=inputs(unit), datatype=DataType.REGISTERS)],
         ),
-        action=slow_action if unit == 3 else None,
+        action=action,
     )
 
 
@@ -122,17 +148,27 @@ async def wait_listening(port: int) -> None:
 
 
 class PymodbusServer:
-    """pymodbus's TCP server with units ``units`` (one transaction at a time)."""
+    """pymodbus's TCP server with units ``units`` (one transaction at a time).
 
-    def __init__(self, units: Sequence[int] = (1, 2, 3), port: int | None = None) -> None:
+    Attributes:
+        requests: With ``log=True``, every request the server handled (register reads and
+            writes; bit reads count 16-bit words), in order.
+    """
+
+    def __init__(
+        self, units: Sequence[int] = (1, 2, 3), port: int | None = None, *, log: bool = False
+    ) -> None:
         self.units = tuple(units)
         self.port = free_port() if port is None else port
         self.server: ModbusTcpServer | None = None
+        self.requests: list[Request] = []
+        self._log = log
 
     async def start(self) -> None:
         """Starts serving and waits until it accepts connections."""
         self.server = ModbusTcpServer(
-            [device(unit) for unit in self.units], address=(HOST, self.port)
+            [device(unit, self.requests if self._log else None) for unit in self.units],
+            address=(HOST, self.port),
         )
         await self.server.serve_forever(background=True)
         await wait_listening(self.port)

@@ -189,6 +189,10 @@ class FrameClient(DeviceClient):
     async def read(self, batch: Sequence[FrameRead]) -> list[bytes]:
         """Reads a batch of coalesced frames; one ``bytes`` per read, in order.
 
+        The batch is the plan of the properties due: the whole device's, or, when its
+        properties have their own collect cycles, one of a few plans polled in turn (each
+        the same list every time it comes, so a client may key what it prepares by it).
+
         Raises:
             Exception: The poll failed; the device is backed off, its neighbours go on.
         """
@@ -217,6 +221,9 @@ class ValueClient(DeviceClient):
     @abc.abstractmethod
     async def read(self, batch: Sequence[PropertyVisitor]) -> list[ValueLike]:
         """Reads a batch of properties; one value per visitor, in order.
+
+        The batch is the properties due: all of the device's, or, when they have their own
+        collect cycles, those whose cycle has come.
 
         Raises:
             Exception: The poll failed; the device is backed off, its neighbours go on.

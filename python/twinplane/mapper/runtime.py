@@ -17,6 +17,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final
 
 from twinplane import heap
@@ -24,6 +25,7 @@ from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.drivers.base import DeviceClient, Driver, PropertyVisitor, WriteOp
 from twinplane.errors import SpecError, TwinplaneError
 from twinplane.mapper.config import MapperConfig
+from twinplane.mapper.cycles import PropertyCycles
 from twinplane.mapper.instance import DeviceInstance, StatusTwin, device_id
 from twinplane.mapper.scheduler import BusScheduler, ScheduledDevice, now_ms
 from twinplane.mapper.sinks import DataPlane, apply_push_heartbeats  # data plane
@@ -159,6 +161,11 @@ class MapperRuntime:
             for i, p in enumerate(instance.properties)
         ]
         plan = self.engine.read_plan(index) if driver.frames else []
+        cycles = PropertyCycles.of(
+            props,
+            [p.collect_cycle_ms for p in instance.properties],
+            partial(self.engine.read_plan, index) if driver.frames else None,
+        )
         bus = self.buses.get(bus_spec.key)
         if bus is None:
             bus = BusScheduler(
@@ -179,6 +186,7 @@ class MapperRuntime:
             plan=plan,
             cycle_s=instance.collect_cycle_ms / 1000,
             timeout_s=min(POLL_TIMEOUT_S, max(instance.collect_cycle_ms / 1000, 0.5)),
+            cycles=cycles,
         )
         running = RunningDevice(instance, client, bus, scheduled, {p.name: p for p in props})
         self.devices[instance.id] = running

@@ -11,6 +11,9 @@ task keeps a heap of due times and
   together would wait for each other, so each device gets a phase of its own (the bus's, plus
   the next golden-ratio step): ten units behind one connection are polled about a tenth of a
   cycle apart, each read waiting for at most its own poll's others;
+- reads a device's properties at their own collect cycles when they differ
+  (:mod:`twinplane.mapper.cycles`): each poll reads the properties that are due, coalesced in
+  one plan; a device whose properties share one cycle is read whole every cycle;
 - runs at most ``max_in_flight`` requests at once (1 on a serial line); a device with a poll
   still running is not polled again (the overrun is counted);
 - runs pending writes before any due poll (writes pre-empt polls), then polls the written
@@ -59,6 +62,7 @@ from twinplane.drivers.base import (
     PropertyVisitor,
     ValueClient,
 )
+from twinplane.mapper.cycles import PropertyCycles
 from twinplane.twin import Engine, RegisterKindName, ValueLike
 
 __all__ = [
@@ -100,11 +104,15 @@ class ScheduledDevice:
         device_id: ``<namespace>/<name>``.
         index: The device's index in the engine.
         client: The driver's client.
-        props: The properties, in engine order.
-        plan: The coalesced reads (frame drivers).
-        cycle_s: The poll period.
+        props: The properties a poll reads, in engine order: all of them, or with ``cycles``
+            those of the current poll.
+        plan: The coalesced reads of ``props`` (frame drivers).
+        cycle_s: The poll period (with ``cycles``, the shortest of them).
         state: ``online``, ``offline`` (timeouts, connection errors) or ``unhealthy`` (other
             errors), ``unknown`` before the first poll.
+        cycles: The properties' own collect cycles when they differ (each poll then reads
+            the properties due); ``None`` when they are one, and every poll reads the whole
+            device.
     """
 
     device_id: str
@@ -124,6 +132,7 @@ class ScheduledDevice:
     error: str | None = None
     due: float = 0.0
     generation: int = 0
+    cycles: PropertyCycles | None = None
 
     def backoff_s(self) -> float:
         """The wait after ``failures`` consecutive failures."""
@@ -221,7 +230,10 @@ class BusScheduler:
             phase = (phase + self._slots * _GOLDEN) % 1.0
             self._slots += 1
         offset = phase * cycle
-        due = offset + math.ceil((now - offset) / cycle) * cycle if cycle > 0 else now
+        if device.cycles is not None:
+            due = device.cycles.start(offset, now)
+        else:
+            due = offset + math.ceil((now - offset) / cycle) * cycle if cycle > 0 else now
         self._push(device, due)
 
     def remove(self, device_id: str) -> ScheduledDevice | None:
@@ -239,7 +251,14 @@ class BusScheduler:
         """Polls a device as soon as the bus is free."""
         device = self.devices.get(device_id)
         if device is not None:
-            self._push(device, time.monotonic())
+            self._poll_soon(device)
+
+    def _poll_soon(self, device: ScheduledDevice) -> None:
+        """Polls the whole device as soon as the bus is free."""
+        now = time.monotonic()
+        if device.cycles is not None:
+            device.cycles.due_all(now)
+        self._push(device, now)
 
     def _push(self, device: ScheduledDevice, due: float) -> None:
         device.generation += 1
@@ -323,12 +342,17 @@ class BusScheduler:
             due, _, device = heapq.heappop(heap)
             if device.removed or due != device.due:
                 continue  # removed, or rescheduled since
+            cycles = device.cycles
             if device.busy:
                 device.overruns += 1
                 self.stats.overruns += 1
-                self._push(device, due + device.cycle_s)
+                self._push(device, due + device.cycle_s if cycles is None else cycles.after(now))
                 continue
-            self._push(device, max(due + device.cycle_s, now))
+            if cycles is None:
+                self._push(device, max(due + device.cycle_s, now))
+            else:  # the properties due now
+                device.plan, device.props = cycles.take(now)
+                self._push(device, cycles.next_due())
             self._start_poll(device, due, now)
 
     # -- the poll path ------------------------------------------------------------------------
@@ -458,7 +482,7 @@ class BusScheduler:
         if not write.done.done():
             write.done.set_result(None)
         if not device.removed:
-            self._push(device, time.monotonic())  # the reported value follows at once
+            self._poll_soon(device)  # the reported value follows at once
 
     # -- the rules of a finished poll ----------------------------------------------------------
 
@@ -488,6 +512,8 @@ class BusScheduler:
 
     def _failed(self, device: ScheduledDevice, err: BaseException) -> None:
         self.stats.poll_errors += 1
+        if device.cycles is not None:
+            device.cycles.failed()  # the retry reads what this poll did not
         device.failures += 1
         timeout = isinstance(err, TimeoutError | ConnectionError | OSError)
         device.state = "offline" if timeout or not device.initialized else "unhealthy"

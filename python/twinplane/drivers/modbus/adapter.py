@@ -42,9 +42,18 @@ from twinplane.drivers.modbus.tcp import ModbusCounters, ModbusTcpClient, Prepar
 from twinplane.errors import SpecError
 from twinplane.protocols.modbus import ModbusEndpoint
 
-__all__ = ["COUNTER_METRICS", "TCP_POLLS_IN_FLIGHT", "ModbusDeviceClient", "ModbusDriver"]
+__all__ = [
+    "COUNTER_METRICS",
+    "PLANS_KEPT",
+    "TCP_POLLS_IN_FLIGHT",
+    "ModbusDeviceClient",
+    "ModbusDriver",
+]
 
 log = logging.getLogger(__name__)
+
+PLANS_KEPT: Final = 64
+"""Prepared plans a device keeps: one per set of properties read together."""
 
 TCP_POLLS_IN_FLIGHT: Final = 16
 """Polls a TCP endpoint's bus starts at once; their requests wait in the connection's queue
@@ -111,6 +120,9 @@ class ModbusDeviceClient(FrameClient):
         self._client: _Client | None = None
         self._tcp: ModbusTcpClient | None = None
         self._prepared: tuple[Sequence[FrameRead], PreparedReads] | None = None
+        self._plans: dict[int, tuple[Sequence[FrameRead], PreparedReads]] = {}
+        """Every plan's prepared reads (a device whose properties have their own cycles
+        polls a few plans in turn), by the plan's identity."""
 
     async def init_device(self) -> None:
         """Takes (or opens) the bus's shared client; on TCP, connects it."""
@@ -145,9 +157,21 @@ class ModbusDeviceClient(FrameClient):
         if tcp is None:
             return None
         prepared = self._prepared
-        if prepared is None or prepared[0] is not batch:  # the plan is checked once
-            prepared = self._prepared = (batch, tcp.prepare_reads(batch))
+        if prepared is None or prepared[0] is not batch:  # each plan is checked once
+            prepared = self._prepared = self._prepare(tcp, batch)
         return tcp.submit_prepared(self.settings.unit, prepared[1], timeout)
+
+    def _prepare(
+        self, tcp: ModbusTcpClient, batch: Sequence[FrameRead]
+    ) -> tuple[Sequence[FrameRead], PreparedReads]:
+        """A plan's prepared reads: checked on its first poll, kept for the next ones."""
+        plans = self._plans
+        prepared = plans.get(id(batch))
+        if prepared is None or prepared[0] is not batch:
+            if len(plans) >= PLANS_KEPT:  # plans that come and go (reads of ad hoc batches)
+                plans.clear()
+            prepared = plans[id(batch)] = (batch, tcp.prepare_reads(batch))
+        return prepared
 
     async def write(self, prop: PropertyVisitor, value: str) -> None:
         """Runs the engine-encoded register write of ``value``."""

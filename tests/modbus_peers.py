@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import modbus_tk.defines as tk_defines
@@ -95,8 +95,42 @@ async def slow_action(  # noqa: PLR0913, PLR0917 - pymodbus's action signature
     return None
 
 
-def device(unit: int) -> SimDevice:
-    """A pymodbus device with separate blocks for the four kinds."""
+Action = Callable[
+    [int, int, int, int, list[int], "list[int] | list[bool] | None"], Awaitable[ExcCodes | None]
+]
+"""A pymodbus device action (see :func:`slow_action`): it may refuse a request."""
+
+
+def refuse_above(address: int, limit: int) -> Action:
+    """An action that refuses a write of more than ``limit`` to holding register ``address``.
+
+    The answer is exception 3 (``ILLEGAL_DATA_VALUE``), as a PLC that checks a setpoint's range
+    does; reads and other writes are served.
+    """
+
+    async def check(  # noqa: PLR0913, PLR0917 - pymodbus's action signature
+        function_code: int,
+        start_address: int,
+        request_address: int,
+        count: int,
+        current_registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        if function_code not in (6, 16) or set_values is None:
+            return None
+        hit = request_address <= address < request_address + count
+        if hit and int(set_values[address - request_address]) > limit:
+            return ExcCodes.ILLEGAL_VALUE
+        return None
+
+    return check
+
+
+def device(unit: int, action: Action | None = None) -> SimDevice:
+    """A pymodbus device with separate blocks for the four kinds.
+
+    ``action`` replaces the default one (unit 3's slow answers).
+    """
     return SimDevice(
         id=unit,
         simdata=(
@@ -105,7 +139,7 @@ def device(unit: int) -> SimDevice:
             [SimData(0, values=holding(unit), datatype=DataType.REGISTERS)],
             [SimData(0, values=inputs(unit), datatype=DataType.REGISTERS)],
         ),
-        action=slow_action if unit == 3 else None,
+        action=action if action is not None else (slow_action if unit == 3 else None),
     )
 
 
@@ -122,17 +156,28 @@ async def wait_listening(port: int) -> None:
 
 
 class PymodbusServer:
-    """pymodbus's TCP server with units ``units`` (one transaction at a time)."""
+    """pymodbus's TCP server with units ``units`` (one transaction at a time).
 
-    def __init__(self, units: Sequence[int] = (1, 2, 3), port: int | None = None) -> None:
+    ``actions`` gives a unit its own pymodbus action (e.g. :func:`refuse_above`). The server can
+    be stopped and started again on the same port.
+    """
+
+    def __init__(
+        self,
+        units: Sequence[int] = (1, 2, 3),
+        port: int | None = None,
+        actions: Mapping[int, Action] | None = None,
+    ) -> None:
         self.units = tuple(units)
         self.port = free_port() if port is None else port
+        self.actions = dict(actions or {})
         self.server: ModbusTcpServer | None = None
 
     async def start(self) -> None:
         """Starts serving and waits until it accepts connections."""
         self.server = ModbusTcpServer(
-            [device(unit) for unit in self.units], address=(HOST, self.port)
+            [device(unit, self.actions.get(unit)) for unit in self.units],
+            address=(HOST, self.port),
         )
         await self.server.serve_forever(background=True)
         await wait_listening(self.port)

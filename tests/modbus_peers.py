@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import modbus_tk.defines as tk_defines
@@ -96,7 +96,8 @@ async def slow_action(  # noqa: PLR0913, PLR0917 - pymodbus's action signature
 
 
 Action = Callable[
-    [int, int, int, int, list[int], "list[int] | list[bool] | None"], Awaitable[ExcCodes | None]
+    [int, int, int, int, list[int], "list[int] | list[bool] | None"],
+    Coroutine[None, None, ExcCodes | None],
 ]
 """A pymodbus device action (see :func:`slow_action`): it may refuse a request."""
 

@@ -8,7 +8,9 @@ Two implementations that are not ours, which behave differently on a pipelined c
 - :class:`ModbusTkServer`, modbus_tk's threaded ``TcpServer``: it reads the stream frame by
   frame and answers every pipelined request, in order.
 
-Units 1 and 2 answer at once; on pymodbus unit 3 answers after ``SLOW`` seconds. Each unit has
+Units 1 and 2 answer at once; on pymodbus unit 3 answers after ``SLOW`` seconds, and a unit
+may be given its own action (:func:`refuse_above`: a setpoint range check that answers
+exception 3). Each unit has
 ``SIZE`` coils, discrete inputs, holding and input registers with values computed from the
 unit id (the same on both servers).
 """

@@ -441,6 +441,9 @@ async def test_toward_a_plain_dmi_peer_a_failed_write_is_only_logged(
                     assert outcomes.stats.sent == 0
                     assert outcomes.stats.errors == 0
                     assert mapper.runtime.writer.stats.failed == 1
+                    metrics = mapper.metrics()
+                    assert "twinplane_mapper_desired_write_failures_total 1\n" in metrics
+                    assert "twinplane_mapper_write_outcomes_reported_total 0\n" in metrics
             finally:
                 await grpc_server.stop(grace=None)
         (line,) = [

@@ -261,10 +261,11 @@ def test_twin_set_prints_the_delta_and_twin_get_the_table(server: EdgeProcess) -
         "REPORTED",
         "REPORTED-AT",
         "VERSIONS",
+        "WRITE-ERROR",
     ]
     rows = {line.split()[0]: line.split() for line in table[1:]}
     assert rows["setpoint"][:4] == ["setpoint", "INT", "25", "21"]
-    assert rows["setpoint"][-2:] == ["d=0/2", "r=0/1"]
+    assert rows["setpoint"][-3:] == ["d=0/2", "r=0/1", "<none>"]
     assert rows["temperature"][:4] == ["temperature", "FLOAT", "<none>", "19.5"]
     report(server, "twin", "thermo-1", setpoint="25")
     again = ok(server, "twin", "set", "thermo-1", "setpoint=25", "-n", "twin")

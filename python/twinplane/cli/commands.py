@@ -274,9 +274,18 @@ def _versions(twin: dict[str, Any]) -> str:
     return f"d={d.get('cloud', 0)}/{d.get('edge', 0)} r={r.get('cloud', 0)}/{r.get('edge', 0)}"
 
 
+def _write_error_text(error: dict[str, Any] | None) -> str:
+    """A twin's ``last_write_error`` in one line: value, attempts and reason."""
+    if not error:
+        return NONE
+    attempts = int(error.get("attempts", 1))
+    plural = "" if attempts == 1 else "s"
+    return f"{error.get('value')} after {attempts} attempt{plural}: {error.get('reason')}"
+
+
 def twin_rows(twins: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The ``twin get`` table of a ``{property: TwinDict}`` map."""
-    headers = ["PROPERTY", "TYPE", "DESIRED", "REPORTED", "REPORTED-AT", "VERSIONS"]
+    headers = ["PROPERTY", "TYPE", "DESIRED", "REPORTED", "REPORTED-AT", "VERSIONS", "WRITE-ERROR"]
     rows = []
     for prop, twin in twins.items():
         desired, reported = twin.get("desired"), twin.get("reported")
@@ -288,6 +297,7 @@ def twin_rows(twins: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 clip(reported["value"]) if reported else NONE,
                 timestamp(reported["timestamp"]) if reported else NONE,
                 _versions(twin),
+                clip(_write_error_text(twin.get("last_write_error")), 64),
             ]
         )
     return headers, rows

@@ -53,6 +53,7 @@ __all__ = [
     "ProtocolConfig",
     "ValueClient",
     "WriteOp",
+    "is_transient",
 ]
 
 WriteOp = tuple[int, int, list[int] | list[bool]]
@@ -144,6 +145,19 @@ class BusSpec:
     spread: bool = False
 
 
+def is_transient(err: BaseException) -> bool:
+    """Whether trying a request again may succeed.
+
+    A timeout or a connection that could not be made or was lost is transient; so is an error
+    that says so with a true ``transient`` attribute (a Modbus "server device busy"). Anything
+    else is the device's answer (a refused address or value, a malformed request) and trying
+    again cannot change it.
+    """
+    if isinstance(err, TimeoutError | ConnectionError):
+        return True
+    return bool(getattr(err, "transient", False))
+
+
 class DeviceClient(abc.ABC):
     """One device's connection, created by :meth:`Driver.new_client` at each device start.
 
@@ -172,6 +186,11 @@ class DeviceClient(abc.ABC):
         Args:
             prop: The property.
             value: The value in canonical text (``12.5``, ``true``, ``42``).
+
+        Raises:
+            Exception: The write failed. A desired value's write is tried again when the error
+                is transient (:func:`is_transient`), and given up at once when the device
+                refused it (a Modbus exception response).
         """
 
     async def stop_device(self) -> None:  # noqa: B027 - optional hook

@@ -89,7 +89,12 @@ class DmiServer:
         self.server: grpc.aio.Server | None = None
         self.socket_path: Path | None = None
         # --- fast path (twinplane.v1.TwinStream, docs/edge.md): same server, same budget
-        self.stream = TwinStreamService(core.ingest_dmi_report, self.bucket, _status_of)
+        self.stream = TwinStreamService(
+            core.ingest_dmi_report,
+            self.bucket,
+            _status_of,
+            write_outcomes=core.record_write_outcomes,
+        )
         # --- end fast path
 
     async def start(self, socket_path: str | os.PathLike[str]) -> None:

@@ -43,6 +43,7 @@ from twinplane.edge.resources import (
     list_json,
     model_json,
     status_body,
+    twin_json,
     twins_json,
 )
 from twinplane.edge.sse import parse_kinds, stream_events
@@ -334,7 +335,8 @@ class RestServer:
     async def get_twin(self, request: web.Request) -> web.Response:
         """``GET …/twin``: every twin of the device (desired, reported, versions)."""
         device_id = self._device_id(request)
-        return _json_response(twins_json(device_id, self.core.twins(device_id)))
+        errors = self.core.write_errors.of(device_id)
+        return _json_response(twins_json(device_id, self.core.twins(device_id), errors))
 
     async def patch_twin(self, request: web.Request) -> web.Response:
         """``PATCH …/twin``: sets desired values; answers the delta and the changed twins."""
@@ -349,11 +351,12 @@ class RestServer:
         changes = await self.core.set_desired(device_id, values)
         changed = {c["property"] for c in changes.to_list()}
         twins = self.core.twins(device_id)
+        errors = self.core.write_errors.of(device_id)
         return _json_response(
             {
                 "device": device_id,
                 "delta": changes.deltas().get(device_id, {}),
-                "twins": {p: t for p, t in twins.items() if p in changed},
+                "twins": {p: twin_json(t, errors.get(p)) for p, t in twins.items() if p in changed},
             }
         )
 

@@ -11,18 +11,25 @@ the stream stays open.
 
 ``Capabilities`` tells a mapper that the fast path is served and how big a batch may be; a plain
 DMI v1beta1 peer (KubeEdge EdgeCore) answers it with ``UNIMPLEMENTED``.
+
+``ReportWriteOutcomes`` takes how the mapper's desired-value writes ended
+(:mod:`twinplane.edge.write_errors`), durable before the answer; ``Capabilities`` says
+``write_outcomes: true`` when it is served. The admission budget is shared, one token per
+outcome; over it the call is ``RESOURCE_EXHAUSTED`` (the mapper sends the outcomes again).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 import grpc
 
 from twinplane.edge.admission import TokenBucket
+from twinplane.edge.store import StoreError
+from twinplane.edge.write_errors import WriteOutcome
 from twinplane.errors import TwinplaneError
 from twinplane.stream.v1 import stream_pb2
 
@@ -36,6 +43,9 @@ MAX_BATCH: Final = 1024
 
 _EXHAUSTED: Final = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
 
+RecordOutcomes = Callable[[list[WriteOutcome]], Awaitable[tuple[int, int]]]
+"""Records write outcomes durably; returns ``(applied, ignored)``."""
+
 
 @dataclass(slots=True)
 class TwinStreamStats:
@@ -45,6 +55,7 @@ class TwinStreamStats:
     batches: int = 0
     reports: int = 0
     rejected: int = 0
+    write_outcomes: int = 0
 
 
 class TwinStreamService:
@@ -56,6 +67,8 @@ class TwinStreamService:
         bucket: The DMI server's admission budget, shared (one token per entry).
         status_of: The gRPC status of an error, as ``ReportDeviceStatus`` answers it.
         max_batch: Most entries per batch.
+        write_outcomes: Records desired-write outcomes; ``None``: ``ReportWriteOutcomes`` is
+            not served.
     """
 
     def __init__(
@@ -65,8 +78,10 @@ class TwinStreamService:
         status_of: Callable[[TwinplaneError], grpc.StatusCode],
         *,
         max_batch: int = MAX_BATCH,
+        write_outcomes: RecordOutcomes | None = None,
     ) -> None:
         self._ingest = ingest
+        self._record_outcomes = write_outcomes
         self.bucket = bucket
         self._status_of = status_of
         limit = bucket.burst if bucket.rate > 0 else max_batch
@@ -87,6 +102,12 @@ class TwinStreamService:
                 response_serializer=stream_pb2.CapabilitiesResponse.SerializeToString,
             ),
         }
+        if self._record_outcomes is not None:
+            handlers["ReportWriteOutcomes"] = grpc.unary_unary_rpc_method_handler(
+                self.report_write_outcomes,
+                request_deserializer=stream_pb2.WriteOutcomes.FromString,
+                response_serializer=stream_pb2.WriteOutcomesAck.SerializeToString,
+            )
         return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
     async def capabilities(
@@ -96,7 +117,30 @@ class TwinStreamService:
     ) -> stream_pb2.CapabilitiesResponse:
         """The fast path is served, with ``max_batch`` entries per batch."""
         log.debug("fast path offered", extra={"mapper": request.mapper})
-        return stream_pb2.CapabilitiesResponse(fast_path=True, max_batch=self.max_batch)
+        return stream_pb2.CapabilitiesResponse(
+            fast_path=True,
+            max_batch=self.max_batch,
+            write_outcomes=self._record_outcomes is not None,
+        )
+
+    async def report_write_outcomes(
+        self, request: stream_pb2.WriteOutcomes, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> stream_pb2.WriteOutcomesAck:
+        """Records how desired writes ended; durable before the answer."""
+        assert self._record_outcomes is not None  # noqa: S101 - served only with a recorder
+        count = len(request.outcomes)
+        if count and not self.bucket.try_acquire(count):
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"over the DMI admission budget ({self.bucket.rate:g} calls/s); retry later",
+            )
+        outcomes = [WriteOutcome.from_proto(msg) for msg in request.outcomes]
+        try:
+            applied, ignored = await self._record_outcomes(outcomes)
+        except StoreError as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot store: {err}")
+        self.stats.write_outcomes += count
+        return stream_pb2.WriteOutcomesAck(applied=applied, ignored=ignored)
 
     async def report(
         self,

@@ -22,7 +22,7 @@ import pytest
 from dmi_helpers import manager_stub, register_request, report_request
 from edge_helpers import RunningEdge, device_yaml, running_app, thermo_model
 from twinplane.dmi.v1beta1 import api_pb2
-from twinplane.edge.mappers import MAX_MAPPERS
+from twinplane.edge.mapper_info import MAX_MAPPERS
 from twinplane.stream.v1 import stream_pb2
 
 WAIT = 10.0

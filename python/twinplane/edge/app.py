@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from twinplane.edge.core import EdgeCore
 from twinplane.edge.dmi_server import DmiServer
-from twinplane.edge.mappers import MapperDirectory, MapperInfo
+from twinplane.edge.mapper_info import MapperInfo
+from twinplane.edge.mappers import MapperDirectory
 from twinplane.edge.store import AsyncEdgeStore
 from twinplane.errors import SpecError
 from twinplane.service import serve

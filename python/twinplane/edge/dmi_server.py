@@ -34,7 +34,8 @@ from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.dmi.wire import decode_request
 from twinplane.edge.admission import TokenBucket
 from twinplane.edge.core import EdgeCore, now_ms
-from twinplane.edge.mappers import MAX_MAPPERS, MapperDirectory, MapperInfo
+from twinplane.edge.mapper_info import MAX_MAPPERS, MapperInfo
+from twinplane.edge.mappers import MapperDirectory
 from twinplane.edge.twin_stream import SERVICE as STREAM_SERVICE  # fast path
 from twinplane.edge.twin_stream import TwinStreamService  # fast path
 from twinplane.errors import (

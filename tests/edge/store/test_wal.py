@@ -20,7 +20,8 @@ def test_wal_is_checkpointed_and_reused_under_many_writes(tmp_path: Path) -> Non
     wal = Path(f"{path}-wal")
     rounds = math.ceil(1.6 * _CHECKPOINT_PAGES / ROWS_PER_WRITE)
     with EdgeStore.open(path) as store:
-        page = int(pragma(path, "page_size"))
+        page = pragma(path, "page_size")
+        assert isinstance(page, int)
         frame = page + 24  # a WAL frame: the page and its header
         sizes = [wal.stat().st_size]
         for round_ in range(rounds):

@@ -1,6 +1,8 @@
 """Mappers known to the device manager, device ownership, and the lifecycle pushed to them.
 
-A mapper registers with ``MapperRegister`` (name, protocol, the path of its own Unix socket).
+A mapper registers with ``MapperRegister`` (name, protocol, the path of its own Unix socket;
+checked by :class:`~twinplane.edge.mapper_info.MapperInfo`) and may be forgotten again
+(:meth:`MapperDirectory.unregister`).
 Unlike EdgeCore (one mapper per protocol), several mappers may serve one protocol: each device
 is owned by one of them — the one named by the device annotation ``twinplane.io/mapper``, else
 the one chosen by rendezvous hashing of the device id over the protocol's mappers (stable while
@@ -28,6 +30,7 @@ import grpc
 
 from twinplane.dmi.convert import device_to_proto, model_to_proto
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
+from twinplane.edge.mapper_info import MapperInfo
 from twinplane.errors import TwinplaneError
 from twinplane.manifests import Device, DeviceModel
 
@@ -43,18 +46,6 @@ LINK_CONCURRENCY = 16
 """Lifecycle calls in flight at once toward one mapper (each on another object)."""
 
 OpKind = Literal["model", "model-delete", "device", "device-delete"]
-
-
-@dataclass(slots=True)
-class MapperInfo:
-    """A registered mapper."""
-
-    name: str
-    protocol: str
-    address: str
-    version: str = ""
-    api_version: str = ""
-    state: str = ""
 
 
 @dataclass(slots=True)
@@ -363,6 +354,13 @@ class MapperDirectory:
                     out.append(found)
         return out
 
+    def devices_of(self, name: str) -> list[str]:
+        """The ids of the devices the named mapper owns, sorted (none for an unknown name)."""
+        link = self.links.get(name)
+        if link is None:
+            return []
+        return sorted(d.id for d in self.devices().values() if self.owner(d) is link)
+
     def register(self, info: MapperInfo, *, with_data: bool) -> MapperLink:
         """Adds or refreshes a mapper and re-syncs the devices it owns.
 
@@ -393,6 +391,27 @@ class MapperDirectory:
             if old is not None and new is not old:
                 old.enqueue(_Op("device-delete", device_id, device.namespace, device.name))
         return link
+
+    async def unregister(self, name: str) -> bool:
+        """Forgets a mapper: stops its worker and contacts it no more; whether it was known.
+
+        Its devices go to another mapper of the protocol if one is registered (pushed to it as
+        ``CreateDeviceModel`` and ``RegisterDevice``), else they wait, unowned, for the next
+        mapper of the protocol to register. The forgotten mapper is sent nothing, not even
+        ``RemoveDevice``.
+        """
+        link = self.links.get(name)
+        if link is None:
+            return False
+        moved = self.owned(link)
+        del self.links[name]
+        await link.close()
+        for device, model in moved:
+            new = self.owner(device)
+            if new is not None:
+                new.enqueue(_Op("model", model.id, model.namespace, model.name))
+                new.enqueue(_Op("device", device.id, device.namespace, device.name))
+        return True
 
     def on_lifecycle(self, action: str, object_id: str, obj: object | None) -> None:
         """The registry's lifecycle listener: queue what the mappers must hear."""

@@ -16,6 +16,10 @@ DMI v1beta1 peer (KubeEdge EdgeCore) answers it with ``UNIMPLEMENTED``.
 (:mod:`twinplane.edge.write_errors`), durable before the answer; ``Capabilities`` says
 ``write_outcomes: true`` when it is served. The admission budget is shared, one token per
 outcome; over it the call is ``RESOURCE_EXHAUSTED`` (the mapper sends the outcomes again).
+
+A stream message that is not a ``ReportBatch`` (no ``seq`` to answer) ends the stream with
+``INVALID_ARGUMENT``, naming the field and byte offset where decoding failed; the batches before
+it were applied and acked.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any, Final
 
 import grpc
 
+from twinplane.dmi.wire import decode_request
 from twinplane.edge.admission import TokenBucket
 from twinplane.edge.store import StoreError
 from twinplane.edge.write_errors import WriteOutcome
@@ -91,31 +96,27 @@ class TwinStreamService:
     def handler(self) -> grpc.GenericRpcHandler:
         """The service's generic handler, for ``server.add_generic_rpc_handlers``."""
         handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+            # Requests arrive as raw bytes: each handler decodes its own.
             "Report": grpc.stream_stream_rpc_method_handler(
-                self.report,
-                request_deserializer=stream_pb2.ReportBatch.FromString,
-                response_serializer=stream_pb2.ReportAck.SerializeToString,
+                self.report, response_serializer=stream_pb2.ReportAck.SerializeToString
             ),
             "Capabilities": grpc.unary_unary_rpc_method_handler(
                 self.capabilities,
-                request_deserializer=stream_pb2.CapabilitiesRequest.FromString,
                 response_serializer=stream_pb2.CapabilitiesResponse.SerializeToString,
             ),
         }
         if self._record_outcomes is not None:
             handlers["ReportWriteOutcomes"] = grpc.unary_unary_rpc_method_handler(
                 self.report_write_outcomes,
-                request_deserializer=stream_pb2.WriteOutcomes.FromString,
                 response_serializer=stream_pb2.WriteOutcomesAck.SerializeToString,
             )
         return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
     async def capabilities(
-        self,
-        request: stream_pb2.CapabilitiesRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> stream_pb2.CapabilitiesResponse:
         """The fast path is served, with ``max_batch`` entries per batch."""
+        request = await decode_request(stream_pb2.CapabilitiesRequest, data, context)
         log.debug("fast path offered", extra={"mapper": request.mapper})
         return stream_pb2.CapabilitiesResponse(
             fast_path=True,
@@ -124,10 +125,11 @@ class TwinStreamService:
         )
 
     async def report_write_outcomes(
-        self, request: stream_pb2.WriteOutcomes, context: grpc.aio.ServicerContext[Any, Any]
+        self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> stream_pb2.WriteOutcomesAck:
         """Records how desired writes ended; durable before the answer."""
         assert self._record_outcomes is not None  # noqa: S101 - served only with a recorder
+        request = await decode_request(stream_pb2.WriteOutcomes, data, context)
         count = len(request.outcomes)
         if count and not self.bucket.try_acquire(count):
             await context.abort(
@@ -143,14 +145,12 @@ class TwinStreamService:
         return stream_pb2.WriteOutcomesAck(applied=applied, ignored=ignored)
 
     async def report(
-        self,
-        requests: AsyncIterator[stream_pb2.ReportBatch],
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[stream_pb2.ReportAck]:
         """Applies each batch as it arrives and answers it with one ack of the same ``seq``."""
         self.stats.streams += 1
-        async for batch in requests:
-            yield self.apply(batch)
+        async for data in requests:
+            yield self.apply(await decode_request(stream_pb2.ReportBatch, data, context))
 
     def apply(self, batch: stream_pb2.ReportBatch) -> stream_pb2.ReportAck:
         """Applies one batch entry by entry; a bad entry is rejected alone."""

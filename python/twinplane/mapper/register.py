@@ -53,7 +53,7 @@ async def register_mapper(
             version=cfg.version,
             api_version=cfg.api_version,
             protocol=cfg.protocol,
-            address=str(cfg.socket_path).encode(),
+            address=str(cfg.socket_path.absolute()).encode(),  # dialled from elsewhere
             state="ok",
         ),
     )

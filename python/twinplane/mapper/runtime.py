@@ -109,12 +109,17 @@ class MapperRuntime:
         return self.models.get(device_id(device.namespace, device.spec.deviceModelReference))
 
     async def register_device(self, device: api_pb2.Device) -> bool:
-        """Starts a device; a known device is left as it is. Returns whether it started."""
+        """Starts a device. Returns whether it started.
+
+        A known device is updated as :meth:`update_device` would (nothing happens when it is
+        unchanged): a device manager that restarted sends every device again with
+        ``RegisterDevice``, and a desired value set meanwhile must not be lost.
+        """
         async with self._lock:
-            if device_id(device.namespace, device.name) in self.devices:
-                return False
-            await self._start(DeviceInstance.from_proto(device, self.model_of(device)))
-            return True
+            if device_id(device.namespace, device.name) not in self.devices:
+                await self._start(DeviceInstance.from_proto(device, self.model_of(device)))
+                return True
+        return await self.update_device(device) == "started"
 
     async def update_device(self, device: api_pb2.Device) -> str:
         """Applies a changed device.

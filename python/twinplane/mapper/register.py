@@ -22,7 +22,13 @@ from twinplane.mapper.instance import device_id
 from twinplane.mapper.reporter import CompatBudget
 from twinplane.mapper.server import MapperHost
 
-__all__ = ["MAX_REGISTER_BACKOFF_S", "REGISTER_TIMEOUT_S", "load_answer", "register_mapper"]
+__all__ = [
+    "MAX_REGISTER_BACKOFF_S",
+    "REFUSALS",
+    "REGISTER_TIMEOUT_S",
+    "load_answer",
+    "register_mapper",
+]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,16 @@ REGISTER_TIMEOUT_S: Final = 5.0
 
 MAX_REGISTER_BACKOFF_S: Final = 5.0
 """Longest wait between two ``MapperRegister`` calls."""
+
+REFUSALS: Final = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.PERMISSION_DENIED,
+    }
+)
+"""Answers that say the device manager refused the registration (not that it is not up yet)."""
 
 
 async def register_mapper(
@@ -58,6 +74,7 @@ async def register_mapper(
         ),
     )
     backoff = 0.1
+    refused: str | None = None
     while True:
         if budget is not None:
             await budget.acquire()
@@ -66,13 +83,30 @@ async def register_mapper(
                 request, timeout=REGISTER_TIMEOUT_S
             )
         except grpc.aio.AioRpcError as err:
+            if err.code() in REFUSALS:
+                # Not a device manager that is still starting: it refused this registration
+                # (a bad field, too many mappers). Said once, loudly; tried again slowly, as an
+                # operator may make room (twinplane delete mapper) or restart with other flags.
+                backoff = MAX_REGISTER_BACKOFF_S
+                if err.details() != refused:
+                    refused = err.details()
+                    log.error(  # noqa: TRY400 - the answer is the news, not a traceback
+                        "the device manager at %s refused to register mapper %r (%s: %s); "
+                        "trying again every %.0fs",
+                        cfg.edgecore_sock,
+                        cfg.name,
+                        err.code().name,
+                        refused,
+                        MAX_REGISTER_BACKOFF_S,
+                    )
             delay = backoff * (0.5 + random.random())  # noqa: S311 - jitter
-            log.info(
-                "device manager at %s not ready (%s); registering again in %.1fs",
-                cfg.edgecore_sock,
-                err.code().name,
-                delay,
-            )
+            if err.code() not in REFUSALS:
+                log.info(
+                    "device manager at %s not ready (%s); registering again in %.1fs",
+                    cfg.edgecore_sock,
+                    err.code().name,
+                    delay,
+                )
             await asyncio.sleep(delay)
             backoff = min(backoff * 2, MAX_REGISTER_BACKOFF_S)
         else:

@@ -73,6 +73,8 @@ class MapperConfig:
         report_interval_ms: Report tick; ``0`` reports at the shortest collect cycle.
         dmi_concurrency: Most ``ReportDeviceStatus`` calls in flight at once.
         sinks: Mapper-level sinks (the file's ``sinks`` section), fed by every property.
+        allowed_hosts: Names the REST data API answers to besides its address and loopback
+            (``--allowed-host``; :mod:`twinplane.rest.guard`).
     """
 
     protocol: str
@@ -87,6 +89,7 @@ class MapperConfig:
     report_interval_ms: int = 0
     dmi_concurrency: int = 8
     sinks: tuple[SinkConfig, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
 
     def with_overrides(self, **overrides: Any) -> MapperConfig:  # noqa: ANN401 - field values
         """A copy with the given fields replaced; ``None`` values are ignored."""

@@ -82,7 +82,7 @@ def test_mapper_socket_is_owner_only_under_umask_0() -> None:
         ) as proc:
             try:
                 assert proc.stdout is not None
-                lines = []  # the banner is printed once every part started
+                lines: list[bytes] = []  # the banner is printed once every part started
                 while not (lines and lines[-1].startswith(b"twinplane mapper")):
                     line = proc.stdout.readline()
                     assert line, f"the mapper ended: {b''.join(lines)!r}"

@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+import raw_http
 from edge_helpers import free_port, running_app, short_home
 from twinplane.edge.app import EdgeApp
 from twinplane.edge.core import EdgeCore
@@ -175,7 +176,10 @@ async def test_each_property_polls_and_reports_once_per_cycle() -> None:
 
 @pytest.mark.timeout(30)
 async def test_run_kubeedge_mapper_serves_metrics_until_stopped() -> None:
-    """``run_kubeedge_mapper`` sets ``ready`` once registered and stops when ``stop`` is set."""
+    """``run_kubeedge_mapper`` sets ``ready`` once registered and stops when ``stop`` is set.
+
+    Its ``/metrics`` answers only its own host, as every twinplane REST server.
+    """
     async with fleet() as (_, app, home):
         assert app.core is not None
         core = app.core
@@ -191,6 +195,9 @@ async def test_run_kubeedge_mapper_serves_metrics_until_stopped() -> None:
             text = await metrics(f"http://127.0.0.1:{port}")
             assert total(text, "twinplane_mapper_registrations_total") == 1
             assert total(text, "twinplane_mapper_reports_sent_total") > 0
+            url = f"http://127.0.0.1:{port}"  # a page that rebound its name reads nothing
+            answer = await raw_http.request(url, "GET", "/metrics", host=f"evil.example:{port}")
+            assert (answer.status, answer.json()["header"]) == (403, "Host")
         finally:
             stop.set()
             async with asyncio.timeout(WAIT_S):

@@ -220,10 +220,11 @@ def test_allowed_host_takes_names_and_addresses_only() -> None:
         assert err.value.path == "allowed_hosts"
 
 
-def test_twinplane_edge_refuses_a_bad_allowed_host() -> None:
+def test_twinplane_edge_refuses_a_bad_allowed_host(home: Path) -> None:
     """``twinplane edge --allowed-host 'x:1'`` exits 2 with a one-line error naming the value."""
-    done = subprocess.run(
-        [sys.executable, "-m", "twinplane.cli", "edge", "--allowed-host", "gw.example:8080"],
+    args = ["--home", str(home), "--rest-addr", "127.0.0.1:0", "--allowed-host", "gw.example:8080"]
+    done = subprocess.run(  # noqa: S603 - our own command
+        [sys.executable, "-m", "twinplane.cli", "edge", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -435,3 +440,44 @@ async def test_a_long_or_undecodable_value_is_a_small_400() -> None:
         assert 400 <= answer.status < 500
         assert len(answer.body) < 2048
         assert r.runtime.devices["default/v1"].bus.stats.writes == 0
+
+
+def test_twinplane_mapper_answers_to_its_allowed_hosts() -> None:
+    """``twinplane mapper --allowed-host NAME`` reaches its REST data API; a bad NAME exits 2."""
+    with short_home() as home:
+        _mapper_with_allowed_hosts(home)
+
+
+def _mapper_with_allowed_hosts(home: Path) -> None:
+    base = [sys.executable, "-m", "twinplane.cli", "mapper", "--protocol", "virtual"]
+    where = ["--home", str(home), "--http-port", "0", "--log-level", "warning"]
+    bad = subprocess.run(  # noqa: S603 - our own command
+        [*base, *where, "--allowed-host", "a b"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "--allowed-host 'a b' is not a host name" in bad.stderr
+    with subprocess.Popen(  # noqa: S603 - our own command
+        [*base, *where, "--allowed-host", "gw.example"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = b""
+            while not line.startswith(b"twinplane mapper"):  # the banner names the REST URL
+                line = proc.stdout.readline()
+                assert line, "the mapper ended before its banner"
+            url = line.decode().split("REST ")[1].split()[0]
+            for host, status in (("gw.example:8080", 200), ("evil.example", 403)):
+                answer = asyncio.run(
+                    raw_http.request(url, "GET", "/api/v1/ping", raw_http.CURL, host=host)
+                )
+                assert answer.status == status, (host, answer.body)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

@@ -72,7 +72,10 @@ class StoreConnection:
         file = Path(path)
         make_dirs(file.parent)
         if not file.exists():
-            private_file(file)  # before SQLite creates -wal and -shm with the file's mode
+            try:
+                private_file(file)  # before SQLite creates -wal and -shm with the file's mode
+            except OSError as exc:
+                raise StoreError(f"cannot create {file}: {exc}", db_path=str(file)) from exc
         try:
             conn = sqlite3.connect(file, timeout=busy_timeout_ms / 1000, isolation_level=None)
         except sqlite3.Error as exc:

@@ -8,17 +8,21 @@ Two implementations that are not ours, which behave differently on a pipelined c
 - :class:`ModbusTkServer`, modbus_tk's threaded ``TcpServer``: it reads the stream frame by
   frame and answers every pipelined request, in order.
 
-Units 1 and 2 answer at once; on pymodbus unit 3 answers after ``SLOW`` seconds. Each unit has
+Units 1 and 2 answer at once; on pymodbus unit 3 answers after ``SLOW`` seconds, and a unit
+may be given its own action (:func:`refuse_above`: a setpoint range check that answers
+exception 3). Each unit has
 ``SIZE`` coils, discrete inputs, holding and input registers with values computed from the
-unit id (the same on both servers).
+unit id (the same on both servers). pymodbus's server can log every request it answers
+(``PymodbusServer.requests``), as the server saw it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import modbus_tk.defines as tk_defines
@@ -36,6 +40,9 @@ SLOW = 0.3
 """Seconds unit 3 takes to answer (on pymodbus)."""
 WAIT = 5.0
 """Seconds a server may take to start or stop."""
+
+Request = tuple[int, int, int, int]
+"""A request as the server saw it: ``(unit, function code, address, count)``."""
 
 
 def free_port() -> int:
@@ -95,8 +102,67 @@ async def slow_action(  # noqa: PLR0913, PLR0917 - pymodbus's action signature
     return None
 
 
-def device(unit: int) -> SimDevice:
-    """A pymodbus device with separate blocks for the four kinds."""
+Action = Callable[
+    [int, int, int, int, list[int], "list[int] | list[bool] | None"],
+    Coroutine[None, None, ExcCodes | None],
+]
+"""A pymodbus device action (see :func:`slow_action`): it may refuse a request."""
+
+
+def refuse_above(address: int, limit: int) -> Action:
+    """An action that refuses a write of more than ``limit`` to holding register ``address``.
+
+    The answer is exception 3 (``ILLEGAL_DATA_VALUE``), as a PLC that checks a setpoint's range
+    does; reads and other writes are served.
+    """
+
+    async def check(  # noqa: PLR0913, PLR0917 - pymodbus's action signature
+        function_code: int,
+        start_address: int,
+        request_address: int,
+        count: int,
+        current_registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        if function_code not in (6, 16) or set_values is None:
+            return None
+        hit = request_address <= address < request_address + count
+        if hit and int(set_values[address - request_address]) > limit:
+            return ExcCodes.ILLEGAL_VALUE
+        return None
+
+    return check
+
+
+async def logged_action(  # noqa: PLR0913, PLR0917 - ours, then pymodbus's action signature
+    unit: int,
+    requests: list[Request],
+    action: Action | None,
+    function_code: int,
+    start_address: int,
+    address: int,
+    count: int,
+    current_registers: list[int],
+    set_values: list[int] | list[bool] | None,
+) -> ExcCodes | None:
+    """Logs a request of unit ``unit``, then answers as the unit's ``action`` does."""
+    requests.append((unit, function_code, address, count))
+    if action is None:
+        return None
+    return await action(function_code, start_address, address, count, current_registers, set_values)
+
+
+def device(
+    unit: int, action: Action | None = None, requests: list[Request] | None = None
+) -> SimDevice:
+    """A pymodbus device with separate blocks for the four kinds.
+
+    ``action`` replaces the default one (unit 3's slow answers); with ``requests``, every request
+    of the unit is logged there first.
+    """
+    answer: Any = action if action is not None else (slow_action if unit == 3 else None)
+    if requests is not None:
+        answer = functools.partial(logged_action, unit, requests, answer)
     return SimDevice(
         id=unit,
         simdata=(
@@ -105,7 +171,7 @@ def device(unit: int) -> SimDevice:
             [SimData(0, values=holding(unit), datatype=DataType.REGISTERS)],
             [SimData(0, values=inputs(unit), datatype=DataType.REGISTERS)],
         ),
-        action=slow_action if unit == 3 else None,
+        action=answer,
     )
 
 
@@ -122,17 +188,39 @@ async def wait_listening(port: int) -> None:
 
 
 class PymodbusServer:
-    """pymodbus's TCP server with units ``units`` (one transaction at a time)."""
+    """pymodbus's TCP server with units ``units`` (one transaction at a time).
 
-    def __init__(self, units: Sequence[int] = (1, 2, 3), port: int | None = None) -> None:
+    ``actions`` gives a unit its own pymodbus action (e.g. :func:`refuse_above`). The server can
+    be stopped and started again on the same port.
+
+    Attributes:
+        requests: With ``log=True``, every request the server handled (register reads and
+            writes; bit reads count 16-bit words), in order.
+    """
+
+    def __init__(
+        self,
+        units: Sequence[int] = (1, 2, 3),
+        port: int | None = None,
+        actions: Mapping[int, Action] | None = None,
+        *,
+        log: bool = False,
+    ) -> None:
         self.units = tuple(units)
         self.port = free_port() if port is None else port
+        self.actions = dict(actions or {})
         self.server: ModbusTcpServer | None = None
+        self.requests: list[Request] = []
+        self._log = log
 
     async def start(self) -> None:
         """Starts serving and waits until it accepts connections."""
         self.server = ModbusTcpServer(
-            [device(unit) for unit in self.units], address=(HOST, self.port)
+            [
+                device(unit, self.actions.get(unit), self.requests if self._log else None)
+                for unit in self.units
+            ],
+            address=(HOST, self.port),
         )
         await self.server.serve_forever(background=True)
         await wait_listening(self.port)

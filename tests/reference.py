@@ -1312,9 +1312,26 @@ class ReferenceEngine:
             raise UnknownPropertyError(f"no property {name!r}", device=d.id, property=name or None)
         return d.by_name[name]
 
-    def read_plan(self, device: int | str) -> list[tuple[str, int, int]]:
-        """The coalesced reads covering every Modbus property of a device."""
-        visitors = [p.config.visitor for p in self._device(device).properties]
+    def read_plan(
+        self, device: int | str, properties: Sequence[int] | None = None
+    ) -> list[tuple[str, int, int]]:
+        """The coalesced reads covering the Modbus properties of a device.
+
+        The coalesced reads covering every Modbus property of a device, or only those at the
+        indices ``properties`` (each counted once); an index the device does not have is an
+        error.
+        """
+        d = self._device(device)
+        if properties is None:
+            chosen = d.properties
+        else:
+            for index in properties:
+                if not 0 <= index < len(d.properties):
+                    raise UnknownPropertyError(
+                        "no such property", device=d.id, property=f"#{index}"
+                    )
+            chosen = [d.properties[i] for i in sorted(set(properties))]
+        visitors = [p.config.visitor for p in chosen]
         return plan_reads([v for v in visitors if v is not None], *self.limits)
 
     def __len__(self) -> int:

@@ -1,9 +1,9 @@
 """Running a process until SIGINT or SIGTERM, then stopping it cleanly.
 
-Every process command (``twinplane edge``, ``mapper``, ``sim``, ``up``, ``bench kubeedge-mapper``)
-stops on either signal; :func:`stop_on_signals` is that rule in one place, and :func:`serve`
-runs a composition root with it (start, announce, wait, stop — the stop runs even when the start
-fails half-way, or the task is cancelled).
+Every process command (``twinplane edge``, ``mapper``, ``sim``, ``up``, ``bench
+imitation-mapper``) stops on either signal; :func:`stop_on_signals` is that rule in one place,
+and :func:`serve` runs a composition root with it (start, announce, wait, stop — the stop runs
+even when the start fails half-way, or the task is cancelled).
 """
 
 from __future__ import annotations

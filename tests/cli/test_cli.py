@@ -21,7 +21,7 @@ import grpc
 import pytest
 import yaml
 
-from dmi_helpers import report_request
+from dmi_helpers import register_request, report_request
 from edge_helpers import EdgeProcess, edge_process, free_port, samples, thermo_model
 from twinplane.cli import main
 from twinplane.dmi.v1beta1 import api_pb2_grpc
@@ -271,6 +271,47 @@ def test_apply_counts_errors_the_server_did_not_list(server: EdgeProcess) -> Non
     assert len(lines) == 1 + 100 + 1
 
 
+def test_get_and_delete_mappers(server: EdgeProcess) -> None:
+    """``get mappers`` lists, ``get mapper NAME`` shows one, ``delete mapper`` forgets it."""
+    ok(server, "apply", "-f", "-", stdin=thermo("mappers"))
+    request = register_request("cli-mapper", "modbus", "/run/cli-mapper.sock", with_data=False)
+    with grpc.insecure_channel(server.target) as channel:
+        api_pb2_grpc.DeviceManagerServiceStub(channel).MapperRegister(request, timeout=5)
+    table = ok(server, "get", "mappers").splitlines()
+    assert table[0].split() == [
+        "NAME",
+        "PROTOCOL",
+        "ADDRESS",
+        "VERSION",
+        "STATE",
+        "DEVICES",
+        "AGE",
+    ]
+    rows = {line.split()[0]: line.split() for line in table[1:]}
+    assert rows["cli-mapper"][:5] == [
+        "cli-mapper",
+        "modbus",
+        "/run/cli-mapper.sock",
+        "v1.19.0",
+        "ok",
+    ]
+    assert int(rows["cli-mapper"][5]) >= 1  # mappers/thermo-1 at least
+    shown = json.loads(ok(server, "get", "mapper", "cli-mapper", "-o", "json"))
+    assert shown["name"] == "cli-mapper"
+    assert "mappers/thermo-1" in shown["devices"]
+    assert ok(server, "delete", "mapper", "cli-mapper") == 'mapper "cli-mapper" deleted\n'
+    assert failed(server, "delete", "mapper", "cli-mapper") == [
+        'error: mapper "cli-mapper" not found'
+    ]
+    assert failed(server, "get", "mapper", "cli-mapper") == ['error: mapper "cli-mapper" not found']
+    listed = json.loads(ok(server, "get", "mappers", "-o", "json"))
+    assert "cli-mapper" not in [m["name"] for m in listed["items"]]
+    assert failed(server, "describe", "mapper", "x") == [
+        "error: describe takes a device or a devicemodel; for a mapper: twinplane get mapper x"
+        " -o yaml"
+    ]
+
+
 # -- twins -------------------------------------------------------------------------------------
 
 
@@ -291,10 +332,11 @@ def test_twin_set_prints_the_delta_and_twin_get_the_table(server: EdgeProcess) -
         "REPORTED",
         "REPORTED-AT",
         "VERSIONS",
+        "WRITE-ERROR",
     ]
     rows = {line.split()[0]: line.split() for line in table[1:]}
     assert rows["setpoint"][:4] == ["setpoint", "INT", "25", "21"]
-    assert rows["setpoint"][-2:] == ["d=0/2", "r=0/1"]
+    assert rows["setpoint"][-3:] == ["d=0/2", "r=0/1", "<none>"]
     assert rows["temperature"][:4] == ["temperature", "FLOAT", "<none>", "19.5"]
     report(server, "twin", "thermo-1", setpoint="25")
     again = ok(server, "twin", "set", "thermo-1", "setpoint=25", "-n", "twin")

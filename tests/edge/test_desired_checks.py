@@ -118,24 +118,25 @@ async def test_a_value_its_register_or_model_cannot_take_is_refused(
 
 
 @pytest.mark.parametrize(
-    ("prop", "value"),
+    ("prop", "value", "stored"),
     [
-        ("position", 32767),
-        ("position", -32768),
-        ("target", "3276.7"),
-        ("target", "-3276.8"),
-        ("limit", 100),
-        ("limit", 0),
-        ("open", True),
+        ("position", 32767, "32767"),
+        ("position", -32768, "-32768"),
+        ("target", "3276.7", "3276.7"),
+        ("target", "-3276.8", "-3276.8"),
+        ("limit", 100, "100"),
+        ("limit", 0, "0"),
+        ("open", True, "true"),
     ],
 )
 async def test_a_value_at_the_edge_of_the_range_is_taken(
-    app: EdgeApp, prop: str, value: object
+    app: EdgeApp, prop: str, value: object, stored: str
 ) -> None:
-    """The extremes a register and the model allow are accepted and stored."""
+    """The extremes a register and the model allow are accepted and stored as twin text."""
+    before = _desired(app)
     status, body = await _patch(app, {prop: value})
     assert status == 200, body
-    assert _desired(app)[prop] is not None
+    assert _desired(app) == {**before, prop: stored}
 
 
 async def test_every_refused_value_is_named_and_none_is_stored(app: EdgeApp) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 import pytest
 from google.protobuf import message
@@ -32,6 +33,7 @@ from twinplane.dmi.anyvalue import decode_config
 from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.edge.mappers import MapperLink
 from twinplane.manifests import ManifestError
+from twinplane.rest.guard import CLIENT_HEADER
 
 WAIT = 10.0
 """Seconds any single wait may take before the test fails."""
@@ -695,3 +697,90 @@ async def test_two_mappers_of_one_protocol_split_the_devices(edge: Edge) -> None
     finally:
         await a.stop()
         await b.stop()
+
+
+async def test_a_deleted_mapper_is_contacted_no_more_and_its_devices_move(edge: Edge) -> None:
+    """DELETE /api/v1/mappers/NAME: row and link gone, its devices pushed to the other mapper.
+
+    Nothing more is sent to the deleted mapper, not even RemoveDevice; it may register again.
+    """
+    names = [f"thermo-{i}" for i in range(2, 8)]
+    await edge.core.apply(
+        "---\n".join([*(thermo(n) for n in names), thermo("pinned-a", pin="modbus-a")])
+    )
+    everything = MODBUS_DEVICES | set(names) | {"pinned-a"}
+    a, b = edge.mapper("modbus-a"), edge.mapper("modbus-b")
+    await a.start()
+    await b.start()
+    try:
+        await edge.register(a, name="modbus-a")
+        await edge.register(b, name="modbus-b")
+        on_a = owned_by(edge, "modbus-a")
+        assert "pinned-a" in on_a
+        await eventually(
+            lambda: a.held() == on_a and b.held() == everything - on_a,
+            "the devices to be split between the mappers",
+        )
+        async with (
+            aiohttp.ClientSession(headers={CLIENT_HEADER: "tests"}) as http,  # as the CLI
+            http.delete(f"{edge.app.rest_url}/api/v1/mappers/modbus-a") as resp,
+        ):
+            assert resp.status == 200
+            body = await resp.json()
+        assert body["status"] == "Success"
+        assert body["details"] == {"name": "modbus-a", "kind": "mappers"}
+        sent_to_a = len(a.calls)
+        await edge.synced(b, everything)  # a's devices, the pinned one too, moved to b
+        await edge.barrier(b, "pinned-a")  # pushed after anything queued at the deletion
+        assert len(a.calls) == sent_to_a
+        assert edge.app.mappers is not None
+        assert sorted(edge.app.mappers.links) == ["modbus-b"]
+        assert edge.app.store is not None
+        assert await edge.app.store.get_mapper("modbus-a") is None
+        # Deleting is no ban: the mapper registers again and gets its devices back.
+        await edge.register(a, name="modbus-a")
+        await eventually(
+            lambda: (
+                set(a.targets("RegisterDevice", sent_to_a)) == on_a
+                and b.held() == everything - on_a
+            ),
+            "modbus-a's devices to move back to it",
+        )
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_mapper_routes_list_show_and_answer_404(edge: Edge, fake: FakeMapper) -> None:
+    """GET lists mappers with the devices each owns, GET one shows it; unknown names are 404."""
+    await edge.register(fake)
+    base = f"{edge.app.rest_url}/api/v1/mappers"
+    async with aiohttp.ClientSession(headers={CLIENT_HEADER: "tests"}) as http:
+        async with http.get(base) as resp:
+            assert resp.status == 200
+            listed = await resp.json()
+        assert (listed["kind"], [m["name"] for m in listed["items"]]) == (
+            "MapperList",
+            ["modbus-mapper"],
+        )
+        async with http.get(f"{base}/modbus-mapper") as resp:
+            assert resp.status == 200
+            one = await resp.json()
+        assert one == listed["items"][0]
+        assert {k: v for k, v in one.items() if k != "registeredAt"} == {
+            "name": "modbus-mapper",
+            "protocol": "modbus",
+            "address": str(fake.socket_path),
+            "version": "v1.19.0",
+            "apiVersion": "v1.0.0",
+            "state": "ok",
+            "devices": sorted(f"default/{n}" for n in MODBUS_DEVICES),
+        }
+        assert one["registeredAt"].endswith("Z")
+        for method in ("GET", "DELETE"):
+            async with http.request(method, f"{base}/nobody") as resp:
+                assert resp.status == 404
+                body = await resp.json()
+            assert (body["reason"], body["message"]) == ("NotFound", 'mapper "nobody" not found')
+    assert edge.app.mappers is not None
+    assert sorted(edge.app.mappers.links) == ["modbus-mapper"]

@@ -7,18 +7,22 @@ the binary is missing, and skips otherwise, as in ``test_mqtt_bridge.py``).
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import aiomqtt
 import pytest
 
 from dmi_helpers import report
 from edge_helpers import running_app, thermo_model
 from mqtt_broker import running_mosquitto
 from twinplane.edge.metrics import MQTT_STATS, MetricsWriter, RequestCounts
+from twinplane.mqtt_url import BrokerUrl
 
 THERMO = "---\n".join(
     [
@@ -167,7 +171,11 @@ def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 async def test_edge_exports_mqtt_bridge_counters(home: Path, broker_url: str) -> None:
-    """With a broker, ``/metrics`` has every bridge counter; a twin change counts as published."""
+    """With a broker, ``/metrics`` has every bridge counter.
+
+    A twin change counts as published; a request from a client (``twin/get``) counts as
+    received, exactly once.
+    """
     async with running_app(home, THERMO, mqtt_url=broker_url, node_name="node-a") as app:
         bridge = app.mqtt
         assert bridge is not None
@@ -178,6 +186,7 @@ async def test_edge_exports_mqtt_bridge_counters(home: Path, broker_url: str) ->
         await report(f"unix:{app.config.socket_path}", "thermo-1", values)
         async with asyncio.timeout(10):
             await bridge.flush()  # every queued message acknowledged by the broker
+        await _ask_twin_get(broker_url)
         text = await _scrape(app.rest_url)
         stats = bridge.stats()
     for name, kind, _ in MQTT_STATS.values():
@@ -190,4 +199,19 @@ async def test_edge_exports_mqtt_bridge_counters(home: Path, broker_url: str) ->
     assert samples["twinplane_mqtt_pending"] == 0
     for name in ("dropped", "reconnects", "rejected"):
         assert samples[f"twinplane_mqtt_{name}_total"] == 0
-    assert samples["twinplane_mqtt_received_total"] >= 0
+    assert before["twinplane_mqtt_received_total"] == 0
+    assert samples["twinplane_mqtt_received_total"] == stats["received"] == 1
+
+
+async def _ask_twin_get(broker_url: str) -> None:
+    """Sends thermo-1's ``twin/get`` as a client would and waits for its answer."""
+    url = BrokerUrl.parse(broker_url)
+    topic = "$hw/events/device/default/thermo-1/twin/get"
+    async with aiomqtt.Client(url.host, url.port, identifier=f"test-{uuid.uuid4()}") as client:
+        await client.subscribe(f"{topic}/result", qos=1)
+        await client.publish(topic, json.dumps({"event_id": "req-1"}).encode(), qos=1)
+        async with asyncio.timeout(10):
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                assert json.loads(message.payload)["event_id"] == "req-1"
+                return

@@ -25,6 +25,7 @@ from mqtt_broker import Mosquitto, running_mosquitto
 from mqtt_broker import mosquitto_binary as find_mosquitto
 from twinplane.edge.app import EdgeApp
 from twinplane.edge.mqtt_bridge import MqttBridge
+from twinplane.edge.write_errors import WriteOutcome
 
 NODE = "node-a"
 DEVICE = "$hw/events/device/default/thermo-1"
@@ -306,6 +307,37 @@ async def test_twin_get_answers_every_twin(edge: EdgeApp, mqtt: Inbox) -> None:
     assert result["twin"]["temp"]["actual"]["metadata"]["timestamp"] == 1_700_000_000_000
     assert_msg_twin(result["twin"]["enabled"], "boolean")
     assert_msg_twin(result["twin"]["label"], "string")
+
+
+def write_error(body: dict[str, Any]) -> object:
+    """The ``last_write_error`` of temp in a result (``"absent"`` when it has none)."""
+    return ((body.get("twin") or {}).get("temp") or {}).get("last_write_error", "absent")
+
+
+async def test_a_write_error_is_published_and_answered_with_the_twin(
+    edge: EdgeApp, mqtt: Inbox
+) -> None:
+    """A failed desired write is a twin/update/result with last_write_error; twin/get shows it."""
+    assert edge.core is not None
+    await edge.core.set_desired("default/thermo-1", {"temp": "25"})
+    failed = WriteOutcome("default/thermo-1", "temp", "25", False, "refused", 1, 1_700_000_000_000)
+    assert await edge.core.record_write_outcomes([failed]) == (1, 0)
+    error = {"reason": "refused", "time": 1_700_000_000_000, "attempts": 1, "value": "25"}
+    result = await mqtt.get(f"{DEVICE}/twin/update/result", lambda b: write_error(b) != "absent")
+    assert_base(result, "twin")
+    assert UUID.match(result["event_id"])
+    assert list(result["twin"]) == ["temp"]
+    assert result["twin"]["temp"]["last_write_error"] == error
+    assert result["twin"]["temp"]["expected"]["value"] == "25"
+    got = await mqtt.ask(f"{DEVICE}/twin/get", {"event_id": event_id()})
+    assert got["twin"]["temp"]["last_write_error"] == error
+    assert "last_write_error" not in got["twin"]["enabled"]
+    ok = WriteOutcome("default/thermo-1", "temp", "25", True, "", 1, 1_700_000_000_001)
+    await edge.core.record_write_outcomes([ok])
+    cleared = await mqtt.get(f"{DEVICE}/twin/update/result", lambda b: write_error(b) is None)
+    assert cleared["twin"]["temp"]["last_write_error"] is None
+    got = await mqtt.ask(f"{DEVICE}/twin/get", {"event_id": event_id()})
+    assert "last_write_error" not in got["twin"]["temp"]
 
 
 async def test_state_update_answers_device_state(edge: EdgeApp, mqtt: Inbox) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,9 +18,11 @@ from typing import Any
 import pytest
 
 from mqtt_broker import running_mosquitto
-from twinplane.loadtest import report
+from twinplane.loadtest import plots, report
+from twinplane.loadtest.baselines import IMITATION
 from twinplane.loadtest.procs import ProcUsage
 from twinplane.loadtest.prom import Histogram, histogram_quantile, parse
+from twinplane.loadtest.scale import write_results
 from twinplane.loadtest.window import (
     MQTT_PUBLISHED,
     Tick,
@@ -111,7 +114,7 @@ def test_histogram_delta_is_the_window() -> None:
 
 
 def test_expected_polls_per_device_and_per_property() -> None:
-    """Our mapper polls each device once a cycle; the kubeedge-style one each property."""
+    """Our mapper polls each device once a cycle; the mapper-framework imitation each property."""
     ours = WindowLoad(devices=1000, properties=10, cycle_ms=1000)
     theirs = WindowLoad(devices=1000, properties=10, cycle_ms=1000, per_property=True)
     assert expected_polls(ours, 60) == 60_000
@@ -266,14 +269,113 @@ def test_summarize_reads_the_mqtt_publish_counter() -> None:
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _run_bench(out: Path, *extra: str) -> tuple[str, dict[str, Any]]:
+def _window_results() -> dict[str, Any]:
+    """What a run's results hold, from three scrapes (no processes)."""
+    ticks = [_tick(t, 100 * t, 100 * t, 50 * t, 1.0 + t) for t in range(3)]
+    load = WindowLoad(devices=100, properties=4, cycle_ms=1000)
+    results: dict[str, Any] = {
+        "devices": 100,
+        "properties": 4,
+        "cycle_ms": 1000,
+        "duration_s": 2.0,
+        "warmup_s": 0.0,
+        "devices_per_port": 10,
+        **summarize(ticks, load, mqtt=False),
+        "baseline": None,
+    }
+    results["targets"] = report.targets(results)
+    return results
+
+
+def test_results_are_written_and_plots_drawn(tmp_path: Path) -> None:
+    """With matplotlib: results.json (what the run returns), results.md and two PNGs."""
+    results = _window_results()
+    run = write_results(tmp_path, results)
+    assert [p.name for p in run.files] == ["results.json", "results.md", *plots.FILES]
+    assert run.warnings == ()
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    assert "| polls on time |" in (tmp_path / "results.md").read_text()
+    for name in plots.FILES:
+        assert (tmp_path / name).read_bytes()[:8] == PNG
+
+
+def test_without_matplotlib_the_results_are_written_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without an importable matplotlib: results.json and results.md written, a warning.
+
+    Plots an earlier run left in the directory are removed, so none is taken for this run's.
+    """
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
+    for name in plots.FILES:
+        (tmp_path / name).write_bytes(PNG + b"an earlier run's")
+    results = _window_results()
+    run = write_results(tmp_path, results)
+    assert [p.name for p in run.files] == ["results.json", "results.md"]
+    (warning,) = run.warnings
+    assert warning.startswith("plots not written: matplotlib is not installed")
+    assert "pip install 'twinplane[bench]'" in warning
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    assert (tmp_path / "results.md").read_text() == report.markdown(results)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md"]
+
+
+def test_when_matplotlib_fails_the_results_are_written_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When matplotlib raises while it draws, the results stand; the warning names the error."""
+    from matplotlib.figure import Figure  # noqa: PLC0415 - the bench extra
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no backend today")
+
+    monkeypatch.setattr(Figure, "savefig", broken)
+    run = write_results(tmp_path, _window_results())
+    assert [p.name for p in run.files] == ["results.json", "results.md"]
+    assert run.warnings == ("plots not written: matplotlib failed: RuntimeError: no backend today",)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md"]
+
+
+def test_reports_name_the_baseline_for_what_it_is(tmp_path: Path) -> None:
+    """Table, results.md and the plots call the baseline a Python imitation, never KubeEdge."""
+    results = _window_results()
+    base = {**_window_results(), "mapper": IMITATION.name}
+    results.update(
+        baseline=base,
+        baseline_name=IMITATION.name,
+        baseline_description=IMITATION.description,
+        ratios=report.ratios(results, base),
+    )
+    text, markdown = report.table(results), report.markdown(results)
+    assert IMITATION.label in text.splitlines()[1]  # the column
+    assert f"baseline: {IMITATION.description}; not KubeEdge's own code" in text
+    assert f"## Ratios against {IMITATION.description} (same run)" in markdown
+    assert f"| twinplane | {IMITATION.label} | target |" in markdown
+    assert "python imitation of mapper-framework" in IMITATION.description.lower()
+    for shown in (text, markdown):
+        assert "kubeedge-style" not in shown.lower()
+        assert "kubeedge's own code" in shown.lower()  # the only mention: what it is not
+    run = write_results(tmp_path, results)
+    assert run.warnings == ()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert (saved["baseline_name"], saved["baseline_description"]) == (
+        IMITATION.name,
+        IMITATION.description,
+    )
+
+
+def _run_bench(
+    out: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[str, dict[str, Any]]:
     """A short real ``python -m twinplane bench scale`` run: its output and ``results.json``."""
     cmd = [sys.executable, "-m", "twinplane", "bench", "scale", "--devices", "20"]
     cmd += ["--properties", "4", "--cycle-ms", "100", "--duration", "3", "--warmup", "1"]
     cmd += ["--out", str(out), *extra]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=80, check=False)  # noqa: S603
+    done = subprocess.run(  # noqa: S603 - our own command
+        cmd, capture_output=True, text=True, timeout=80, check=False, env=env
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout, json.loads((out / "results.json").read_text())
+    return done.stdout + done.stderr, json.loads((out / "results.json").read_text())
 
 
 def _assert_complete(results: dict[str, Any]) -> None:
@@ -284,7 +386,9 @@ def _assert_complete(results: dict[str, Any]) -> None:
     assert results["polls"] > 0
     assert results["samples_per_s"] > 0
     assert 0 < results["polls_on_time_pct"] <= 100
-    assert results["polls_on_time"] >= 0
+    # every poll the mapper counted succeeded and is on time or late, none twice
+    assert 0 < results["polls_on_time"] <= results["polls"]
+    assert results["polls_on_time"] + results["polls_late"] == results["polls"]
     assert results["polls_expected"] > 0
     assert isinstance(results["poll_lateness_p99_ms"], float)
     for path in ("stored", "applied"):
@@ -345,3 +449,28 @@ def test_bench_scale_with_mqtt_reports_publishes(tmp_path: Path, broker_url: str
     assert results["mqtt"] == broker_url
     _assert_complete(results)
     assert results["mqtt_publishes_per_s"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_bench_scale_without_matplotlib_exits_0_with_results_and_a_warning(
+    tmp_path: Path,
+) -> None:
+    """A real run where matplotlib cannot be imported: exit 0, results written, a warning."""
+    blocked = tmp_path / "blocked" / "matplotlib"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text('raise ImportError("matplotlib blocked by the test")\n')
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(blocked.parent), *filter(None, [env.get("PYTHONPATH")])]
+    )
+    out = tmp_path / "out"
+    output, results = _run_bench(out, "--devices", "5", "--duration", "2", env=env)
+    assert results["devices"] == 5
+    assert results["polls"] > 0
+    assert "twinplane bench scale: warning: plots not written: matplotlib is not installed" in (
+        output
+    )
+    assert "matplotlib blocked by the test" in output
+    assert f"results: {out}/results.json, results.md\n" in output
+    assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.md", "work"]

@@ -39,7 +39,9 @@ def test_yaml_multi_document_stream_loads_every_kind_in_order() -> None:
     ] * 2
     assert result.models[0].spec.properties[0].type == "FLOAT"
     assert result.statuses[0].status is not None
-    assert result.statuses[0].status.twins[0].reported is not None
+    reported = result.statuses[0].status.twins[0].reported
+    assert reported is not None
+    assert reported.value == "21.5"
 
 
 def test_empty_and_comment_only_documents_are_skipped_and_not_counted() -> None:

@@ -60,6 +60,18 @@ def test_queue_capacity_is_report_over_collect_cycles() -> None:
     assert DeviceInstance.from_proto(device(0, 0), MODEL).collect_cycle_ms == 1000
 
 
+def test_each_property_keeps_its_own_cycle_and_ring() -> None:
+    """Properties at 200 and 600 ms: rings of their own samples per report; polls at 200 ms."""
+    pb = device(200, 1200)
+    slow = pb.spec.properties.add(name="u", collectCycle=600, reportCycle=1200)
+    slow.visitors.configData.data["offset"].CopyFrom(packed(4.0))
+    inst = DeviceInstance.from_proto(pb, MODEL)
+    assert [p.collect_cycle_ms for p in inst.properties] == [200, 600]
+    capacities = [spec.get("queue_capacity") for spec in inst.engine_specs(frames=True)]
+    assert capacities == [6, 2]
+    assert inst.collect_cycle_ms == 200
+
+
 def test_nanosecond_cycles_are_converted_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     """A pre-1.18 cycle of 10_000_000_000 ns is 10 s, and a warning says so."""
     with caplog.at_level(logging.WARNING):

@@ -117,4 +117,6 @@ async def test_rtu_register_reaches_the_twin_and_desired_is_written(serial_devic
                 await core.set_desired("default/rtu1", {"setpoint": "33"})
                 await until(lambda: reported(core, "setpoint") == "33", "the setpoint read back")
                 assert mapper.runtime.devices["default/rtu1"].client is running.client
-                assert core.twins("default/rtu1")["setpoint"]["desired"] is not None
+                desired = core.twins("default/rtu1")["setpoint"]["desired"]
+                assert desired is not None
+                assert desired["value"] == "33"

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from functools import partial
 from typing import cast
 
 import pytest
 
 from twinplane.drivers.base import FrameClient, FrameRead, PropertyVisitor
+from twinplane.mapper.cycles import PropertyCycles
 from twinplane.mapper.scheduler import BusScheduler, ScheduledDevice
 from twinplane.twin import Engine, PropertySpec
 from waits import until
@@ -37,6 +39,7 @@ class Device(FrameClient):
         self.writes: list[str] = []
         self.answers: list[bytes | Exception] = []
         self.value = b"\x00\x07"
+        self.batches: list[Sequence[FrameRead]] = []
 
     async def init_device(self) -> None:
         """Counts initialisations."""
@@ -53,6 +56,7 @@ class Device(FrameClient):
         """The cheap path: a future settled by a loop callback, no task."""
         del timeout
         self.cheap_reads += 1
+        self.batches.append(batch)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[list[bytes]] = loop.create_future()
         answer = self.answers.pop(0) if self.answers else self.value
@@ -139,3 +143,81 @@ async def test_a_write_before_the_first_poll_initialises_the_device_once() -> No
     assert client.inits == 1
     assert device.initialized
     assert client.coroutine_reads == 0  # initialised by the write: every poll took the cheap path
+
+
+SLOW_SPEC = cast(
+    PropertySpec,
+    {"name": "s", "type": "INT", "visitor": {"register": "HoldingRegister", "offset": 5}},
+)
+SLOW_S = 60.0
+"""A cycle no test waits for: the slow property is due at the first poll only."""
+
+
+def bus_with_cycles(client: Device) -> tuple[BusScheduler, ScheduledDevice]:
+    """A bus with one device: ``t`` every CYCLE_S, ``s`` every SLOW_S."""
+    engine = Engine()
+    index = engine.upsert_device("default/d", [SPEC, SLOW_SPEC])
+    bus = BusScheduler("test", engine, max_in_flight=4)
+    props = [PropertyVisitor(name="t", index=0, type="INT"), PropertyVisitor("s", 1, "INT")]
+    millis = [round(CYCLE_S * 1000), round(SLOW_S * 1000)]
+    device = ScheduledDevice(
+        device_id="default/d",
+        index=index,
+        client=client,
+        props=props,
+        plan=engine.read_plan(index),
+        cycle_s=CYCLE_S,
+        timeout_s=1.0,
+        cycles=PropertyCycles(props, millis, partial(engine.read_plan, index)),
+    )
+    bus.add(device)
+    return bus, device
+
+
+WHOLE = [("HoldingRegister", 0, 1), ("HoldingRegister", 5, 1)]
+FAST = [("HoldingRegister", 0, 1)]
+
+
+async def test_a_device_with_two_cycles_reads_the_slow_property_only_when_due() -> None:
+    """The first poll reads both properties; the next ones only the fast one."""
+    client = Device()
+    bus, _ = bus_with_cycles(client)
+    bus.start()
+    try:
+        await until(lambda: len(client.batches) >= 4, "four polls")
+    finally:
+        await bus.stop()
+    assert [list(b) for b in client.batches[:4]] == [WHOLE, FAST, FAST, FAST]
+    bus.engine.report()
+    twins = bus.engine.twins("default/d")
+    assert {p: t["reported"] is not None for p, t in twins.items()} == {"t": True, "s": True}
+
+
+async def test_a_failed_poll_is_retried_with_the_properties_it_did_not_read() -> None:
+    """The slow property's failed read is retried at once, not a slow cycle later."""
+    client = Device()
+    client.answers = [TimeoutError("no answer")]
+    bus, device = bus_with_cycles(client)
+    bus.start()
+    try:
+        await until(lambda: device.polls >= 2, "polls after the failure")
+    finally:
+        await bus.stop()
+    assert [list(b) for b in client.batches[:3]] == [WHOLE, WHOLE, FAST]
+
+
+async def test_the_poll_after_a_write_reads_the_whole_device() -> None:
+    """A write's follow-up poll reads every property, then the cycles go on."""
+    client = Device()
+    bus, device = bus_with_cycles(client)
+    bus.start()
+    try:
+        await until(lambda: device.polls >= 2, "two polls")
+        before = len(client.batches)
+        await bus.write("default/d", PropertyVisitor(name="s", index=1, type="INT"), "5")
+        await until(lambda: len(client.batches) >= before + 2, "polls after the write")
+    finally:
+        await bus.stop()
+    after = [list(b) for b in client.batches[before:]]
+    assert WHOLE in after  # the follow-up (a due poll may come first)
+    assert after[-1] == FAST

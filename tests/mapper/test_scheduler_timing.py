@@ -196,3 +196,47 @@ async def test_devices_of_a_bus_share_its_phase_and_buses_differ() -> None:
     assert [len(p) for p in phases] == [1, 1]
     assert phases[0] != phases[1]
     await driver.close()
+
+
+async def test_a_bus_taking_one_transaction_at_a_time_spreads_its_devices() -> None:
+    """Each device of a ``maxInFlight: 1`` bus has a phase of its own; a pipelining bus has one.
+
+    The phases are golden-ratio steps apart, so ten units behind one connection do not queue
+    behind each other every cycle; a pipelining bus keeps one phase for all (one write per
+    cycle). A serial line spreads too.
+    """
+    engine = Engine()
+    driver = ModbusDriver(timeout=2.0)
+    phases: dict[int | None, list[float]] = {}
+    for max_in_flight in (1, 16):
+        config = {"ip": HOST, "port": 5020, "communicateMode": "TCP"}
+        if max_in_flight > 1:
+            config["maxInFlight"] = max_in_flight
+        spec = driver.bus(ProtocolConfig("modbus", config))
+        assert spec.spread is (max_in_flight == 1)
+        bus = BusScheduler(spec.key, engine, max_in_flight=spec.max_in_flight, spread=spec.spread)
+        for unit in range(1, 11):
+            dev_id = f"default/w{max_in_flight}-d{unit}"
+            index = engine.upsert_device(dev_id, SPECS)
+            bus.add(
+                ScheduledDevice(
+                    device_id=dev_id,
+                    index=index,
+                    client=driver.new_client(ProtocolConfig("modbus", {**config, "slaveID": unit})),
+                    props=[],
+                    plan=engine.read_plan(index),
+                    cycle_s=CYCLE_S,
+                    timeout_s=1.0,
+                )
+            )
+        phases[max_in_flight] = sorted(
+            (d.due - bus.phase * CYCLE_S) % CYCLE_S / CYCLE_S for d in bus.devices.values()
+        )
+    spread, together = phases[1], phases[16]
+    assert len({round(p, 6) for p in spread}) == 10
+    gaps = [b - a for a, b in zip(spread, [*spread[1:], spread[0] + 1], strict=True)]
+    assert min(gaps) > 0.05  # ten phases over the cycle, none closer than a twentieth
+    assert len({round(p, 6) for p in together}) == 1
+    rtu = driver.bus(ProtocolConfig("modbus", {"communicateMode": "RTU", "serialPort": "/dev/x"}))
+    assert rtu.spread
+    await driver.close()

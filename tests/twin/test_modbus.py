@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference as ref
-from twinplane.errors import FrameError, SpecError
+from twinplane.errors import FrameError, SpecError, UnknownPropertyError
 from twinplane.twin import Engine, decode_register, encode_register
 
 from .engine_strategies import (
@@ -252,6 +252,37 @@ def test_read_plan_matches_reference(
     engine.upsert_device("d", specs)  # type: ignore[arg-type]
     model.upsert_device("d", specs)
     assert engine.read_plan("d") == model.read_plan("d")
+
+
+@given(modbus_devices(), st.integers(0, 6), st.data())
+def test_read_plan_of_a_subset_matches_reference(
+    specs: list[dict[str, Any]], max_gap: int, data: st.DataObject
+) -> None:
+    """read_plan of some properties plans only theirs, as the reference; of all, the whole plan."""
+    engine, model = Engine(max_gap=max_gap), ref.ReferenceEngine(max_gap=max_gap)
+    engine.upsert_device("d", specs)  # type: ignore[arg-type]
+    model.upsert_device("d", specs)
+    indices = list(range(len(specs)))
+    chosen = data.draw(st.lists(st.sampled_from(indices), max_size=10)) if indices else []
+    assert engine.read_plan("d", chosen) == model.read_plan("d", chosen)
+    assert engine.read_plan("d", indices) == engine.read_plan("d")
+
+
+@pytest.mark.parametrize("impl", [Engine, ref.ReferenceEngine])
+def test_read_plan_of_a_subset_reads_only_its_registers(impl: type[Engine]) -> None:
+    """Two adjacent registers coalesce in one read; either alone reads only its own."""
+    engine = impl()
+    specs = [
+        {"name": "fast", "type": "INT", "visitor": {"register": "HoldingRegister", "offset": 0}},
+        {"name": "slow", "type": "INT", "visitor": {"register": "HoldingRegister", "offset": 1}},
+    ]
+    dev = engine.upsert_device("d", specs)  # type: ignore[arg-type]
+    assert engine.read_plan(dev) == [("HoldingRegister", 0, 2)]
+    assert engine.read_plan(dev, [0]) == [("HoldingRegister", 0, 1)]
+    assert engine.read_plan(dev, [1]) == [("HoldingRegister", 1, 1)]
+    assert engine.read_plan(dev, []) == []
+    with pytest.raises(UnknownPropertyError):
+        engine.read_plan(dev, [2])
 
 
 @given(modbus_devices(), st.integers(0, 3), st.data())

@@ -11,7 +11,8 @@
 - :mod:`~twinplane.cli.commands`: ``apply``, ``get``, ``describe``, ``delete``, ``twin get|set``.
 - :mod:`~twinplane.cli.output`: tables, JSON and YAML, times.
 - :mod:`~twinplane.cli.bench`: ``twinplane bench scale`` (the load test).
-- :mod:`~twinplane.cli.baseline`: ``twinplane bench kubeedge-mapper``, the baseline mapper.
+- :mod:`~twinplane.cli.baseline`: ``twinplane bench imitation-mapper``, the load test's
+  baseline mapper (a Python imitation of mapper-framework's design).
 - :mod:`~twinplane.cli.args`: argument types the parsers share.
 """
 

@@ -1,8 +1,10 @@
-"""``twinplane bench kubeedge-mapper``: the kubeedge-style baseline mapper as a process.
+"""``twinplane bench imitation-mapper``: the load test's baseline mapper as a process.
 
-``twinplane bench scale --baseline kubeedge-style`` starts it beside the product's mapper; the
-mapper itself is :mod:`twinplane.loadtest.kubeedge_style`, imported when the command runs (the
-rest of the CLI starts quickly). Its options are ``twinplane mapper``'s that the baseline uses.
+The baseline is a Python imitation of mapper-framework's design (per-property tickers, one unary
+report per property), against twinplane's device manager — not KubeEdge's own code.
+``twinplane bench scale --baseline mapper-framework-imitation`` starts it beside the product's
+mapper; the mapper itself is :mod:`twinplane.loadtest.imitation`, imported when the command runs
+(the rest of the CLI starts quickly). Its options are ``twinplane mapper``'s that it uses.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from twinplane.errors import SpecError, TwinplaneError
 if TYPE_CHECKING:
     from twinplane.mapper.config import MapperConfig
 
-__all__ = ["KUBEEDGE_MAPPER", "add_arguments", "run"]
+__all__ = ["IMITATION_MAPPER", "add_arguments", "run"]
 
-KUBEEDGE_MAPPER: Final = "kubeedge-mapper"
-"""The subcommand of ``twinplane bench`` that runs the baseline."""
+IMITATION_MAPPER: Final = "imitation-mapper"  # baselines.IMITATION.command[1]
+"""The subcommand of ``twinplane bench`` that runs the imitation of mapper-framework."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,23 +67,25 @@ def _load(args: argparse.Namespace) -> MapperConfig:
         config = load("modbus")
     if config.protocol != "modbus":
         raise SpecError(
-            f"protocol {config.protocol!r}: the kubeedge-style baseline serves modbus only",
+            f"protocol {config.protocol!r}: the mapper-framework imitation serves modbus only",
             path="common.protocol",
         )
     return config
 
 
 def run(argv: Sequence[str]) -> int:
-    """``twinplane bench kubeedge-mapper ARGS``: parses ``argv``, runs the baseline mapper.
+    """``twinplane bench imitation-mapper ARGS``: parses ``argv``, runs the imitation.
 
     Returns:
         The exit status: 0 after a clean stop, 1 when it failed, 2 for a bad config.
     """
-    from twinplane.loadtest.kubeedge_style import run_kubeedge_mapper  # noqa: PLC0415
+    from twinplane.loadtest.baselines import IMITATION  # noqa: PLC0415
+    from twinplane.loadtest.imitation import run_imitation_mapper  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
-        prog=f"twinplane bench {KUBEEDGE_MAPPER}",
-        description="The kubeedge-style baseline mapper: one ticker per property.",
+        prog=f"twinplane bench {IMITATION_MAPPER}",
+        description=f"The load test's baseline mapper: {IMITATION.description}. "
+        "Not KubeEdge's own code.",
     )
     add_arguments(parser)
     args = parser.parse_args(list(argv))
@@ -89,20 +93,20 @@ def run(argv: Sequence[str]) -> int:
     try:
         config = _load(args)
     except (TwinplaneError, OSError) as err:
-        print(f"twinplane bench kubeedge-mapper: error: {err}", file=sys.stderr)
+        print(f"twinplane bench {IMITATION_MAPPER}: error: {err}", file=sys.stderr)
         return 2
     configure_logging(args.log_level)
     print(
-        f"twinplane bench kubeedge-mapper {config.name}: socket unix://{config.socket_path}"
+        f"twinplane bench {IMITATION_MAPPER} {config.name}: socket unix://{config.socket_path}"
         f"  device manager unix://{config.edgecore_sock}"
         f"  metrics http://{config.http_host}:{config.http_port}/metrics",
         flush=True,
     )
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
-            runner.run(run_kubeedge_mapper(config))
+            runner.run(run_imitation_mapper(config))
     except (TwinplaneError, OSError) as err:
-        print(f"twinplane bench kubeedge-mapper: error: {err}", file=sys.stderr)
+        print(f"twinplane bench {IMITATION_MAPPER}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

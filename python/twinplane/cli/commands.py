@@ -1,5 +1,8 @@
 """The kubectl-like commands: ``apply``, ``get``, ``describe``, ``delete``, ``twin get|set``.
 
+Devices and device models live in namespaces; mappers (``get mappers``, ``delete mapper``) do
+not, so ``-n`` and ``-A`` mean nothing for them.
+
 Each command takes the parsed arguments and an :class:`~twinplane.cli.client.ApiClient`, prints
 its result on stdout (warnings on stderr) and returns the exit status; failures are raised as
 :class:`~twinplane.cli.client.CliError` and printed by :func:`twinplane.cli.main.main`.
@@ -11,6 +14,7 @@ import argparse
 import json
 import sys
 import urllib.parse
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,10 +46,12 @@ RESOURCES: Final = {
     "devicemodels": "devicemodels",
     "dm": "devicemodels",
     f"devicemodels.{GROUP}": "devicemodels",
+    "mapper": "mappers",
+    "mappers": "mappers",
 }
 """Accepted resource names (singular, plural, short, full) and the plural each means."""
 
-_SINGULAR: Final = {"devices": "device", "devicemodels": "devicemodel"}
+_SINGULAR: Final = {"devices": "device", "devicemodels": "devicemodel", "mappers": "mapper"}
 _MANIFEST_SUFFIXES: Final = (".yaml", ".yml", ".json")
 
 
@@ -55,7 +61,7 @@ def resource_arg(text: str) -> str:
         return RESOURCES[text.lower()]
     except KeyError:
         raise argparse.ArgumentTypeError(
-            f"unknown resource {text!r}: use device(s) or devicemodel(s)"
+            f"unknown resource {text!r}: use device(s), devicemodel(s) or mapper(s)"
         ) from None
 
 
@@ -64,6 +70,8 @@ def _q(text: str) -> str:
 
 
 def _object_path(resource: str, namespace: str, name: str) -> str:
+    if resource == "mappers":  # not namespaced
+        return f"/api/v1/mappers/{_q(name)}"
     return f"/api/v1/namespaces/{_q(namespace)}/{resource}/{_q(name)}"
 
 
@@ -185,8 +193,10 @@ def _attribute(causes: list[dict[str, Any]], inputs: list[tuple[str, bytes]], so
 
 
 def get(args: argparse.Namespace, client: ApiClient) -> int:
-    """``twinplane get devices|devicemodels [NAME] [-n NS | -A] [-o table|json|yaml]``."""
+    """``twinplane get devices|devicemodels|mappers [NAME] [-n NS | -A] [-o table|json|yaml]``."""
     resource: str = args.resource
+    if resource == "mappers":
+        return _get_mappers(args, client)
     if args.name and args.all_namespaces:
         raise CliError("a NAME cannot be looked up across all namespaces: drop -A or NAME")
     if args.name:
@@ -216,6 +226,46 @@ def get(args: argparse.Namespace, client: ApiClient) -> int:
         ]
     print(table(headers, rows))
     return 0
+
+
+def _get_mappers(args: argparse.Namespace, client: ApiClient) -> int:
+    if args.name:
+        data = client.get(_object_path("mappers", "", args.name))
+        items = [data]
+    else:
+        data = client.get("/api/v1/mappers")
+        items = data.get("items", [])
+    if args.output != "table":
+        print_data(data, args.output)
+        return 0
+    if not items:
+        print("No mappers registered.", file=sys.stderr)
+        return 0
+    headers = ["NAME", "PROTOCOL", "ADDRESS", "VERSION", "STATE", "DEVICES", "AGE"]
+    rows = [
+        [
+            item["name"],
+            item.get("protocol") or NONE,
+            item.get("address") or NONE,
+            item.get("version") or NONE,
+            item.get("state") or NONE,
+            str(len(item.get("devices", []))),
+            _age_of(item.get("registeredAt")),
+        ]
+        for item in items
+    ]
+    print(table(headers, rows))
+    return 0
+
+
+def _age_of(rfc3339: str | None) -> str:
+    if not rfc3339:
+        return NONE
+    try:
+        when = datetime.fromisoformat(rfc3339)
+    except ValueError:
+        return rfc3339
+    return age(int(when.timestamp() * 1000))
 
 
 def _device_rows(items: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -258,6 +308,11 @@ def _model_rows(items: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
 
 def describe(args: argparse.Namespace, client: ApiClient) -> int:
     """``twinplane describe device|devicemodel NAME [-n NS]``."""
+    if args.resource == "mappers":
+        raise CliError(
+            f"describe takes a device or a devicemodel; for a mapper: twinplane get mapper"
+            f" {args.name} -o yaml"
+        )
     if args.resource == "devices":
         print(describe_device(client, args.namespace, args.name), end="")
     else:
@@ -266,9 +321,12 @@ def describe(args: argparse.Namespace, client: ApiClient) -> int:
 
 
 def delete(args: argparse.Namespace, client: ApiClient) -> int:
-    """``twinplane delete device|devicemodel NAME [-n NS]``."""
+    """``twinplane delete device|devicemodel NAME [-n NS]``, ``twinplane delete mapper NAME``."""
     client.request("DELETE", _object_path(args.resource, args.namespace, args.name))
-    print(f'{_SINGULAR[args.resource]}.{GROUP} "{args.name}" deleted')
+    if args.resource == "mappers":
+        print(f'mapper "{args.name}" deleted')
+    else:
+        print(f'{_SINGULAR[args.resource]}.{GROUP} "{args.name}" deleted')
     return 0
 
 
@@ -280,9 +338,18 @@ def _versions(twin: dict[str, Any]) -> str:
     return f"d={d.get('cloud', 0)}/{d.get('edge', 0)} r={r.get('cloud', 0)}/{r.get('edge', 0)}"
 
 
+def _write_error_text(error: dict[str, Any] | None) -> str:
+    """A twin's ``last_write_error`` in one line: value, attempts and reason."""
+    if not error:
+        return NONE
+    attempts = int(error.get("attempts", 1))
+    plural = "" if attempts == 1 else "s"
+    return f"{error.get('value')} after {attempts} attempt{plural}: {error.get('reason')}"
+
+
 def twin_rows(twins: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """The ``twin get`` table of a ``{property: TwinDict}`` map."""
-    headers = ["PROPERTY", "TYPE", "DESIRED", "REPORTED", "REPORTED-AT", "VERSIONS"]
+    headers = ["PROPERTY", "TYPE", "DESIRED", "REPORTED", "REPORTED-AT", "VERSIONS", "WRITE-ERROR"]
     rows = []
     for prop, twin in twins.items():
         desired, reported = twin.get("desired"), twin.get("reported")
@@ -294,6 +361,7 @@ def twin_rows(twins: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 clip(reported["value"]) if reported else NONE,
                 timestamp(reported["timestamp"]) if reported else NONE,
                 _versions(twin),
+                clip(_write_error_text(twin.get("last_write_error")), 64),
             ]
         )
     return headers, rows

@@ -60,7 +60,7 @@ def _meta(out: _Text, item: dict[str, Any]) -> None:
 
 
 def describe_device(client: ApiClient, namespace: str, name: str) -> str:
-    """A device: spec summary, state, and per property its desired and reported values."""
+    """A device: spec summary, state, per property its values, and failed desired writes."""
     device = client.get(_path("devices", namespace, name))
     twins: dict[str, Any] = client.get(_path("devices", namespace, name) + "/twin")["twins"]
     spec, status = device.get("spec", {}), device.get("status", {})
@@ -103,6 +103,7 @@ def describe_device(client: ApiClient, namespace: str, name: str) -> str:
         out.block(table([*headers, "COLLECT", "REPORT"], rows))
     else:
         out.field("Properties", None)
+    _write_errors(out, twins)
     methods = spec.get("methods", [])
     if methods:
         out.heading("Methods")
@@ -111,6 +112,25 @@ def describe_device(client: ApiClient, namespace: str, name: str) -> str:
     else:
         out.field("Methods", None)
     return out.render()
+
+
+def _write_errors(out: _Text, twins: dict[str, Any]) -> None:
+    """Each property whose last desired write failed: value, when, attempts, the full reason."""
+    failed = {p: t["last_write_error"] for p, t in twins.items() if t.get("last_write_error")}
+    if not failed:
+        out.field("Write Errors", None)
+        return
+    out.heading("Write Errors")
+    for prop, error in failed.items():
+        attempts = int(error.get("attempts", 1))
+        plural = "" if attempts == 1 else "s"
+        when = timestamp(error.get("time"))
+        out.field(
+            prop,
+            f"{error.get('value')} at {when} after {attempts} attempt{plural}: "
+            f"{error.get('reason')}",
+            indent=2,
+        )
 
 
 def _cycle(ms: object) -> str:

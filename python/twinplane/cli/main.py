@@ -95,9 +95,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=commands.apply)
 
     p = cmds.add_parser(
-        "get", parents=[server, ns_all, out], help="list devices or device models, or show one"
+        "get",
+        parents=[server, ns_all, out],
+        help="list devices, device models or mappers, or show one",
     )
-    p.add_argument("resource", help="devices or devicemodels", **resource)  # type: ignore[arg-type]
+    p.add_argument("resource", help="devices, devicemodels or mappers", **resource)  # type: ignore[arg-type]
     p.add_argument("name", nargs="?", help="one object's name")
     p.set_defaults(run=commands.get)
 
@@ -106,8 +108,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.set_defaults(run=commands.describe)
 
-    p = cmds.add_parser("delete", parents=[server, ns], help="delete a device or device model")
-    p.add_argument("resource", help="device or devicemodel", **resource)  # type: ignore[arg-type]
+    p = cmds.add_parser(
+        "delete",
+        parents=[server, ns],
+        help="delete a device or device model, or forget a mapper",
+        description="Delete a device or a device model (-n NS), or forget a registered mapper:"
+        " the device manager contacts it no more and its devices go to another mapper of its"
+        " protocol, if one is registered. A mapper that registers again is known again.",
+    )
+    p.add_argument("resource", help="device, devicemodel or mapper", **resource)  # type: ignore[arg-type]
     p.add_argument("name")
     p.set_defaults(run=commands.delete)
 
@@ -146,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         The process exit status: 0 on success, 1 when the command failed, 2 for bad usage.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["bench", baseline.KUBEEDGE_MAPPER]:  # its options are its own
+    if argv[:2] == ["bench", baseline.IMITATION_MAPPER]:  # its options are its own
         return baseline.run(argv[2:])
     args = _build_parser().parse_args(argv)
     if args.command == "bench":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from twinplane.cli.args import add_allowed_host_option
 from twinplane.cli.runtime import LOG_LEVELS, configure_logging, loop_factory
-from twinplane.errors import TwinplaneError
+from twinplane.errors import SpecError, TwinplaneError
 
 __all__ = ["add_parser", "run"]
 
@@ -50,6 +50,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--report-interval-ms", type=int, default=None, help="report tick (default: 200)"
     )
+    parser.add_argument(
+        "--write-attempts",
+        type=int,
+        default=None,
+        help="attempts per desired value while its write times out or loses the connection"
+        " (default: 3)",
+    )
+    parser.add_argument(
+        "--write-backoff-ms",
+        type=int,
+        default=None,
+        help="wait before a desired value's second attempt, doubling (default: 200)",
+    )
     parser.add_argument("--home", type=Path, default=None, help="state directory of defaults")
     parser.add_argument(
         "--log-level", choices=LOG_LEVELS, default="info", help="(default: %(default)s)"
@@ -78,7 +91,14 @@ def run(args: argparse.Namespace) -> int:
             edgecore_compat=args.edgecore_compat or None,
             report_interval_ms=args.report_interval_ms,
             allowed_hosts=tuple(allowed_host(name) for name in args.allowed_hosts) or None,
+            write_attempts=args.write_attempts,
+            write_backoff_ms=args.write_backoff_ms,
         )
+        if config.write_attempts < 1 or config.write_backoff_ms < 0:
+            raise SpecError(
+                "--write-attempts must be at least 1 and --write-backoff-ms not negative",
+                path="write_attempts",
+            )
         driver = get_driver(config.protocol)
     except (TwinplaneError, LookupError, OSError) as err:
         print(f"twinplane mapper: error: {err}", file=sys.stderr)

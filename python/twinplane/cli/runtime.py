@@ -1,6 +1,6 @@
 """What every process command of the CLI shares: log levels, logging set-up, the event loop.
 
-``twinplane edge``, ``mapper``, ``sim``, ``up`` and ``bench kubeedge-mapper`` configure logging
+``twinplane edge``, ``mapper``, ``sim``, ``up`` and ``bench imitation-mapper`` configure logging
 with :func:`configure_logging` (``time level logger: message key=value ...``, the structured
 ``extra=`` fields printed as ``key=value``) and run their event loop from :func:`loop_factory`
 (uvloop where it is installed). One way to configure logging, in one module.

@@ -9,4 +9,5 @@ KubeEdge's EdgeCore and Go mapper-framework, so either side can be KubeEdge's.
 - :mod:`twinplane.dmi.anyvalue`: the ``configData`` codec (scalars packed in ``google.protobuf.Any``
   the way EdgeCore does it);
 - :mod:`twinplane.dmi.reflection`: gRPC server reflection, served like KubeEdge's servers do.
+- :mod:`twinplane.dmi.wire`: decoding a request, naming the field and byte offset of a bad one.
 """

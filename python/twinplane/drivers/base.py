@@ -22,6 +22,10 @@ Two kinds of client:
 - a :class:`ValueClient` decodes values itself and returns one per property visitor (virtual
   devices, protocols whose values arrive typed).
 
+A driver may also keep numbers of its own (requests sent, timeouts, connections): it returns
+them from :meth:`Driver.stats` as :class:`DriverStat` s, and the mapper exports them on its
+``/metrics`` (``twinplane_mapper_<name>``) without knowing the protocol.
+
 This module is the interface only: it imports no driver. Drivers are found by protocol name
 in :mod:`twinplane.drivers.registry`.
 """
@@ -30,9 +34,10 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 from twinplane.twin import PropertyTypeName, ValueLike
 
@@ -41,12 +46,14 @@ __all__ = [
     "BusSpec",
     "DeviceClient",
     "Driver",
+    "DriverStat",
     "FrameClient",
     "FrameRead",
     "PropertyVisitor",
     "ProtocolConfig",
     "ValueClient",
     "WriteOp",
+    "is_transient",
 ]
 
 WriteOp = tuple[int, int, list[int] | list[bool]]
@@ -57,6 +64,36 @@ FrameRead = tuple[str, int, int]
 
 DEVICE_STATES: Final = frozenset({"ok", "online", "offline", "unhealthy", "unknown"})
 """States a device manager accepts (EdgeCore ignores ``disconnected``)."""
+
+_STAT_NAME: Final = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class DriverStat:
+    """One number a driver keeps, for the mapper's ``/metrics``: a total, never per device.
+
+    Attributes:
+        name: The metric name after the mapper's ``twinplane_mapper_`` prefix, starting with
+            the protocol (``modbus_requests_total``); a counter's name ends in ``_total``.
+        kind: ``counter`` (never goes down while the driver lives) or ``gauge``.
+        help: What it counts (the ``# HELP`` line).
+        value: Its value now.
+
+    Raises:
+        ValueError: The name is not a metric name (lower case, digits, ``_``), or a counter's
+            does not end in ``_total``.
+    """
+
+    name: str
+    kind: Literal["counter", "gauge"]
+    help: str
+    value: float
+
+    def __post_init__(self) -> None:
+        if not _STAT_NAME.fullmatch(self.name):
+            raise ValueError(f"driver stat name {self.name!r}: lower case, digits and _ only")
+        if self.kind == "counter" and not self.name.endswith("_total"):
+            raise ValueError(f"driver stat {self.name!r}: a counter's name ends in _total")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +135,27 @@ class BusSpec:
         key: The bus identity; devices with the same key share one scheduler task
             (a Modbus TCP endpoint ``tcp://ip:port``, a serial line, the virtual driver).
         max_in_flight: Requests in flight at once on the bus (1 for a serial line).
+        spread: Poll the bus's devices at phases spread over the cycle, not all at once: for
+            a bus that carries one transaction at a time (a serial line, a Modbus TCP
+            connection without pipelining), where polls due together wait for each other.
     """
 
     key: str
     max_in_flight: int = 1
+    spread: bool = False
+
+
+def is_transient(err: BaseException) -> bool:
+    """Whether trying a request again may succeed.
+
+    A timeout or a connection that could not be made or was lost is transient; so is an error
+    that says so with a true ``transient`` attribute (a Modbus "server device busy"). Anything
+    else is the device's answer (a refused address or value, a malformed request) and trying
+    again cannot change it.
+    """
+    if isinstance(err, TimeoutError | ConnectionError):
+        return True
+    return bool(getattr(err, "transient", False))
 
 
 class DeviceClient(abc.ABC):
@@ -132,6 +186,11 @@ class DeviceClient(abc.ABC):
         Args:
             prop: The property.
             value: The value in canonical text (``12.5``, ``true``, ``42``).
+
+        Raises:
+            Exception: The write failed. A desired value's write is tried again when the error
+                is transient (:func:`is_transient`), and given up at once when the device
+                refused it (a Modbus exception response).
         """
 
     async def stop_device(self) -> None:  # noqa: B027 - optional hook
@@ -148,6 +207,10 @@ class FrameClient(DeviceClient):
     @abc.abstractmethod
     async def read(self, batch: Sequence[FrameRead]) -> list[bytes]:
         """Reads a batch of coalesced frames; one ``bytes`` per read, in order.
+
+        The batch is the plan of the properties due: the whole device's, or, when its
+        properties have their own collect cycles, one of a few plans polled in turn (each
+        the same list every time it comes, so a client may key what it prepares by it).
 
         Raises:
             Exception: The poll failed; the device is backed off, its neighbours go on.
@@ -178,6 +241,9 @@ class ValueClient(DeviceClient):
     async def read(self, batch: Sequence[PropertyVisitor]) -> list[ValueLike]:
         """Reads a batch of properties; one value per visitor, in order.
 
+        The batch is the properties due: all of the device's, or, when they have their own
+        collect cycles, those whose cycle has come.
+
         Raises:
             Exception: The poll failed; the device is backed off, its neighbours go on.
         """
@@ -206,6 +272,14 @@ class Driver(abc.ABC):
         """The bus of a device; by default one bus for the whole driver."""
         del protocol
         return BusSpec(self.protocol, max_in_flight=1)
+
+    def stats(self) -> Sequence[DriverStat]:
+        """The driver's own numbers now, totals over its devices (none by default).
+
+        Called on every scrape of the mapper's ``/metrics``: cheap, no I/O. A counter keeps
+        counting what a closed connection counted, so it never goes down.
+        """
+        return ()
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Releases what the driver shares between devices (connections)."""

@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from twinplane.edge.core import EdgeCore
 from twinplane.edge.dmi_server import DmiServer
-from twinplane.edge.mappers import MapperDirectory, MapperInfo
+from twinplane.edge.mapper_info import MapperInfo
+from twinplane.edge.mappers import MapperDirectory
 from twinplane.edge.sse import MAX_EVENT_STREAMS
 from twinplane.edge.store import AsyncEdgeStore
+from twinplane.errors import SpecError
 from twinplane.redact import redact_url
 from twinplane.service import serve
 
@@ -92,10 +94,15 @@ class EdgeApp:
         )
         core.add_lifecycle_listener(self.mappers.on_lifecycle)
         for row in await self.store.list_mappers():
-            self.mappers.register(
-                MapperInfo(row.name, row.protocol, row.address, row.version, row.api_version),
-                with_data=False,
-            )
+            try:
+                info = MapperInfo(
+                    row.name, row.protocol, row.address, row.version, row.api_version, row.state
+                )
+            except SpecError as err:  # stored by a release that took any registration
+                log.warning("forgetting a stored mapper that could not register now: %s", err)
+                await self.store.delete_mapper(row.name)
+                continue
+            self.mappers.register(info, with_data=False)
         self.dmi = DmiServer(core, self.mappers, rate=cfg.dmi_rate, burst=cfg.dmi_burst)
         await self.dmi.start(cfg.socket_path)
         await self._start_rest()

@@ -3,9 +3,10 @@
 :class:`EdgeCore` owns the device/model registry (typed manifests), the twin engine (in
 ``track_dirty`` mode: every changed twin is persisted by :mod:`twinplane.edge.persist`, the one
 twin persistence path), device states
-and mapper records, and fans changes out to listeners (the MQTT bridge, the mapper lifecycle)
-and to the event hub (server-sent events). The DMI server, the REST API and the MQTT bridge are
-thin adapters over it.
+and mapper records, the last failed desired write of each twin property
+(:mod:`twinplane.edge.write_errors`), and fans changes out to listeners (the MQTT bridge, the
+mapper lifecycle) and to the event hub (server-sent events). The DMI server, the REST API and
+the MQTT bridge are thin adapters over it.
 
 Durability: manifests, desired values, mapper records and state changes are written to SQLite
 before the call that made them returns; reported values are flushed every ``flush_interval``
@@ -31,6 +32,7 @@ from twinplane.edge.desired import DesiredValueError, desired_issues
 from twinplane.edge.events import Event, EventHub
 from twinplane.edge.persist import TwinPersister
 from twinplane.edge.store import AsyncEdgeStore
+from twinplane.edge.write_errors import WriteError, WriteErrors, WriteOutcome
 from twinplane.errors import SpecError, TwinplaneError, UnknownDeviceError
 from twinplane.manifests import (
     Device,
@@ -54,6 +56,9 @@ DEVICE_STATES = frozenset({"online", "offline", "ok", "unknown", "unhealthy", "d
 ONLINE_STATES = frozenset({"online", "ok"})
 
 ChangeListener = Callable[[Changes], None]
+
+WriteListener = Callable[[str, Mapping[str, WriteError | None]], None]
+"""Called with a device id and its properties whose write error was set (or cleared: ``None``)."""
 
 
 def now_ms() -> int:
@@ -95,6 +100,8 @@ class Counters:
     state_reports: int = 0
     desired_sets: int = 0
     applies: int = 0
+    write_failures_reported: int = 0
+    write_outcomes_ignored: int = 0
 
 
 def engine_specs(device: Device, model: DeviceModel) -> list[PropertySpec]:
@@ -132,6 +139,9 @@ class EdgeCore:
         self.states: dict[str, DeviceState] = {}
         self.counters = Counters()
         self.persister = TwinPersister(self.engine, store, interval=flush_interval)
+        self.write_errors = WriteErrors(store)
+        self._write_lock = asyncio.Lock()  # one write-error update at a time
+        self._write_listeners: list[WriteListener] = []
         self._listeners: list[ChangeListener] = []
         self._lifecycle: list[Callable[[str, str, object | None], None]] = []
         self._lock = asyncio.Lock()
@@ -159,6 +169,7 @@ class EdgeCore:
                     self.engine.restore(device_id, prop, body)
         for st in await self.store.list_states():
             self.states[st.device_id] = DeviceState(st.state, st.last_online, st.updated_ms)
+        await self.write_errors.load()
         self.engine.take_dirty()  # restored state is already stored
         self.engine.reset_latency()  # ... so its read times are not latencies to measure
         self.persister.start()
@@ -183,6 +194,15 @@ class EdgeCore:
         """Stops calling ``listener`` (no error if it was not registered)."""
         if listener in self._listeners:
             self._listeners.remove(listener)
+
+    def add_write_listener(self, listener: WriteListener) -> None:
+        """Calls ``listener(device_id, {property: error or None})`` when write errors change."""
+        self._write_listeners.append(listener)
+
+    def remove_write_listener(self, listener: WriteListener) -> None:
+        """Stops calling ``listener`` (no error if it was not registered)."""
+        if listener in self._write_listeners:
+            self._write_listeners.remove(listener)
 
     def add_lifecycle_listener(self, listener: Callable[[str, str, object | None], None]) -> None:
         """Calls ``listener(action, id, object)`` on model/device changes.
@@ -305,6 +325,7 @@ class EdgeCore:
             with contextlib.suppress(UnknownDeviceError):
                 self.engine.remove_device(device_id)
             self.states.pop(device_id, None)
+            self.write_errors.forget(device_id)
             self._emit_lifecycle("device-delete", device_id, old)
             return True
 
@@ -390,6 +411,10 @@ class EdgeCore:
         if changes:
             self._fan_out(changes)
             self._emit_lifecycle("desired", device_id, self.devices[device_id])
+        cleared = [prop for prop, value in values.items() if value is None]
+        if cleared:  # no write is coming for a cleared desired value: nor an error
+            async with self._write_lock:
+                await self._update_write_errors(self.write_errors.clearable(device_id, cleared))
         return changes
 
     def check_desired(self, device_id: str, values: Mapping[str, str | None]) -> None:
@@ -408,6 +433,69 @@ class EdgeCore:
         issues = desired_issues(device, model, values)
         if issues:
             raise DesiredValueError(device_id, issues)
+
+    async def record_write_outcomes(self, outcomes: Iterable[WriteOutcome]) -> tuple[int, int]:
+        """Records how mappers' desired writes ended (:mod:`twinplane.edge.write_errors`).
+
+        A failure of a property's current desired value becomes its write error; a success of
+        it clears the error; an outcome for another value, an unknown device or property is
+        ignored. Durable before it returns.
+
+        Returns:
+            ``(applied, ignored)`` outcomes.
+
+        Raises:
+            StoreError: The store could not be written; nothing changed.
+        """
+        async with self._write_lock:
+            verdict = self.write_errors.judge(outcomes, self._desired_of_known)
+            await self._update_write_errors(verdict.changes)
+        self.counters.write_failures_reported += verdict.failed
+        self.counters.write_outcomes_ignored += verdict.ignored
+        return verdict.applied, verdict.ignored
+
+    def _desired_of_known(self, device_id: str) -> dict[str, str]:
+        if device_id not in self.devices:
+            return {}
+        try:
+            return self.desired_values(device_id)
+        except UnknownDeviceError:  # its model is missing: no twins
+            return {}
+
+    async def _update_write_errors(
+        self, changes: Mapping[tuple[str, str], WriteError | None]
+    ) -> None:
+        """Stores write-error changes, then tells the listeners and the event hub."""
+        if not changes:
+            return
+        await self.write_errors.update(changes)
+        by_device: dict[str, dict[str, WriteError | None]] = {}
+        for (device_id, prop), error in changes.items():
+            by_device.setdefault(device_id, {})[prop] = error
+        for device_id, errors in by_device.items():
+            for listener in self._write_listeners:
+                try:
+                    listener(device_id, errors)
+                except Exception:  # a listener bug must not fail the mapper's report
+                    log.exception("write listener failed")
+            if self.hub.active:
+                self._publish_write_events(device_id, errors)
+
+    def _publish_write_events(
+        self, device_id: str, errors: Mapping[str, WriteError | None]
+    ) -> None:
+        """One ``twin`` event (``kind: write``) per property whose write error changed."""
+        desired = self.desired_values(device_id)
+        for prop, error in errors.items():
+            body = {
+                "device": device_id,
+                "property": prop,
+                "kind": "write",
+                "value": desired.get(prop),
+                "timestamp": error.time if error is not None else now_ms(),
+                "last_write_error": error.to_json() if error is not None else None,
+            }
+            self.hub.publish(Event("twin", device_id, body))
 
     def desired_values(self, device_id: str) -> dict[str, str]:
         """The current desired values of a device (canonical text), for mappers."""

@@ -5,8 +5,14 @@ decodes, validates and applies them in Rust (no Python object per twin). Admissi
 token bucket with a high default budget plus a cap on concurrent calls; a call over the budget
 is answered at once with ``RESOURCE_EXHAUSTED``. Bad requests get a precise status and change
 nothing: ``NOT_FOUND`` (unknown device), ``INVALID_ARGUMENT`` (unknown property, a value that
-does not fit the property type, a malformed message, an empty protocol or state),
-``RESOURCE_EXHAUSTED`` (over budget, or a message over the 4 MiB limit).
+does not fit the property type, a malformed message — with the field and byte offset where
+decoding failed, for every RPC —, an empty protocol or state, a ``MapperInfo`` field out of
+bounds), ``RESOURCE_EXHAUSTED`` (over budget, a message over the 4 MiB limit, a new mapper past
+:data:`~twinplane.edge.mappers.MAX_MAPPERS`).
+
+Requests are decoded from raw bytes in the handlers (:func:`twinplane.dmi.wire.decode_request`;
+``ReportDeviceStatus`` in the twin engine), so that a message that does not parse is answered
+like any other bad request instead of gRPC's ``UNKNOWN``.
 
 The same server serves twinplane's fast path, ``twinplane.v1.TwinStream``
 (:mod:`twinplane.edge.twin_stream`): many devices' reports per stream message, same budget.
@@ -26,9 +32,11 @@ from twinplane import owner_only
 from twinplane.dmi.convert import device_to_proto, model_to_proto
 from twinplane.dmi.reflection import enable_reflection
 from twinplane.dmi.v1beta1 import api_pb2
+from twinplane.dmi.wire import decode_request
 from twinplane.edge.admission import TokenBucket
 from twinplane.edge.core import EdgeCore, now_ms
-from twinplane.edge.mappers import MapperDirectory, MapperInfo
+from twinplane.edge.mapper_info import MAX_MAPPERS, MapperInfo
+from twinplane.edge.mappers import MapperDirectory
 from twinplane.edge.twin_stream import SERVICE as STREAM_SERVICE  # fast path
 from twinplane.edge.twin_stream import TwinStreamService  # fast path
 from twinplane.errors import (
@@ -65,9 +73,10 @@ class DmiServer:
         rate: Admitted calls per second (0: unlimited).
         burst: Calls admitted at once above the rate.
         max_concurrent: Most calls in progress at once.
+        max_mappers: Most mappers registered at once.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only settings
         self,
         core: EdgeCore,
         mappers: MapperDirectory,
@@ -75,15 +84,24 @@ class DmiServer:
         rate: float = 200_000.0,
         burst: int = 20_000,
         max_concurrent: int = 1_000,
+        max_mappers: int = MAX_MAPPERS,
     ) -> None:
         self.core = core
         self.mappers = mappers
+        self.max_mappers = max_mappers
+        # Registering and deleting mappers one at a time: the table and the directory agree.
+        self._mappers_lock = asyncio.Lock()
         self.bucket = TokenBucket(rate, burst)
         self.max_concurrent = max_concurrent
         self.server: grpc.aio.Server | None = None
         self.socket_path: Path | None = None
         # --- fast path (twinplane.v1.TwinStream, docs/edge.md): same server, same budget
-        self.stream = TwinStreamService(core.ingest_dmi_report, self.bucket, _status_of)
+        self.stream = TwinStreamService(
+            core.ingest_dmi_report,
+            self.bucket,
+            _status_of,
+            write_outcomes=core.record_write_outcomes,
+        )
         # --- end fast path
 
     async def start(self, socket_path: str | os.PathLike[str]) -> None:
@@ -98,18 +116,15 @@ class DmiServer:
             maximum_concurrent_rpcs=self.max_concurrent,
         )
         handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+            # Requests arrive as raw bytes: each handler decodes its own.
             "MapperRegister": grpc.unary_unary_rpc_method_handler(
                 self.mapper_register,
-                request_deserializer=api_pb2.MapperRegisterRequest.FromString,
                 response_serializer=api_pb2.MapperRegisterResponse.SerializeToString,
             ),
             "ReportDeviceStatus": grpc.unary_unary_rpc_method_handler(
                 self.report_device_status
-            ),  # raw bytes in and out
-            "ReportDeviceStates": grpc.unary_unary_rpc_method_handler(
-                self.report_device_states,
-                request_deserializer=api_pb2.ReportDeviceStatesRequest.FromString,
-            ),
+            ),  # bytes out too
+            "ReportDeviceStates": grpc.unary_unary_rpc_method_handler(self.report_device_states),
         }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         server.add_generic_rpc_handlers((self.stream.handler(),))  # fast path
@@ -143,40 +158,34 @@ class DmiServer:
         raise AssertionError("unreachable")  # abort raises
 
     async def mapper_register(
-        self, request: api_pb2.MapperRegisterRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> api_pb2.MapperRegisterResponse:
         """Registers a mapper; with ``withData`` returns its devices and their models."""
         await self._admit(context)
-        mapper = request.mapper
-        if not request.HasField("mapper") or not mapper.name:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "mapper.name must be set")
-        if not mapper.protocol:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"fail to register mapper {mapper.name} because the protocol is nil",
-            )
+        request = await decode_request(api_pb2.MapperRegisterRequest, data, context)
+        if not request.HasField("mapper"):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "mapper must be set")
         try:
-            address = mapper.address.decode()
-        except UnicodeDecodeError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "mapper.address is not UTF-8")
-        address = address.removeprefix("unix://").removeprefix("unix:")
-        info = MapperInfo(
-            name=mapper.name,
-            protocol=mapper.protocol,
-            address=address,
-            version=mapper.version,
-            api_version=mapper.api_version,
-            state=mapper.state,
-        )
-        await self.core.store.put_mapper(
-            info.name,
-            protocol=info.protocol,
-            address=info.address,
-            version=info.version,
-            api_version=info.api_version,
-            state=info.state,
-        )
-        link = self.mappers.register(info, with_data=request.withData)
+            info = MapperInfo.from_dmi(request.mapper)
+        except SpecError as err:
+            await self._fail(context, err)
+        async with self._mappers_lock:
+            if info.name not in self.mappers.links and len(self.mappers.links) >= self.max_mappers:
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"cannot register mapper {info.name}: {len(self.mappers.links)} mappers are"
+                    f" registered, the most is {self.max_mappers} (delete one: twinplane delete"
+                    " mapper NAME)",
+                )
+            await self.core.store.put_mapper(
+                info.name,
+                protocol=info.protocol,
+                address=info.address,
+                version=info.version,
+                api_version=info.api_version,
+                state=info.state,
+            )
+            link = self.mappers.register(info, with_data=request.withData)
         response = api_pb2.MapperRegisterResponse()
         if request.withData:
             for device, model in self.mappers.owned(link):
@@ -198,6 +207,19 @@ class DmiServer:
         )
         return response
 
+    async def delete_mapper(self, name: str) -> bool:
+        """Forgets a registered mapper (its row, its link); whether it was registered.
+
+        The mapper is contacted no more; its devices go to another mapper of its protocol, if
+        one is registered (:meth:`MapperDirectory.unregister`). It may register again.
+        """
+        async with self._mappers_lock:
+            stored = await self.core.store.delete_mapper(name)
+            linked = await self.mappers.unregister(name)
+        if stored or linked:
+            log.info("mapper deleted", extra={"mapper": name})
+        return stored or linked
+
     async def report_device_status(
         self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> bytes:
@@ -210,12 +232,11 @@ class DmiServer:
         return _EMPTY
 
     async def report_device_states(
-        self,
-        request: api_pb2.ReportDeviceStatesRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> bytes:
         """Records a device state (``online``, ``offline``, ``ok``, ``unknown``, ...)."""
         await self._admit(context)
+        request = await decode_request(api_pb2.ReportDeviceStatesRequest, data, context)
         if not request.deviceName or not request.state:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "deviceName and state must be set"

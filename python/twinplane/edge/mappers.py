@@ -1,6 +1,8 @@
 """Mappers known to the device manager, device ownership, and the lifecycle pushed to them.
 
-A mapper registers with ``MapperRegister`` (name, protocol, the path of its own Unix socket).
+A mapper registers with ``MapperRegister`` (name, protocol, the path of its own Unix socket;
+checked by :class:`~twinplane.edge.mapper_info.MapperInfo`) and may be forgotten again
+(:meth:`MapperDirectory.unregister`).
 Unlike EdgeCore (one mapper per protocol), several mappers may serve one protocol: each device
 is owned by one of them — the one named by the device annotation ``twinplane.io/mapper``, else
 the one chosen by rendezvous hashing of the device id over the protocol's mappers (stable while
@@ -28,6 +30,7 @@ import grpc
 
 from twinplane.dmi.convert import device_to_proto, model_to_proto
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
+from twinplane.edge.mapper_info import MapperInfo
 from twinplane.errors import TwinplaneError
 from twinplane.manifests import Device, DeviceModel
 
@@ -43,18 +46,6 @@ LINK_CONCURRENCY = 16
 """Lifecycle calls in flight at once toward one mapper (each on another object)."""
 
 OpKind = Literal["model", "model-delete", "device", "device-delete"]
-
-
-@dataclass(slots=True)
-class MapperInfo:
-    """A registered mapper."""
-
-    name: str
-    protocol: str
-    address: str
-    version: str = ""
-    api_version: str = ""
-    state: str = ""
 
 
 @dataclass(slots=True)
@@ -155,14 +146,7 @@ class MapperLink:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                # Up to LINK_CONCURRENCY calls at once (each on another object): 10,000 devices
-                # reach a mapper in seconds, not one round trip after another.
-                ops: list[tuple[str, _Op]] = []
-                while self._pending and len(ops) < LINK_CONCURRENCY:
-                    key = next(iter(self._pending))
-                    ops.append((key, self._pending.pop(key)))
-                errors = await asyncio.gather(*(self._attempt(key, op) for key, op in ops))
-                failed = [(key, op, err) for (key, op), err in zip(ops, errors, strict=True) if err]
+                failed = await self._drain()
                 if not failed:
                     backoff = 0.2
                     self._retry_now.clear()
@@ -196,6 +180,40 @@ class MapperLink:
                     backoff = 0.2
                 else:
                     backoff = min(backoff * 2, 30.0)
+
+    async def _drain(self) -> list[tuple[str, _Op, BaseException]]:
+        """Sends what is pending, up to :data:`LINK_CONCURRENCY` calls at once.
+
+        Each call is on another object, and a new one starts as soon as one ends, so a slow
+        call holds up only its own place (10,000 devices reach a mapper in seconds, not one
+        round trip after another, nor one slowest-of-16 after another). An object changed
+        while its call is in flight waits for that call. At the first failure no more calls
+        start; the failures are returned once the calls in flight have ended.
+        """
+        running: dict[asyncio.Future[BaseException | None], tuple[str, _Op]] = {}
+        busy: set[str] = set()
+        failed: list[tuple[str, _Op, BaseException]] = []
+        try:
+            while True:
+                while not failed and len(running) < LINK_CONCURRENCY:
+                    key = next((k for k in self._pending if k not in busy), None)
+                    if key is None:
+                        break
+                    op = self._pending.pop(key)
+                    running[asyncio.ensure_future(self._attempt(key, op))] = (key, op)
+                    busy.add(key)
+                if not running:
+                    return failed
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    key, op = running.pop(task)
+                    busy.discard(key)
+                    err = task.result()
+                    if err is not None:
+                        failed.append((key, op, err))
+        finally:
+            for task in running:
+                task.cancel()
 
     async def _attempt(self, key: str, op: _Op) -> BaseException | None:
         """Sends one operation; the error to retry it for, or ``None`` (sent, or dropped)."""
@@ -336,6 +354,13 @@ class MapperDirectory:
                     out.append(found)
         return out
 
+    def devices_of(self, name: str) -> list[str]:
+        """The ids of the devices the named mapper owns, sorted (none for an unknown name)."""
+        link = self.links.get(name)
+        if link is None:
+            return []
+        return sorted(d.id for d in self.devices().values() if self.owner(d) is link)
+
     def register(self, info: MapperInfo, *, with_data: bool) -> MapperLink:
         """Adds or refreshes a mapper and re-syncs the devices it owns.
 
@@ -366,6 +391,27 @@ class MapperDirectory:
             if old is not None and new is not old:
                 old.enqueue(_Op("device-delete", device_id, device.namespace, device.name))
         return link
+
+    async def unregister(self, name: str) -> bool:
+        """Forgets a mapper: stops its worker and contacts it no more; whether it was known.
+
+        Its devices go to another mapper of the protocol if one is registered (pushed to it as
+        ``CreateDeviceModel`` and ``RegisterDevice``), else they wait, unowned, for the next
+        mapper of the protocol to register. The forgotten mapper is sent nothing, not even
+        ``RemoveDevice``.
+        """
+        link = self.links.get(name)
+        if link is None:
+            return False
+        moved = self.owned(link)
+        del self.links[name]
+        await link.close()
+        for device, model in moved:
+            new = self.owner(device)
+            if new is not None:
+                new.enqueue(_Op("model", model.id, model.namespace, model.name))
+                new.enqueue(_Op("device", device.id, device.namespace, device.name))
+        return True
 
     def on_lifecycle(self, action: str, object_id: str, obj: object | None) -> None:
         """The registry's lifecycle listener: queue what the mappers must hear."""

@@ -39,6 +39,16 @@ _CORE_COUNTERS: Final[tuple[tuple[str, str, str], ...]] = (
     ("state_reports", "state_reports_total", "Device states reported (DMI or MQTT)."),
     ("desired_sets", "desired_sets_total", "Desired-value updates made on the edge."),
     ("applies", "applies_total", "Successful manifest applies (unchanged ones too)."),
+    (
+        "write_failures_reported",
+        "write_failures_reported_total",
+        "Failed desired writes mappers reported for a current desired value.",
+    ),
+    (
+        "write_outcomes_ignored",
+        "write_outcomes_ignored_total",
+        "Desired-write outcomes ignored: for a value no longer desired, or an unknown twin.",
+    ),
 )
 
 _PERSIST_STATS: Final[tuple[tuple[str, str, MetricType, str], ...]] = (
@@ -236,6 +246,12 @@ def _write_registry(out: MetricsWriter, core: EdgeCore) -> None:
         "gauge",
         "Devices in the registry, by last reported state (unknown: none reported).",
         [({"state": s}, n) for s, n in by_state.items()],
+    )
+    out.single(
+        "twin_write_errors",
+        "gauge",
+        "Twin properties whose last desired write failed (the mapper gave up on it).",
+        len(core.write_errors),
     )
 
 

@@ -2,8 +2,9 @@
 
 Outbound, every batch of twin changes the device manager makes (DMI reports, REST, MQTT,
 manifests) becomes KubeEdge's ``…/twin/update/result``, ``…/document`` and ``…/delta``
-messages, encoded in Rust by ``Changes.to_mqtt()``. Inbound, the bridge serves
-``…/twin/update``, ``…/twin/get``, ``…/state/update`` and
+messages, encoded in Rust by ``Changes.to_mqtt()``; a desired write that a mapper reports failed
+(or a success that clears that) becomes a ``…/twin/update/result`` with ``last_write_error``.
+Inbound, the bridge serves ``…/twin/update``, ``…/twin/get``, ``…/state/update`` and
 ``$hw/events/node/<node>/membership/get``, answering on the request topic plus ``/result``
 (payloads: :mod:`twinplane.edge.mqtt_payloads`, ``docs/mqtt.md``).
 
@@ -34,6 +35,7 @@ import logging
 import random
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -42,6 +44,7 @@ import aiomqtt
 from twinplane.edge.core import EdgeCore, now_ms
 from twinplane.edge.mqtt_payloads import (
     BAD_REQUEST,
+    DEVICE_PREFIX,
     INTERNAL_ERROR,
     NOT_FOUND,
     EventIn,
@@ -60,7 +63,9 @@ from twinplane.edge.mqtt_payloads import (
     subscriptions,
     twin_get_result,
     twin_result,
+    twin_write_result,
 )
+from twinplane.edge.write_errors import WriteError
 from twinplane.errors import SpecError, TwinplaneError, UnknownDeviceError
 from twinplane.mqtt_url import BrokerUrl
 from twinplane.twin import Changes, PropertyTypeName, TwinDict, canonical
@@ -157,6 +162,7 @@ class MqttBridge:
         self._closed = False
         if not self._listening:
             self.core.add_change_listener(self._on_changes)
+            self.core.add_write_listener(self._on_write_errors)
             self._listening = True
         self._task = asyncio.create_task(self._run(), name="mqtt-bridge")
         log.info("MQTT bridge started", extra={"broker": str(self.broker), "node": self.node_name})
@@ -169,6 +175,7 @@ class MqttBridge:
         """
         self._closed = True
         self.core.remove_change_listener(self._on_changes)
+        self.core.remove_write_listener(self._on_write_errors)
         task, self._task = self._task, None
         if task is None:
             return
@@ -229,6 +236,14 @@ class MqttBridge:
             return
         for topic, payload in changes.to_mqtt():
             self._offer(topic, payload)
+
+    def _on_write_errors(self, device_id: str, errors: Mapping[str, WriteError | None]) -> None:
+        """The core's write listener: a ``…/twin/update/result`` with ``last_write_error``."""
+        if self._closed:
+            return
+        twins = self.core.twins(device_id)
+        body = twin_write_result(str(uuid.uuid4()), now_ms(), twins, errors)
+        self._offer_json(f"{DEVICE_PREFIX}{device_id}/twin/update/result", body)
 
     def _offer(self, topic: str, payload: bytes) -> None:
         """Queues a message, dropping the oldest queued one when the queue is full."""
@@ -423,7 +438,8 @@ class MqttBridge:
         """
         ts = now_ms()
         twins = self.core.twins(request.identity)
-        self._offer_json(request.result_topic, twin_result(event_id, ts, twins, keys))
+        errors = self.core.write_errors.of(request.identity)
+        self._offer_json(request.result_topic, twin_result(event_id, ts, twins, keys, errors))
         document_topic, delta_topic = f"{request.topic}/document", f"{request.topic}/delta"
         documents: list[bytes] = []
         deltas: list[tuple[str, bytes]] = []
@@ -441,7 +457,9 @@ class MqttBridge:
         """``…/twin/get``: every twin of the device."""
         event_id = decode_request(payload, EventIn).event_id or ""
         twins = self._twins(request.identity, event_id)
-        self._offer_json(request.result_topic, twin_get_result(event_id, now_ms(), twins))
+        errors = self.core.write_errors.of(request.identity)
+        body = twin_get_result(event_id, now_ms(), twins, errors)
+        self._offer_json(request.result_topic, body)
 
     async def _state_update(self, request: Request, payload: bytes) -> None:
         """``…/state/update``: records the device state."""

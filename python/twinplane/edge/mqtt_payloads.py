@@ -6,7 +6,13 @@ Shapes follow EdgeCore's Go structs (spec §3.5, §3.8, §3.9, §4): ``timestamp
 ``TwinValue`` is ``{"value": "<canonical text>", "metadata": {"timestamp": <ms>}}``. The twin
 messages of engine changes are encoded in Rust (``Changes.to_mqtt()``); this module builds the
 replies the engine does not: results echoing a request's ``event_id``, ``twin/get`` results,
-state and membership results, and error answers ``{"event_id","timestamp","code","reason"}``.
+results of desired-write outcomes, state and membership results, and error answers
+``{"event_id","timestamp","code","reason"}``.
+
+A twin whose desired value could not be written carries ``last_write_error``
+(``{"reason","time","attempts","value"}``) in the results built here; a write-outcome result
+sets it to ``null`` when a success cleared it. EdgeCore's ``MsgTwin`` has no such field, and Go
+decoders ignore it, so KubeEdge clients read these payloads as before.
 
 Requests are decoded in two steps: JSON first (so the ``event_id`` of a request whose fields are
 wrong can still be echoed), then :func:`msgspec.convert` into the request struct, whose
@@ -21,6 +27,7 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from twinplane.edge.write_errors import WriteError
 from twinplane.twin import TwinDict
 
 DEVICE_PREFIX = "$hw/events/device/"
@@ -202,8 +209,11 @@ def twin_type(property_type: str) -> str:
     return _TWIN_TYPES.get(property_type, "string")
 
 
-def msg_twin(twin: TwinDict) -> dict[str, Any]:
-    """A twin as ``MsgTwin`` without versions (what the engine's MQTT encoder writes)."""
+def msg_twin(twin: TwinDict, error: WriteError | None = None) -> dict[str, Any]:
+    """A twin as ``MsgTwin`` without versions (what the engine's MQTT encoder writes).
+
+    With ``error``, its ``last_write_error`` too.
+    """
     out: dict[str, Any] = {}
     if twin["desired"] is not None:
         side = twin["desired"]
@@ -213,33 +223,67 @@ def msg_twin(twin: TwinDict) -> dict[str, Any]:
         out["actual"] = {"value": side["value"], "metadata": {"timestamp": side["timestamp"]}}
     out["optional"] = TWIN_OPTIONAL
     out["metadata"] = {"type": twin_type(twin["type"])}
+    if error is not None:
+        out["last_write_error"] = error.to_json()
     return out
 
 
-def msg_twin_or_null(twin: TwinDict) -> dict[str, Any] | None:
+def msg_twin_or_null(twin: TwinDict, error: WriteError | None = None) -> dict[str, Any] | None:
     """A twin as ``MsgTwin``, or ``None`` when it has neither side (a deleted twin)."""
     if twin["desired"] is None and twin["reported"] is None:
         return None
-    return msg_twin(twin)
+    return msg_twin(twin, error)
+
+
+_NO_ERRORS: Mapping[str, WriteError] = {}
 
 
 def twin_result(
-    event_id: str, ts_ms: int, twins: Mapping[str, TwinDict], keys: Iterable[str]
+    event_id: str,
+    ts_ms: int,
+    twins: Mapping[str, TwinDict],
+    keys: Iterable[str],
+    errors: Mapping[str, WriteError] = _NO_ERRORS,
 ) -> dict[str, Any]:
     """``…/twin/update/result``: the twins of ``keys`` after the update (``null`` if deleted)."""
     return {
         "event_id": event_id,
         "timestamp": ts_ms,
-        "twin": {key: msg_twin_or_null(twins[key]) for key in keys},
+        "twin": {key: msg_twin_or_null(twins[key], errors.get(key)) for key in keys},
     }
 
 
-def twin_get_result(event_id: str, ts_ms: int, twins: Mapping[str, TwinDict]) -> dict[str, Any]:
+def twin_write_result(
+    event_id: str,
+    ts_ms: int,
+    twins: Mapping[str, TwinDict],
+    errors: Mapping[str, WriteError | None],
+) -> dict[str, Any]:
+    """``…/twin/update/result`` of desired-write outcomes.
+
+    The twins whose write error changed, each with ``last_write_error``: the error, or
+    ``null`` when a success (or a cleared desired value) cleared it.
+    """
+    twin: dict[str, Any] = {}
+    for key, error in errors.items():
+        if key in twins:
+            body = msg_twin(twins[key])
+            body["last_write_error"] = error.to_json() if error is not None else None
+            twin[key] = body
+    return {"event_id": event_id, "timestamp": ts_ms, "twin": twin}
+
+
+def twin_get_result(
+    event_id: str,
+    ts_ms: int,
+    twins: Mapping[str, TwinDict],
+    errors: Mapping[str, WriteError] = _NO_ERRORS,
+) -> dict[str, Any]:
     """``…/twin/get/result``: every twin of the device, in property order."""
     return {
         "event_id": event_id,
         "timestamp": ts_ms,
-        "twin": {key: msg_twin(twin) for key, twin in twins.items()},
+        "twin": {key: msg_twin(twin, errors.get(key)) for key, twin in twins.items()},
     }
 
 

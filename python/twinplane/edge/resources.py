@@ -2,9 +2,13 @@
 
 A Device is served as its manifest (``to_dict()``) plus a ``status`` like KubeEdge's
 DeviceStatus (v1.23): one entry per twin with ``reported`` and ``observedDesired`` values whose
-``metadata`` holds the timestamp (milliseconds, as a string) and the type, the device ``state``
-and ``lastOnlineTime``. The deprecated ``Device.status`` fields of a manifest
-(``reportToCloud``, ``reportCycle``) are kept beside them.
+``metadata`` holds the timestamp (milliseconds, as a string) and the type, and a twin's
+``lastWriteError`` when its desired value could not be written; the device ``state`` and
+``lastOnlineTime``. The deprecated ``Device.status`` fields of a manifest (``reportToCloud``,
+``reportCycle``) are kept beside them.
+
+A twin of ``GET …/twin`` is the engine's (``type``, ``desired``, ``reported``, versions) plus
+``last_write_error``: ``{"reason", "time", "attempts", "value"}`` or ``null``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from twinplane.edge.core import EdgeCore
+from twinplane.edge.write_errors import WriteError
 from twinplane.errors import UnknownDeviceError
 from twinplane.manifests import API_VERSION, Device, DeviceModel, ManifestIssue
 from twinplane.rest.echo import clip
@@ -27,6 +32,7 @@ __all__ = [
     "list_json",
     "model_json",
     "status_body",
+    "twin_json",
     "twins_json",
 ]
 
@@ -157,7 +163,10 @@ def device_json(core: EdgeCore, device: Device) -> dict[str, Any]:
     """A Device as applied, with its twins, state and last online time as ``status``."""
     body = device.to_dict()
     status: dict[str, Any] = dict(device.status or {})
-    status["twins"] = [_status_twin(name, twin) for name, twin in _twins(core, device).items()]
+    errors = core.write_errors.of(device.id)
+    status["twins"] = [
+        _status_twin(name, twin, errors.get(name)) for name, twin in _twins(core, device).items()
+    ]
     state = core.states.get(device.id)
     status["state"] = state.state if state is not None else "unknown"
     if state is not None and state.last_online:
@@ -166,9 +175,19 @@ def device_json(core: EdgeCore, device: Device) -> dict[str, Any]:
     return body
 
 
-def twins_json(device_id: str, twins: Mapping[str, TwinDict]) -> dict[str, Any]:
+def twins_json(
+    device_id: str, twins: Mapping[str, TwinDict], errors: Mapping[str, WriteError]
+) -> dict[str, Any]:
     """The body of ``GET .../twin``: the device id and every twin by property."""
-    return {"device": device_id, "twins": dict(twins)}
+    return {
+        "device": device_id,
+        "twins": {name: twin_json(twin, errors.get(name)) for name, twin in twins.items()},
+    }
+
+
+def twin_json(twin: TwinDict, error: WriteError | None) -> dict[str, Any]:
+    """One twin as the API shows it: the engine's twin and its ``last_write_error``."""
+    return {**twin, "last_write_error": error.to_json() if error is not None else None}
 
 
 def _twins(core: EdgeCore, device: Device) -> dict[str, TwinDict]:
@@ -178,12 +197,14 @@ def _twins(core: EdgeCore, device: Device) -> dict[str, TwinDict]:
         return {}
 
 
-def _status_twin(name: str, twin: TwinDict) -> dict[str, Any]:
+def _status_twin(name: str, twin: TwinDict, error: WriteError | None) -> dict[str, Any]:
     out: dict[str, Any] = {"propertyName": name}
     if twin["reported"] is not None:
         out["reported"] = _twin_value(twin["reported"], twin["type"])
     if twin["desired"] is not None:
         out["observedDesired"] = _twin_value(twin["desired"], twin["type"])
+    if error is not None:
+        out["lastWriteError"] = error.to_json()
     return out
 
 

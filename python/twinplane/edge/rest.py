@@ -10,6 +10,8 @@ Routes (``{ns}`` a namespace, ``{name}`` an object name):
   with the device's delta and the changed twins.
 - ``POST /api/v1/apply``: YAML or JSON manifests, one or many documents; 422 lists every issue.
 - ``GET /api/v1/events``: server-sent events (:mod:`twinplane.edge.sse`).
+- ``GET /api/v1/mappers[/{name}]``: the registered mappers; ``DELETE /api/v1/mappers/{name}``
+  forgets one (it is contacted no more; its devices go to another mapper of its protocol).
 - ``GET /healthz``, ``GET /metrics`` (:mod:`twinplane.edge.metrics`).
 
 Every request passes :class:`~twinplane.rest.guard.RequestGuard` first (``Host``, ``Origin``, how
@@ -46,10 +48,11 @@ from twinplane.edge.resources import (
     list_json,
     model_json,
     status_body,
+    twin_json,
     twins_json,
 )
 from twinplane.edge.sse import MAX_EVENT_STREAMS, EventStreams, parse_kinds
-from twinplane.edge.store import StoreError
+from twinplane.edge.store import StoredMapper, StoreError
 from twinplane.errors import (
     SpecError,
     TwinplaneError,
@@ -224,6 +227,9 @@ class RestServer:
         router.add_patch(f"{ns}/devices/{{name}}/twin", self.patch_twin)
         router.add_post("/api/v1/apply", self.apply)
         router.add_get("/api/v1/events", self.events, allow_head=False)  # a stream has no HEAD
+        router.add_get("/api/v1/mappers", self.list_mappers)
+        router.add_get("/api/v1/mappers/{name}", self.get_mapper)
+        router.add_delete("/api/v1/mappers/{name}", self.delete_mapper)
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -351,6 +357,42 @@ class RestServer:
         warnings = [issue_cause(w) for w in result.warnings]
         return _json_response({"kind": "ApplyResult", "items": items, "warnings": warnings})
 
+    # -- mappers --------------------------------------------------------------------------
+
+    def _mapper_json(self, mapper: StoredMapper) -> dict[str, Any]:
+        devices = self.mappers.devices_of(mapper.name)
+        return {
+            "name": mapper.name,
+            "protocol": mapper.protocol,
+            "address": mapper.address,
+            "version": mapper.version,
+            "apiVersion": mapper.api_version,
+            "state": mapper.state,
+            "registeredAt": _rfc3339(mapper.registered_ms),
+            "devices": devices,
+        }
+
+    async def list_mappers(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/mappers``: a MapperList (by name) with the devices each one owns."""
+        items = [self._mapper_json(m) for m in await self.core.store.list_mappers()]
+        return _json_response({"kind": "MapperList", "apiVersion": "v1", "items": items})
+
+    async def get_mapper(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/mappers/{name}``: one registered mapper; 404."""
+        name = request.match_info["name"]
+        mapper = await self.core.store.get_mapper(name)
+        if mapper is None:
+            raise _mapper_not_found(name)
+        return _json_response(self._mapper_json(mapper))
+
+    async def delete_mapper(self, request: web.Request) -> web.Response:
+        """``DELETE /api/v1/mappers/{name}``: forgets the mapper and contacts it no more; 404."""
+        name = request.match_info["name"]
+        if not await self.dmi.delete_mapper(name):
+            raise _mapper_not_found(name)
+        body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+        return _json_response({**body, "details": {"name": name, "kind": "mappers"}})
+
     # -- twins ----------------------------------------------------------------------------
 
     def _device_id(self, request: web.Request) -> str:
@@ -363,7 +405,8 @@ class RestServer:
     async def get_twin(self, request: web.Request) -> web.Response:
         """``GET …/twin``: every twin of the device (desired, reported, versions)."""
         device_id = self._device_id(request)
-        return _json_response(twins_json(device_id, self.core.twins(device_id)))
+        errors = self.core.write_errors.of(device_id)
+        return _json_response(twins_json(device_id, self.core.twins(device_id), errors))
 
     async def patch_twin(self, request: web.Request) -> web.Response:
         """``PATCH …/twin``: sets desired values; answers the delta and the changed twins."""
@@ -380,11 +423,12 @@ class RestServer:
         changes = await self.core.set_desired(device_id, values)
         changed = {c["property"] for c in changes.to_list()}
         twins = self.core.twins(device_id)
+        errors = self.core.write_errors.of(device_id)
         return _json_response(
             {
                 "device": device_id,
                 "delta": changes.deltas().get(device_id, {}),
-                "twins": {p: t for p, t in twins.items() if p in changed},
+                "twins": {p: twin_json(t, errors.get(p)) for p, t in twins.items() if p in changed},
             }
         )
 
@@ -514,6 +558,12 @@ def _error_status(err: TwinplaneError) -> tuple[int, str]:
     if isinstance(err, StoreError):
         return 503, "ServiceUnavailable"
     return 500, "InternalError"
+
+
+def _mapper_not_found(name: str) -> ApiError:
+    name = clip(name)
+    details = {"name": name, "kind": "mappers"}
+    return ApiError(404, f'mapper "{name}" not found', details=details)
 
 
 def _deleted(resource: str, namespace: str, name: str) -> dict[str, Any]:

@@ -11,18 +11,30 @@ the stream stays open.
 
 ``Capabilities`` tells a mapper that the fast path is served and how big a batch may be; a plain
 DMI v1beta1 peer (KubeEdge EdgeCore) answers it with ``UNIMPLEMENTED``.
+
+``ReportWriteOutcomes`` takes how the mapper's desired-value writes ended
+(:mod:`twinplane.edge.write_errors`), durable before the answer; ``Capabilities`` says
+``write_outcomes: true`` when it is served. The admission budget is shared, one token per
+outcome; over it the call is ``RESOURCE_EXHAUSTED`` (the mapper sends the outcomes again).
+
+A stream message that is not a ``ReportBatch`` (no ``seq`` to answer) ends the stream with
+``INVALID_ARGUMENT``, naming the field and byte offset where decoding failed; the batches before
+it were applied and acked.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 import grpc
 
+from twinplane.dmi.wire import decode_request
 from twinplane.edge.admission import TokenBucket
+from twinplane.edge.store import StoreError
+from twinplane.edge.write_errors import WriteOutcome
 from twinplane.errors import TwinplaneError
 from twinplane.stream.v1 import stream_pb2
 
@@ -36,6 +48,9 @@ MAX_BATCH: Final = 1024
 
 _EXHAUSTED: Final = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
 
+RecordOutcomes = Callable[[list[WriteOutcome]], Awaitable[tuple[int, int]]]
+"""Records write outcomes durably; returns ``(applied, ignored)``."""
+
 
 @dataclass(slots=True)
 class TwinStreamStats:
@@ -45,6 +60,7 @@ class TwinStreamStats:
     batches: int = 0
     reports: int = 0
     rejected: int = 0
+    write_outcomes: int = 0
 
 
 class TwinStreamService:
@@ -56,6 +72,8 @@ class TwinStreamService:
         bucket: The DMI server's admission budget, shared (one token per entry).
         status_of: The gRPC status of an error, as ``ReportDeviceStatus`` answers it.
         max_batch: Most entries per batch.
+        write_outcomes: Records desired-write outcomes; ``None``: ``ReportWriteOutcomes`` is
+            not served.
     """
 
     def __init__(
@@ -65,8 +83,10 @@ class TwinStreamService:
         status_of: Callable[[TwinplaneError], grpc.StatusCode],
         *,
         max_batch: int = MAX_BATCH,
+        write_outcomes: RecordOutcomes | None = None,
     ) -> None:
         self._ingest = ingest
+        self._record_outcomes = write_outcomes
         self.bucket = bucket
         self._status_of = status_of
         limit = bucket.burst if bucket.rate > 0 else max_batch
@@ -76,37 +96,61 @@ class TwinStreamService:
     def handler(self) -> grpc.GenericRpcHandler:
         """The service's generic handler, for ``server.add_generic_rpc_handlers``."""
         handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+            # Requests arrive as raw bytes: each handler decodes its own.
             "Report": grpc.stream_stream_rpc_method_handler(
-                self.report,
-                request_deserializer=stream_pb2.ReportBatch.FromString,
-                response_serializer=stream_pb2.ReportAck.SerializeToString,
+                self.report, response_serializer=stream_pb2.ReportAck.SerializeToString
             ),
             "Capabilities": grpc.unary_unary_rpc_method_handler(
                 self.capabilities,
-                request_deserializer=stream_pb2.CapabilitiesRequest.FromString,
                 response_serializer=stream_pb2.CapabilitiesResponse.SerializeToString,
             ),
         }
+        if self._record_outcomes is not None:
+            handlers["ReportWriteOutcomes"] = grpc.unary_unary_rpc_method_handler(
+                self.report_write_outcomes,
+                response_serializer=stream_pb2.WriteOutcomesAck.SerializeToString,
+            )
         return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
     async def capabilities(
-        self,
-        request: stream_pb2.CapabilitiesRequest,
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> stream_pb2.CapabilitiesResponse:
         """The fast path is served, with ``max_batch`` entries per batch."""
+        request = await decode_request(stream_pb2.CapabilitiesRequest, data, context)
         log.debug("fast path offered", extra={"mapper": request.mapper})
-        return stream_pb2.CapabilitiesResponse(fast_path=True, max_batch=self.max_batch)
+        return stream_pb2.CapabilitiesResponse(
+            fast_path=True,
+            max_batch=self.max_batch,
+            write_outcomes=self._record_outcomes is not None,
+        )
+
+    async def report_write_outcomes(
+        self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> stream_pb2.WriteOutcomesAck:
+        """Records how desired writes ended; durable before the answer."""
+        assert self._record_outcomes is not None  # noqa: S101 - served only with a recorder
+        request = await decode_request(stream_pb2.WriteOutcomes, data, context)
+        count = len(request.outcomes)
+        if count and not self.bucket.try_acquire(count):
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"over the DMI admission budget ({self.bucket.rate:g} calls/s); retry later",
+            )
+        outcomes = [WriteOutcome.from_proto(msg) for msg in request.outcomes]
+        try:
+            applied, ignored = await self._record_outcomes(outcomes)
+        except StoreError as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot store: {err}")
+        self.stats.write_outcomes += count
+        return stream_pb2.WriteOutcomesAck(applied=applied, ignored=ignored)
 
     async def report(
-        self,
-        requests: AsyncIterator[stream_pb2.ReportBatch],
-        context: grpc.aio.ServicerContext[Any, Any],
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[stream_pb2.ReportAck]:
         """Applies each batch as it arrives and answers it with one ack of the same ``seq``."""
         self.stats.streams += 1
-        async for batch in requests:
-            yield self.apply(batch)
+        async for data in requests:
+            yield self.apply(await decode_request(stream_pb2.ReportBatch, data, context))
 
     def apply(self, batch: stream_pb2.ReportBatch) -> stream_pb2.ReportAck:
         """Applies one batch entry by entry; a bad entry is rejected alone."""

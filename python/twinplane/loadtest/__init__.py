@@ -11,6 +11,8 @@ installed with twinplane and drives whole processes from outside.
   throughput);
 - :mod:`~twinplane.loadtest.report`, :mod:`~twinplane.loadtest.plots`,
   :mod:`~twinplane.loadtest.progress`: tables, JSON, PNG plots and progress lines;
-- :mod:`~twinplane.loadtest.kubeedge_style`: the KubeEdge mapper-framework style baseline mapper
-  (a process of its own, ``twinplane bench kubeedge-mapper``).
+- :mod:`~twinplane.loadtest.baselines`: what each baseline is called and is;
+- :mod:`~twinplane.loadtest.imitation`: the baseline mapper, a Python imitation of
+  mapper-framework's design (per-property tickers, one unary report per property), against
+  twinplane's device manager (a process of its own, ``twinplane bench imitation-mapper``).
 """

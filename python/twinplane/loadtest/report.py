@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from twinplane.loadtest.baselines import BASELINES, Baseline
 from twinplane.loadtest.window import ratio
 
 __all__ = ["ROWS", "TARGETS", "hardware", "markdown", "ratios", "table", "targets"]
@@ -168,10 +169,20 @@ def _rows(results: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _baseline(results: Mapping[str, Any]) -> Baseline | None:
+    name = results.get("baseline_name")
+    return None if name is None else BASELINES.get(name)
+
+
+def _baseline_label(results: Mapping[str, Any]) -> str:
+    known = _baseline(results)
+    return known.label if known is not None else str(results.get("baseline_name") or "baseline")
+
+
 def _header(results: Mapping[str, Any]) -> list[str]:
     head = ["", "twinplane"]
     if results.get("baseline") is not None:
-        head.append("kubeedge-style")
+        head.append(_baseline_label(results))
     head.append("target")
     return head
 
@@ -197,6 +208,9 @@ def table(results: Mapping[str, Any]) -> str:
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines += _ratio_lines(results)
+    known = _baseline(results)
+    if known is not None and results.get("baseline") is not None:
+        lines += ["", f"baseline: {known.description}; not KubeEdge's own code"]
     return "\n".join(lines)
 
 
@@ -234,7 +248,15 @@ def markdown(results: Mapping[str, Any]) -> str:
         lines.append(f"- `{name}` {_verdict(target)} (value: {_fmt(target['value'])})")
     ratio_lines = _ratio_lines(results)
     if ratio_lines:
-        lines += ["", "## Ratios against the kubeedge-style baseline (same run)", ""]
+        known = _baseline(results)
+        what = known.description if known is not None else _baseline_label(results)
+        lines += ["", f"## Ratios against {what} (same run)", ""]
+        if known is not None:
+            lines += [
+                f"The baseline column is {known.description}: twinplane's own re-implementation "
+                "of that design in Python, not KubeEdge's own code.",
+                "",
+            ]
         lines += [f"- {line.strip()}" for line in ratio_lines[2:]]
     missing = results.get("missing_metrics") or []
     if missing:

@@ -1,11 +1,13 @@
 """``twinplane bench scale``: N simulated Modbus devices through a real mapper and device manager.
 
 One phase starts three processes — ``twinplane sim modbus``, ``twinplane edge`` and a mapper
-(``twinplane mapper``, or ``twinplane bench kubeedge-mapper`` for the baseline) — applies the
+(``twinplane mapper``, or for the baseline ``twinplane bench imitation-mapper``, a Python
+imitation of mapper-framework's design: :mod:`twinplane.loadtest.baselines`) — applies the
 generated manifests through the device manager's REST API, waits until every device is online,
 warms up, then scrapes both ``/metrics`` and the processes' ``/proc`` usage every second for the
 window. :func:`run_scale` runs twinplane's phase (then, with a baseline, the baseline's with fresh
-processes and the same load) and writes ``results.json``, ``results.md`` and the plots.
+processes and the same load) and writes ``results.json`` and ``results.md``, then the plots: a
+plot that cannot be drawn (matplotlib missing or failing) is a warning, not a failed run.
 """
 
 from __future__ import annotations
@@ -29,18 +31,18 @@ import yaml
 
 from twinplane.fleet import device_manifests, registers_for
 from twinplane.loadtest import plots, report
+from twinplane.loadtest.baselines import BASELINES
 from twinplane.loadtest.procs import BenchError, Proc, raise_fd_limit
 from twinplane.loadtest.progress import Progress, bar
 from twinplane.loadtest.prom import Snapshot, parse
 from twinplane.loadtest.window import PROCESSES, Tick, WindowLoad, summarize
 from twinplane.ports import port_free
 
-__all__ = ["SCENARIOS", "ScaleConfig", "run_scale"]
+__all__ = ["SCENARIOS", "ScaleConfig", "ScaleRun", "run_scale"]
 
 SCENARIOS: Final = {"1k": 1_000, "5k": 5_000, "10k": 10_000}
 """``--scenario`` presets: devices (x 10 properties x 1,000 ms, 60 s after a 10 s warm-up)."""
 
-BASELINES: Final = ("kubeedge-style",)
 PIPELINED_IN_FLIGHT: Final = 16
 """``maxInFlight`` of the devices in a pipelined run."""
 APPLY_CHUNK: Final = 500
@@ -65,7 +67,8 @@ class ScaleConfig:
         devices_per_port: Devices per simulator port (unit ids 1..K).
         out: Where results (and ``work/``, the processes' state and logs) go.
         mqtt: A broker for the device manager's ``$hw/events`` topics, or ``None``.
-        baseline: ``kubeedge-style`` to measure the baseline mapper too, or ``None``.
+        baseline: A baseline's name (:data:`~twinplane.loadtest.baselines.BASELINES`) to
+            measure it too, or ``None``.
         scenario: The preset the settings came from, if any.
         command: The command line, for the record.
         tty: Redraw the progress line in place.
@@ -144,7 +147,7 @@ class _Phase:
         self.onboarding: dict[str, Any] = {}
         self._sockets: Path | None = None
         self.load = WindowLoad(
-            cfg.devices, cfg.properties, cfg.cycle_ms, per_property=kind != "twinplane"
+            cfg.devices, cfg.properties, cfg.cycle_ms, per_property=kind != "twinplane", mapper=kind
         )
 
     # -- processes ----------------------------------------------------------------------
@@ -247,7 +250,7 @@ class _Phase:
                 }
             )
         )
-        command = ["mapper"] if self.kind == "twinplane" else ["bench", "kubeedge-mapper"]
+        command = ["mapper"] if self.kind == "twinplane" else list(BASELINES[self.kind].command)
         self._spawn("mapper", [*command, "--config-file", str(config), "--log-level", "warning"])
 
         async def registered() -> bool:
@@ -331,7 +334,7 @@ class _Phase:
                 break
             if time.monotonic() > deadline:
                 # Measured anyway: a mapper that cannot bring its devices online at this load
-                # (the KubeEdge-style baseline, typically) is a result, not a failed run.
+                # (the mapper-framework imitation, typically) is a result, not a failed run.
                 self.onboarding = {
                     "online": online,
                     "seconds": round(time.monotonic() - t0, 1),
@@ -428,7 +431,9 @@ def _n(value: float | None) -> str:
 
 
 async def _run_phase(cfg: ScaleConfig, kind: str, work: Path, progress: Progress) -> dict[str, Any]:
-    progress.step(f"{kind}: {cfg.devices:,} devices x {cfg.properties} properties")
+    known = BASELINES.get(kind)
+    what = kind if known is None else f"baseline {kind} ({known.description})"
+    progress.step(f"{what}: {cfg.devices:,} devices x {cfg.properties} properties")
     phase = _Phase(cfg, kind, work, progress)
     connector = aiohttp.TCPConnector(limit=8)
     try:
@@ -473,18 +478,60 @@ def _results(
     results["command"] = list(cfg.command)
     results["started_at"] = started
     results["baseline"] = base
+    known = BASELINES.get(cfg.baseline) if cfg.baseline is not None else None
+    results["baseline_name"] = cfg.baseline
+    results["baseline_description"] = known.description if known is not None else None
     results["ratios"] = report.ratios(ours, base) if base is not None else None
     return results
 
 
-async def run_scale(cfg: ScaleConfig, progress: Progress) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class ScaleRun:
+    """What a run wrote.
+
+    Attributes:
+        results: What ``results.json`` holds.
+        files: The files written into ``out``, results first, then the plots drawn.
+        warnings: What went wrong without failing the run (plots not drawn, and why).
+    """
+
+    results: dict[str, Any]
+    files: tuple[Path, ...]
+    warnings: tuple[str, ...] = ()
+
+
+def write_results(out: Path, results: dict[str, Any]) -> ScaleRun:
+    """Writes ``results.json`` and ``results.md``, then the plots if they can be drawn.
+
+    Raises:
+        OSError: A results file cannot be written.
+    """
+    json_path, md_path = out / "results.json", out / "results.md"
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    md_path.write_text(report.markdown(results))
+    base = results.get("baseline")
+    known = BASELINES.get(results.get("baseline_name") or "")
+    try:
+        drawn = plots.plot(
+            out,
+            results["series"],
+            base["series"] if base is not None else None,
+            known.label if known is not None else "baseline",
+        )
+    except plots.PlotsUnavailable as err:
+        return ScaleRun(results, (json_path, md_path), (f"plots not written: {err}",))
+    return ScaleRun(results, (json_path, md_path, *drawn))
+
+
+async def run_scale(cfg: ScaleConfig, progress: Progress) -> ScaleRun:
     """Runs the benchmark (and its baseline) and writes the results into ``cfg.out``.
 
     Returns:
-        What ``results.json`` holds.
+        The results, the files written and any warnings (the plots not drawn).
 
     Raises:
         BenchError: Something could not run (a process exited, devices never came online, ...).
+        OSError: A results file cannot be written.
     """
     _check_fds(cfg)
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -495,8 +542,4 @@ async def run_scale(cfg: ScaleConfig, progress: Progress) -> dict[str, Any]:
     base = None
     if cfg.baseline is not None:
         base = await _run_phase(cfg, cfg.baseline, work / cfg.baseline, progress)
-    results = _results(cfg, started, ours, base)
-    (cfg.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (cfg.out / "results.md").write_text(report.markdown(results))
-    plots.plot(cfg.out, ours["series"], base["series"] if base is not None else None)
-    return results
+    return write_results(cfg.out, _results(cfg, started, ours, base))

@@ -67,14 +67,16 @@ class WindowLoad:
     """The load the window ran: devices, properties, cycle, and how the mapper polls.
 
     Attributes:
-        per_property: The mapper polls each property on its own (the kubeedge-style baseline),
-            not each device once per cycle.
+        per_property: The mapper polls each property on its own (the imitation of
+            mapper-framework's per-property tickers), not each device once per cycle.
+        mapper: Which mapper ran: ``twinplane``, or a baseline's name.
     """
 
     devices: int
     properties: int
     cycle_ms: int
     per_property: bool = False
+    mapper: str = "twinplane"
 
     @property
     def polls_per_second(self) -> float:
@@ -176,7 +178,7 @@ def summarize(ticks: Sequence[Tick], load: WindowLoad, *, mqtt: bool) -> dict[st
     on_time = _delta(ON_TIME, m0, m1)
     expected = expected_polls(load, window)
     return {
-        "mapper": "kubeedge-style" if load.per_property else "twinplane",
+        "mapper": load.mapper,
         "window_s": round(window, 3),
         "polls": polls,
         "polls_expected": expected,

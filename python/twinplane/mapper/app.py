@@ -1,10 +1,11 @@
 """``twinplane mapper``: the mapper process, composed from its parts.
 
 Startup order: serve ``DeviceMapperService`` on the mapper's own socket (so the device manager
-can push to it at once) → the REST data API → the channel to the device manager and the twin
-and state reporter (its changes also feed the data plane) → ``MapperRegister`` in the
-background, after which the fast path is negotiated and every device of the answer starts.
-Shutdown runs the other way: registration, REST API, server, reporter, the runtime (buses,
+can push to it at once) → the REST data API → the channel to the device manager, the twin and
+state reporter (its changes also feed the data plane) and the desired-write outcome reporter →
+``MapperRegister`` in the background, after which the fast path is negotiated (it says whether
+the device manager takes write outcomes) and every device of the answer starts. Shutdown runs
+the other way: registration, REST API, server, reporters, the runtime (desired writes, buses,
 devices, driver), the data plane (sinks flushed), the channel.
 """
 
@@ -27,6 +28,7 @@ from twinplane.mapper.rest import MapperRestServer
 from twinplane.mapper.runtime import MapperRuntime
 from twinplane.mapper.server import MapperServer
 from twinplane.mapper.sinks import DataPlane
+from twinplane.mapper.write_outcomes import WriteOutcomeReporter
 from twinplane.service import serve
 
 __all__ = ["DEFAULT_REPORT_INTERVAL_S", "MapperApp", "run_mapper"]
@@ -50,6 +52,7 @@ class MapperApp:
         server: ``DeviceMapperService`` on the mapper's socket, once started.
         rest: The REST data API, once started.
         reporter: Twin and state reports to the device manager, once started.
+        outcomes: Desired-write outcomes to the device manager, once started.
         registered: Set once ``MapperRegister`` succeeded and its devices started.
         registrations: Successful ``MapperRegister`` calls.
     """
@@ -61,6 +64,7 @@ class MapperApp:
         self.server: MapperServer | None = None
         self.rest: MapperRestServer | None = None
         self.reporter: Reporter | None = None
+        self.outcomes: WriteOutcomeReporter | None = None
         self.registered = asyncio.Event()
         self.registrations = 0
         self._channel: grpc.aio.Channel | None = None
@@ -97,6 +101,10 @@ class MapperApp:
         reporter.on_changes = self.data_plane.offer  # data plane
         self.runtime.add_removal_listener(reporter.forget)
         reporter.start()
+        outcomes = self.outcomes = WriteOutcomeReporter(channel, reporter.write_outcomes)
+        self.runtime.writer.on_result = outcomes.offer
+        self.runtime.add_removal_listener(outcomes.forget)
+        outcomes.start()
         heap.acquire()
         self._heap_held = True
         self._register_task = asyncio.create_task(
@@ -121,6 +129,7 @@ class MapperApp:
         return render_mapper_metrics(
             self.runtime,
             reporter=self.reporter,
+            outcomes=self.outcomes,
             data_plane=self.data_plane,
             registrations=self.registrations,
         )
@@ -143,6 +152,8 @@ class MapperApp:
             await self.server.stop()
         if self.reporter is not None:
             await self.reporter.stop()
+        if self.outcomes is not None:
+            await self.outcomes.stop()
         await self.runtime.stop()
         await self.data_plane.close()  # data plane: flush and close the sinks
         if self._channel is not None:

@@ -72,6 +72,9 @@ class MapperConfig:
             per second in total (EdgeCore's limiter), everything batched.
         report_interval_ms: Report tick; ``0`` reports at the shortest collect cycle.
         dmi_concurrency: Most ``ReportDeviceStatus`` calls in flight at once.
+        write_attempts: Most attempts per desired value while its write fails transiently
+            (a timeout, a lost connection); a refusal by the device is never tried again.
+        write_backoff_ms: Wait before a desired value's second attempt (doubling, up to 5 s).
         sinks: Mapper-level sinks (the file's ``sinks`` section), fed by every property.
         allowed_hosts: Names the REST data API answers to besides its address and loopback
             (``--allowed-host``; :mod:`twinplane.rest.guard`).
@@ -88,6 +91,8 @@ class MapperConfig:
     edgecore_compat: bool = False
     report_interval_ms: int = 0
     dmi_concurrency: int = 8
+    write_attempts: int = 3
+    write_backoff_ms: int = 200
     sinks: tuple[SinkConfig, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
 

@@ -9,6 +9,10 @@ on one long-lived ``Report`` stream, opened lazily. At most ``window`` batches a
 once (flow control); an ack not received within the timeout, a write or read error or the end of
 the stream fails every unacked batch with :class:`FastPathError` — the reporter sends those
 reports through unary DMI — and the fast path is negotiated again after a backoff.
+
+The ``Capabilities`` answer also says whether the device manager takes desired-write outcomes
+(``write_outcomes``, :mod:`twinplane.mapper.write_outcomes`); a peer without the fast path
+takes none.
 """
 
 from __future__ import annotations
@@ -72,6 +76,8 @@ class FastPath:
     ) -> None:
         self.state = FastPathState.UNKNOWN
         self.max_batch = 0
+        self.write_outcomes: bool | None = None
+        """Whether the peer takes ``ReportWriteOutcomes`` (``None``: not asked yet)."""
         self.mapper = ""
         self.failures = 0
         self._capabilities: grpc.aio.UnaryUnaryMultiCallable[
@@ -113,10 +119,12 @@ class FastPath:
         except grpc.aio.AioRpcError as err:
             if err.code() in _ABSENT_CODES:
                 self.state = FastPathState.ABSENT
+                self.write_outcomes = False
                 log.info("device manager has no fast path (plain DMI v1beta1): unary reports")
                 return False
             self._down(f"capabilities: {err.code().name}")
             return False
+        self.write_outcomes = caps.write_outcomes
         if not caps.fast_path or caps.max_batch < 1:
             self.state = FastPathState.ABSENT
             return False

@@ -98,7 +98,11 @@ class InstanceProperty:
 
     @property
     def queue_capacity(self) -> int:
-        """Samples kept per report cycle: ``ceil(reportCycle / collectCycle)``, at least 1."""
+        """Samples kept per report cycle: ``ceil(reportCycle / collectCycle)``, at least 1.
+
+        The property's own cycles: it is read every ``collectCycle``, whatever its device's
+        other properties' cycles.
+        """
         return max(1, math.ceil(self.report_cycle_ms / self.collect_cycle_ms))
 
     @property
@@ -177,7 +181,12 @@ class DeviceInstance:
 
     @property
     def collect_cycle_ms(self) -> int:
-        """The device's poll period: the shortest collect cycle of its properties."""
+        """The shortest collect cycle of the device's properties.
+
+        The device's poll period when its properties share one cycle; otherwise each property
+        is read at its own (:mod:`twinplane.mapper.cycles`), and this one bounds a poll's
+        deadline and the backoff of a failing device.
+        """
         return min((p.collect_cycle_ms for p in self.properties), default=DEFAULT_CYCLE_MS)
 
     def engine_specs(self, *, frames: bool) -> list[PropertySpec]:

@@ -4,7 +4,9 @@
 the hot path for it): the data plane's per-sink ``stats()``, each bus scheduler's
 :class:`~twinplane.mapper.scheduler.BusStats`, the reporter's
 :class:`~twinplane.mapper.reporter.ReporterStats` (fast path and EdgeCore pacing included), the
-engine's ``stats()`` and the devices by scheduler state. Every name starts ``twinplane_mapper_``
+driver's :meth:`~twinplane.drivers.base.Driver.stats` (the Modbus clients' counters, say),
+desired writes and their outcome reports, the engine's ``stats()`` and the devices by scheduler
+state. Every name starts ``twinplane_mapper_``
 (``docs/mapper.md``, "Metrics").
 """
 
@@ -18,10 +20,12 @@ from twinplane.mapper.scheduler import LATENESS_BOUNDS_S
 from twinplane.metrics import ENGINE_STATS, MetricsWriter, MetricType, Sample, write_stats
 
 if TYPE_CHECKING:
+    from twinplane.mapper.desired_writes import DesiredWriter
     from twinplane.mapper.reporter import Reporter
     from twinplane.mapper.runtime import MapperRuntime
     from twinplane.mapper.scheduler import BusScheduler
     from twinplane.mapper.sinks import DataPlane
+    from twinplane.mapper.write_outcomes import WriteOutcomeReporter
 
 __all__ = ["PREFIX", "render_mapper_metrics"]
 
@@ -77,12 +81,14 @@ def render_mapper_metrics(
     reporter: Reporter | None,
     data_plane: DataPlane,
     registrations: int,
+    outcomes: WriteOutcomeReporter | None = None,
 ) -> str:
     """Every metric of one mapper, as Prometheus text.
 
     Args:
-        runtime: The devices, buses and engine.
+        runtime: The devices, buses, desired writes and engine.
         reporter: The twin and state reporter (``None`` before it starts).
+        outcomes: The desired-write outcome reporter (``None`` before it starts).
         data_plane: The sinks.
         registrations: Successful ``MapperRegister`` calls.
     """
@@ -102,6 +108,9 @@ def render_mapper_metrics(
     _write_sinks(out, data_plane.stats())
     _write_buses(out, runtime.buses)
     _write_reporter(out, reporter)
+    for stat in runtime.driver.stats():
+        out.single(stat.name, stat.kind, stat.help, stat.value)
+    _write_desired(out, runtime.writer, outcomes)
     write_stats(out, runtime.engine.stats(), ENGINE_STATS, "engine_", "Twin engine statistic")
     by_state = dict.fromkeys(DEVICE_STATES, 0)
     for running in list(runtime.devices.values()):
@@ -156,6 +165,31 @@ def _write_buses(out: MetricsWriter, buses: Mapping[str, BusScheduler]) -> None:
         lateness,
         sum_=sum(s.lateness_sum_s for s in stats),
         count=sum(lateness),
+    )
+
+
+def _write_desired(
+    out: MetricsWriter, writer: DesiredWriter, outcomes: WriteOutcomeReporter | None
+) -> None:
+    stats = writer.stats
+    out.single("desired_writes_total", "counter", "Desired values the devices took.", stats.written)
+    out.single(
+        "desired_write_failures_total",
+        "counter",
+        "Desired values given up: refused by the device, or failing on every attempt.",
+        stats.failed,
+    )
+    out.single(
+        "desired_write_retries_total",
+        "counter",
+        "Desired-value write attempts after a transient failure (timeout, lost connection).",
+        stats.retries,
+    )
+    out.single(
+        "write_outcomes_reported_total",
+        "counter",
+        "Desired-write outcomes the device manager took (ReportWriteOutcomes).",
+        outcomes.stats.sent if outcomes is not None else 0,
     )
 
 

@@ -3,7 +3,7 @@
 Called with ``withData`` until the manager answers — retried with jittered backoff, as a mapper
 may start before its device manager — so the answer carries every model and device this mapper
 serves (parallel lists), which :func:`load_answer` hands to the mapper. twinplane's mapper and
-the bench's KubeEdge-style baseline both use them.
+the load test's baseline (a Python imitation of mapper-framework's design) both use them.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ async def register_mapper(
             version=cfg.version,
             api_version=cfg.api_version,
             protocol=cfg.protocol,
-            address=str(cfg.socket_path).encode(),
+            address=str(cfg.socket_path.absolute()).encode(),  # dialled from elsewhere
             state="ok",
         ),
     )

@@ -252,6 +252,13 @@ class Reporter:
             return False
         return await self.fast_path.negotiate(mapper)
 
+    def write_outcomes(self) -> bool | None:
+        """Whether the device manager takes desired-write outcomes (``None``: not known yet).
+
+        Known from the fast path's ``Capabilities``; never in ``compat`` (KubeEdge EdgeCore).
+        """
+        return False if self.fast_path is None else self.fast_path.write_outcomes
+
     async def _send_fast(self, fast: FastPath, batch: dict[str, bytes]) -> dict[str, bytes]:
         """Sends ``batch`` as stream batches; returns the reports of batches the stream lost."""
         chunks: list[list[tuple[str, bytes]]] = [[]]

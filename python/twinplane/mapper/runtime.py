@@ -4,7 +4,10 @@ Each device the device manager gives (the ``MapperRegister`` answer, then the
 ``DeviceMapperService`` calls) gets a driver client and joins the scheduler of its bus; the
 engine keeps its twins and the data plane its sink routes. A device whose spec changes restarts
 alone; a change of desired values only is written through the running client (KubeEdge would
-restart the device).
+restart the device). Desired values are written in the background by the
+:class:`~twinplane.mapper.desired_writes.DesiredWriter` (retried while the failure is
+transient, superseded by a newer value), so ``UpdateDevice`` answers without waiting for the
+device.
 
 The runtime serves nothing and registers nowhere: the mapper's composition root
 (:mod:`twinplane.mapper.app`) builds the servers, the reporter and the data plane around it.
@@ -17,6 +20,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final
 
 from twinplane import heap
@@ -24,6 +28,8 @@ from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.drivers.base import DeviceClient, Driver, PropertyVisitor, WriteOp
 from twinplane.errors import SpecError, TwinplaneError
 from twinplane.mapper.config import MapperConfig
+from twinplane.mapper.cycles import PropertyCycles
+from twinplane.mapper.desired_writes import DesiredWriter, WritePolicy
 from twinplane.mapper.instance import DeviceInstance, StatusTwin, device_id
 from twinplane.mapper.scheduler import BusScheduler, ScheduledDevice, now_ms
 from twinplane.mapper.sinks import DataPlane, apply_push_heartbeats  # data plane
@@ -58,6 +64,9 @@ class MapperRuntime:
         config: The mapper's settings.
         driver: The protocol driver.
         data_plane: Where each started device's push methods and database sinks are routed.
+
+    Attributes:
+        writer: The desired-value writes (its ``on_result`` receives each value's outcome).
     """
 
     def __init__(self, config: MapperConfig, driver: Driver, data_plane: DataPlane) -> None:
@@ -68,8 +77,10 @@ class MapperRuntime:
         self.devices: dict[str, RunningDevice] = {}
         self.buses: dict[str, BusScheduler] = {}
         self.data_plane = data_plane
+        self.writer = DesiredWriter(
+            WritePolicy(attempts=config.write_attempts, backoff_s=config.write_backoff_ms / 1000)
+        )
         self._lock = asyncio.Lock()
-        self._background: set[asyncio.Task[None]] = set()
         self._removal_listeners: list[Callable[[str], None]] = []
 
     def add_removal_listener(self, listener: Callable[[str], None]) -> None:
@@ -77,7 +88,8 @@ class MapperRuntime:
         self._removal_listeners.append(listener)
 
     async def stop(self) -> None:
-        """Stops every bus and device, then the driver."""
+        """Stops the desired writes, every bus and device, then the driver."""
+        await self.writer.stop()
         for bus in self.buses.values():
             await bus.stop()
         for running in list(self.devices.values()):
@@ -123,7 +135,7 @@ class MapperRuntime:
                 changed = {k: v for k, v in instance.desired().items() if old.get(k) != v}
                 if not changed:
                     return "unchanged"
-                await self._apply_desired(running, changed)
+                self._apply_desired(running, changed)
                 return "desired"
             await self._stop(instance.id)
             await self._start(instance)
@@ -159,11 +171,23 @@ class MapperRuntime:
             for i, p in enumerate(instance.properties)
         ]
         plan = self.engine.read_plan(index) if driver.frames else []
+        cycles = PropertyCycles.of(
+            props,
+            [p.collect_cycle_ms for p in instance.properties],
+            partial(self.engine.read_plan, index) if driver.frames else None,
+        )
         bus = self.buses.get(bus_spec.key)
         if bus is None:
-            bus = BusScheduler(bus_spec.key, self.engine, max_in_flight=bus_spec.max_in_flight)
+            bus = BusScheduler(
+                bus_spec.key,
+                self.engine,
+                max_in_flight=bus_spec.max_in_flight,
+                spread=bus_spec.spread,
+            )
             self.buses[bus_spec.key] = bus
             bus.start()
+        elif bus_spec.spread:
+            bus.spread = True  # a device taking one transaction at a time joined
         scheduled = ScheduledDevice(
             device_id=instance.id,
             index=index,
@@ -172,6 +196,7 @@ class MapperRuntime:
             plan=plan,
             cycle_s=instance.collect_cycle_ms / 1000,
             timeout_s=min(POLL_TIMEOUT_S, max(instance.collect_cycle_ms / 1000, 0.5)),
+            cycles=cycles,
         )
         running = RunningDevice(instance, client, bus, scheduled, {p.name: p for p in props})
         self.devices[instance.id] = running
@@ -179,11 +204,7 @@ class MapperRuntime:
         bus.add(scheduled)
         desired = instance.desired()
         if desired:
-            self.engine.set_desired(instance.id, dict(desired), now_ms())
-            for name, value in desired.items():
-                task = asyncio.create_task(self._write(running, name, value))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+            self._apply_desired(running, dict(desired))
         heap.changed()
         log.info("device %s started on bus %s", instance.id, bus.key)
 
@@ -195,28 +216,22 @@ class MapperRuntime:
 
         return encode
 
-    async def _apply_desired(self, running: RunningDevice, values: dict[str, str]) -> None:
-        self.engine.set_desired(running.instance.id, dict(values), now_ms())
+    def _apply_desired(self, running: RunningDevice, values: dict[str, str]) -> None:
+        """Takes the desired values into the engine and writes them in the background."""
+        dev_id = running.instance.id
+        self.engine.set_desired(dev_id, dict(values), now_ms())
         for name, value in values.items():
-            await self._write(running, name, value)
-
-    async def _write(self, running: RunningDevice, name: str, value: str) -> None:
-        prop = running.props.get(name)
-        if prop is None:
-            return
-        try:
-            await running.bus.write(running.instance.id, prop, value)
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:  # logged; the device stays up
-            log.warning(
-                "device %s: writing %s=%s failed: %s", running.instance.id, name, value, err
-            )
+            prop = running.props.get(name)
+            if prop is not None:
+                self.writer.submit(
+                    dev_id, name, value, partial(running.bus.write, dev_id, prop, value)
+                )
 
     async def _stop(self, dev_id: str) -> bool:
         running = self.devices.pop(dev_id, None)
         if running is None:
             return False
+        self.writer.forget(dev_id)  # a restart writes its desired values again
         running.bus.remove(dev_id)
         await self._stop_client(running)
         with contextlib.suppress(TwinplaneError):

@@ -3,10 +3,17 @@
 A bus is what devices share: a Modbus TCP endpoint, a serial line, the virtual driver. Its
 task keeps a heap of due times and
 
-- staggers buses across the cycle, not the devices of a bus: each bus gets a phase (a
-  golden-ratio fraction of the cycle, so 1,000 buses at 1 s do not all fire at once), and every
-  device of the bus is polled at that phase of its own cycle — so a Modbus TCP gateway's units
-  are polled together, their requests going out in one write and one wake-up;
+- staggers buses across the cycle: each bus gets a phase (a golden-ratio fraction of the
+  cycle, so 1,000 buses at 1 s do not all fire at once). On a bus that pipelines, every device
+  is polled at that phase of its own cycle — so a Modbus TCP gateway's units are polled
+  together, their requests going out in one write and one wake-up. On a bus that carries one
+  transaction at a time (``spread``: a serial line, a gateway without pipelining) polls due
+  together would wait for each other, so each device gets a phase of its own (the bus's, plus
+  the next golden-ratio step): ten units behind one connection are polled about a tenth of a
+  cycle apart, each read waiting for at most its own poll's others;
+- reads a device's properties at their own collect cycles when they differ
+  (:mod:`twinplane.mapper.cycles`): each poll reads the properties that are due, coalesced in
+  one plan; a device whose properties share one cycle is read whole every cycle;
 - runs at most ``max_in_flight`` requests at once (1 on a serial line); a device with a poll
   still running is not polled again (the overrun is counted);
 - runs pending writes before any due poll (writes pre-empt polls), then polls the written
@@ -55,6 +62,7 @@ from twinplane.drivers.base import (
     PropertyVisitor,
     ValueClient,
 )
+from twinplane.mapper.cycles import PropertyCycles
 from twinplane.twin import Engine, RegisterKindName, ValueLike
 
 __all__ = [
@@ -96,11 +104,15 @@ class ScheduledDevice:
         device_id: ``<namespace>/<name>``.
         index: The device's index in the engine.
         client: The driver's client.
-        props: The properties, in engine order.
-        plan: The coalesced reads (frame drivers).
-        cycle_s: The poll period.
+        props: The properties a poll reads, in engine order: all of them, or with ``cycles``
+            those of the current poll.
+        plan: The coalesced reads of ``props`` (frame drivers).
+        cycle_s: The poll period (with ``cycles``, the shortest of them).
         state: ``online``, ``offline`` (timeouts, connection errors) or ``unhealthy`` (other
             errors), ``unknown`` before the first poll.
+        cycles: The properties' own collect cycles when they differ (each poll then reads
+            the properties due); ``None`` when they are one, and every poll reads the whole
+            device.
     """
 
     device_id: str
@@ -120,6 +132,7 @@ class ScheduledDevice:
     error: str | None = None
     due: float = 0.0
     generation: int = 0
+    cycles: PropertyCycles | None = None
 
     def backoff_s(self) -> float:
         """The wait after ``failures`` consecutive failures."""
@@ -173,12 +186,18 @@ class BusScheduler:
         key: The bus identity (for logs).
         engine: Where samples go.
         max_in_flight: Requests in flight at once on this bus.
+        spread: Give each device a phase of its own (a bus that carries one transaction at a
+            time); may be turned on later, for the devices added from then on.
     """
 
-    def __init__(self, key: str, engine: Engine, *, max_in_flight: int = 1) -> None:
+    def __init__(
+        self, key: str, engine: Engine, *, max_in_flight: int = 1, spread: bool = False
+    ) -> None:
         self.key = key
         self.engine = engine
         self.max_in_flight = max(1, max_in_flight)
+        self.spread = spread
+        self._slots = 0
         self.devices: dict[str, ScheduledDevice] = {}
         self.stats = BusStats()
         self.phase = (next(_BUS_NUMBERS) * _GOLDEN) % 1.0
@@ -199,15 +218,22 @@ class BusScheduler:
     # -- membership ------------------------------------------------------------------------
 
     def add(self, device: ScheduledDevice) -> None:
-        """Adds a device; its first poll is at the bus's phase of its cycle."""
+        """Adds a device; its first poll is at the bus's phase of its cycle (or its own)."""
         old = self.devices.get(device.device_id)
         if old is not None:
             old.removed = True
         self.devices[device.device_id] = device
         now = time.monotonic()
         cycle = device.cycle_s
-        offset = self.phase * cycle
-        due = offset + math.ceil((now - offset) / cycle) * cycle if cycle > 0 else now
+        phase = self.phase
+        if self.spread:
+            phase = (phase + self._slots * _GOLDEN) % 1.0
+            self._slots += 1
+        offset = phase * cycle
+        if device.cycles is not None:
+            due = device.cycles.start(offset, now)
+        else:
+            due = offset + math.ceil((now - offset) / cycle) * cycle if cycle > 0 else now
         self._push(device, due)
 
     def remove(self, device_id: str) -> ScheduledDevice | None:
@@ -225,7 +251,14 @@ class BusScheduler:
         """Polls a device as soon as the bus is free."""
         device = self.devices.get(device_id)
         if device is not None:
-            self._push(device, time.monotonic())
+            self._poll_soon(device)
+
+    def _poll_soon(self, device: ScheduledDevice) -> None:
+        """Polls the whole device as soon as the bus is free."""
+        now = time.monotonic()
+        if device.cycles is not None:
+            device.cycles.due_all(now)
+        self._push(device, now)
 
     def _push(self, device: ScheduledDevice, due: float) -> None:
         device.generation += 1
@@ -309,12 +342,17 @@ class BusScheduler:
             due, _, device = heapq.heappop(heap)
             if device.removed or due != device.due:
                 continue  # removed, or rescheduled since
+            cycles = device.cycles
             if device.busy:
                 device.overruns += 1
                 self.stats.overruns += 1
-                self._push(device, due + device.cycle_s)
+                self._push(device, due + device.cycle_s if cycles is None else cycles.after(now))
                 continue
-            self._push(device, max(due + device.cycle_s, now))
+            if cycles is None:
+                self._push(device, max(due + device.cycle_s, now))
+            else:  # the properties due now
+                device.plan, device.props = cycles.take(now)
+                self._push(device, cycles.next_due())
             self._start_poll(device, due, now)
 
     # -- the poll path ------------------------------------------------------------------------
@@ -377,7 +415,10 @@ class BusScheduler:
             if not device.removed:
                 self._count(device, due, started)
             self._recovered(device)
-        self._kick()
+        if self._writes or self._timer is None:
+            # a write waits, or a due poll waited for room: the dispatcher runs now; else its
+            # timer is set for the next due poll already (one wake-up per poll, not two)
+            self._kick()
 
     async def _initialized(self, device: ScheduledDevice) -> None:
         """Initialises the device once, before its first read or write."""
@@ -441,7 +482,7 @@ class BusScheduler:
         if not write.done.done():
             write.done.set_result(None)
         if not device.removed:
-            self._push(device, time.monotonic())  # the reported value follows at once
+            self._poll_soon(device)  # the reported value follows at once
 
     # -- the rules of a finished poll ----------------------------------------------------------
 
@@ -471,6 +512,8 @@ class BusScheduler:
 
     def _failed(self, device: ScheduledDevice, err: BaseException) -> None:
         self.stats.poll_errors += 1
+        if device.cycles is not None:
+            device.cycles.failed()  # the retry reads what this poll did not
         device.failures += 1
         timeout = isinstance(err, TimeoutError | ConnectionError | OSError)
         device.state = "offline" if timeout or not device.initialized else "unhealthy"

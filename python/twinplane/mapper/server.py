@@ -37,8 +37,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class MapperHost(Protocol):
     """What the RPCs drive.
 
-    :class:`~twinplane.mapper.runtime.MapperRuntime`, or another mapper (the bench's
-    KubeEdge-style baseline).
+    :class:`~twinplane.mapper.runtime.MapperRuntime`, or another mapper (the load test's
+    baseline, a Python imitation of mapper-framework's design).
     """
 
     models: dict[str, api_pb2.DeviceModel]

@@ -22,7 +22,7 @@ use crate::device::{compile, kind_slot, Desired, Device, Layout};
 use crate::encode::dmi;
 use crate::error::{Error, Result};
 use crate::latency::{unix_now_ms, Latency};
-use crate::modbus::{ReadRange, RegisterKind, Visitor, VisitorSpec, WriteOp};
+use crate::modbus::{plan_reads, ReadRange, RegisterKind, Visitor, VisitorSpec, WriteOp};
 use crate::policy::{ChangePolicy, Reduce};
 use crate::queue::Sample;
 use crate::twin::{ChangeSet, TwinState, Version};
@@ -218,6 +218,29 @@ impl Engine {
     /// The coalesced reads that cover every Modbus property of a device.
     pub fn read_plan(&self, dev: u32) -> Result<&[ReadRange]> {
         Ok(&self.device(dev)?.layout.plan)
+    }
+
+    /// The coalesced reads that cover the Modbus properties `props` of a device, planned as
+    /// [`Engine::read_plan`] plans all of them (a device whose properties have their own collect
+    /// cycles reads one such subset per poll). A property without a visitor needs no read; an
+    /// index given twice counts once.
+    pub fn read_plan_of(&self, dev: u32, props: &[u16]) -> Result<Vec<ReadRange>> {
+        let d = self.device(dev)?;
+        let mut wanted = props.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut visitors = Vec::with_capacity(wanted.len());
+        for p in wanted {
+            if let Some(v) = &d.config(p)?.visitor {
+                visitors.push(*v);
+            }
+        }
+        let ReadLimits {
+            max_registers,
+            max_bits,
+            max_gap,
+        } = self.limits;
+        Ok(plan_reads(&visitors, max_registers, max_bits, max_gap))
     }
 
     /// Decodes a read frame of `kind` starting at address `start` into the rings of every

@@ -225,6 +225,31 @@ fn modbus_specs() -> Vec<PropertySpec> {
 }
 
 #[test]
+fn read_plan_of_plans_only_the_properties_asked_for() {
+    let mut e = Engine::new();
+    let dev = e.upsert_device("default/m", &modbus_specs()).unwrap();
+    let span = |props: &[u16]| -> Vec<(u16, u16)> {
+        let plan = e.read_plan_of(dev, props).unwrap();
+        plan.iter().map(|r| (r.start, r.count)).collect()
+    };
+    assert_eq!(span(&[0]), [(0, 1)]);
+    assert_eq!(span(&[1]), [(1, 2)]);
+    assert_eq!(span(&[1, 0, 1]), [(0, 3)]);
+    assert_eq!(span(&[]), []);
+    let whole: Vec<(u16, u16)> = e
+        .read_plan(dev)
+        .unwrap()
+        .iter()
+        .map(|r| (r.start, r.count))
+        .collect();
+    assert_eq!(span(&[0, 1]), whole);
+    assert!(matches!(
+        e.read_plan_of(dev, &[2]),
+        Err(Error::UnknownProperty { .. })
+    ));
+}
+
+#[test]
 fn ingest_decodes_a_coalesced_frame_and_reports_changes() {
     let mut e = Engine::new();
     let dev = e.upsert_device("default/m", &modbus_specs()).unwrap();

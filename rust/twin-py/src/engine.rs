@@ -4,6 +4,7 @@ use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use twin_core::modbus::ReadRange;
 use twin_core::store::{Engine as Core, ReadLimits};
 use twin_core::{ChangeSet, Error, Value, Version};
 
@@ -151,19 +152,24 @@ impl Engine {
         Ok(self.lock(py)?.len())
     }
 
+    #[pyo3(signature = (device, properties = None))]
     fn read_plan(
         &self,
         py: Python<'_>,
         device: &Bound<'_, PyAny>,
+        properties: Option<Vec<u16>>,
     ) -> PyResult<Vec<(&'static str, u16, u16)>> {
         let core = self.lock(py)?;
         let dev = Self::index(&core, device)?;
-        Ok(core
-            .read_plan(dev)
-            .py()?
-            .iter()
-            .map(|r| (r.kind.as_str(), r.start, r.count))
-            .collect())
+        let reads = |plan: &[ReadRange]| {
+            plan.iter()
+                .map(|r| (r.kind.as_str(), r.start, r.count))
+                .collect()
+        };
+        Ok(match properties {
+            None => reads(core.read_plan(dev).py()?),
+            Some(props) => reads(&core.read_plan_of(dev, &props).py()?),
+        })
     }
 
     #[pyo3(signature = (device, register, start, frame, ts_ms, count = None))]

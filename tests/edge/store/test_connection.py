@@ -24,7 +24,14 @@ def test_open_creates_parents_and_configures_sqlite(tmp_path: Path) -> None:
             "user_version": migrations.LATEST,
         }
     assert pragma(path, "application_id") == migrations.APPLICATION_ID
-    assert tables(path) == {"objects", "mappers", "twins", "device_states", "events_outbox"}
+    assert tables(path) == {
+        "objects",
+        "mappers",
+        "twins",
+        "device_states",
+        "events_outbox",
+        "write_errors",
+    }
 
 
 def test_closed_store_raises_store_error(store: EdgeStore) -> None:
@@ -100,7 +107,14 @@ def test_v1_database_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
         assert s.delete_object(DEVICE, "default", "a")
         assert s.load_twins() == {}
         assert s.list_states() == []
-    assert tables(path) == {"objects", "mappers", "twins", "device_states", "events_outbox"}
+    assert tables(path) == {
+        "objects",
+        "mappers",
+        "twins",
+        "device_states",
+        "events_outbox",
+        "write_errors",
+    }
 
 
 def test_reopening_a_current_database_changes_nothing(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edge.store.helpers import device, raw, twin
-from twinplane.edge.store import DEVICE, DEVICE_MODEL, EdgeStore, StoreError
+from twinplane.edge.store import DEVICE, DEVICE_MODEL, EdgeStore, StoredWriteError, StoreError
 
 
 def test_objects_round_trip(store: EdgeStore) -> None:
@@ -152,3 +152,34 @@ def test_outbox_keeps_order_and_never_reuses_ids(store: EdgeStore) -> None:
     assert store.append_outbox("state", b"\x00\xff") > ids[4]
     (entry,) = store.list_outbox()
     assert (entry.topic, entry.payload) == ("state", b"\x00\xff")
+
+
+def test_write_errors_are_replaced_cleared_and_go_with_their_device(store: EdgeStore) -> None:
+    """One row per twin property: a newer error replaces it; a clear or a delete removes it."""
+    for name in ("a", "b"):
+        store.put_object(DEVICE, "default", name, device(name))
+    first = StoredWriteError("default/a", "setpoint", "500", "refused", 1, 10)
+    store.put_write_errors(
+        [first, StoredWriteError("default/b", "setpoint", "7", "TimeoutError", 3, 11)]
+    )
+    newer = StoredWriteError("default/a", "setpoint", "42", "ModbusConnectionError: lost", 3, 12)
+    store.put_write_errors([newer])
+    assert store.list_write_errors() == [
+        newer,
+        StoredWriteError("default/b", "setpoint", "7", "TimeoutError", 3, 11),
+    ]
+    store.put_write_errors([], cleared=[("default/b", "setpoint"), ("default/b", "nothing")])
+    assert store.list_write_errors() == [newer]
+    assert store.delete_object(DEVICE, "default", "a")
+    assert store.list_write_errors() == []
+
+
+def test_a_write_error_needs_an_attempt(store: EdgeStore) -> None:
+    """A row with no attempt is refused and nothing of its batch is stored."""
+    rows = [
+        StoredWriteError("default/a", "x", "1", "refused", 1, 10),
+        StoredWriteError("default/a", "y", "1", "refused", 0, 10),
+    ]
+    with pytest.raises(StoreError, match="put_write_errors"):
+        store.put_write_errors(rows)
+    assert store.list_write_errors() == []

@@ -8,10 +8,12 @@ and carries the Modbus fields (``unit``, ``function``, ``code``) besides its mes
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Final
 
 from twinplane.errors import TwinplaneError
 
 __all__ = [
+    "TRANSIENT_CODES",
     "ExceptionCode",
     "ModbusConnectionError",
     "ModbusError",
@@ -66,12 +68,25 @@ class ModbusError(TwinplaneError):
         self.function = function
 
 
+TRANSIENT_CODES: Final = frozenset(
+    {
+        ExceptionCode.ACKNOWLEDGE,
+        ExceptionCode.SERVER_DEVICE_BUSY,
+        ExceptionCode.GATEWAY_PATH_UNAVAILABLE,
+        ExceptionCode.GATEWAY_TARGET_DEVICE_FAILED_TO_RESPOND,
+    }
+)
+"""Exception codes that say "not now" rather than "no": the same request may succeed later."""
+
+
 class ModbusExceptionError(ModbusError):
     """The device answered with a Modbus exception response.
 
     Attributes:
         code: The exception code (``2`` is ``ILLEGAL_DATA_ADDRESS``).
         code_name: The code's standard name.
+        transient: Whether the code is one of :data:`TRANSIENT_CODES` (busy, a gateway that
+            did not reach its device): trying again may succeed.
     """
 
     def __init__(
@@ -79,6 +94,7 @@ class ModbusExceptionError(ModbusError):
     ) -> None:
         self.code = code
         self.code_name = exception_code_name(code)
+        self.transient = code in TRANSIENT_CODES
         where = "" if unit is None else f" from unit {unit}"
         super().__init__(
             f"Modbus exception {code} ({self.code_name}) to function {function}{where}",

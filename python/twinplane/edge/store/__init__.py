@@ -2,9 +2,10 @@
 
 What is kept (the device side of what KubeEdge's EdgeCore keeps in ``edgecore.db``, spec §3.7):
 the ``Device`` and ``DeviceModel`` manifests as applied (with a generation), the registered
-mappers, every twin property (the engine's persisted JSON), device states, and an outbox of events
-for the cloud link. A device's id is ``<namespace>/<name>`` (:func:`device_id`); deleting a
-``Device`` deletes its twins and state in the same transaction (a trigger in the schema).
+mappers, every twin property (the engine's persisted JSON), device states, the last failed desired
+write of each twin property, and an outbox of events for the cloud link. A device's id is
+``<namespace>/<name>`` (:func:`device_id`); deleting a ``Device`` deletes its twins, state and
+write errors in the same transaction (triggers in the schema).
 
 One file per concept:
 
@@ -12,7 +13,8 @@ One file per concept:
 - :mod:`~twinplane.edge.store.migrations`: the schema as ordered steps;
 - :mod:`~twinplane.edge.store.objects`, :mod:`~twinplane.edge.store.mappers`,
   :mod:`~twinplane.edge.store.twins`, :mod:`~twinplane.edge.store.states`,
-  :mod:`~twinplane.edge.store.outbox`: one table each, its rows and its methods;
+  :mod:`~twinplane.edge.store.write_errors`, :mod:`~twinplane.edge.store.outbox`: one table
+  each, its rows and its methods;
 - :mod:`~twinplane.edge.store.sync_store`: :class:`EdgeStore`, every table on one connection;
 - :mod:`~twinplane.edge.store.async_store`: :class:`AsyncEdgeStore`, its asyncio face;
 - :mod:`~twinplane.edge.store.errors`: :class:`StoreError`, :class:`StoreVersionError`.
@@ -42,6 +44,7 @@ from twinplane.edge.store.outbox import OutboxEntry
 from twinplane.edge.store.states import StoredState
 from twinplane.edge.store.sync_store import EdgeStore
 from twinplane.edge.store.twins import TwinBody
+from twinplane.edge.store.write_errors import StoredWriteError
 
 __all__ = [
     "DEVICE",
@@ -54,6 +57,7 @@ __all__ = [
     "StoredMapper",
     "StoredObject",
     "StoredState",
+    "StoredWriteError",
     "TwinBody",
     "device_id",
 ]

@@ -23,6 +23,7 @@ from twinplane.edge.store.outbox import OutboxEntry
 from twinplane.edge.store.states import StoredState
 from twinplane.edge.store.sync_store import EdgeStore
 from twinplane.edge.store.twins import TwinBody
+from twinplane.edge.store.write_errors import StoredWriteError
 
 __all__ = ["AsyncEdgeStore"]
 
@@ -198,6 +199,16 @@ class AsyncEdgeStore:
     async def list_states(self) -> list[StoredState]:
         """See :meth:`EdgeStore.list_states`."""
         return await self._call(self._sync().list_states)
+
+    async def put_write_errors(
+        self, errors: Iterable[StoredWriteError], cleared: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """See :meth:`EdgeStore.put_write_errors`."""
+        await self._call(self._sync().put_write_errors, list(errors), list(cleared))
+
+    async def list_write_errors(self) -> list[StoredWriteError]:
+        """See :meth:`EdgeStore.list_write_errors`."""
+        return await self._call(self._sync().list_write_errors)
 
     async def append_outbox(self, topic: str, payload: bytes) -> int:
         """See :meth:`EdgeStore.append_outbox`."""

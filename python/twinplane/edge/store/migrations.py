@@ -100,6 +100,26 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             )""",
         ),
     ),
+    Migration(
+        4,
+        "the last failed desired write of each twin property; deleting a Device deletes them",
+        (
+            """CREATE TABLE write_errors (
+                device_id TEXT NOT NULL,
+                property TEXT NOT NULL,
+                value TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                attempts INTEGER NOT NULL CHECK (attempts >= 1),
+                time_ms INTEGER NOT NULL,
+                PRIMARY KEY (device_id, property)
+            ) WITHOUT ROWID""",
+            """CREATE TRIGGER objects_device_write_errors_cascade AFTER DELETE ON objects
+            WHEN old.kind = 'Device'
+            BEGIN
+                DELETE FROM write_errors WHERE device_id = old.namespace || '/' || old.name;
+            END""",
+        ),
+    ),
 )
 
 LATEST: Final = MIGRATIONS[-1].version

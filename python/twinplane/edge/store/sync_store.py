@@ -7,11 +7,12 @@ from twinplane.edge.store.objects import ObjectTable
 from twinplane.edge.store.outbox import OutboxTable
 from twinplane.edge.store.states import StateTable
 from twinplane.edge.store.twins import TwinTable
+from twinplane.edge.store.write_errors import WriteErrorTable
 
 __all__ = ["EdgeStore"]
 
 
-class EdgeStore(ObjectTable, MapperTable, TwinTable, StateTable, OutboxTable):
+class EdgeStore(ObjectTable, MapperTable, TwinTable, StateTable, WriteErrorTable, OutboxTable):
     """The synchronous store over one SQLite connection; open it with :meth:`open`.
 
     Every method is one transaction (``BEGIN IMMEDIATE``, so writers queue on

@@ -41,9 +41,45 @@ class CapabilitiesRequest(_message.Message):
     def __init__(self, mapper: _Optional[str] = ...) -> None: ...
 
 class CapabilitiesResponse(_message.Message):
-    __slots__ = ("fast_path", "max_batch")
+    __slots__ = ("fast_path", "max_batch", "write_outcomes")
     FAST_PATH_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
+    WRITE_OUTCOMES_FIELD_NUMBER: _ClassVar[int]
     fast_path: bool
     max_batch: int
-    def __init__(self, fast_path: _Optional[bool] = ..., max_batch: _Optional[int] = ...) -> None: ...
+    write_outcomes: bool
+    def __init__(self, fast_path: _Optional[bool] = ..., max_batch: _Optional[int] = ..., write_outcomes: _Optional[bool] = ...) -> None: ...
+
+class WriteOutcome(_message.Message):
+    __slots__ = ("device_namespace", "device_name", "property", "value", "ok", "reason", "attempts", "time_ms")
+    DEVICE_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    PROPERTY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    device_namespace: str
+    device_name: str
+    property: str
+    value: str
+    ok: bool
+    reason: str
+    attempts: int
+    time_ms: int
+    def __init__(self, device_namespace: _Optional[str] = ..., device_name: _Optional[str] = ..., property: _Optional[str] = ..., value: _Optional[str] = ..., ok: _Optional[bool] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ..., time_ms: _Optional[int] = ...) -> None: ...
+
+class WriteOutcomes(_message.Message):
+    __slots__ = ("outcomes",)
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[WriteOutcome]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[WriteOutcome, _Mapping]]] = ...) -> None: ...
+
+class WriteOutcomesAck(_message.Message):
+    __slots__ = ("applied", "ignored")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    IGNORED_FIELD_NUMBER: _ClassVar[int]
+    applied: int
+    ignored: int
+    def __init__(self, applied: _Optional[int] = ..., ignored: _Optional[int] = ...) -> None: ...

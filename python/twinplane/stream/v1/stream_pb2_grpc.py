@@ -44,6 +44,11 @@ class TwinStreamStub:
                 request_serializer=twinplane_dot_v1_dot_stream__pb2.CapabilitiesRequest.SerializeToString,
                 response_deserializer=twinplane_dot_v1_dot_stream__pb2.CapabilitiesResponse.FromString,
                 _registered_method=True)
+        self.ReportWriteOutcomes = channel.unary_unary(
+                '/twinplane.v1.TwinStream/ReportWriteOutcomes',
+                request_serializer=twinplane_dot_v1_dot_stream__pb2.WriteOutcomes.SerializeToString,
+                response_deserializer=twinplane_dot_v1_dot_stream__pb2.WriteOutcomesAck.FromString,
+                _registered_method=True)
 
 
 class TwinStreamServicer:
@@ -63,6 +68,13 @@ class TwinStreamServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportWriteOutcomes(self, request, context):
+        """How desired-value writes ended (served when CapabilitiesResponse.write_outcomes is set).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TwinStreamServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +87,11 @@ def add_TwinStreamServicer_to_server(servicer, server):
                     servicer.Capabilities,
                     request_deserializer=twinplane_dot_v1_dot_stream__pb2.CapabilitiesRequest.FromString,
                     response_serializer=twinplane_dot_v1_dot_stream__pb2.CapabilitiesResponse.SerializeToString,
+            ),
+            'ReportWriteOutcomes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportWriteOutcomes,
+                    request_deserializer=twinplane_dot_v1_dot_stream__pb2.WriteOutcomes.FromString,
+                    response_serializer=twinplane_dot_v1_dot_stream__pb2.WriteOutcomesAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +148,33 @@ class TwinStream:
             '/twinplane.v1.TwinStream/Capabilities',
             twinplane_dot_v1_dot_stream__pb2.CapabilitiesRequest.SerializeToString,
             twinplane_dot_v1_dot_stream__pb2.CapabilitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportWriteOutcomes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinplane.v1.TwinStream/ReportWriteOutcomes',
+            twinplane_dot_v1_dot_stream__pb2.WriteOutcomes.SerializeToString,
+            twinplane_dot_v1_dot_stream__pb2.WriteOutcomesAck.FromString,
             options,
             channel_credentials,
             insecure,

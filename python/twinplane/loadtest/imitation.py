@@ -1,7 +1,13 @@
-"""A baseline mapper that polls and reports the way KubeEdge's mapper-framework does.
+"""A Python imitation of mapper-framework's design, against twinplane's device manager.
 
-``twinplane bench scale`` runs it beside twinplane's own mapper on the same load, so the
-difference between the two is the design, not the parts. From mapper-framework it reproduces:
+What it is: the baseline of ``twinplane bench scale --baseline mapper-framework-imitation``
+(:data:`twinplane.loadtest.baselines.IMITATION`),
+written here in Python after KubeEdge mapper-framework's design (per-property tickers, one
+unary report per property), reporting to twinplane's own device manager. It is **not**
+KubeEdge's code and not a Go mapper: its figures measure that design run in Python with
+twinplane's parts, not KubeEdge (a baseline built from mapper-framework's Go code is a later
+issue). It runs beside twinplane's own mapper on the same load, so the difference between the
+two is the design, not the parts. From mapper-framework it takes:
 
 - **one ticker per property** (``TwinData.Run``): every property with a Modbus visitor gets its
   own loop at its ``collectCycle``, which reads only that property's registers (its visitor's
@@ -16,14 +22,16 @@ difference between the two is the design, not the parts. From mapper-framework i
   tick (no backoff), and desired values of ReadWrite properties are written when a device starts;
   ``UpdateDevice`` restarts the device.
 
-It is deliberately fair, not a strawman: it uses twinplane's fast Modbus client
-(:class:`~twinplane.drivers.modbus.tcp.ModbusTcpClient`, one shared, pipelined connection per TCP
-endpoint, where mapper-framework's driver locks one connection per device), decodes in Rust
-(:func:`twinplane.twin.decode_register`, one call per sample, from the read plan the engine makes
-for a one-property layout), keeps one gRPC channel with a pre-built stub (mapper-framework dials a
-new connection per report) and runs on uvloop like the product. Device intake is the product's:
-``MapperRegister`` with ``withData``, the seven ``DeviceMapperService`` RPCs on its own socket,
-devices decoded by :class:`~twinplane.mapper.instance.DeviceInstance`, Modbus settings by
+It is meant to be fair, not a strawman: it uses twinplane's Modbus client
+(:class:`~twinplane.drivers.modbus.tcp.ModbusTcpClient`, one shared connection per TCP endpoint
+with the devices' ``maxInFlight``, where mapper-framework's driver locks one connection per
+device), decodes in Rust (:func:`twinplane.twin.decode_register`, one call per sample, from the
+read plan the engine makes for a one-property layout), keeps one gRPC channel with a pre-built
+stub (mapper-framework dials a new connection per report), runs on uvloop and has the product
+mapper's garbage-collector policy (:mod:`twinplane.heap`: acquired at start, told of every
+device started or stopped). Device intake is the product's: ``MapperRegister`` with
+``withData``, the seven ``DeviceMapperService`` RPCs on its own socket, devices decoded by
+:class:`~twinplane.mapper.instance.DeviceInstance`, Modbus settings by
 :class:`~twinplane.protocols.modbus.ModbusEndpoint`. Only Modbus TCP devices are served.
 
 Counters are served as Prometheus text on ``GET /metrics`` (every name ``twinplane_mapper_``, as
@@ -43,11 +51,12 @@ import grpc
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from twinplane import __version__
+from twinplane import __version__, heap
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
 from twinplane.drivers.modbus.pool import ClientPool
 from twinplane.drivers.modbus.tcp import ModbusTcpClient
 from twinplane.errors import SpecError
+from twinplane.loadtest.baselines import IMITATION
 from twinplane.mapper.config import MapperConfig
 from twinplane.mapper.instance import DeviceInstance, InstanceProperty, StatusTwin, device_id
 from twinplane.mapper.register import load_answer, register_mapper
@@ -63,8 +72,8 @@ from twinplane.twin import Engine, PropertyTypeName, VisitorConfig, decode_regis
 __all__ = [
     "ON_TIME_TOLERANCE",
     "BaselineStats",
-    "KubeEdgeStyleMapper",
-    "run_kubeedge_mapper",
+    "ImitationMapper",
+    "run_imitation_mapper",
 ]
 
 log = logging.getLogger(__name__)
@@ -170,8 +179,8 @@ def _open_tcp(settings: ModbusSettings) -> ModbusTcpClient:
     )
 
 
-class KubeEdgeStyleMapper:
-    """The baseline mapper: per-property tickers, one unary report per sample.
+class ImitationMapper:
+    """The imitation of mapper-framework: per-property tickers, one unary report per sample.
 
     Args:
         config: The mapper's settings (protocol ``modbus``).
@@ -199,11 +208,15 @@ class KubeEdgeStyleMapper:
         self._runner: web.AppRunner | None = None
         self._guard: RequestGuard | None = None
         self._register_task: asyncio.Task[None] | None = None
+        self._heap_held = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Serves the mapper socket and ``/metrics``, then registers in the background.
+
+        The collector policy is the product mapper's (:func:`twinplane.heap.acquire`), from
+        here until :meth:`stop`.
 
         Raises:
             OSError: The socket or the HTTP address cannot be bound.
@@ -215,9 +228,11 @@ class KubeEdgeStyleMapper:
         await self._serve_metrics()
         self._channel = grpc.aio.insecure_channel(f"unix:{self.config.edgecore_sock}")
         self._stub = api_pb2_grpc.DeviceManagerServiceStub(self._channel)
-        self._register_task = asyncio.create_task(self._register_loop(), name="kubeedge-register")
+        heap.acquire()
+        self._heap_held = True
+        self._register_task = asyncio.create_task(self._register_loop(), name="imitation-register")
         log.info(
-            "kubeedge-style mapper serving",
+            "mapper-framework imitation serving",
             extra={"socket": str(path), "metrics": f"{self.url}/metrics"},
         )
 
@@ -239,6 +254,9 @@ class KubeEdgeStyleMapper:
             self._runner = None
         if self._channel is not None:
             await self._channel.close()
+        if self._heap_held:
+            self._heap_held = False
+            heap.release()
 
     async def _serve_metrics(self) -> None:
         app = web.Application(middlewares=[self._guarded])
@@ -302,7 +320,7 @@ class KubeEdgeStyleMapper:
             return True
 
     async def update_device(self, device: api_pb2.Device) -> str:
-        """Applies a changed device as KubeEdge does: any change restarts it.
+        """Applies a changed device as mapper-framework does: any change restarts it.
 
         Returns:
             ``unchanged``, ``restarted`` or ``started`` (it was unknown).
@@ -357,6 +375,7 @@ class KubeEdgeStyleMapper:
         for spec in instance.properties:
             if spec.writable and spec.desired and spec.visitor:
                 self._spawn(dev, self._write_desired(dev, spec), f"{instance.id}/{spec.name}=")
+        heap.changed()
         log.info("device %s started: %d property loops", instance.id, len(props))
 
     def _plan(self, instance: DeviceInstance, prop: InstanceProperty) -> _PropertyLoop:
@@ -406,6 +425,7 @@ class KubeEdgeStyleMapper:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._endpoints.release(dev.settings.bus_key)
+        heap.changed(removed=True)
         log.info("device %s stopped", dev_id)
         return True
 
@@ -559,8 +579,17 @@ class KubeEdgeStyleMapper:
         out.family(
             "build_info",
             "gauge",
-            "The twinplane version and the mapper's protocol (kubeedge-style baseline).",
-            [({"version": __version__, "protocol": self.config.protocol, "style": "kubeedge"}, 1)],
+            f"The twinplane version and the mapper's protocol; style: {IMITATION.description}.",
+            [
+                (
+                    {
+                        "version": __version__,
+                        "protocol": self.config.protocol,
+                        "style": IMITATION.name,
+                    },
+                    1,
+                )
+            ],
         )
         out.single(
             "registrations_total", "counter", "Successful MapperRegister calls.", s.registrations
@@ -618,13 +647,13 @@ class KubeEdgeStyleMapper:
 # -- entry points -------------------------------------------------------------------------------
 
 
-async def run_kubeedge_mapper(
+async def run_imitation_mapper(
     config: MapperConfig,
     *,
     stop: asyncio.Event | None = None,
     ready: asyncio.Event | None = None,
 ) -> None:
-    """Runs the baseline mapper until SIGINT/SIGTERM (or ``stop`` is set), then stops cleanly.
+    """Runs the imitation until SIGINT/SIGTERM (or ``stop`` is set), then stops cleanly.
 
     Args:
         config: The mapper's settings.
@@ -636,7 +665,7 @@ async def run_kubeedge_mapper(
     """
     stop = stop_on_signals(stop)
     loop = asyncio.get_running_loop()
-    mapper = KubeEdgeStyleMapper(config)
+    mapper = ImitationMapper(config)
     try:
         await mapper.start()
         registered = asyncio.ensure_future(mapper.registered.wait())

@@ -1,11 +1,17 @@
-"""The KubeEdge-style baseline mapper end to end: simulator → baseline → device manager."""
+"""The load test's baseline end to end: simulator → the imitation → device manager.
+
+The baseline is a Python imitation of mapper-framework's design (per-property tickers, one
+unary report per property), against twinplane's device manager.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import functools
+import gc
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +21,12 @@ import pytest
 
 import raw_http
 from edge_helpers import free_port, running_app, short_home
+from twinplane import heap
 from twinplane.edge.app import EdgeApp
 from twinplane.edge.core import EdgeCore
 from twinplane.fleet import device_manifests
-from twinplane.loadtest.kubeedge_style import KubeEdgeStyleMapper, run_kubeedge_mapper
+from twinplane.loadtest.baselines import IMITATION
+from twinplane.loadtest.imitation import ImitationMapper, run_imitation_mapper
 from twinplane.mapper.config import MapperConfig
 from twinplane.mapper.scheduler import now_ms
 from twinplane.sim.modbus import ModbusSimulator
@@ -67,10 +75,10 @@ def reported(core: EdgeCore, device: str, prop: str) -> str | None:
 
 
 def config(home: Path, app: EdgeApp, http_port: int = 0) -> MapperConfig:
-    """The baseline on ``home/run/modbus.sock``, registering with ``app``."""
+    """The imitation on ``home/run/modbus.sock``, registering with ``app``."""
     return MapperConfig(
         protocol="modbus",
-        name="kubeedge-style",
+        name="imitation",
         socket_path=home / "run" / "modbus.sock",
         edgecore_sock=app.config.socket_path,
         http_port=http_port,
@@ -115,7 +123,7 @@ def has_values(core: EdgeCore, unit: int) -> bool:
     )
 
 
-async def check_rates(mapper: KubeEdgeStyleMapper, loops: int) -> None:
+async def check_rates(mapper: ImitationMapper, loops: int) -> None:
     """Over one second, each loop polls and reports once per cycle (±1 cycle per loop)."""
     s = mapper.stats
     polls0, sent0 = s.polls, s.reports_sent
@@ -132,13 +140,13 @@ async def test_each_property_polls_and_reports_once_per_cycle() -> None:
         assert app.core is not None
         assert app.mappers is not None
         core = app.core
-        mapper = KubeEdgeStyleMapper(config(home, app))
+        mapper = ImitationMapper(config(home, app))
         try:
             await mapper.start()
             async with asyncio.timeout(WAIT_S):
                 await mapper.registered.wait()
             assert mapper.stats.registrations == 1
-            assert "kubeedge-style" in app.mappers.links
+            assert "imitation" in app.mappers.links
             assert len(list(mapper.loops())) == LOOPS
             for unit in range(1, DEVICES + 1):
                 await until(functools.partial(has_values, core, unit), f"thermostat-{unit}")
@@ -175,8 +183,46 @@ async def test_each_property_polls_and_reports_once_per_cycle() -> None:
 
 
 @pytest.mark.timeout(30)
-async def test_run_kubeedge_mapper_serves_metrics_until_stopped() -> None:
-    """``run_kubeedge_mapper`` sets ``ready`` once registered and stops when ``stop`` is set.
+async def test_it_has_the_product_mappers_collector_policy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As the product mapper: the heap policy held from start to stop, told of each device.
+
+    A device started is a change (the steward freezes the heap once it is quiet), a device
+    stopped a removal (it unfreezes, so the next freeze frees what the device left).
+    """
+    changes: list[bool] = []  # the imitation's calls (the device manager's run here too)
+    told = heap.changed
+
+    def changed(*, removed: bool = False) -> None:
+        if sys._getframe(1).f_globals["__name__"] == ImitationMapper.__module__:
+            changes.append(removed)
+        told(removed=removed)
+
+    monkeypatch.setattr(heap, "changed", changed)
+    threshold = gc.get_threshold()
+    async with fleet() as (_, app, home):
+        assert app.core is not None
+        users = heap._USERS  # the device manager's, in this process
+        mapper = ImitationMapper(config(home, app))
+        try:
+            await mapper.start()
+            assert (heap._USERS, gc.get_threshold()[0]) == (users + 1, heap.GEN0_THRESHOLD)
+            async with asyncio.timeout(WAIT_S):
+                await mapper.registered.wait()
+            assert changes == [False] * DEVICES  # one per device started
+            assert await app.core.delete_device("default", "thermostat-1")
+            await until(lambda: "default/thermostat-1" not in mapper.devices, "removal")
+            assert changes == [False] * DEVICES + [True]
+        finally:
+            await mapper.stop()
+        assert users == heap._USERS
+    assert gc.get_threshold() == threshold  # the last user restored the collector
+
+
+@pytest.mark.timeout(30)
+async def test_run_imitation_mapper_serves_metrics_until_stopped() -> None:
+    """``run_imitation_mapper`` sets ``ready`` once registered and stops when ``stop`` is set.
 
     Its ``/metrics`` answers only its own host, as every twinplane REST server.
     """
@@ -186,7 +232,7 @@ async def test_run_kubeedge_mapper_serves_metrics_until_stopped() -> None:
         port = free_port()
         stop, ready = asyncio.Event(), asyncio.Event()
         task = asyncio.create_task(
-            run_kubeedge_mapper(config(home, app, port), stop=stop, ready=ready)
+            run_imitation_mapper(config(home, app, port), stop=stop, ready=ready)
         )
         try:
             async with asyncio.timeout(WAIT_S):
@@ -195,6 +241,7 @@ async def test_run_kubeedge_mapper_serves_metrics_until_stopped() -> None:
             text = await metrics(f"http://127.0.0.1:{port}")
             assert total(text, "twinplane_mapper_registrations_total") == 1
             assert total(text, "twinplane_mapper_reports_sent_total") > 0
+            assert f'style="{IMITATION.name}"' in text
             url = f"http://127.0.0.1:{port}"  # a page that rebound its name reads nothing
             answer = await raw_http.request(url, "GET", "/metrics", host=f"evil.example:{port}")
             assert (answer.status, answer.json()["header"]) == (403, "Host")

@@ -169,13 +169,15 @@ class EdgeProcess:
     """``twinplane edge ARGS`` as a subprocess on a home folder; restartable.
 
     Each start takes a free loopback port for the REST API. What the processes print goes to
-    :attr:`log`, appended to across restarts.
+    :attr:`log`, appended to across restarts. ``umask`` is the process's umask (``None``: this
+    process's).
     """
 
     home: Path
     args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
+    umask: int | None = None
 
     @property
     def url(self) -> str:
@@ -212,6 +214,7 @@ class EdgeProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                umask=-1 if self.umask is None else self.umask,
             )
         deadline = time.monotonic() + STARTS_WITHIN
         while time.monotonic() < deadline:
@@ -256,10 +259,10 @@ class EdgeProcess:
 
 
 @contextlib.contextmanager
-def edge_process(*args: str) -> Iterator[EdgeProcess]:
+def edge_process(*args: str, umask: int | None = None) -> Iterator[EdgeProcess]:
     """An :class:`EdgeProcess` (not started) in a fresh short home; ended and removed afterwards."""
     with short_home() as home:
-        process = EdgeProcess(home, args)
+        process = EdgeProcess(home, args, umask=umask)
         try:
             yield process
         finally:

@@ -8,6 +8,7 @@ import pty
 import select
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_helpers import free_port
+from mqtt_broker import running_mosquitto
 
 DEVICES = 5
 WAIT_S = 15.0
@@ -27,10 +29,16 @@ def _args(home: Path, port: int) -> list[str]:
     return [*args, "--rest-addr", f"127.0.0.1:{port}", "--mapper-port", "0"]
 
 
-def _up(home: Path, port: int) -> subprocess.Popen[str]:
-    """Starts ``twinplane up`` with a few devices on a free REST port."""
-    cmd = [sys.executable, "-m", "twinplane.cli", *_args(home, port)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # noqa: S603
+def _up(home: Path, port: int, *extra: str, umask: int | None = None) -> subprocess.Popen[str]:
+    """Starts ``twinplane up`` with a few devices on a free REST port (``extra`` options)."""
+    cmd = [sys.executable, "-m", "twinplane.cli", *_args(home, port), *extra]
+    return subprocess.Popen(  # noqa: S603 - our own command
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        umask=-1 if umask is None else umask,
+    )
 
 
 def _devices(port: int) -> list[dict[str, Any]]:
@@ -171,3 +179,35 @@ def test_make_run_stops_on_ctrl_c_with_status_0_and_the_summary_in_place(
     assert "Interrupt" not in text  # make's own line when its recipe gets SIGINT
     assert "stopped cleanly" in text
     assert "\x1b[3F\x1b[J" in text  # the summary's three lines redrawn in place
+
+
+def test_up_shows_no_mqtt_password_and_keeps_its_state_to_its_owner(tmp_path: Path) -> None:
+    """--mqtt user:password@ reaches a real broker; output shows ***; files are 0600 (umask 0)."""
+    port = free_port()
+    home = tmp_path / "home"
+    with running_mosquitto(tmp_path) as broker:
+        url = broker.mqtt_url.replace("mqtt://", "mqtt://edge:s3cret@")
+        proc = _up(home, port, "--mqtt", url, umask=0)
+        try:
+            _wait_for_fleet(proc, port)
+            connected = _metric(port, "twinplane_mqtt_connected")
+            listed = [*(home / "state").iterdir(), *(home / "run").iterdir()]
+            paths = [home, home / "state", home / "run", *listed]
+            modes = {p.relative_to(home).as_posix(): stat.S_IMODE(p.lstat().st_mode) for p in paths}
+        finally:
+            out, err = _interrupt(proc)
+    assert connected == 1.0  # the credentials were taken as given
+    assert "s3cret" not in out + err
+    assert f"MQTT mqtt://edge:***@127.0.0.1:{broker.port}" in out
+    assert modes.pop(".") == modes.pop("state") == modes.pop("run") == 0o700
+    assert modes == dict.fromkeys(modes, 0o600)  # every file and socket in state/ and run/
+    assert {"state/edge.db", "run/dmi.sock", "run/modbus.sock"} <= set(modes)
+
+
+def _metric(port: int, name: str) -> float:
+    """A sample of the device manager's ``/metrics`` without labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")

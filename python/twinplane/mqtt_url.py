@@ -1,8 +1,9 @@
 """An MQTT broker's address, as the device manager and the mapper's MQTT sink take it.
 
 ``mqtt://[user:pass@]host[:port]``, KubeEdge's ``tcp://host:port`` or a bare ``host:port``. A
-low-level module (it imports only the error tree), so that separate processes — the device
-manager's MQTT bridge and a mapper's MQTT push method — share it without importing each other.
+low-level module (it imports only the error tree and :mod:`twinplane.redact`), so that separate
+processes — the device manager's MQTT bridge and a mapper's MQTT push method — share it without
+importing each other. Messages and ``str()`` never show the password.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Final
 from urllib.parse import unquote, urlsplit
 
 from twinplane.errors import SpecError
+from twinplane.redact import redact_url
 
 __all__ = ["DEFAULT_PORT", "BrokerUrl"]
 
@@ -51,16 +53,20 @@ class BrokerUrl:
         parts = urlsplit(text if "://" in text else f"mqtt://{text}")
         if parts.scheme not in _SCHEMES:
             raise SpecError(
-                f"unsupported MQTT broker URL scheme {parts.scheme!r} in {url!r}; "
+                f"unsupported MQTT broker URL scheme {parts.scheme!r} in {redact_url(url)!r}; "
                 "allowed: mqtt://host:port, tcp://host:port",
                 path="mqtt_url",
             )
         if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise SpecError(f"MQTT broker URL {url!r} must not have a path", path="mqtt_url")
+            raise SpecError(
+                f"MQTT broker URL {redact_url(url)!r} must not have a path", path="mqtt_url"
+            )
         try:
             port = parts.port or DEFAULT_PORT
         except ValueError:
-            raise SpecError(f"MQTT broker URL {url!r} has a bad port", path="mqtt_url") from None
+            raise SpecError(
+                f"MQTT broker URL {redact_url(url)!r} has a bad port", path="mqtt_url"
+            ) from None
         return cls(
             host=parts.hostname or "",
             port=port,
@@ -69,5 +75,6 @@ class BrokerUrl:
         )
 
     def __str__(self) -> str:
+        """``mqtt://[user@]host:port``: never the password (this is what logs show)."""
         user = f"{self.username}@" if self.username else ""
         return f"mqtt://{user}{self.host}:{self.port}"

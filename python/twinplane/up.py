@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Final, Protocol, TextIO, runtime_checkable
 
 from twinplane.errors import TwinplaneError
 from twinplane.fleet import MODEL_NAME, device_manifests, registers_for
+from twinplane.owner_only import make_dirs
 from twinplane.ports import port_free
+from twinplane.redact import redact_url
 from twinplane.service import stop_on_signals
 
 if TYPE_CHECKING:
@@ -89,6 +91,9 @@ class UpConfig:
         out: Where progress and the summary go; a :class:`LiveOutput` redraws the summary in
             place every second, anything else gets a plain line every few seconds.
         on_tick: Called once a second (the CLI writes the counts of collapsed log lines).
+        allowed_hosts: Names the device manager's REST API answers to besides its address.
+        max_event_streams: Most event streams the device manager keeps open (``None``: its
+            default).
     """
 
     home: Path
@@ -100,6 +105,8 @@ class UpConfig:
     mapper_port: int = MAPPER_PORT
     out: TextIO = field(default_factory=lambda: sys.stdout)
     on_tick: Callable[[], None] | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    max_event_streams: int | None = None
 
 
 def stored_sim_port(core: EdgeCore) -> int:
@@ -161,15 +168,22 @@ class _Up:
         cfg = self.config
         self.say(f"twinplane up: {cfg.devices} simulated Modbus devices, state in {cfg.home}")
         t0 = time.monotonic()
-        edge_config = EdgeConfig(home=cfg.home, rest_addr=cfg.rest_addr, mqtt_url=cfg.mqtt_url)
-        edge_config.db_path.parent.mkdir(parents=True, exist_ok=True)
-        edge_config.socket_path.parent.mkdir(parents=True, exist_ok=True)
+        edge_config = EdgeConfig(
+            home=cfg.home,
+            rest_addr=cfg.rest_addr,
+            mqtt_url=cfg.mqtt_url,
+            allowed_hosts=cfg.allowed_hosts,
+        )
+        if cfg.max_event_streams is not None:
+            edge_config.max_event_streams = cfg.max_event_streams
+        make_dirs(edge_config.db_path.parent)  # 0700, like every folder made for state
+        make_dirs(edge_config.socket_path.parent)
         self.edge = EdgeApp(edge_config)
         await self.edge.start()
         assert self.edge.core is not None  # noqa: S101
         core = self.edge.core
         core.add_change_listener(self.meter.on_changes)
-        mqtt = f"  MQTT {cfg.mqtt_url}" if cfg.mqtt_url else ""
+        mqtt = f"  MQTT {redact_url(cfg.mqtt_url)}" if cfg.mqtt_url else ""
         self.step("device manager", f"REST {self.edge.rest_url}{mqtt}", t0)
 
         t0 = time.monotonic()

@@ -12,6 +12,8 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from dmi_helpers import register_request, report_request
 from edge_helpers import EdgeProcess, edge_process, free_port, samples, thermo_model
 from twinplane.cli import main
 from twinplane.dmi.v1beta1 import api_pb2_grpc
+from twinplane.rest.guard import CLIENT_HEADER
 
 
 def thermo(ns: str) -> str:
@@ -239,6 +242,33 @@ def test_delete_device_and_model(server: EdgeProcess) -> None:
     assert failed(server, "delete", "device", "thermo-1", "-n", "del") == [
         'error: devices.devices.kubeedge.io "thermo-1" not found in namespace "del"'
     ]
+
+
+def test_cli_writes_pass_the_forgery_check_that_a_bare_request_fails(server: EdgeProcess) -> None:
+    """The CLI's DELETE (no body) passes by its X-Twinplane-Client; the same without it is 403."""
+    ok(server, "apply", "-f", "-", stdin=thermo("csrf"))
+    path = "/api/v1/namespaces/csrf/devices/thermo-1"
+    bare = urllib.request.Request(server.url + path, method="DELETE")  # noqa: S310 - our server
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(bare, timeout=10)  # noqa: S310
+    assert refused.value.code == 403
+    assert CLIENT_HEADER in json.load(refused.value)["message"]
+    out = ok(server, "delete", "device", "thermo-1", "-n", "csrf")
+    assert out == 'device.devices.kubeedge.io "thermo-1" deleted\n'
+
+
+def test_apply_counts_errors_the_server_did_not_list(server: EdgeProcess) -> None:
+    """Past 100 causes the server counts the rest; the CLI's summary counts them all."""
+    models = "---\n".join(
+        f"apiVersion: devices.kubeedge.io/v1beta1\nkind: DeviceModel\n"
+        f"metadata: {{name: m{i}, namespace: many}}\n"
+        "spec: {protocol: modbus, properties: [{name: p, type: NOPE, accessMode: ReadWrite}]}\n"
+        for i in range(150)
+    )
+    lines = failed(server, "apply", "-f", "-", stdin=models)
+    assert lines[0] == "error: 150 errors; nothing was applied"
+    assert lines[-1].endswith("and 50 more not listed")
+    assert len(lines) == 1 + 100 + 1
 
 
 def test_get_and_delete_mappers(server: EdgeProcess) -> None:

@@ -27,6 +27,7 @@ from dmi_helpers import MAPPER_METADATA, report_state
 from dmi_helpers import report as dmi_report
 from edge_helpers import EdgeProcess, device_yaml, edge_process, thermo_model
 from twinplane.dmi.v1beta1 import api_pb2
+from twinplane.rest.guard import CLIENT_HEADER
 
 WAIT = 30.0
 """Seconds any wait may take before the test fails."""
@@ -95,7 +96,7 @@ async def call(
 ) -> Any:  # noqa: ANN401
     """A REST request that must answer 200; the decoded JSON."""
     async with (
-        aiohttp.ClientSession(base_url=edge.url) as http,
+        aiohttp.ClientSession(base_url=edge.url, headers={CLIENT_HEADER: "tests"}) as http,
         http.request(method, path, **kwargs) as resp,
     ):
         assert resp.status == 200, await resp.text()

@@ -33,6 +33,7 @@ from twinplane.dmi.anyvalue import decode_config
 from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.edge.mappers import MapperLink
 from twinplane.manifests import ManifestError
+from twinplane.rest.guard import CLIENT_HEADER
 
 WAIT = 10.0
 """Seconds any single wait may take before the test fails."""
@@ -721,7 +722,7 @@ async def test_a_deleted_mapper_is_contacted_no_more_and_its_devices_move(edge: 
             "the devices to be split between the mappers",
         )
         async with (
-            aiohttp.ClientSession() as http,
+            aiohttp.ClientSession(headers={CLIENT_HEADER: "tests"}) as http,  # as the CLI
             http.delete(f"{edge.app.rest_url}/api/v1/mappers/modbus-a") as resp,
         ):
             assert resp.status == 200
@@ -754,7 +755,7 @@ async def test_mapper_routes_list_show_and_answer_404(edge: Edge, fake: FakeMapp
     """GET lists mappers with the devices each owns, GET one shows it; unknown names are 404."""
     await edge.register(fake)
     base = f"{edge.app.rest_url}/api/v1/mappers"
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers={CLIENT_HEADER: "tests"}) as http:
         async with http.get(base) as resp:
             assert resp.status == 200
             listed = await resp.json()

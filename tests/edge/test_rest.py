@@ -24,6 +24,7 @@ from edge_helpers import RunningEdge, running_app, samples, thermo_model
 from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.edge.rest import parse_addr
 from twinplane.errors import SpecError
+from twinplane.rest.guard import CLIENT_HEADER
 
 THERMO_1 = """\
 apiVersion: devices.kubeedge.io/v1beta1
@@ -42,6 +43,9 @@ spec:
 """
 
 THERMO = "---\n".join([thermo_model("temperature", "setpoint", "enabled"), THERMO_1])
+
+CLIENT = {CLIENT_HEADER: "twinplane-tests"}
+"""What a client that is not a browser sends with its writes (the CLI does the same)."""
 
 DEVICE_PATH = "/api/v1/namespaces/default/devices/thermo-1"
 TWIN_PATH = DEVICE_PATH + "/twin"
@@ -75,7 +79,10 @@ class Edge(RunningEdge):
 @pytest.fixture
 async def edge(home: Path) -> AsyncIterator[Edge]:
     """A device manager with a fresh home, no manifests yet."""
-    async with running_app(home) as app, aiohttp.ClientSession(base_url=app.rest_url) as http:
+    async with (
+        running_app(home) as app,
+        aiohttp.ClientSession(base_url=app.rest_url, headers=CLIENT) as http,
+    ):
         yield Edge(app, http)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+import raw_http
 from edge_helpers import free_port, running_app, short_home
 from twinplane import heap
 from twinplane.edge.app import EdgeApp
@@ -221,7 +222,10 @@ async def test_it_has_the_product_mappers_collector_policy(
 
 @pytest.mark.timeout(30)
 async def test_run_imitation_mapper_serves_metrics_until_stopped() -> None:
-    """``run_imitation_mapper`` sets ``ready`` once registered and stops when ``stop`` is set."""
+    """``run_imitation_mapper`` sets ``ready`` once registered and stops when ``stop`` is set.
+
+    Its ``/metrics`` answers only its own host, as every twinplane REST server.
+    """
     async with fleet() as (_, app, home):
         assert app.core is not None
         core = app.core
@@ -238,6 +242,9 @@ async def test_run_imitation_mapper_serves_metrics_until_stopped() -> None:
             assert total(text, "twinplane_mapper_registrations_total") == 1
             assert total(text, "twinplane_mapper_reports_sent_total") > 0
             assert f'style="{IMITATION.name}"' in text
+            url = f"http://127.0.0.1:{port}"  # a page that rebound its name reads nothing
+            answer = await raw_http.request(url, "GET", "/metrics", host=f"evil.example:{port}")
+            assert (answer.status, answer.json()["header"]) == (403, "Host")
         finally:
             stop.set()
             async with asyncio.timeout(WAIT_S):

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from mapper_helpers import manifests, mapper_config, running_mapper, virtual_device
 from multidict import CIMultiDictProxy
 
+import raw_http
 from edge_helpers import running_app, short_home
 from twinplane.drivers.base import DeviceClient, PropertyVisitor, ProtocolConfig
 from twinplane.drivers.virtual import VirtualClient, VirtualDriver
 from twinplane.edge.core import EdgeCore
 from twinplane.mapper.runtime import MapperRuntime
+from twinplane.rest.guard import CLIENT_HEADER
 from twinplane.twin import ValueLike
 from waits import WAIT_S, until
 
@@ -97,16 +106,20 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def rig(*devices: str) -> AsyncIterator[Rig]:
-    """A device manager with the model and ``devices``, and a registered mapper on REST port 0."""
+async def rig(*devices: str, **settings: Any) -> AsyncIterator[Rig]:  # noqa: ANN401
+    """A device manager with the model and ``devices``, and a registered mapper on REST port 0.
+
+    ``settings`` override the mapper's config (e.g. ``allowed_hosts``).
+    """
     with short_home() as home:
         async with running_app(home, manifests(MODEL, *devices)) as app:
             assert app.core is not None
-            cfg = mapper_config(home, app.config.socket_path)
+            cfg = mapper_config(home, app.config.socket_path).with_overrides(**settings)
             async with running_mapper(cfg, FaultyDriver()) as mapper:
                 assert mapper.rest is not None
                 timeout = aiohttp.ClientTimeout(total=WAIT_S)
-                async with aiohttp.ClientSession(timeout=timeout) as session:
+                client = {CLIENT_HEADER: "twinplane-tests"}  # POST and PUT writes need it
+                async with aiohttp.ClientSession(timeout=timeout, headers=client) as session:
                     yield Rig(app.core, mapper.runtime, session, mapper.rest.url)
 
 
@@ -333,3 +346,138 @@ async def test_correlation_id_is_echoed_and_wrong_methods_are_405() -> None:
         async with r.session.head(r.url + write) as resp:
             assert resp.status == 405
         assert r.runtime.devices["default/v1"].bus.stats.writes == 0
+
+
+# -- what the REST data API lets through (twinplane.rest.guard) --------------------------------
+
+
+WRITE = "/api/v1/devicemethod/default/v1/setValue/setpoint/{value}"
+
+
+def held(r: Rig) -> str | None:
+    """The setpoint the virtual device holds (what a write put there), ``None`` before one."""
+    running = r.runtime.devices["default/v1"]
+    client = running.client
+    assert isinstance(client, VirtualClient)
+    value = client._signal(running.props["setpoint"]).held
+    return None if value is None else str(value)
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "field"),
+    [
+        ("GET", {"Origin": "http://evil.example"}, "Origin"),  # fetch() from a page
+        ("GET", {"Sec-Fetch-Site": "cross-site"}, "Sec-Fetch-Site"),  # <img src=...> on a page
+        ("GET", {"Referer": "http://evil.example/page"}, "Referer"),  # an older browser's img
+        ("GET", {"Host": "evil.example:7777"}, "Host"),  # a page that rebound its name
+        ("POST", {}, "Content-Type"),  # a form's POST
+        ("POST", {"Content-Type": "text/plain"}, "Content-Type"),
+        ("PUT", {"Origin": "null", CLIENT_HEADER: "x"}, "Origin"),
+    ],
+)
+async def test_a_write_a_foreign_page_can_send_writes_nothing(
+    method: str, headers: dict[str, str], field: str
+) -> None:
+    """KubeEdge's GET write route and the POST/PUT ones refuse other sites' pages: 403."""
+    async with rig(device("v1")) as r:
+        host = headers.pop("Host", None)
+        answer = await raw_http.request(
+            r.url, method, WRITE.format(value="66"), {**raw_http.CURL, **headers}, host=host
+        )
+        assert answer.status == 403, answer.body
+        body = answer.json()
+        check_base(body, 403)
+        assert (body["Reason"], body["Field"]) == ("Forbidden", field)
+        assert body["Message"]
+        assert r.runtime.devices["default/v1"].bus.stats.writes == 0
+        assert held(r) != "66"
+
+
+async def test_kubeedge_get_write_route_works_for_same_host_clients() -> None:
+    """Curl's GET, without Origin, on the loopback host spellings, writes the register."""
+    async with rig(device("v1")) as r:
+        port = raw_http.host_of(r.url).rpartition(":")[2]
+        for value, host in (("61", None), ("62", f"localhost:{port}"), ("63", f"[::1]:{port}")):
+            path = WRITE.format(value=value)
+            answer = await raw_http.request(r.url, "GET", path, raw_http.CURL, host=host)
+            assert answer.status == 200, answer.body
+            assert (
+                answer.json()["Message"] == f"Write data {value} to device default/v1 successfully."
+            )
+            assert held(r) == value
+        same = {"Origin": f"http://localhost:{port}", "Sec-Fetch-Site": "same-origin"}
+        answer = await raw_http.request(
+            r.url, "GET", WRITE.format(value="64"), same, host=f"localhost:{port}"
+        )
+        assert answer.status == 200, answer.body
+        assert held(r) == "64"
+
+
+async def test_reads_need_this_mappers_host_and_allowed_hosts_are_taken() -> None:
+    """A read with a rebound name is 403; a name given in allowed_hosts passes with any port."""
+    async with rig(device("v1"), allowed_hosts=("gw.example",)) as r:
+        read = "/api/v1/device/default/v1"
+        answer = await raw_http.request(r.url, "GET", read, raw_http.CURL, host="evil.example")
+        assert answer.status == 403
+        assert answer.json()["Field"] == "Host"
+        assert "gw.example" in answer.json()["Message"]
+        for host in ("gw.example", "gw.example:8443"):
+            answer = await raw_http.request(r.url, "GET", "/api/v1/ping", raw_http.CURL, host=host)
+            assert answer.status == 200, (host, answer.body)
+
+
+async def test_a_long_or_undecodable_value_is_a_small_400() -> None:
+    """8,000 characters of data, an escaped or raw surrogate: 400, the value quoted clipped."""
+    async with rig(device("v1")) as r:
+        status, body, _ = await r.call(WRITE.format(value="9" * 8000))
+        assert (status, body["Field"]) == (400, "data")
+        assert "(8000 bytes)" in body["Value"]
+        assert len(json.dumps(body)) < 2048
+        status, body, _ = await r.call(WRITE.format(value="%ED%A0%80"))
+        assert (status, body["Field"], body["Value"]) == (400, "data", "%ED%A0%80")
+        raw = WRITE.format(value="\udced\udca0\udc80")  # bytes ED A0 80 on the wire
+        answer = await raw_http.request(r.url, "GET", raw, raw_http.CURL)
+        assert 400 <= answer.status < 500
+        assert len(answer.body) < 2048
+        assert r.runtime.devices["default/v1"].bus.stats.writes == 0
+
+
+def test_twinplane_mapper_answers_to_its_allowed_hosts() -> None:
+    """``twinplane mapper --allowed-host NAME`` reaches its REST data API; a bad NAME exits 2."""
+    with short_home() as home:
+        _mapper_with_allowed_hosts(home)
+
+
+def _mapper_with_allowed_hosts(home: Path) -> None:
+    base = [sys.executable, "-m", "twinplane.cli", "mapper", "--protocol", "virtual"]
+    where = ["--home", str(home), "--http-port", "0", "--log-level", "warning"]
+    bad = subprocess.run(  # noqa: S603 - our own command
+        [*base, *where, "--allowed-host", "a b"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert "--allowed-host 'a b' is not a host name" in bad.stderr
+    with subprocess.Popen(  # noqa: S603 - our own command
+        [*base, *where, "--allowed-host", "gw.example"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = b""
+            while not line.startswith(b"twinplane mapper"):  # the banner names the REST URL
+                line = proc.stdout.readline()
+                assert line, "the mapper ended before its banner"
+            url = line.decode().split("REST ")[1].split()[0]
+            for host, status in (("gw.example:8080", 200), ("evil.example", 403)):
+                answer = asyncio.run(
+                    raw_http.request(url, "GET", "/api/v1/ping", raw_http.CURL, host=host)
+                )
+                assert answer.status == status, (host, answer.body)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_device_manager_options", "positive_int"]
+__all__ = ["add_allowed_host_option", "add_device_manager_options", "positive_int"]
 
 
 def add_device_manager_options(parser: argparse.ArgumentParser) -> None:
-    """Adds the device manager's ``--rest-addr`` and ``--mqtt`` (``edge``, ``up``)."""
+    """Adds the device manager's options (``edge``, ``up``).
+
+    ``--rest-addr``, ``--mqtt``, ``--allowed-host`` (repeatable) and ``--max-event-streams``.
+    """
     parser.add_argument(
         "--rest-addr",
         default="127.0.0.1:7780",
@@ -17,6 +20,27 @@ def add_device_manager_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--mqtt", default=None, metavar="URL", help="MQTT broker, mqtt://host:port (default: off)"
+    )
+    add_allowed_host_option(parser, "the REST API")
+    parser.add_argument(
+        "--max-event-streams",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="most event streams (GET /api/v1/events) open at once; more get 429 (default: 64)",
+    )
+
+
+def add_allowed_host_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """Adds ``--allowed-host NAME`` (repeatable): a name ``Host`` may carry besides the address."""
+    parser.add_argument(
+        "--allowed-host",
+        dest="allowed_hosts",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"a host name or address that {what} answers to besides its own address and "
+        "loopback (a proxy's or DNS name; repeatable; default: none)",
     )
 
 

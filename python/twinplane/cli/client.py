@@ -2,6 +2,10 @@
 
 Every failure becomes a :class:`CliError` with a one-line message a person can act on: the
 server is not running, an object is not found, a manifest is invalid (with every cause).
+
+Every request says it comes from the CLI (``X-Twinplane-Client``), the header the server's
+cross-site request forgery protection takes instead of a JSON or YAML ``Content-Type``
+(:mod:`twinplane.rest.guard`).
 """
 
 from __future__ import annotations
@@ -14,9 +18,15 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any, Final
 
+from twinplane import __version__
+from twinplane.rest.guard import CLIENT_HEADER
+
 __all__ = ["DEFAULT_SERVER", "ApiClient", "CliError", "default_server"]
 
 DEFAULT_SERVER: Final = "http://127.0.0.1:7780"
+
+CLIENT: Final = f"twinplane-cli/{__version__}"
+"""What the CLI sends as ``X-Twinplane-Client``."""
 
 
 def default_server() -> str:
@@ -87,7 +97,7 @@ class ApiClient:
         url = self.server + path
         if query:
             url += "?" + urllib.parse.urlencode(query)
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", CLIENT_HEADER: CLIENT}
         if content_type is not None:
             headers["Content-Type"] = content_type
         req = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310 - scheme checked

@@ -161,7 +161,7 @@ def apply(args: argparse.Namespace, client: ApiClient) -> int:
     except CliError as err:
         if err.causes:
             _attribute(err.causes, inputs, source)
-            count = len(err.causes)
+            count = sum(_counted(cause) for cause in err.causes)
             err.message = f"{count} error{'s' if count != 1 else ''}; nothing was applied"
         raise
     warnings = result.get("warnings", [])
@@ -172,6 +172,12 @@ def apply(args: argparse.Namespace, client: ApiClient) -> int:
         kind = str(item["kind"]).lower()
         print(f"{kind}.{GROUP}/{item['namespace']}/{item['name']} {item['outcome']}")
     return 0
+
+
+def _counted(cause: dict[str, Any]) -> int:
+    """Errors a cause stands for: one, or the count of those the server did not list."""
+    count = cause.get("count")
+    return count if cause.get("reason") == "truncated" and isinstance(count, int) else 1
 
 
 def _attribute(causes: list[dict[str, Any]], inputs: list[tuple[str, bytes]], source: str) -> None:

@@ -49,11 +49,15 @@ def run(args: argparse.Namespace) -> int:
     """Runs ``twinplane edge``; returns the exit status."""
     from twinplane.edge.app import EdgeConfig, run_edge  # noqa: PLC0415 - see the module doc
     from twinplane.edge.rest import parse_addr  # noqa: PLC0415
+    from twinplane.owner_only import make_dirs  # noqa: PLC0415
+    from twinplane.rest.guard import allowed_host  # noqa: PLC0415
 
     try:
         parse_addr(args.rest_addr)
+        allowed = tuple(allowed_host(name) for name in args.allowed_hosts)
     except TwinplaneError as err:
-        print(f"twinplane edge: error: --rest-addr: {err.message}", file=sys.stderr)
+        flag = "--rest-addr: " if err.path == "rest_addr" else ""
+        print(f"twinplane edge: error: {flag}{err.message}", file=sys.stderr)
         return 2
     configure_logging(args.log_level)
     home: Path = args.home if args.home is not None else default_home()
@@ -63,9 +67,12 @@ def run(args: argparse.Namespace) -> int:
         rest_addr=args.rest_addr,
         mqtt_url=args.mqtt,
         node_name=args.node_name,
+        allowed_hosts=allowed,
     )
+    if args.max_event_streams is not None:
+        config.max_event_streams = args.max_event_streams
     try:
-        config.db_path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(config.db_path.parent)  # 0700: the state is the owner's alone
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(run_edge(config))
     except TwinplaneError as err:

@@ -10,6 +10,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from twinplane.cli.args import add_allowed_host_option
 from twinplane.cli.runtime import LOG_LEVELS, configure_logging, loop_factory
 from twinplane.errors import SpecError, TwinplaneError
 
@@ -40,6 +41,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--http-host", default=None, help="REST data API address (default: 127.0.0.1)"
     )
+    add_allowed_host_option(parser, "the REST data API")
     parser.add_argument(
         "--edgecore-compat",
         action="store_true",
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from twinplane.drivers.registry import get_driver  # noqa: PLC0415 - fast CLI start
     from twinplane.mapper.app import run_mapper  # noqa: PLC0415
     from twinplane.mapper.config import load_config  # noqa: PLC0415
+    from twinplane.rest.guard import allowed_host  # noqa: PLC0415
 
     try:
         config = load_config(
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             http_host=args.http_host,
             edgecore_compat=args.edgecore_compat or None,
             report_interval_ms=args.report_interval_ms,
+            allowed_hosts=tuple(allowed_host(name) for name in args.allowed_hosts) or None,
             write_attempts=args.write_attempts,
             write_backoff_ms=args.write_backoff_ms,
         )

@@ -65,14 +65,17 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     """Runs ``twinplane up``; returns the exit status."""
     from twinplane.edge.rest import parse_addr  # noqa: PLC0415 - fast CLI start
+    from twinplane.rest.guard import allowed_host  # noqa: PLC0415
 
     if args.properties > MAX_PROPERTIES:
         print(f"twinplane up: error: --properties: at most {MAX_PROPERTIES}", file=sys.stderr)
         return 2
     try:
         parse_addr(args.rest_addr)
+        allowed = tuple(allowed_host(name) for name in args.allowed_hosts)
     except TwinplaneError as err:
-        print(f"twinplane up: error: --rest-addr: {err.message}", file=sys.stderr)
+        flag = "--rest-addr: " if err.path == "rest_addr" else ""
+        print(f"twinplane up: error: {flag}{err.message}", file=sys.stderr)
         return 2
     console = LiveConsole(sys.stdout) if sys.stdout.isatty() else None
     out = sys.stdout if console is None else cast("TextIO", console)
@@ -87,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         properties=args.properties,
         rest_addr=args.rest_addr,
         mqtt_url=args.mqtt,
+        allowed_hosts=allowed,
+        max_event_streams=args.max_event_streams,
         sim_port=args.sim_port,
         mapper_port=args.mapper_port,
         out=out,

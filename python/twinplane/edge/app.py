@@ -17,8 +17,10 @@ from twinplane.edge.core import EdgeCore
 from twinplane.edge.dmi_server import DmiServer
 from twinplane.edge.mapper_info import MapperInfo
 from twinplane.edge.mappers import MapperDirectory
+from twinplane.edge.sse import MAX_EVENT_STREAMS
 from twinplane.edge.store import AsyncEdgeStore
 from twinplane.errors import SpecError
+from twinplane.redact import redact_url
 from twinplane.service import serve
 
 if TYPE_CHECKING:
@@ -39,6 +41,9 @@ class EdgeConfig:
         node_name: This node's name.
         dmi_rate: DMI admission budget, calls per second (0: unlimited).
         dmi_burst: DMI calls admitted at once above the rate.
+        allowed_hosts: Names the REST API answers to besides its address and loopback
+            (``--allowed-host``; :mod:`twinplane.rest.guard`).
+        max_event_streams: Most event streams open at once (``--max-event-streams``).
     """
 
     home: Path
@@ -48,6 +53,8 @@ class EdgeConfig:
     node_name: str = "edge"
     dmi_rate: float = 200_000.0
     dmi_burst: int = 20_000
+    allowed_hosts: tuple[str, ...] = ()
+    max_event_streams: int = MAX_EVENT_STREAMS
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -107,7 +114,13 @@ class EdgeApp:
         assert self.core is not None  # noqa: S101
         assert self.dmi is not None  # noqa: S101
         assert self.mappers is not None  # noqa: S101
-        self.rest = RestServer(self.core, self.dmi, self.mappers)
+        self.rest = RestServer(
+            self.core,
+            self.dmi,
+            self.mappers,
+            allowed_hosts=self.config.allowed_hosts,
+            max_event_streams=self.config.max_event_streams,
+        )
         self.rest_url = await self.rest.start(self.config.rest_addr)
 
     async def _start_mqtt(self) -> None:
@@ -143,9 +156,10 @@ async def run_edge(config: EdgeConfig, *, ready: asyncio.Event | None = None) ->
     app = EdgeApp(config)
 
     def banner() -> str:
+        mqtt = redact_url(config.mqtt_url) if config.mqtt_url else "off"
         return (
             f"twinplane edge: DMI unix://{config.socket_path}  REST {app.rest_url}  "
-            f"MQTT {config.mqtt_url or 'off'}  state {config.db_path}"
+            f"MQTT {mqtt}  state {config.db_path}"
         )
 
     await serve(app, banner=banner, ready=ready)

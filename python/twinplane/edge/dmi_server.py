@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 
 import grpc
 
+from twinplane import owner_only
 from twinplane.dmi.convert import device_to_proto, model_to_proto
 from twinplane.dmi.reflection import enable_reflection
 from twinplane.dmi.v1beta1 import api_pb2
@@ -53,13 +54,6 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """Receive limit: grpc-go's default, which KubeEdge peers use on both sides."""
 
 _EMPTY = b""
-
-
-def _prepare_socket_path(path: Path) -> None:
-    """Creates the socket's folder and removes a stale socket file (as EdgeCore does)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-    if path.exists() or path.is_symlink():
-        path.unlink()
 
 
 def _status_of(err: TwinplaneError) -> grpc.StatusCode:
@@ -113,7 +107,7 @@ class DmiServer:
     async def start(self, socket_path: str | os.PathLike[str]) -> None:
         """Listens on ``socket_path`` (a stale socket file is replaced)."""
         path = Path(socket_path)
-        await asyncio.to_thread(_prepare_socket_path, path)
+        await asyncio.to_thread(owner_only.prepare_socket, path)  # stale ones go, as in EdgeCore
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -135,7 +129,8 @@ class DmiServer:
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         server.add_generic_rpc_handlers((self.stream.handler(),))  # fast path
         enable_reflection(server, SERVICE, STREAM_SERVICE)
-        server.add_insecure_port(f"unix:{path}")
+        with owner_only.creating(path):  # mode 0600: only its owner's mappers may call
+            server.add_insecure_port(f"unix:{path}")
         await server.start()
         self.server = server
         self.socket_path = path

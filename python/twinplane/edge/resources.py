@@ -20,10 +20,12 @@ from twinplane.edge.core import EdgeCore
 from twinplane.edge.write_errors import WriteError
 from twinplane.errors import UnknownDeviceError
 from twinplane.manifests import API_VERSION, Device, DeviceModel, ManifestIssue
+from twinplane.rest.echo import clip
 from twinplane.twin import TwinDict, TwinSideDict
 
 __all__ = [
     "GROUP",
+    "MAX_CAUSES",
     "ApiError",
     "device_json",
     "issue_cause",
@@ -36,14 +38,19 @@ __all__ = [
 
 GROUP: Final = "devices.kubeedge.io"
 
+MAX_CAUSES: Final = 100
+"""Causes one failure lists; the rest are counted in a last cause (``reason: truncated``)."""
+
 _REASONS: Final[dict[int, str]] = {
     400: "BadRequest",
     404: "NotFound",
+    403: "Forbidden",
     405: "MethodNotAllowed",
     409: "Conflict",
     413: "RequestEntityTooLarge",
     415: "UnsupportedMediaType",
     422: "Invalid",
+    429: "TooManyRequests",
     500: "InternalError",
     503: "ServiceUnavailable",
 }
@@ -73,6 +80,7 @@ class ApiError(Exception):
         message: What went wrong, for a person.
         reason: The machine-readable reason (derived from ``code`` when not given).
         details: ``details`` of the Status (``name``, ``kind``, ``causes``...).
+        headers: Headers of the answer (``Retry-After``).
     """
 
     def __init__(
@@ -82,15 +90,18 @@ class ApiError(Exception):
         *,
         reason: str | None = None,
         details: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.body = status_body(code, message, reason=reason, details=details)
+        self.headers = dict(headers or {})
 
     @classmethod
     def not_found(cls, resource: str, namespace: str, name: str) -> ApiError:
         """``<resource>.devices.kubeedge.io "<name>" not found`` (kubectl's wording)."""
+        name, namespace = clip(name), clip(namespace)
         return cls(
             404,
             f'{resource}.{GROUP} "{name}" not found in namespace "{namespace}"',
@@ -104,20 +115,37 @@ class ApiError(Exception):
         causes: Iterable[Mapping[str, Any]],
         details: Mapping[str, Any] | None = None,
     ) -> ApiError:
-        """422 with every cause (``field``, ``message``, ...) beside ``details``."""
-        return cls(422, message, details={**(details or {}), "causes": list(causes)})
+        """422 with the causes (``field``, ``message``, ...) beside ``details``.
+
+        At most :data:`MAX_CAUSES` are listed; a last one (``reason: truncated``) counts the rest
+        (``count``).
+        """
+        listed = list(causes)
+        if len(listed) > MAX_CAUSES:
+            rest = len(listed) - MAX_CAUSES
+            more = {
+                "reason": "truncated",
+                "field": "",
+                "message": f"and {rest} more not listed",
+                "count": rest,
+            }
+            listed = [*listed[:MAX_CAUSES], more]
+        return cls(422, message, details={**(details or {}), "causes": listed})
 
 
 def issue_cause(issue: ManifestIssue) -> dict[str, Any]:
-    """One manifest error or warning as a Status cause (``field`` is the path)."""
+    """One manifest error or warning as a Status cause (``field`` is the path).
+
+    The texts are clipped (:func:`~twinplane.rest.echo.clip`): they quote the input.
+    """
     return {
         "reason": issue.code,
-        "field": issue.path,
-        "message": issue.message,
+        "field": clip(issue.path),
+        "message": clip(issue.message, 500),
         "document": issue.document,
-        "kind": issue.kind,
-        "namespace": issue.namespace,
-        "name": issue.name,
+        "kind": clip(issue.kind),
+        "namespace": clip(issue.namespace),
+        "name": clip(issue.name),
     }
 
 

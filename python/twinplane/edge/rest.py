@@ -14,7 +14,10 @@ Routes (``{ns}`` a namespace, ``{name}`` an object name):
   forgets one (it is contacted no more; its devices go to another mapper of its protocol).
 - ``GET /healthz``, ``GET /metrics`` (:mod:`twinplane.edge.metrics`).
 
-Every failure is a Kubernetes ``Status`` (:mod:`twinplane.edge.resources`), whatever raised it.
+Every request passes :class:`~twinplane.rest.guard.RequestGuard` first (``Host``, ``Origin``, how
+a write says who sends it; 403 otherwise). Every failure is a Kubernetes ``Status``
+(:mod:`twinplane.edge.resources`), whatever raised it, and no bigger than
+:func:`~twinplane.rest.echo.bounded` lets it be: a request's 16 MiB are never repeated back.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from twinplane.edge.resources import (
     twin_json,
     twins_json,
 )
-from twinplane.edge.sse import parse_kinds, stream_events
+from twinplane.edge.sse import MAX_EVENT_STREAMS, EventStreams, parse_kinds
 from twinplane.edge.store import StoredMapper, StoreError
 from twinplane.errors import (
     SpecError,
@@ -59,6 +62,8 @@ from twinplane.errors import (
 )
 from twinplane.manifests import ManifestError, ManifestIssue
 from twinplane.manifests.parse import parse_documents
+from twinplane.rest.echo import bounded, clip
+from twinplane.rest.guard import RequestGuard, RequestRefused, allowed_host
 
 if TYPE_CHECKING:
     from twinplane.edge.mqtt_bridge import MqttBridge
@@ -109,8 +114,15 @@ def _json_response(body: Any, status: int = 200) -> web.Response:  # noqa: ANN40
     return web.Response(body=_ENCODER.encode(body), status=status, content_type="application/json")
 
 
+def _error_response(body: dict[str, Any], status: int) -> web.Response:
+    """A failure's ``Status``, every string in it clipped and encodable."""
+    return _json_response(bounded(body), status)
+
+
 def _field(prefix: str, key: str) -> str:
-    return f"{prefix}.{key}" if _FIELD_NAME.fullmatch(key) else f"{prefix}[{json.dumps(key)}]"
+    if _FIELD_NAME.fullmatch(key):
+        return f"{prefix}.{clip(key)}"
+    return f"{prefix}[{json.dumps(clip(key))}]"
 
 
 class RestServer:
@@ -122,13 +134,19 @@ class RestServer:
         mappers: The mapper directory (link counters).
         heartbeat: Seconds of silence before an event stream gets a heartbeat comment.
         max_body: Largest accepted request body, in bytes.
+        allowed_hosts: Names (or addresses) ``Host`` may carry besides the bound address and
+            loopback (:mod:`twinplane.rest.guard`).
+        max_event_streams: Most event streams open at once; more are answered 429.
+
+    Raises:
+        SpecError: An allowed host is not a host name or an IP address.
 
     Attributes:
         mqtt: The MQTT bridge whose counters ``/metrics`` exports, once one runs (the app
             starts it after the REST API), else ``None``.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the collaborators, then keyword-only settings
         self,
         core: EdgeCore,
         dmi: DmiServer,
@@ -136,17 +154,21 @@ class RestServer:
         *,
         heartbeat: float = HEARTBEAT_S,
         max_body: int = MAX_BODY_BYTES,
+        allowed_hosts: Sequence[str] = (),
+        max_event_streams: int = MAX_EVENT_STREAMS,
     ) -> None:
         self.core = core
         self.dmi = dmi
         self.mappers = mappers
         self.heartbeat = heartbeat
         self.max_body = max_body
+        self.allowed_hosts = tuple(allowed_host(name) for name in allowed_hosts)
+        self.streams = EventStreams(core.hub, limit=max_event_streams)
         self.url = ""
         self.requests = RequestCounts()
         self.mqtt: MqttBridge | None = None
         self._checks: dict[str, HealthCheck] = {"store": self._check_store, "dmi": self._check_dmi}
-        self._closing = asyncio.Event()
+        self._guard: RequestGuard | None = None
         self._runner: web.AppRunner | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -170,8 +192,9 @@ class RestServer:
             await runner.cleanup()
             raise
         self._runner = runner
-        self._closing.clear()
+        self.streams.open()
         bound_port = runner.addresses[0][1]
+        self._guard = RequestGuard(host, bound_port, self.allowed_hosts)
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{bound_port}"
         log.info("REST API listening", extra={"url": self.url})
@@ -179,7 +202,7 @@ class RestServer:
 
     async def stop(self) -> None:
         """Ends the event streams, stops listening and waits for requests in progress."""
-        self._closing.set()
+        await self.streams.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -210,29 +233,35 @@ class RestServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Turns every failure into a ``Status`` answer and counts the request."""
+        """Guards the request, turns every failure into a ``Status`` answer, counts it."""
         try:
+            if self._guard is not None:
+                self._guard.check(request)
             response = await handler(request)
+        except RequestRefused as err:
+            cause = {"field": err.header, "message": err.message}
+            body = status_body(err.status, err.message, details={"causes": [cause]})
+            response = _error_response(body, err.status)
         except ApiError as err:
-            response = _json_response(err.body, err.code)
+            response = _error_response(err.body, err.code)
+            response.headers.update(err.headers)
         except web.HTTPException as exc:
             if exc.status < 400:  # noqa: PLR2004 - redirects pass through
                 raise
             message = _http_message(request, exc, self.max_body)
-            response = _json_response(status_body(exc.status, message), exc.status)
+            response = _error_response(status_body(exc.status, message), exc.status)
             if "Allow" in exc.headers:
                 response.headers["Allow"] = exc.headers["Allow"]
         except TwinplaneError as err:
             code, reason = _error_status(err)
             if code >= 500:  # noqa: PLR2004
-                log.exception("%s %s failed", request.method, request.path)
+                log.exception("%s %s failed", request.method, clip(request.path))
             details = {"causes": [{"field": err.path, "message": err.message}]} if err.path else {}
-            response = _json_response(
-                status_body(code, err.message, reason=reason, details=details), code
-            )
+            body = status_body(code, err.message, reason=reason, details=details)
+            response = _error_response(body, code)
         except Exception:  # a bug must answer 500, not drop the connection
-            log.exception("%s %s failed", request.method, request.path)
-            response = _json_response(status_body(500, "internal error (see the server log)"), 500)
+            log.exception("%s %s failed", request.method, clip(request.path))
+            response = _error_response(status_body(500, "internal error (see the server log)"), 500)
         route = request.match_info.route.resource
         self.requests.add(
             request.method, route.canonical if route is not None else "unmatched", response.status
@@ -310,14 +339,14 @@ class RestServer:
         body = await request.read()  # 413 past client_max_size
         if not body.strip():
             raise ApiError(400, "empty body: nothing to apply")
-        source = request.query.get("source", "<request body>")[:256]
+        source = clip(request.query.get("source", "<request body>"))
         try:
             result = await self.core.apply(body, source=source)
         except ManifestError as err:
             issues = await asyncio.to_thread(_with_documents, err.issues, body)
-            count = len(issues)
+            count, first = len(issues), clip(str(issues[0]), 500)
             raise ApiError.invalid(
-                f"{count} error{'s' if count != 1 else ''} in {source}: {issues[0]}",
+                f"{count} error{'s' if count != 1 else ''} in {source}: {first}",
                 [issue_cause(i) for i in issues],
                 {"source": source},
             ) from err
@@ -387,6 +416,8 @@ class RestServer:
             data = msgspec.json.decode(raw)
         except msgspec.DecodeError as err:
             raise ApiError(400, f"the body is not JSON: {err}") from err
+        except RecursionError as err:  # the decoder's own depth limit
+            raise ApiError(400, "the body is not JSON a PATCH takes: nested too deeply") from err
         values = _desired_values(data)
         self._check_desired(device_id, values)
         changes = await self.core.set_desired(device_id, values)
@@ -407,7 +438,11 @@ class RestServer:
             self.core.check_desired(device_id, values)
         except DesiredValueError as err:
             causes = [
-                {"reason": i.reason, "field": _field("desired", i.property), "message": i.message}
+                {
+                    "reason": i.reason,
+                    "field": _field("desired", i.property),
+                    "message": clip(i.message, 500),
+                }
                 for i in err.issues
             ]
             namespace, _, name = device_id.partition("/")
@@ -426,13 +461,14 @@ class RestServer:
             kinds = parse_kinds(request.query.get("kinds"))
         except ValueError as err:
             raise ApiError(400, str(err), details={"causes": [{"field": "kinds"}]}) from err
-        return await stream_events(
-            request,
-            hub=self.core.hub,
-            kinds=kinds,
-            heartbeat=self.heartbeat,
-            closing=self._closing,
-        )
+        if self.streams.full:
+            raise ApiError(
+                429,
+                f"{len(self.streams)} event streams are open, the most this server keeps "
+                "(--max-event-streams); try again when one has ended",
+                headers={"Retry-After": "5"},
+            )
+        return await self.streams.serve(request, kinds=kinds, heartbeat=self.heartbeat)
 
     async def healthz(self, request: web.Request) -> web.Response:
         """``GET /healthz``: 200 when every component check passes, else 503."""
@@ -502,10 +538,11 @@ def _rfc3339(ms: int) -> str:
 
 def _http_message(request: web.Request, exc: web.HTTPException, max_body: int) -> str:
     if isinstance(exc, web.HTTPNotFound):
-        return f"the server could not find the requested resource ({request.path})"
+        return f"the server could not find the requested resource ({clip(request.path)})"
     if isinstance(exc, web.HTTPMethodNotAllowed):
         allowed = ", ".join(sorted(exc.allowed_methods))
-        return f"method {request.method} is not allowed on {request.path} (allowed: {allowed})"
+        where = clip(request.path)
+        return f"method {clip(request.method)} is not allowed on {where} (allowed: {allowed})"
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return f"the request body is larger than the limit of {max_body / 2**20:g} MiB"
     return exc.text or exc.reason
@@ -524,6 +561,7 @@ def _error_status(err: TwinplaneError) -> tuple[int, str]:
 
 
 def _mapper_not_found(name: str) -> ApiError:
+    name = clip(name)
     details = {"name": name, "kind": "mappers"}
     return ApiError(404, f'mapper "{name}" not found', details=details)
 

@@ -12,6 +12,11 @@ keeps no history to resume from). A comment line is written every ``heartbeat`` 
 silence so proxies keep the connection open and a vanished client is noticed. A client that
 reads too slowly loses its oldest events (the hub's policy) and is told by a ``dropped`` event.
 The stream ends when the client goes away or the server stops.
+
+:class:`EventStreams` keeps a server's open streams: at most ``limit`` at once (a client beyond
+it is refused before it subscribes), and all of them ended when the server stops. A client that
+stopped reading holds its handler in a write that never completes; it is given ``grace`` seconds
+to end like the others, then its connection is aborted, so a stop never waits on a client.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any, Final, get_args
 
 import msgspec
@@ -27,12 +33,18 @@ from aiohttp import web
 
 from twinplane.edge.events import Event, EventHub, EventKind
 
-__all__ = ["EVENT_KINDS", "parse_kinds", "stream_events"]
+__all__ = ["EVENT_KINDS", "MAX_EVENT_STREAMS", "EventStreams", "parse_kinds"]
 
 log = logging.getLogger(__name__)
 
 EVENT_KINDS: Final[frozenset[str]] = frozenset(get_args(EventKind))
 """Every event kind; ``dropped`` is always delivered, whatever the filter."""
+
+MAX_EVENT_STREAMS: Final = 64
+"""Event streams a server keeps open at once unless told otherwise (``--max-event-streams``)."""
+
+CLOSE_GRACE_S: Final = 0.5
+"""Seconds the open streams get to end on their own when the server stops."""
 
 _SELECTABLE: Final = frozenset(EVENT_KINDS - {"dropped"})
 _POLL_S: Final = 1.0  # how often a silent stream checks that its client is still there
@@ -62,34 +74,98 @@ def encode_event(seq: int, event: Event) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (seq, event.kind.encode(), data)
 
 
-async def stream_events(  # noqa: PLR0913 - the stream's collaborators, all keyword-only
-    request: web.Request,
-    *,
-    hub: EventHub,
-    kinds: frozenset[EventKind] | None,
-    heartbeat: float,
-    closing: asyncio.Event,
-    queue_size: int = 10_000,
-) -> web.StreamResponse:
-    """Streams hub events to one client until it disconnects or ``closing`` is set."""
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
-        }
-    )
-    with hub.subscribe(maxsize=queue_size, kinds=kinds) as sub:
-        await response.prepare(request)
-        # The first bytes flush the headers: the client knows it is subscribed.
-        await response.write(b": subscribed\nretry: 3000\n\n")
+@dataclass(eq=False, slots=True)
+class _OpenStream:
+    request: web.Request
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class EventStreams:
+    """The open event streams of one server: a bounded number, all ended when it stops.
+
+    Args:
+        hub: Where the events come from.
+        limit: Most streams open at once.
+        queue_size: Events queued per stream before its oldest are dropped.
+        grace: Seconds the streams get to end when :meth:`close` is called.
+    """
+
+    def __init__(
+        self,
+        hub: EventHub,
+        *,
+        limit: int = MAX_EVENT_STREAMS,
+        queue_size: int = 10_000,
+        grace: float = CLOSE_GRACE_S,
+    ) -> None:
+        self.hub = hub
+        self.limit = limit
+        self.queue_size = queue_size
+        self.grace = grace
+        self._closing = asyncio.Event()
+        self._open: set[_OpenStream] = set()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    @property
+    def full(self) -> bool:
+        """Whether :data:`limit` streams are open (a new one would be refused)."""
+        return len(self._open) >= self.limit
+
+    def open(self) -> None:
+        """Takes streams again after :meth:`close`."""
+        self._closing.clear()
+
+    async def serve(
+        self, request: web.Request, *, kinds: frozenset[EventKind] | None, heartbeat: float
+    ) -> web.StreamResponse:
+        """Streams hub events to one client until it disconnects or :meth:`close` is called.
+
+        The caller checks :attr:`full` first; this counts the stream from its first line.
+        """
+        stream = _OpenStream(request)
+        self._open.add(stream)
         try:
-            await _pump(request, response, aiter(sub), heartbeat, closing)
-        except ConnectionError:  # the client went away mid-write
-            log.debug("SSE client %s disconnected", request.remote)
-    with contextlib.suppress(ConnectionError):
-        await response.write_eof()
-    return response
+            return await self._stream(request, kinds, heartbeat)
+        finally:
+            self._open.discard(stream)
+            stream.ended.set()
+
+    async def close(self) -> None:
+        """Ends every stream: each gets :attr:`grace` seconds, then its connection is aborted."""
+        self._closing.set()
+        if self._open:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.grace):
+                    await asyncio.gather(*(stream.ended.wait() for stream in self._open))
+        for stream in list(self._open):  # clients that stopped reading
+            transport = stream.request.transport
+            if transport is not None:
+                log.debug("SSE client %s does not read; connection aborted", stream.request.remote)
+                transport.abort()
+
+    async def _stream(
+        self, request: web.Request, kinds: frozenset[EventKind] | None, heartbeat: float
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
+            }
+        )
+        with self.hub.subscribe(maxsize=self.queue_size, kinds=kinds) as sub:
+            try:
+                await response.prepare(request)
+                # The first bytes flush the headers: the client knows it is subscribed.
+                await response.write(b": subscribed\nretry: 3000\n\n")
+                await _pump(request, response, aiter(sub), heartbeat, self._closing)
+            except ConnectionError:  # the client went away mid-write, or was aborted
+                log.debug("SSE client %s disconnected", request.remote)
+        with contextlib.suppress(ConnectionError):
+            await response.write_eof()
+        return response
 
 
 async def _pump(

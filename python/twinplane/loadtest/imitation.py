@@ -49,6 +49,7 @@ from typing import Any, Final
 
 import grpc
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from twinplane import __version__, heap
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
@@ -64,6 +65,7 @@ from twinplane.mapper.scheduler import ON_TIME_TOLERANCE, now_ms
 from twinplane.mapper.server import MapperServer
 from twinplane.metrics import CONTENT_TYPE, MetricsWriter
 from twinplane.protocols.modbus import ModbusEndpoint as ModbusSettings
+from twinplane.rest.guard import RequestGuard, RequestRefused
 from twinplane.service import STOP_SIGNALS, stop_on_signals
 from twinplane.twin import Engine, PropertyTypeName, VisitorConfig, decode_register, encode_register
 
@@ -204,6 +206,7 @@ class ImitationMapper:
         self._stub: Any = None
         self._server: MapperServer | None = None
         self._runner: web.AppRunner | None = None
+        self._guard: RequestGuard | None = None
         self._register_task: asyncio.Task[None] | None = None
         self._heap_held = False
 
@@ -256,7 +259,7 @@ class ImitationMapper:
             heap.release()
 
     async def _serve_metrics(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[self._guarded])
         app.router.add_get("/metrics", self._metrics)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -267,7 +270,19 @@ class ImitationMapper:
             raise
         self._runner = runner
         host = self.config.http_host
+        self._guard = RequestGuard(host, runner.addresses[0][1])
         self.url = f"http://{f'[{host}]' if ':' in host else host}:{runner.addresses[0][1]}"
+
+    @web.middleware
+    async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """``Host`` and ``Origin`` are checked as on every twinplane REST server."""
+        if self._guard is not None:
+            try:
+                self._guard.check(request)
+            except RequestRefused as err:
+                body = {"message": err.message, "header": err.header}
+                return web.json_response(body, status=err.status)
+        return await handler(request)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         del request

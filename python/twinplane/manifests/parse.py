@@ -9,7 +9,9 @@
 
 Empty documents are skipped and do not count in the document index. A document whose YAML aliases
 expand beyond :data:`MAX_VALUES` values, or which nests deeper than :data:`MAX_DEPTH`, is refused
-(a REST API must not be stalled by a "billion laughs" document).
+(a REST API must not be stalled by a "billion laughs" document), and so is one with a string that
+is not Unicode text: JSON's ``"\ud800"`` escape decodes to a lone surrogate, which no store or
+answer can encode.
 """
 
 from __future__ import annotations
@@ -247,33 +249,54 @@ def _yaml_error(exc: yaml.YAMLError, start: int) -> str:
 
 
 def _checked(index: int, line: int, data: Any, notes: tuple[Note, ...] = ()) -> RawDocument:  # noqa: ANN401
-    """The document, or an error if it is too big once expanded, too deep or recursive."""
+    """The document, or an error if it is too big once expanded, too deep, recursive or not text."""
     try:
         _size(data, {}, 0)
-    except _TooBigError as exc:
+    except _RefusedError as exc:
         return RawDocument(index, line, error=Note((), str(exc), "parse"), notes=notes)
     return RawDocument(index, line, data=data, notes=notes)
 
 
-class _TooBigError(Exception):
-    pass
+class _RefusedError(Exception):
+    """A document parsed, but not one to take (its message says why)."""
 
 
 def _size(value: Any, memo: dict[int, int], depth: int) -> int:  # noqa: ANN401
     """Values in ``value`` once expanded (YAML aliases share objects; ``memo`` counts them once)."""
+    if isinstance(value, str):
+        _check_text(value)
+        return 1
     if not isinstance(value, dict | list):
         return 1
     key = id(value)
     if key in memo:
         if memo[key] < 0:
-            raise _TooBigError("a YAML alias refers to itself (a recursive document)")
+            raise _RefusedError("a YAML alias refers to itself (a recursive document)")
         return memo[key]
     if depth >= MAX_DEPTH:
-        raise _TooBigError(f"nested deeper than {MAX_DEPTH} levels")
+        raise _RefusedError(f"nested deeper than {MAX_DEPTH} levels")
     memo[key] = -1
+    if isinstance(value, dict):
+        for name in value:
+            if isinstance(name, str):
+                _check_text(name)
     children = value.values() if isinstance(value, dict) else value
     total = 1 + sum(_size(child, memo, depth + 1) for child in children)
     if total > MAX_VALUES:
-        raise _TooBigError(f"more than {MAX_VALUES} values once YAML aliases are expanded")
+        raise _RefusedError(f"more than {MAX_VALUES} values once YAML aliases are expanded")
     memo[key] = total
     return total
+
+
+def _check_text(text: str) -> None:
+    """Refuses a string with a lone surrogate (its code point, escaped, in the message)."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        point = f"\\u{ord(text[exc.start]):04x}"
+        raise _RefusedError(
+            f"a string holds the lone surrogate {point} (half of a UTF-16 pair), which is not "
+            "Unicode text"
+        ) from None

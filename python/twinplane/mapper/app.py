@@ -82,7 +82,10 @@ class MapperApp:
         self.server = MapperServer(self.runtime)
         await self.server.start(cfg.socket_path)
         rest = MapperRestServer(
-            self.runtime, metrics=self.metrics, report_interval_s=self.report_interval_s
+            self.runtime,
+            metrics=self.metrics,
+            report_interval_s=self.report_interval_s,
+            allowed_hosts=cfg.allowed_hosts,
         )
         await rest.start(cfg.http_host, cfg.http_port)
         self.rest = rest

@@ -76,6 +76,8 @@ class MapperConfig:
             (a timeout, a lost connection); a refusal by the device is never tried again.
         write_backoff_ms: Wait before a desired value's second attempt (doubling, up to 5 s).
         sinks: Mapper-level sinks (the file's ``sinks`` section), fed by every property.
+        allowed_hosts: Names the REST data API answers to besides its address and loopback
+            (``--allowed-host``; :mod:`twinplane.rest.guard`).
     """
 
     protocol: str
@@ -92,6 +94,7 @@ class MapperConfig:
     write_attempts: int = 3
     write_backoff_ms: int = 200
     sinks: tuple[SinkConfig, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
 
     def with_overrides(self, **overrides: Any) -> MapperConfig:  # noqa: ANN401 - field values
         """A copy with the given fields replaced; ``None`` values are ignored."""

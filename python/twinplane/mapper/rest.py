@@ -17,10 +17,16 @@ Routes (``{namespace}/{name}`` a device; every success body starts with mapper-f
 - ``GET /metrics``: the mapper's counters in the Prometheus text format 0.0.4 (rendered by the
   app, :mod:`twinplane.mapper.metrics`).
 
+Every request passes :class:`~twinplane.rest.guard.RequestGuard` first: ``Host`` must name this
+mapper and ``Origin`` be its own, and a write (the write route, by any method) must not come
+from another site's page; the ``GET`` write route keeps working for clients that are not
+browsers (curl, KubeEdge's tools), as in mapper-framework. Refused: 403.
+
 Errors are not mapper-framework's HTTP 500 with text: 404 (unknown device, property or method),
 400 (data not of the property's type), 502 (the device refused or failed the write), 503 (the
-device is offline or has no value yet), each with a JSON body naming the request field. A
-request's ``X-Correlation-ID`` header is echoed.
+device is offline or has no value yet), each with a JSON body naming the request field, whose
+texts quote the request clipped (:mod:`twinplane.rest.echo`). A request's ``X-Correlation-ID``
+header is echoed.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -41,6 +47,8 @@ from twinplane.mapper.config import DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT
 from twinplane.mapper.instance import device_id
 from twinplane.mapper.runtime import MapperRuntime, RunningDevice
 from twinplane.metrics import CONTENT_TYPE
+from twinplane.rest.echo import bounded, clip, quote
+from twinplane.rest.guard import RequestGuard, RequestRefused, allowed_host
 from twinplane.twin import TwinDict, canonical
 
 __all__ = ["API_VERSION", "MapperRestServer", "RestError"]
@@ -73,6 +81,7 @@ class RestError(Exception):
 
     _REASONS: Final = {
         400: "BadRequest",
+        403: "Forbidden",
         404: "NotFound",
         405: "MethodNotAllowed",
         500: "InternalError",
@@ -94,7 +103,7 @@ class RestError(Exception):
         self.message = message
         self.reason = self._REASONS.get(status, "Error")
         self.field = field
-        self.value = value
+        self.value = None if value is None else clip(value)
         self.extra = extra or {}
 
     def body(self) -> dict[str, Any]:
@@ -123,6 +132,11 @@ def _json(body: dict[str, Any], status: int = 200) -> web.Response:
     return web.Response(body=_ENCODER.encode(body), status=status, content_type="application/json")
 
 
+def _error(err: RestError) -> web.Response:
+    """A failure's answer, every string in it clipped and encodable."""
+    return _json(bounded(err.body()), err.status)
+
+
 def _type(twin: TwinDict) -> str:
     return twin["type"].lower()
 
@@ -134,6 +148,11 @@ class MapperRestServer:
         runtime: The mapper's devices, models, buses and engine.
         metrics: Renders ``GET /metrics`` (Prometheus text).
         report_interval_s: The reporter's tick (a fresh read waits for it).
+        allowed_hosts: Names (or addresses) ``Host`` may carry besides the bound address and
+            loopback (``--allowed-host``; :mod:`twinplane.rest.guard`).
+
+    Raises:
+        SpecError: An allowed host is not a host name or an IP address.
     """
 
     def __init__(
@@ -142,11 +161,15 @@ class MapperRestServer:
         *,
         metrics: Callable[[], str],
         report_interval_s: float,
+        allowed_hosts: Sequence[str] = (),
     ) -> None:
         self.runtime = runtime
         self.render_metrics = metrics
         self.report_interval_s = report_interval_s
+        self.allowed_hosts = tuple(allowed_host(name) for name in allowed_hosts)
         self.url = ""
+        self._guard: RequestGuard | None = None
+        self._writes: web.AbstractResource | None = None
         self._runner: web.AppRunner | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -169,6 +192,7 @@ class MapperRestServer:
             raise
         self._runner = runner
         bound_port = runner.addresses[0][1]
+        self._guard = RequestGuard(host, bound_port, self.allowed_hosts)
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{bound_port}"
         log.info("REST data API listening", extra={"url": self.url})
@@ -186,35 +210,44 @@ class MapperRestServer:
         router.add_get(f"/api/v1/device/{dev}", self.read_device)
         router.add_get(f"/api/v1/device/{dev}/{{property}}", self.read_property)
         router.add_get(f"/api/v1/devicemethod/{dev}", self.methods)
-        write = f"/api/v1/devicemethod/{dev}/{{methodname}}/{{property}}/{{data}}"
+        write = router.add_resource(
+            f"/api/v1/devicemethod/{dev}/{{methodname}}/{{property}}/{{data}}"
+        )
         for method in ("GET", "POST", "PUT"):  # no HEAD: a HEAD must not write
-            router.add_route(method, write, self.write)
+            write.add_route(method, self.write)
+        self._writes = write
         router.add_get(f"/api/v1/meta/model/{dev}", self.model)
         router.add_get("/metrics", self.metrics)
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Turns every failure into a JSON answer and echoes ``X-Correlation-ID``."""
+        """Guards the request, turns every failure into a JSON answer, echoes the correlation."""
         try:
+            if self._guard is not None:
+                writes = request.match_info.route.resource is self._writes
+                self._guard.check(request, write_route=writes)
             response = await handler(request)
+        except RequestRefused as refused:
+            failure = RestError(403, refused.message, field=refused.header, value=refused.value)
+            response = _error(failure)
         except RestError as err:
-            response = _json(err.body(), err.status)
+            response = _error(err)
         except web.HTTPException as exc:
             if exc.status < 400:  # noqa: PLR2004 - redirects pass through
                 raise
             unknown = exc.status == 404  # noqa: PLR2004
             failure = RestError(
                 exc.status,
-                f"{exc.reason}: {request.method} {request.path}",
+                f"{exc.reason}: {clip(request.method)} {clip(request.path)}",
                 field="path" if unknown else "method",
                 value=request.path if unknown else request.method,
             )
-            response = _json(failure.body(), exc.status)
+            response = _error(failure)
             if "Allow" in exc.headers:
                 response.headers["Allow"] = exc.headers["Allow"]
         except Exception:  # a bug must answer 500, not drop the connection
-            log.exception("%s %s failed", request.method, request.path)
-            response = _json(RestError(500, "internal error (see the mapper log)").body(), 500)
+            log.exception("%s %s failed", request.method, clip(request.path))
+            response = _error(RestError(500, "internal error (see the mapper log)"))
         correlation = request.headers.get(CORRELATION_HEADER)
         if correlation is not None:
             response.headers[CORRELATION_HEADER] = correlation
@@ -369,7 +402,7 @@ class MapperRestServer:
         except ValueTypeError as err:
             raise RestError(
                 400,
-                f"{data!r} is not a {prop.type.lower()} value (the type of {prop_name!r})",
+                f"{quote(data)} is not a {prop.type.lower()} value (the type of {prop_name!r})",
                 field="data",
                 value=data,
             ) from err

@@ -17,6 +17,7 @@ from typing import Any, Final, NoReturn, Protocol
 
 import grpc
 
+from twinplane import owner_only
 from twinplane.dmi.reflection import enable_reflection
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
 from twinplane.errors import TwinplaneError
@@ -61,12 +62,6 @@ class MapperHost(Protocol):
     def get_device(self, dev_id: str) -> api_pb2.Device | None:
         """The device with its current twins."""
         ...
-
-
-def _prepare_socket(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-    if path.exists() or path.is_symlink():
-        path.unlink()
 
 
 class MapperServicer(api_pb2_grpc.DeviceMapperServiceServicer):
@@ -181,11 +176,12 @@ class MapperServer:
     async def start(self, socket_path: str | os.PathLike[str]) -> None:
         """Listens on ``socket_path`` (a stale socket file is replaced)."""
         path = Path(socket_path)
-        await asyncio.to_thread(_prepare_socket, path)
+        await asyncio.to_thread(owner_only.prepare_socket, path)
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
         api_pb2_grpc.add_DeviceMapperServiceServicer_to_server(MapperServicer(self.runtime), server)
         enable_reflection(server, SERVICE)
-        server.add_insecure_port(f"unix:{path}")
+        with owner_only.creating(path):  # mode 0600: only its owner's device manager may call
+            server.add_insecure_port(f"unix:{path}")
         await server.start()
         self.server = server
         self.socket_path = path

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -12,12 +14,15 @@ from aiohttp import web
 from sinks_helpers import changes
 
 from edge_helpers import running_app, short_home
+from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.drivers.virtual import VirtualDriver
 from twinplane.mapper.app import MapperApp
 from twinplane.mapper.config import MapperConfig
 from twinplane.mapper.sinks import RunnerSettings, SinkRunner
-from twinplane.mapper.sinks.config import HttpSinkConfig
+from twinplane.mapper.sinks.base import Sink
+from twinplane.mapper.sinks.config import HttpSinkConfig, SinkConfig
 from twinplane.mapper.sinks.http import HttpSink
+from twinplane.mapper.sinks.plane import DataPlane, sink_name
 from waits import until
 
 FAST = RunnerSettings(max_rows=100, interval_s=0.02, backoff_s=0.01, max_backoff_s=0.05)
@@ -30,10 +35,12 @@ class Receiver:
     url: str = ""
     requests: list[tuple[str, bytes]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    authorization: list[str | None] = field(default_factory=list)
 
     async def handle(self, request: web.Request) -> web.Response:
         """Records the request and answers."""
         body = await request.read()
+        self.authorization.append(request.headers.get("Authorization"))
         status = self.statuses.pop(0) if self.statuses else 200
         if status == 200:
             self.requests.append((request.content_type, body))
@@ -185,3 +192,40 @@ async def test_mapper_pushes_pushed_properties_only(receiver: Receiver) -> None:
     assert {(s["device"], s["property"]) for s in receiver.samples} == {("v1", "count")}
     counts = [int(str(s["value"])) for s in receiver.samples]
     assert counts == sorted(counts)
+
+
+async def test_a_password_in_the_url_authenticates_but_is_never_logged(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """user:password@ in the URL is sent as Basic auth; names and retry lines show ***."""
+    receiver.statuses = [503]
+    config = HttpSinkConfig(receiver.url.replace("http://", "http://edge:s3cret@"))
+    name = sink_name(config)
+    assert name == "http:" + receiver.url.replace("http://", "http://edge:***@")
+    runner = SinkRunner(name, HttpSink(config), FAST)
+    with caplog.at_level(logging.INFO):
+        runner.start()
+        runner.offer(changes([("default/d1", "temp", 1.0)]))
+        await until(lambda: runner.stats()["written"] == 1, "the write after a retry")
+        await runner.close()
+    expected = "Basic " + base64.b64encode(b"edge:s3cret").decode()
+    assert receiver.authorization == [expected, expected]
+    assert "edge:***@127.0.0.1" in caplog.text  # the retry line names the sink
+    assert "s3cret" not in caplog.text
+
+
+def test_a_sink_that_cannot_start_is_logged_by_its_masked_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A sink whose start fails is logged by its name, not by its config's repr."""
+
+    def broken(config: SinkConfig) -> Sink:
+        raise RuntimeError(f"cannot build {type(config).__name__}")
+
+    plane = DataPlane(factory=broken, extra=[HttpSinkConfig("http://u:pw3@h/x")])
+    device = api_pb2.Device(name="d", namespace="default")
+    device.spec.properties.add(name="p")
+    with caplog.at_level(logging.ERROR):
+        plane.add_device(device)
+    assert "sink http:http://u:***@h/x cannot start" in caplog.text
+    assert "pw3" not in caplog.text

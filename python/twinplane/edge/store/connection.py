@@ -7,6 +7,9 @@ the page cache and checkpoint sizes, and applies the schema's missing steps
 ``twins.py``, ``states.py``, ``outbox.py``) run on it: one transaction each (``BEGIN
 IMMEDIATE``, so writers queue on ``busy_timeout`` instead of failing on a lock upgrade), and a
 :class:`~twinplane.edge.store.errors.StoreError` instead of ``sqlite3``'s errors.
+
+The database and its ``-wal`` and ``-shm`` files are for their owner only (0600, the folders
+created for them 0700: :mod:`twinplane.owner_only`), whatever the umask.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import msgspec
 
 from twinplane.edge.store import migrations
 from twinplane.edge.store.errors import StoreError, StoreVersionError
+from twinplane.owner_only import FILE_MODE, make_dirs, private_file
 
 __all__ = ["StoreConnection", "json_text", "now_ms"]
 
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 _WAL_SIZE_LIMIT: Final = 64 * 1024 * 1024  # bytes the WAL is truncated to after a checkpoint
 _CACHE_KIB: Final = 32 * 1024  # SQLite page cache (100,000 twins take about 20 MiB)
 _CHECKPOINT_PAGES: Final = 8192  # WAL pages (4 KiB) between automatic checkpoints: 32 MiB
+_SIDE_FILES: Final = ("-wal", "-shm", "-journal")
 
 
 def now_ms() -> int:
@@ -65,13 +70,19 @@ class StoreConnection:
             StoreError: The file is not a twinplane database (untouched too), or SQLite failed.
         """
         file = Path(path)
-        file.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(file.parent)
+        if not file.exists():
+            try:
+                private_file(file)  # before SQLite creates -wal and -shm with the file's mode
+            except OSError as exc:
+                raise StoreError(f"cannot create {file}: {exc}", db_path=str(file)) from exc
         try:
             conn = sqlite3.connect(file, timeout=busy_timeout_ms / 1000, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open {file}: {exc}", db_path=str(file)) from exc
         try:
             _prepare(conn, file, busy_timeout_ms)
+            _owner_only(file)  # a file of an earlier release may be readable by others
         except BaseException:
             conn.close()
             raise
@@ -122,6 +133,13 @@ class StoreConnection:
         """The connection's settings and schema version, for diagnostics."""
         names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "user_version")
         return {n: self._read("pragmas", f"PRAGMA {n}")[0][0] for n in names}
+
+
+def _owner_only(path: Path) -> None:
+    """The database and the side files that exist now: mode 0600 (once known to be ours)."""
+    for file in (path, *(path.with_name(path.name + s) for s in _SIDE_FILES)):
+        with contextlib.suppress(FileNotFoundError):
+            file.chmod(FILE_MODE)
 
 
 def _prepare(conn: sqlite3.Connection, path: Path, busy_timeout_ms: int) -> None:

@@ -26,6 +26,7 @@ import pyarrow as pa
 from twinplane.mapper.sinks.base import PermanentSinkError, RetryLaterError
 from twinplane.mapper.sinks.config import HttpSinkConfig
 from twinplane.mapper.sinks.rows import samples
+from twinplane.redact import redact_url
 
 __all__ = ["HttpSink", "form_body", "json_body"]
 
@@ -103,7 +104,7 @@ class HttpSink:
         url = self.config.url
         async with self._client().post(url, data=body, headers={"Content-Type": content_type}) as r:
             await r.read()
-            check_status(r.status, r.headers.get("Retry-After"), f"POST {url}")
+            check_status(r.status, r.headers.get("Retry-After"), f"POST {redact_url(url)}")
 
     async def close(self) -> None:
         """Closes the HTTP session."""

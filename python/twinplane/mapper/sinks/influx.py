@@ -31,6 +31,7 @@ import pyarrow as pa
 from twinplane.mapper.sinks.config import InfluxSinkConfig
 from twinplane.mapper.sinks.http import check_status
 from twinplane.mapper.sinks.rows import Sample, samples
+from twinplane.redact import redact_url
 
 __all__ = ["InfluxSink", "escape_key", "escape_measurement", "field_value", "line"]
 
@@ -118,7 +119,7 @@ class InfluxSink:
             answer = await r.read()
             if r.status >= 300:  # noqa: PLR2004 - past the success class
                 detail = answer[:200].decode(errors="replace").strip()
-                what = f"POST {self.endpoint} (bucket {self.config.bucket}: {detail})"
+                what = f"POST {redact_url(self.endpoint)} (bucket {self.config.bucket}: {detail})"
                 check_status(r.status, r.headers.get("Retry-After"), what)
 
     async def close(self) -> None:

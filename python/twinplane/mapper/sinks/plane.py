@@ -21,6 +21,7 @@ from twinplane.dmi.v1beta1 import api_pb2
 from twinplane.mapper.instance import cycle_ms, device_id
 from twinplane.mapper.sinks.base import RunnerSettings, Sink, SinkRunner
 from twinplane.mapper.sinks.config import HttpFormat, SinkConfig, sink_configs
+from twinplane.redact import redact_url
 from twinplane.twin import PropertySpec
 
 __all__ = ["DataPlane", "SinkFactory", "apply_push_heartbeats", "default_factory", "sink_name"]
@@ -36,13 +37,14 @@ _SEP = "\x00"
 def sink_name(config: SinkConfig) -> str:
     """A short name for logs and metrics: the kind and the destination.
 
-    The destination is the config's ``label`` when it has one, else its first field.
+    The destination is the config's ``label`` when it has one, else its first field; a password
+    in it (``http://user:secret@host/``) is shown as ``***``.
     """
     kind = type(config).__name__.removesuffix("SinkConfig").lower()
     label = getattr(config, "label", None)
     if label is None:
         label = getattr(config, dataclasses.fields(config)[0].name)
-    return f"{kind}:{label}"
+    return f"{kind}:{redact_url(str(label))}"
 
 
 def default_factory(config: SinkConfig) -> Sink:  # noqa: PLR0911 - one return per kind
@@ -145,7 +147,7 @@ class DataPlane:
                     try:
                         sink = self.factory(config)
                     except Exception:  # a bad sink config must not stop the device
-                        log.exception("device %s: sink %s cannot start", dev_id, config)
+                        log.exception("device %s: sink %s cannot start", dev_id, sink_name(config))
                         continue
                     route = _Route(SinkRunner(sink_name(config), sink, self.settings))
                     route.runner.start()

@@ -1,4 +1,4 @@
-//! Compiled device shapes and per-device state behind the [`Engine`](crate::store::Engine).
+//! Compiled device shapes and per-device state behind the [`Engine`](crate::engine::Engine).
 //!
 //! A *layout* is the compiled form of a device's property specs; devices with identical specs
 //! (a fleet of one model) share one layout, so per-device memory is the twin state and the
@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::modbus::{plan_reads, ReadRange, RegisterKind, Visitor};
 use crate::policy::{ChangePolicy, Reduce};
 use crate::queue::{Aggregate, Ring, Sample};
-use crate::store::{PropertySpec, ReadLimits, DEFAULT_QUEUE_CAPACITY};
+use crate::spec::{PropertySpec, ReadLimits, DEFAULT_QUEUE_CAPACITY};
 use crate::twin::{Change, ChangeKind, DeviceDelta, TwinSide, TwinState, Version};
 use crate::value::{PropertyType, Value};
 

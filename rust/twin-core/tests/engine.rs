@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
+use twin_core::engine::Engine;
 use twin_core::modbus::VisitorSpec;
 use twin_core::policy::{ChangePolicy, Deadband};
-use twin_core::store::{Engine, PropertySpec};
+use twin_core::spec::PropertySpec;
 use twin_core::{ChangeKind, Error, PropertyType, TwinState, Value};
 
 fn specs(n: usize) -> Vec<PropertySpec> {

@@ -1,10 +1,11 @@
-//! The `Engine` pyclass: a frozen wrapper with an interior lock around `twin_core::store::Engine`.
+//! The `Engine` pyclass: a frozen wrapper with an interior lock around `twin_core::engine::Engine`.
 
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use twin_core::store::{Engine as Core, ReadLimits};
+use twin_core::engine::Engine as Core;
+use twin_core::spec::ReadLimits;
 use twin_core::{ChangeSet, Error, Value, Version};
 
 use crate::changes::Changes;

@@ -9,7 +9,7 @@
 //! Every encoder makes one pass over the changes, sizes its output up front and formats values
 //! straight into the output buffer; nothing is allocated per field.
 //!
-//! Changes are grouped as the store emits them: the changes of one device are contiguous, and
+//! Changes are grouped as the engine emits them: the changes of one device are contiguous, and
 //! within a device changes of the same property are adjacent (property order). Encoders that
 //! emit one entry per property merge such a run: the first change's `before` and the last
 //! change's `after` describe the property.

@@ -1,6 +1,7 @@
 //! Unit and property tests of the Modbus codec.
 #![allow(clippy::needless_pass_by_value)]
 use super::*;
+use crate::value::Value;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use PropertyType::{Boolean, Bytes, Double, Float, Int, String};

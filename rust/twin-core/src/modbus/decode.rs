@@ -6,7 +6,7 @@ use crate::value::{PropertyType, Value};
 
 /// A decoded number before conversion to the property type.
 #[derive(Clone, Copy)]
-enum Raw {
+pub(super) enum Raw {
     Signed(i64),
     Unsigned(u64),
     Float(f64),
@@ -96,7 +96,7 @@ impl Visitor {
     }
 
     /// The scaled number as a float; integers round to the scale's decimals.
-    fn scaled_f64(&self, raw: Raw) -> f64 {
+    pub(super) fn scaled_f64(&self, raw: Raw) -> f64 {
         let x = match raw {
             Raw::Signed(i) => i as f64,
             Raw::Unsigned(u) => u as f64,

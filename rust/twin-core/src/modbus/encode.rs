@@ -1,5 +1,6 @@
 //! Encoding: the Modbus write that sets a property to a value (reverse scale, same swaps).
 
+use super::decode::Raw;
 use super::{mismatch, spec_err, DataType, Visitor};
 use crate::error::{Error, Result};
 use crate::value::{PropertyType, Value};
@@ -26,8 +27,9 @@ impl Visitor {
     ///
     /// # Errors
     /// [`Error::InvalidSpec`] at `visitors.configData.register` for the read-only kinds (Input,
-    /// `DiscreteInput`); [`Error::TypeMismatch`] when `value` is not of the property's type, or
-    /// does not fit the data type after the reverse scale (the error names the data type).
+    /// `DiscreteInput`); [`Error::TypeMismatch`] when `value` is not of the property's type;
+    /// [`Error::OutOfRange`] when it does not fit the data type after the reverse scale (the
+    /// message names the range the register holds, in the value's units).
     pub fn encode(&self, value: &Value) -> Result<WriteOp> {
         if !self.kind.is_writable() {
             let kind = self.kind.as_str();
@@ -113,13 +115,13 @@ impl Visitor {
             }),
             DataType::Float64 => unscaled.to_bits(),
             DataType::Float32 if unscaled.is_finite() && (unscaled as f32).is_infinite() => {
-                return Err(self.out_of_range(num, "the float32 range"));
+                return Err(self.out_of_range(num));
             }
             DataType::Float32 => u64::from((unscaled as f32).to_bits()),
             _ => self.int_pattern(num, unscaled)?,
         };
         if self.kind.is_bit() && self.count < 64 && pattern >> self.count != 0 {
-            return Err(self.out_of_range(num, &format!("{} bits", self.count)));
+            return Err(self.out_of_range(num));
         }
         Ok(pattern)
     }
@@ -130,25 +132,84 @@ impl Visitor {
         let raw = match num {
             Num::Int(i) if !self.scaled() => i,
             Num::Bool(b) => i128::from(b),
-            _ if unscaled.is_nan() => return Err(self.out_of_range(num, "the numbers")),
+            _ if unscaled.is_nan() => return Err(self.out_of_range(num)),
             _ => unscaled.round() as i128,
         };
         if raw < min || raw > max {
-            return Err(self.out_of_range(num, &format!("{min}..={max}")));
+            return Err(self.out_of_range(num));
         }
         let width = 16 * u32::from(self.data_type.registers().unwrap_or(4));
         Ok((raw as u64) & (u64::MAX >> (64 - width)))
     }
 
-    /// The error for a number that does not fit the data type.
-    fn out_of_range(&self, num: Num, range: &str) -> Error {
+    /// The error for a number the register cannot hold: the number, what holds it, and the
+    /// range it holds in the value's units (after the scale), e.g. `99999 is outside what an
+    /// int16 register holds: -32768..32767`.
+    fn out_of_range(&self, num: Num) -> Error {
         let shown = match num {
             Num::Int(i) => i.to_string(),
+            // Huge numbers in exponent form: an error message is not canonical text.
+            Num::Float(x) if x.is_finite() && x.abs() >= 1e16 => format!("{x:e}"),
             Num::Float(x) => Value::Double(x).to_canonical(),
             Num::Bool(b) => b.to_string(),
         };
-        let got = format!("{shown} (outside {range} after scale)");
-        mismatch(self.data_type.as_str(), &got)
+        let (holder, range) = (self.holder(), self.value_range());
+        Error::OutOfRange {
+            device: String::new(),
+            property: String::new(),
+            data_type: self.data_type.as_str().to_owned(),
+            message: format!("{shown} is outside what {holder}: {range}"),
+        }
+    }
+
+    /// What holds the value, with its verb: `an int16 register holds`, `3 coils hold`,
+    /// `a uint32 over 2 registers at scale 0.01 holds`.
+    fn holder(&self) -> String {
+        let name = self.data_type.as_str();
+        let article = if name.starts_with('i') { "an" } else { "a" };
+        let (mut text, plural) = match (self.kind.is_bit(), self.count) {
+            (true, 1) => ("a coil".to_owned(), false),
+            (true, n) => (format!("{n} coils"), true),
+            (false, 1) => (format!("{article} {name} register"), false),
+            (false, n) => (format!("{article} {name} over {n} registers"), false),
+        };
+        if self.scaled() {
+            text.push_str(" at scale ");
+            text.push_str(&Value::Double(self.scale).to_canonical());
+        }
+        text.push_str(if plural { " hold" } else { " holds" });
+        text
+    }
+
+    /// The range the register holds in the value's units: the data type's range (and for
+    /// coils, their bits') times the scale.
+    fn value_range(&self) -> String {
+        if self.data_type == DataType::Float32 {
+            let max = f64::from(f32::MAX) * self.scale.abs();
+            return if self.scaled() {
+                format!("{:e}..{:e}", -max, max)
+            } else {
+                format!("{:e}..{:e}", f32::MIN, f32::MAX)
+            };
+        }
+        let (mut low, mut high) = self.data_type.int_range();
+        if self.kind.is_bit() && self.count < 64 {
+            low = low.max(0);
+            high = high.min((1i128 << self.count) - 1);
+        }
+        if !self.scaled() {
+            return format!("{low}..{high}");
+        }
+        let at = |x: i128| {
+            let raw = u64::try_from(x).map_or(Raw::Signed(x as i64), Raw::Unsigned);
+            Value::Double(self.scaled_f64(raw)).to_canonical()
+        };
+        let (low, high) = if self.scale < 0.0 {
+            (at(high), at(low))
+        } else {
+            (at(low), at(high))
+        };
+        format!("{low}..{high}")
     }
 }
 

@@ -33,9 +33,9 @@ mod plan;
 
 pub use compile::VisitorSpec;
 pub use encode::WriteOp;
-pub use plan::{plan_reads, ReadRange};
 #[cfg(test)]
 use plan::read_limit;
+pub use plan::{plan_reads, ReadRange};
 
 use crate::error::{Error, Result};
 use crate::value::PropertyType;

@@ -472,8 +472,7 @@ def test_frame_error_counts_bytes_from_the_frame_start(
             "DOUBLE",
             1e39,
             "float32",
-            "1e39 is outside what a float32 over 2 registers holds: "
-            "-3.4028235e38..3.4028235e38",
+            "1e39 is outside what a float32 over 2 registers holds: -3.4028235e38..3.4028235e38",
         ),
         (
             {"register": "CoilRegister", "offset": 0, "limit": 2, "dataType": "int"},

@@ -45,6 +45,12 @@ pub(crate) struct Layout {
     /// Per register kind: `(offset, property)` sorted by offset.
     pub(crate) by_kind: [Box<[(u16, u16)]>; 4],
     pub(crate) plan: Box<[ReadRange]>,
+    /// Per read of `plan`: the properties it covers, by offset.
+    pub(crate) plan_props: Box<[Box<[u16]>]>,
+    /// Where each read's last reply starts in a device's `frames`; one extra entry = total.
+    pub(crate) frame_offsets: Box<[u32]>,
+    /// Bit `r`: every property read `r` covers has a ring of one slot.
+    pub(crate) one_slot_reads: u64,
     pub(crate) key: String,
 }
 
@@ -77,7 +83,23 @@ pub(crate) struct Device {
     pub(crate) track_dirty: bool,
     /// Properties changed since the last `Engine::take_dirty` (may repeat).
     pub(crate) dirty: Vec<u16>,
+    /// The last reply to each planned read, back to back (see [`Layout::frame_offsets`]);
+    /// empty until the first planned frame.
+    pub(crate) frames: Box<[u8]>,
+    /// Bit `r`: `frames` holds the last reply to read `r` and the one-slot rings of its
+    /// properties hold what it decodes to (reads past 64 are never remembered).
+    pub(crate) fresh: u64,
+    /// Every sample queued since the last report of this device repeats the value its one
+    /// slot held then.
+    pub(crate) settled: bool,
+    /// A reported value may have moved (a mapper report, a restore) since every slot's value
+    /// was last settled, or some slot never was: until a report settles every property, the
+    /// repeats of `settled` must be settled too.
+    pub(crate) moved: bool,
 }
+
+/// A property sample decoded from a planned frame: `None` repeats the value of its one slot.
+pub(crate) type PlannedSample = (u16, Option<Value>);
 
 /// Compiles and validates specs; errors name `properties[i].<field>`.
 pub(crate) fn compile(specs: &[PropertySpec]) -> Result<Box<[PropertyConfig]>> {
@@ -173,11 +195,12 @@ impl Layout {
             .map(|(i, p)| (p.name.clone(), i as u16))
             .collect();
         let mut by_kind: [Vec<(u16, u16)>; 4] = Default::default();
-        let mut visitors = Vec::new();
+        let (mut visitors, mut visitor_props) = (Vec::new(), Vec::new());
         for (i, p) in props.iter().enumerate() {
             if let Some(v) = &p.visitor {
                 by_kind[kind_slot(v.kind)].push((v.offset, i as u16));
                 visitors.push(*v);
+                visitor_props.push(i as u16);
             }
         }
         for list in &mut by_kind {
@@ -190,14 +213,57 @@ impl Layout {
             limits.max_gap,
         )
         .into_boxed_slice();
+        let plan_props: Box<[Box<[u16]>]> = plan
+            .iter()
+            .map(|r| {
+                r.members
+                    .iter()
+                    .map(|&m| visitor_props[m as usize])
+                    .collect()
+            })
+            .collect();
+        let mut frame_offsets = vec![0u32];
+        for r in &*plan {
+            frame_offsets.push(frame_offsets[frame_offsets.len() - 1] + r.frame_len() as u32);
+        }
+        let one_slot =
+            |members: &[u16]| members.iter().all(|&p| props[usize::from(p)].capacity == 1);
+        let one_slot_reads = plan_props
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(|(_, members)| one_slot(members))
+            .fold(0u64, |bits, (r, _)| bits | (1 << r));
         Self {
             props,
             ring_offsets: ring_offsets.into_boxed_slice(),
             by_name,
             by_kind: by_kind.map(Vec::into_boxed_slice),
             plan,
+            plan_props,
+            frame_offsets: frame_offsets.into_boxed_slice(),
+            one_slot_reads,
             key,
         }
+    }
+}
+
+impl Layout {
+    /// Where the last reply to planned read `read` lies in a device's `frames`.
+    pub(crate) fn read_bytes(&self, read: u16) -> std::ops::Range<usize> {
+        let r = usize::from(read);
+        self.frame_offsets[r] as usize..self.frame_offsets[r + 1] as usize
+    }
+
+    /// The bytes of the last replies of every planned read.
+    pub(crate) fn frames_len(&self) -> usize {
+        self.frame_offsets.last().map_or(0, |&n| n as usize)
+    }
+
+    /// The slots of a property's ring in a device's sample slab.
+    pub(crate) fn ring_slots(&self, prop: u16) -> std::ops::Range<usize> {
+        let p = usize::from(prop);
+        self.ring_offsets[p] as usize..self.ring_offsets[p + 1] as usize
     }
 }
 
@@ -213,6 +279,103 @@ impl Device {
             n_desired: 0,
             track_dirty: false,
             dirty: Vec::new(),
+            frames: Box::default(),
+            fresh: 0,
+            settled: false,
+            moved: true,
+        }
+    }
+
+    /// Decodes a reply to planned read `read` (its length checked) into `out`; `true` (and
+    /// nothing in `out`) when the reply is the read's last one and every property it covers
+    /// has a ring of one slot: each repeats its slot's value.
+    ///
+    /// Otherwise a property whose ring has one slot and whose registers hold the bytes of the
+    /// read's last reply is not decoded either: it repeats its slot's value.
+    pub(crate) fn decode_planned(
+        &self,
+        read: u16,
+        frame: &[u8],
+        out: &mut Vec<PlannedSample>,
+    ) -> Result<bool> {
+        let layout = &*self.layout;
+        let r = usize::from(read);
+        let range = layout.read_bytes(read);
+        let last = self
+            .frames
+            .get(range)
+            .filter(|_| r < 64 && self.fresh & (1 << r) != 0);
+        let same = last.is_some_and(|last| last == frame);
+        if same && layout.one_slot_reads & (1 << r) != 0 {
+            return Ok(true);
+        }
+        let plan = &layout.plan[r];
+        for &p in &*layout.plan_props[r] {
+            let cfg = &layout.props[usize::from(p)];
+            let slots = layout.ring_slots(p);
+            let Some(v) = &cfg.visitor else {
+                continue; // a planned read covers visitors only
+            };
+            let value = if slots.len() != 1 {
+                Some(v.decode(cfg.ty, plan.start, frame)?)
+            } else if same || last.is_some_and(|last| v.same_registers(plan.start, last, frame)) {
+                None
+            } else {
+                v.decode_changed(cfg.ty, plan.start, frame, &self.samples[slots.start].value)?
+            };
+            out.push((p, value));
+        }
+        Ok(false)
+    }
+
+    /// Queues the samples [`Device::decode_planned`] gave for `frame` (all repeats when it
+    /// said so) and remembers the frame.
+    pub(crate) fn push_planned(
+        &mut self,
+        read: u16,
+        frame: &[u8],
+        ts: i64,
+        repeat_all: bool,
+        decoded: impl Iterator<Item = PlannedSample>,
+    ) {
+        let Self {
+            layout,
+            props,
+            samples,
+            frames,
+            fresh,
+            settled,
+            ..
+        } = self;
+        if repeat_all {
+            for &p in &*layout.plan_props[usize::from(read)] {
+                let at = layout.ring_offsets[usize::from(p)] as usize;
+                props[usize::from(p)].ring.push_again(&mut samples[at], ts);
+            }
+            return;
+        }
+        for (p, value) in decoded {
+            let slots = layout.ring_slots(p);
+            match value {
+                Some(value) => {
+                    *settled = false;
+                    props[usize::from(p)]
+                        .ring
+                        .push(&mut samples[slots], Sample { ts, value })
+                }
+                None => props[usize::from(p)]
+                    .ring
+                    .push_again(&mut samples[slots.start], ts),
+            };
+        }
+        if frames.is_empty() {
+            *frames = vec![0; layout.frames_len()].into_boxed_slice();
+        }
+        if let Some(last) = frames.get_mut(layout.read_bytes(read)) {
+            last.copy_from_slice(frame);
+            if read < 64 {
+                *fresh |= 1 << read;
+            }
         }
     }
 
@@ -284,61 +447,116 @@ impl Device {
         Ok(())
     }
 
+    /// Pushes a sample from outside a planned read: the remembered replies no longer tell
+    /// what the slots hold, and the sample may be anything.
     pub(crate) fn push(&mut self, prop: u16, sample: Sample) {
-        let p = usize::from(prop);
-        let (a, b) = (
-            self.layout.ring_offsets[p] as usize,
-            self.layout.ring_offsets[p + 1] as usize,
+        self.fresh = 0;
+        self.settled = false;
+        push(
+            &self.layout,
+            &mut self.props,
+            &mut self.samples,
+            prop,
+            sample,
         );
-        self.props[p].ring.push(&mut self.samples[a..b], sample);
     }
 
+    /// Drains every ring through the change policy into `out`.
+    ///
+    /// A ring of one slot whose property reduces to the last sample (the default) is settled
+    /// from the slot in place: no aggregate, and the value is cloned only when it is a change.
     pub(crate) fn report_into(&mut self, out: &mut Vec<Change>) {
-        for p in 0..self.props.len() {
-            if self.props[p].ring.is_empty() {
+        if std::mem::replace(&mut self.settled, true) && !self.moved {
+            self.report_repeats(out);
+            return;
+        }
+        let mut every = true;
+        let Self {
+            id,
+            layout,
+            props,
+            samples,
+            track_dirty,
+            dirty,
+            ..
+        } = self;
+        let mut sink = Sink {
+            device: id,
+            out,
+            dirty: track_dirty.then_some(dirty),
+        };
+        for (p, st) in props.iter_mut().enumerate() {
+            if st.ring.is_empty() {
+                every = false;
                 continue;
             }
+            let cfg = &layout.props[p];
             let (a, b) = (
-                self.layout.ring_offsets[p] as usize,
-                self.layout.ring_offsets[p + 1] as usize,
+                layout.ring_offsets[p] as usize,
+                layout.ring_offsets[p + 1] as usize,
             );
-            let Some(agg) = self.props[p].ring.drain(&self.samples[a..b]) else {
+            let slots = &samples[a..b];
+            if b - a == 1 && cfg.reduce == Reduce::Last {
+                st.ring.clear();
+                let Sample { ts, value } = &slots[0];
+                settle(cfg, st, p as u16, value, *ts, &mut sink);
+            } else if let Some(agg) = st.ring.drain(slots) {
+                let value = reduce(&agg, cfg.reduce, cfg.ty);
+                settle(cfg, st, p as u16, &value, agg.last.ts, &mut sink);
+            }
+        }
+        if every {
+            self.moved = false; // every slot's value is settled against its reported value
+        }
+    }
+
+    /// Reports a device whose queued samples all repeat what its last report settled: their
+    /// rings are emptied, and only properties with a heartbeat are settled (it may be due).
+    fn report_repeats(&mut self, out: &mut Vec<Change>) {
+        let Self {
+            id,
+            layout,
+            props,
+            samples,
+            track_dirty,
+            dirty,
+            ..
+        } = self;
+        let mut sink = Sink {
+            device: id,
+            out,
+            dirty: track_dirty.then_some(dirty),
+        };
+        for (p, st) in props.iter_mut().enumerate() {
+            if st.ring.is_empty() {
                 continue;
-            };
-            let cfg = &self.layout.props[p];
-            let value = reduce(&agg, cfg.reduce, cfg.ty);
-            self.settle(p as u16, value, agg.last.ts, out);
+            }
+            st.ring.clear();
+            let cfg = &layout.props[p];
+            if cfg.policy.heartbeat_ms > 0 {
+                let Sample { ts, value } = &samples[layout.ring_offsets[p] as usize];
+                settle(cfg, st, p as u16, value, *ts, &mut sink);
+            }
         }
     }
 
     /// Applies one reported value through the change policy; pushes a change when it is one.
-    pub(crate) fn settle(&mut self, prop: u16, value: Value, ts: i64, out: &mut Vec<Change>) {
+    pub(crate) fn settle(&mut self, prop: u16, value: &Value, ts: i64, out: &mut Vec<Change>) {
+        self.moved = true;
         let p = usize::from(prop);
-        let cfg = &self.layout.props[p];
-        let st = &mut self.props[p];
-        let emit = match &st.reported {
-            None => true,
-            Some(old) => {
-                cfg.policy.is_change(&old.value, &value) || cfg.policy.heartbeat_due(old.ts, ts)
-            }
+        let mut sink = Sink {
+            device: &self.id,
+            out,
+            dirty: self.track_dirty.then_some(&mut self.dirty),
         };
-        if !emit {
-            return;
-        }
-        let before = st.snapshot();
-        st.reported = Some(TwinSide { value, ts });
-        st.reported_version.edge += 1;
-        out.push(Change {
-            device: self.id.clone(),
-            property: cfg.name.clone(),
-            ty: cfg.ty,
-            kind: ChangeKind::Reported,
-            before,
-            after: st.snapshot(),
-        });
-        if self.track_dirty {
-            self.dirty.push(prop);
-        }
+        settle(
+            &self.layout.props[p],
+            &mut self.props[p],
+            prop,
+            value,
+            ts,
+            &mut sink,
+        );
     }
 
     /// Sets or removes a desired value; `version` is the cloud's (sync) or `None` (edge: bump).
@@ -427,6 +645,65 @@ impl Device {
                 delta,
             });
         }
+    }
+}
+
+/// Pushes a sample into a property's ring (its slots in the device's sample slab).
+pub(crate) fn push(
+    layout: &Layout,
+    props: &mut [PropState],
+    samples: &mut [Sample],
+    prop: u16,
+    sample: Sample,
+) {
+    let slots = layout.ring_slots(prop);
+    props[usize::from(prop)]
+        .ring
+        .push(&mut samples[slots], sample);
+}
+
+/// Where settled changes go: the device's change list and, when tracked, its dirty list.
+struct Sink<'a> {
+    device: &'a Arc<str>,
+    out: &'a mut Vec<Change>,
+    dirty: Option<&'a mut Vec<u16>>,
+}
+
+/// Applies one reported value to a property through its change policy; a change (the value
+/// moved, or the heartbeat is due) takes a clone of `value`, bumps the version and is pushed.
+fn settle(
+    cfg: &PropertyConfig,
+    st: &mut PropState,
+    prop: u16,
+    value: &Value,
+    ts: i64,
+    sink: &mut Sink<'_>,
+) {
+    let emit = match &st.reported {
+        None => true,
+        Some(old) => {
+            cfg.policy.is_change(&old.value, value) || cfg.policy.heartbeat_due(old.ts, ts)
+        }
+    };
+    if !emit {
+        return;
+    }
+    let before = st.snapshot();
+    st.reported = Some(TwinSide {
+        value: value.clone(),
+        ts,
+    });
+    st.reported_version.edge += 1;
+    sink.out.push(Change {
+        device: sink.device.clone(),
+        property: cfg.name.clone(),
+        ty: cfg.ty,
+        kind: ChangeKind::Reported,
+        before,
+        after: st.snapshot(),
+    });
+    if let Some(dirty) = sink.dirty.as_deref_mut() {
+        dirty.push(prop);
     }
 }
 

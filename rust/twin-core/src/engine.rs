@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::device::{compile, kind_slot, Desired, Device, Layout};
+use crate::device::{compile, kind_slot, Desired, Device, Layout, PlannedSample};
 use crate::encode::dmi;
 use crate::error::{Error, Result};
 use crate::latency::{unix_now_ms, Latency};
@@ -27,6 +27,20 @@ use crate::queue::Sample;
 use crate::spec::{PropertySpec, ReadLimits};
 use crate::twin::{ChangeSet, TwinState, Version};
 use crate::value::{PropertyType, Value};
+
+/// One reply to a planned read, for [`Engine::ingest_planned`]: the device, which read of its
+/// [`read plan`](Engine::read_plan), the reply's bytes and their read time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedFrame<'a> {
+    /// The device index.
+    pub device: u32,
+    /// The index of the read in the device's read plan.
+    pub read: u16,
+    /// The read response payload: exactly [`ReadRange::frame_len`] bytes.
+    pub frame: &'a [u8],
+    /// Read time, ms since the epoch.
+    pub ts: i64,
+}
 
 /// Counters for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,6 +66,8 @@ pub struct Engine {
     layouts: HashMap<String, Arc<Layout>>,
     limits: ReadLimits,
     scratch: Vec<(u16, Value)>,
+    /// Decoded samples of one planned frame; `None` repeats the value its one slot holds.
+    repeats: Vec<PlannedSample>,
     track_dirty: bool,
     latency: Latency,
     /// Read times of the rows handed out by `take_dirty` and not yet marked persisted.
@@ -250,6 +266,64 @@ impl Engine {
         Ok(n)
     }
 
+    /// Decodes many replies to planned reads, of many devices, in one call (a loop tick's
+    /// replies): each frame samples every property its read covers, as
+    /// [`Engine::ingest_frame`] would. Returns how many properties were sampled.
+    ///
+    /// Every frame is checked first (the device exists, the read is in its plan, the frame has
+    /// exactly the read's length); on error nothing is queued, and the error comes with the
+    /// index of the frame.
+    pub fn ingest_planned(
+        &mut self,
+        frames: &[PlannedFrame<'_>],
+    ) -> std::result::Result<usize, (usize, Error)> {
+        for (i, f) in frames.iter().enumerate() {
+            self.check_planned(f).map_err(|e| (i, e))?;
+        }
+        let Self {
+            devices, repeats, ..
+        } = self;
+        let mut sampled = 0;
+        for (i, f) in frames.iter().enumerate() {
+            let Some(d) = devices.get_mut(f.device as usize).and_then(Option::as_mut) else {
+                continue; // checked above
+            };
+            repeats.clear();
+            // A planned read covers its visitors and the length is checked: decoding fails
+            // only for type combinations `Visitor::compile` rejects.
+            let repeat_all = d
+                .decode_planned(f.read, f.frame, repeats)
+                .map_err(|e| (i, e.with_device(&d.id)))?;
+            sampled += if repeat_all {
+                d.layout.plan_props[usize::from(f.read)].len()
+            } else {
+                repeats.len()
+            };
+            d.push_planned(f.read, f.frame, f.ts, repeat_all, repeats.drain(..));
+        }
+        Ok(sampled)
+    }
+
+    /// Checks one planned frame: the device, the read and the frame's length.
+    fn check_planned(&self, f: &PlannedFrame<'_>) -> Result<()> {
+        let d = self.device(f.device)?;
+        let plan = &d.layout.plan;
+        let Some(read) = plan.get(usize::from(f.read)) else {
+            let n = plan.len();
+            let message = format!("device {} has {n} planned reads; no read {}", d.id, f.read);
+            return Err(Error::spec(&d.id, "read", message));
+        };
+        if f.frame.len() != read.frame_len() {
+            return Err(Error::ShortFrame {
+                device: d.id.to_string(),
+                property: String::new(),
+                needed: read.frame_len(),
+                got: f.frame.len(),
+            });
+        }
+        Ok(())
+    }
+
     /// Queues values read by a driver that decodes them itself. Each value must have the
     /// property's type; on any error nothing is queued.
     pub fn ingest_values(&mut self, dev: u32, values: &[(u16, Value)], ts: i64) -> Result<()> {
@@ -371,7 +445,7 @@ impl Engine {
         }
         let mut set = ChangeSet::default();
         for (p, v, ts) in values {
-            d.settle(*p, v.clone(), *ts, &mut set.changes);
+            d.settle(*p, v, *ts, &mut set.changes);
         }
         d.delta_into(&mut set.deltas);
         Ok(set)
@@ -453,6 +527,7 @@ impl Engine {
                 return Err(d.mismatch(prop, &side.value));
             }
         }
+        d.moved = true;
         let st = &mut d.props[usize::from(prop)];
         let had = st.has_desired();
         st.reported = state.reported;

@@ -172,7 +172,7 @@ impl fmt::Display for Error {
             }
             Self::ShortFrame { device, property, needed, got } if property.is_empty() => write!(
                 f,
-                "device {device}: malformed frame ({got} bytes; a register frame has an even length, {needed} expected)"
+                "device {device}: malformed frame: {got} bytes where {needed} are expected (a register frame has 2 bytes per register, a bit frame 1 per 8 bits)"
             ),
             Self::ShortFrame { device, property, needed, got } => write!(
                 f,

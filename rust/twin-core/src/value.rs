@@ -153,6 +153,16 @@ impl Value {
         Self::Bytes(Box::new(data.into()))
     }
 
+    /// Whether two values are the same value of the same type, floats bit for bit (`NaN`
+    /// payloads and the sign of zero count, unlike `==`).
+    pub fn is_identical(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Float(a), Self::Float(b)) => a.to_bits() == b.to_bits(),
+            (Self::Double(a), Self::Double(b)) => a.to_bits() == b.to_bits(),
+            _ => self == other,
+        }
+    }
+
     /// The value as a float, for numeric types (`None` otherwise).
     pub fn as_f64(&self) -> Option<f64> {
         match *self {

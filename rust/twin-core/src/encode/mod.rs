@@ -27,7 +27,9 @@ use crate::twin::Change;
 /// Splits the changes of one device into runs of the same property (adjacent changes with equal
 /// property names).
 pub(crate) fn property_runs(changes: &[Change]) -> impl Iterator<Item = &[Change]> {
-    changes.chunk_by(|a, b| a.property == b.property)
+    changes.chunk_by(|a, b| {
+        std::sync::Arc::ptr_eq(&a.property, &b.property) || a.property == b.property
+    })
 }
 
 /// Formats `v` in decimal into `buf` and returns the text (no allocation).

@@ -36,6 +36,67 @@ impl Visitor {
         self.make_value(ty, self.interpret(bits))
     }
 
+    /// [`Visitor::decode`], or `None` when the value decoded would be identical to `current`
+    /// (floats bit for bit): a sample that repeats its predecessor is then not built, and text
+    /// or bytes data is compared where it lies, without allocating.
+    pub fn decode_changed(
+        &self,
+        ty: PropertyType,
+        frame_start: u16,
+        frame: &[u8],
+        current: &Value,
+    ) -> Result<Option<Value>> {
+        if !self.kind.is_bit() && self.data_type.is_text() {
+            let bytes = self.register_bytes(frame_start, frame)?;
+            if self.text_is(ty, bytes, current) {
+                return Ok(None);
+            }
+            return self.decode_text(ty, bytes).map(Some);
+        }
+        let value = self.decode(ty, frame_start, frame)?;
+        Ok((!value.is_identical(current)).then_some(value))
+    }
+
+    /// Whether two register frames read from `frame_start` hold the same bytes in this
+    /// visitor's registers (`false` for bit registers, and when either frame does not cover
+    /// them).
+    pub fn same_registers(&self, frame_start: u16, a: &[u8], b: &[u8]) -> bool {
+        !self.kind.is_bit()
+            && matches!(
+                (self.register_bytes(frame_start, a), self.register_bytes(frame_start, b)),
+                (Ok(x), Ok(y)) if x == y
+            )
+    }
+
+    /// Whether text or bytes data (the visitor's registers) decodes to exactly `current`.
+    fn text_is(&self, ty: PropertyType, bytes: &[u8], current: &Value) -> bool {
+        let mut copy = [0u8; 64];
+        let data = if !(self.swap || self.register_swap) {
+            bytes
+        } else if let Some(out) = copy.get_mut(..bytes.len()) {
+            let n = bytes.len() / 2;
+            for i in 0..n {
+                let r = if self.register_swap { n - 1 - i } else { i };
+                let (hi, lo) = (bytes[2 * r], bytes[2 * r + 1]);
+                out[2 * i..2 * i + 2].copy_from_slice(&if self.swap { [lo, hi] } else { [hi, lo] });
+            }
+            out
+        } else {
+            return false; // long text with swaps: decoded and compared as a value
+        };
+        match (ty, current) {
+            (PropertyType::Bytes, Value::Bytes(b)) => b.as_slice() == data,
+            (PropertyType::String, Value::String(s)) if self.data_type == DataType::String => {
+                let end = data
+                    .iter()
+                    .rposition(|&b| b != 0 && b != b' ')
+                    .map_or(0, |i| i + 1);
+                std::str::from_utf8(&data[..end]).is_ok_and(|text| text == s.as_str())
+            }
+            _ => false,
+        }
+    }
+
     /// The frame bytes holding this visitor's registers.
     fn register_bytes<'a>(&self, frame_start: u16, frame: &'a [u8]) -> Result<&'a [u8]> {
         let len = 2 * usize::from(self.count);

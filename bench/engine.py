@@ -6,11 +6,16 @@ goes in, the samples become twin changes (change policy, versions), and the chan
 KubeEdge MQTT payloads (``twin/update/result`` and ``/document``) and DMI
 ``ReportDeviceStatusRequest`` bytes. About 5 % of the values change from one pass to the next.
 
-Three implementations run the same passes on the same frames, interleaved pass by pass (so the
-machine's load drifts alike for all), under the same garbage-collector policy (the product's:
-``twinplane.heap``, a generation-0 threshold of 20,000 and the fleet frozen once built):
+The implementations run the same passes on the same frames, engine and tuned baseline
+interleaved pass by pass (so the machine's load drifts alike for both; the specification, whose
+passes churn the heap a hundred times more, runs after them), under the same garbage-collector
+policy (the product's: ``twinplane.heap``, a generation-0 threshold of 20,000 and the fleet
+frozen once built):
 
-* **engine**: the Rust engine through ``twinplane.twin``;
+* **engine**: the Rust engine through ``twinplane.twin``'s batch entry points: every frame in
+  one ``ingest_frames`` call, the changes and their encodings out of one ``report_encoded``;
+* **per_frame**: the same engine called once per frame (``ingest_frame``, then ``report``,
+  ``to_dmi``, ``to_mqtt``), interleaved with the other two: what the batch entry points save;
 * **tuned** (the baseline): ``bench/tuned.py``, the pass as a competent engineer writes it in
   pure Python: precompiled ``struct`` unpacking, unchanged frames skipped by ``bytes ==``, a
   tuple comparison with the previous raw fields, the project's upb-backed protobuf messages for
@@ -18,8 +23,9 @@ machine's load drifts alike for all), under the same garbage-collector policy (t
 * **spec**: the executable specification ``tests/reference.py`` (every engine test's oracle),
   a correctness check here and a second ratio, not the baseline.
 
-After a warm-up pass (every value new), ``--passes`` timed passes follow. The **outputs** of the
-three are compared for every pass, warm-up included: each DMI request decoded back by protobuf
+After a warm-up pass (every value new), ``--passes`` timed passes follow. The **outputs** of
+all are kept (pickled, untimed, and dropped as a product drops what it sent) and, once every
+pass ran, compared for every pass, warm-up included: each DMI request decoded back by protobuf
 (device, name, namespace, every twin's values and metadata) and each MQTT message's topic and
 JSON body (key order included) without its random ``event_id`` (checked to be a UUID, unique in
 the pass). Any difference stops the bench with both versions of the first differing message.
@@ -51,7 +57,9 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import itertools
 import json
+import pickle
 import platform
 import random
 import re
@@ -318,34 +326,40 @@ def product_gc() -> Iterator[None]:
 
 
 def measure(
-    runners: list[Runner], frames: list[list[bytes]]
+    groups: list[list[Runner]], frames: list[list[bytes]]
 ) -> tuple[dict[str, list[float]], list[PassSummary]]:
-    """Runs the warm-up pass, then the timed passes, interleaved: pass i of every runner in turn.
+    """Runs the warm-up pass, then the timed passes, of each group of runners in turn.
 
-    The order rotates from pass to pass, so no runner always follows the same one (whose
-    garbage and cache footprint it would inherit). After each pass the outputs are compared
-    (see :func:`compare`) and dropped, and the garbage is collected, untimed: every pass starts
-    from the same heap. Returns each runner's seconds per timed pass and what each pass
-    produced.
+    Within a group the passes are interleaved (pass i of every runner in turn; the order
+    rotates, so no runner always follows the same one, whose garbage and cache footprint it
+    would inherit). Each pass's outputs are pickled right after it (untimed) into one buffer
+    each and dropped, as a product drops them once sent, so the next pass allocates from the
+    same heap; they are compared (see :func:`compare`) once every pass ran. Returns each
+    runner's seconds per timed pass and what each pass produced.
     """
-    seconds: dict[str, list[float]] = {r.name: [] for r in runners}
-    summaries = []
+    seconds: dict[str, list[float]] = {r.name: [] for group in groups for r in group}
+    kept: list[dict[str, tuple[int, bytes, bytes]]] = [{} for _ in frames]
     with product_gc():
-        for i, pass_frames in enumerate(frames):
-            outputs: dict[str, PassOutput] = {}
+        for runners, (i, pass_frames) in itertools.product(groups, enumerate(frames)):
             for runner in runners[i % len(runners) :] + runners[: i % len(runners)]:
                 start = time.perf_counter()
                 out = runner.run_pass(pass_frames, 1000 * i)
                 elapsed = time.perf_counter() - start
-                outputs[runner.name] = out
+                dmi, mqtt = pickle.dumps(out.dmi, protocol=5), pickle.dumps(out.mqtt, protocol=5)
+                kept[i][runner.name] = (out.changes, dmi, mqtt)
+                del out
                 if i > 0:
                     seconds[runner.name].append(elapsed)
-            compare(i, outputs)
-            engine = outputs["engine"]
-            dmi_bytes = sum(len(b) for _, b in engine.dmi)
-            summaries.append(PassSummary(engine.changes, len(engine.mqtt), dmi_bytes))
-            del outputs, engine, out
-            gc.collect()
+    summaries = []
+    for i, by_runner in enumerate(kept):
+        outputs = {
+            name: PassOutput(changes, pickle.loads(dmi), pickle.loads(mqtt))  # noqa: S301 - ours
+            for name, (changes, dmi, mqtt) in by_runner.items()
+        }
+        compare(i, outputs)
+        engine = outputs["engine"]
+        dmi_bytes = sum(len(b) for _, b in engine.dmi)
+        summaries.append(PassSummary(engine.changes, len(engine.mqtt), dmi_bytes))
     return seconds, summaries
 
 
@@ -564,11 +578,12 @@ def main() -> None:
     frames = make_frames(args.devices, layout, args.passes, args.changed, args.seed)
     total = args.devices * args.properties
 
-    runners: list[Runner] = [EngineRunner(), TunedRunner(), FrameRunner(), SpecRunner()]
-    for runner in runners:
+    # The specification runs apart: a pass of it churns the heap as the others' whole run.
+    groups: list[list[Runner]] = [[EngineRunner(), TunedRunner(), FrameRunner()], [SpecRunner()]]
+    for runner in itertools.chain(*groups):
         runner.build(args.devices, specs)
-    seconds, summaries = measure(runners, frames)
-    del runners
+    seconds, summaries = measure(groups, frames)
+    del groups
     gc.collect()
     memory = engine_memory(args.devices, args.properties, args.passes, args.changed, args.seed)
 

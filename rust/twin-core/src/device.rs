@@ -47,10 +47,16 @@ pub(crate) struct Layout {
     pub(crate) plan: Box<[ReadRange]>,
     /// Per read of `plan`: the properties it covers, by offset.
     pub(crate) plan_props: Box<[Box<[u16]>]>,
-    /// Where each read's last reply starts in a device's `frames`; one extra entry = total.
     pub(crate) frame_offsets: Box<[u32]>,
+    /// Per read of `plan` over registers: which of its registers each property covers (bit
+    /// `i`: register `start + i`; a read holds at most 125); empty for bit reads.
+    pub(crate) member_registers: Box<[Box<[u128]>]>,
     /// Bit `r`: every property read `r` covers has a ring of one slot.
     pub(crate) one_slot_reads: u64,
+    /// Bit `r`: ... and no heartbeat, and at most 64 properties: repeats of read `r` can wait
+    /// without being queued (see `planned.rs`).
+    pub(crate) quiet_reads: u64,
+    /// Where each read's block starts in a device's `frames`; one extra entry = total.
     pub(crate) key: String,
 }
 
@@ -83,12 +89,15 @@ pub(crate) struct Device {
     pub(crate) track_dirty: bool,
     /// Properties changed since the last `Engine::take_dirty` (may repeat).
     pub(crate) dirty: Vec<u16>,
-    /// The last reply to each planned read, back to back (see [`Layout::frame_offsets`]);
-    /// empty until the first planned frame.
+    /// Per planned read, back to back: its repeats not yet queued (see `planned.rs`) and its
+    /// last reply; empty until the first planned frame.
     pub(crate) frames: Box<[u8]>,
     /// Bit `r`: `frames` holds the last reply to read `r` and the one-slot rings of its
     /// properties hold what it decodes to (reads past 64 are never remembered).
     pub(crate) fresh: u64,
+    /// Bit `r`: the rings of read `r`'s properties may hold samples queued since the last
+    /// report (reads past 64 are not tracked: they never repeat).
+    pub(crate) touched: u64,
     /// Every sample queued since the last report of this device repeats the value its one
     /// slot held then.
     pub(crate) settled: bool,
@@ -98,8 +107,9 @@ pub(crate) struct Device {
     pub(crate) moved: bool,
 }
 
-/// A property sample decoded from a planned frame: `None` repeats the value of its one slot.
-pub(crate) type PlannedSample = (u16, Option<Value>);
+/// Bytes before each read's last reply in a device's `frames`: the count (u32) and read time
+/// (i64) of the read's waiting repeats, and which of its properties wait (u64).
+pub(crate) const REPEATS_HEADER: usize = 20;
 
 /// Compiles and validates specs; errors name `properties[i].<field>`.
 pub(crate) fn compile(specs: &[PropertySpec]) -> Result<Box<[PropertyConfig]>> {
@@ -224,16 +234,46 @@ impl Layout {
             .collect();
         let mut frame_offsets = vec![0u32];
         for r in &*plan {
-            frame_offsets.push(frame_offsets[frame_offsets.len() - 1] + r.frame_len() as u32);
+            let block = (REPEATS_HEADER + r.frame_len()) as u32;
+            frame_offsets.push(frame_offsets[frame_offsets.len() - 1] + block);
         }
         let one_slot =
             |members: &[u16]| members.iter().all(|&p| props[usize::from(p)].capacity == 1);
-        let one_slot_reads = plan_props
+        let quiet = |members: &[u16]| {
+            one_slot(members)
+                && members.len() <= 64
+                && members
+                    .iter()
+                    .all(|&p| props[usize::from(p)].policy.heartbeat_ms == 0)
+        };
+        let bits = |keep: &dyn Fn(&[u16]) -> bool| {
+            plan_props
+                .iter()
+                .take(64)
+                .enumerate()
+                .filter(|(_, members)| keep(members))
+                .fold(0u64, |bits, (r, _)| bits | (1 << r))
+        };
+        let (one_slot_reads, quiet_reads) = (bits(&one_slot), bits(&quiet));
+        let member_registers = plan
             .iter()
-            .take(64)
-            .enumerate()
-            .filter(|(_, members)| one_slot(members))
-            .fold(0u64, |bits, (r, _)| bits | (1 << r));
+            .zip(&*plan_props)
+            .map(|(read, members)| {
+                if read.kind.is_bit() {
+                    return Box::default();
+                }
+                members
+                    .iter()
+                    .map(|&p| {
+                        let v = props[usize::from(p)].visitor.as_ref();
+                        v.map_or(0, |v| {
+                            let from = u32::from(v.offset - read.start);
+                            (from..from + u32::from(v.count)).fold(0u128, |m, i| m | (1 << i))
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
         Self {
             props,
             ring_offsets: ring_offsets.into_boxed_slice(),
@@ -242,24 +282,15 @@ impl Layout {
             plan,
             plan_props,
             frame_offsets: frame_offsets.into_boxed_slice(),
+            member_registers,
             one_slot_reads,
+            quiet_reads,
             key,
         }
     }
 }
 
 impl Layout {
-    /// Where the last reply to planned read `read` lies in a device's `frames`.
-    pub(crate) fn read_bytes(&self, read: u16) -> std::ops::Range<usize> {
-        let r = usize::from(read);
-        self.frame_offsets[r] as usize..self.frame_offsets[r + 1] as usize
-    }
-
-    /// The bytes of the last replies of every planned read.
-    pub(crate) fn frames_len(&self) -> usize {
-        self.frame_offsets.last().map_or(0, |&n| n as usize)
-    }
-
     /// The slots of a property's ring in a device's sample slab.
     pub(crate) fn ring_slots(&self, prop: u16) -> std::ops::Range<usize> {
         let p = usize::from(prop);
@@ -281,101 +312,9 @@ impl Device {
             dirty: Vec::new(),
             frames: Box::default(),
             fresh: 0,
+            touched: 0,
             settled: false,
             moved: true,
-        }
-    }
-
-    /// Decodes a reply to planned read `read` (its length checked) into `out`; `true` (and
-    /// nothing in `out`) when the reply is the read's last one and every property it covers
-    /// has a ring of one slot: each repeats its slot's value.
-    ///
-    /// Otherwise a property whose ring has one slot and whose registers hold the bytes of the
-    /// read's last reply is not decoded either: it repeats its slot's value.
-    pub(crate) fn decode_planned(
-        &self,
-        read: u16,
-        frame: &[u8],
-        out: &mut Vec<PlannedSample>,
-    ) -> Result<bool> {
-        let layout = &*self.layout;
-        let r = usize::from(read);
-        let range = layout.read_bytes(read);
-        let last = self
-            .frames
-            .get(range)
-            .filter(|_| r < 64 && self.fresh & (1 << r) != 0);
-        let same = last.is_some_and(|last| last == frame);
-        if same && layout.one_slot_reads & (1 << r) != 0 {
-            return Ok(true);
-        }
-        let plan = &layout.plan[r];
-        for &p in &*layout.plan_props[r] {
-            let cfg = &layout.props[usize::from(p)];
-            let slots = layout.ring_slots(p);
-            let Some(v) = &cfg.visitor else {
-                continue; // a planned read covers visitors only
-            };
-            let value = if slots.len() != 1 {
-                Some(v.decode(cfg.ty, plan.start, frame)?)
-            } else if same || last.is_some_and(|last| v.same_registers(plan.start, last, frame)) {
-                None
-            } else {
-                v.decode_changed(cfg.ty, plan.start, frame, &self.samples[slots.start].value)?
-            };
-            out.push((p, value));
-        }
-        Ok(false)
-    }
-
-    /// Queues the samples [`Device::decode_planned`] gave for `frame` (all repeats when it
-    /// said so) and remembers the frame.
-    pub(crate) fn push_planned(
-        &mut self,
-        read: u16,
-        frame: &[u8],
-        ts: i64,
-        repeat_all: bool,
-        decoded: impl Iterator<Item = PlannedSample>,
-    ) {
-        let Self {
-            layout,
-            props,
-            samples,
-            frames,
-            fresh,
-            settled,
-            ..
-        } = self;
-        if repeat_all {
-            for &p in &*layout.plan_props[usize::from(read)] {
-                let at = layout.ring_offsets[usize::from(p)] as usize;
-                props[usize::from(p)].ring.push_again(&mut samples[at], ts);
-            }
-            return;
-        }
-        for (p, value) in decoded {
-            let slots = layout.ring_slots(p);
-            match value {
-                Some(value) => {
-                    *settled = false;
-                    props[usize::from(p)]
-                        .ring
-                        .push(&mut samples[slots], Sample { ts, value })
-                }
-                None => props[usize::from(p)]
-                    .ring
-                    .push_again(&mut samples[slots.start], ts),
-            };
-        }
-        if frames.is_empty() {
-            *frames = vec![0; layout.frames_len()].into_boxed_slice();
-        }
-        if let Some(last) = frames.get_mut(layout.read_bytes(read)) {
-            last.copy_from_slice(frame);
-            if read < 64 {
-                *fresh |= 1 << read;
-            }
         }
     }
 
@@ -450,6 +389,7 @@ impl Device {
     /// Pushes a sample from outside a planned read: the remembered replies no longer tell
     /// what the slots hold, and the sample may be anything.
     pub(crate) fn push(&mut self, prop: u16, sample: Sample) {
+        self.queue_repeats();
         self.fresh = 0;
         self.settled = false;
         push(
@@ -466,10 +406,19 @@ impl Device {
     /// A ring of one slot whose property reduces to the last sample (the default) is settled
     /// from the slot in place: no aggregate, and the value is cloned only when it is a change.
     pub(crate) fn report_into(&mut self, out: &mut Vec<Change>) {
-        if std::mem::replace(&mut self.settled, true) && !self.moved {
-            self.report_repeats(out);
-            return;
+        let settled = std::mem::replace(&mut self.settled, true);
+        if self.moved {
+            self.queue_repeats(); // they settle against the moved values
+        } else {
+            self.drop_repeats(); // settling them would change nothing
+            if settled {
+                if std::mem::take(&mut self.touched) != 0 {
+                    self.report_repeats(out);
+                }
+                return;
+            }
         }
+        self.touched = 0;
         let mut every = true;
         let Self {
             id,
@@ -542,6 +491,7 @@ impl Device {
 
     /// Applies one reported value through the change policy; pushes a change when it is one.
     pub(crate) fn settle(&mut self, prop: u16, value: &Value, ts: i64, out: &mut Vec<Change>) {
+        self.queue_repeats();
         self.moved = true;
         let p = usize::from(prop);
         let mut sink = Sink {

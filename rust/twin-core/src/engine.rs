@@ -18,11 +18,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::device::{compile, kind_slot, Desired, Device, Layout, PlannedSample};
+use crate::device::{compile, kind_slot, Desired, Device, Layout};
 use crate::encode::dmi;
 use crate::error::{Error, Result};
 use crate::latency::{unix_now_ms, Latency};
 use crate::modbus::{ReadRange, RegisterKind, Visitor, WriteOp};
+use crate::planned::Planned;
 use crate::queue::Sample;
 use crate::spec::{PropertySpec, ReadLimits};
 use crate::twin::{ChangeSet, TwinState, Version};
@@ -66,8 +67,8 @@ pub struct Engine {
     layouts: HashMap<String, Arc<Layout>>,
     limits: ReadLimits,
     scratch: Vec<(u16, Value)>,
-    /// Decoded samples of one planned frame; `None` repeats the value its one slot holds.
-    repeats: Vec<PlannedSample>,
+    /// What one planned frame gives each property it covers.
+    planned: Vec<(u16, Planned)>,
     track_dirty: bool,
     latency: Latency,
     /// Read times of the rows handed out by `take_dirty` and not yet marked persisted.
@@ -281,25 +282,21 @@ impl Engine {
             self.check_planned(f).map_err(|e| (i, e))?;
         }
         let Self {
-            devices, repeats, ..
+            devices, planned, ..
         } = self;
         let mut sampled = 0;
         for (i, f) in frames.iter().enumerate() {
             let Some(d) = devices.get_mut(f.device as usize).and_then(Option::as_mut) else {
                 continue; // checked above
             };
-            repeats.clear();
+            planned.clear();
             // A planned read covers its visitors and the length is checked: decoding fails
             // only for type combinations `Visitor::compile` rejects.
-            let repeat_all = d
-                .decode_planned(f.read, f.frame, repeats)
+            let reply = d
+                .decode_planned(f.read, f.frame, planned)
                 .map_err(|e| (i, e.with_device(&d.id)))?;
-            sampled += if repeat_all {
-                d.layout.plan_props[usize::from(f.read)].len()
-            } else {
-                repeats.len()
-            };
-            d.push_planned(f.read, f.frame, f.ts, repeat_all, repeats.drain(..));
+            sampled += d.layout.plan_props[usize::from(f.read)].len();
+            d.push_planned(f.read, f.frame, f.ts, reply, planned.drain(..));
         }
         Ok(sampled)
     }
@@ -527,6 +524,7 @@ impl Engine {
                 return Err(d.mismatch(prop, &side.value));
             }
         }
+        d.queue_repeats();
         d.moved = true;
         let st = &mut d.props[usize::from(prop)];
         let had = st.has_desired();
@@ -644,6 +642,9 @@ impl Engine {
                 s.queued += st.ring.len();
                 s.dropped += u64::from(st.ring.dropped());
             }
+            let (queued, dropped) = d.waiting_repeats();
+            s.queued += queued;
+            s.dropped += dropped;
         }
         s
     }

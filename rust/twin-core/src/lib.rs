@@ -3,7 +3,8 @@
 //! The hot path of twinplane, in plain Rust (no Python): raw device bytes in, encoded twin
 //! changes out.
 //!
-//! - [`value`]: the KubeEdge property types, typed values and their canonical string form.
+//! - [`value`]: the KubeEdge property types, typed values and their canonical string form
+//!   ([`text`]: the text of a STRING value, inline when short).
 //! - [`modbus`]: Modbus visitor configs compiled once, decoding of coalesced read frames and
 //!   encoding of writes, and read planning (register coalescing).
 //! - [`queue`]: bounded per-property sampling rings with drop-oldest overflow and aggregation.
@@ -22,9 +23,11 @@ pub mod engine;
 pub mod error;
 pub mod latency;
 pub mod modbus;
+mod planned;
 pub mod policy;
 pub mod queue;
 pub mod spec;
+pub mod text;
 pub mod twin;
 pub mod value;
 

@@ -87,6 +87,11 @@ impl Ring {
         self.advance(1)
     }
 
+    /// Counts `n` more samples dropped (repeats pushed onto a full ring of one slot).
+    pub fn count_drops(&mut self, n: u32) {
+        self.dropped = self.dropped.saturating_add(n);
+    }
+
     /// Counts a sample written at the tail of a ring of `cap` slots.
     fn advance(&mut self, cap: usize) -> bool {
         if usize::from(self.len) == cap {

@@ -2,7 +2,7 @@
 
 use super::{mismatch, short_frame, DataType, Visitor, EXACT_F64, POW10};
 use crate::error::Result;
-use crate::value::{PropertyType, Value};
+use crate::value::{PropertyType, Text, Value};
 
 /// A decoded number before conversion to the property type.
 #[derive(Clone, Copy)]
@@ -219,9 +219,10 @@ impl Visitor {
                 while let Some(0 | b' ') = out.last() {
                     out.pop();
                 }
-                let text = String::from_utf8(out)
-                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                Ok(Value::string(text))
+                Ok(Value::String(match std::str::from_utf8(&out) {
+                    Ok(text) => Text::from(text), // short text: inline, no allocation kept
+                    Err(_) => Text::from(String::from_utf8_lossy(&out).into_owned()),
+                }))
             }
             _ => Err(mismatch(ty.as_str(), self.data_type.as_str())),
         }

@@ -14,6 +14,7 @@ from twinplane.twin.spec import (
 
 __all__ = [
     "Changes",
+    "EncodedReport",
     "Engine",
     "LatencyHistogram",
     "__version__",
@@ -45,6 +46,20 @@ class Changes:
         """Per device with a delta: property -> desired value."""
     def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]:
         """Arrow PyCapsule export: a struct array of the changes."""
+
+@final
+class EncodedReport:
+    """What :meth:`Engine.report_encoded` returns: the changes and their encodings."""
+
+    @property
+    def changes(self) -> Changes:
+        """The changes of the report."""
+    @property
+    def dmi(self) -> list[tuple[str, bytes]]:
+        """``(device id, ReportDeviceStatusRequest bytes)`` per device with reported changes."""
+    @property
+    def mqtt(self) -> list[tuple[str, bytes]]:
+        """``(topic, payload)`` per KubeEdge twin publication."""
 
 @final
 class LatencyHistogram:
@@ -101,10 +116,20 @@ class Engine:
         ts_ms: int,
         count: int | None = None,
     ) -> int: ...
+    def ingest_frames(
+        self,
+        devices: Sequence[int],
+        frames: Iterable[bytes],
+        ts_ms: int | Sequence[int],
+        reads: Sequence[int] | None = None,
+    ) -> int: ...
     def ingest_values(
         self, device: int, values: Iterable[tuple[int, ValueLike]], ts_ms: int
     ) -> None: ...
     def report(self) -> Changes: ...
+    def report_encoded(
+        self, now_ms: int | None = None, *, dmi: bool = True, mqtt: bool = True
+    ) -> EncodedReport: ...
     def report_devices(self, devices: Sequence[int]) -> Changes: ...
     def apply_reported(self, device: str, values: Sequence[tuple[str, str, int]]) -> Changes: ...
     def apply_dmi_report(self, payload: bytes, ts_ms: int) -> Changes: ...

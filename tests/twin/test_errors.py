@@ -17,7 +17,7 @@ from twinplane.errors import (
     ValueTypeError,
     VersionConflictError,
 )
-from twinplane.twin import Engine, PropertySpec
+from twinplane.twin import Engine, PropertySpec, encode_register
 
 from .engine_strategies import EngineLike, snapshot
 
@@ -441,3 +441,65 @@ def test_frame_error_counts_bytes_from_the_frame_start(
         with pytest.raises(FrameError) as info:
             e.ingest_frame(0, register, 0, frame, 1, count)  # type: ignore[arg-type]
         assert (info.value.needed, info.value.got) == (needed, got), type(e).__name__
+
+
+@pytest.mark.parametrize(
+    ("visitor", "type_", "value", "data_type", "message"),
+    [
+        (
+            {"register": "HoldingRegister", "offset": 0, "dataType": "int16"},
+            "INT",
+            99999,
+            "int16",
+            "99999 is outside what an int16 register holds: -32768..32767",
+        ),
+        (
+            {"register": "HoldingRegister", "offset": 0, "dataType": "uint32"},
+            "INT",
+            -1,
+            "uint32",
+            "-1 is outside what a uint32 over 2 registers holds: 0..4294967295",
+        ),
+        (
+            {"register": "HoldingRegister", "offset": 0, "dataType": "int16", "scale": 0.1},
+            "DOUBLE",
+            "3276.8",
+            "int16",
+            "3276.8 is outside what an int16 register at scale 0.1 holds: -3276.8..3276.7",
+        ),
+        (
+            {"register": "HoldingRegister", "offset": 0, "dataType": "float32"},
+            "DOUBLE",
+            1e39,
+            "float32",
+            "1e39 is outside what a float32 over 2 registers holds: -3.4028235e38..3.4028235e38",
+        ),
+        (
+            {"register": "CoilRegister", "offset": 0, "limit": 2, "dataType": "int"},
+            "INT",
+            4,
+            "uint16",
+            "4 is outside what 2 coils hold: 0..3",
+        ),
+    ],
+)
+def test_a_write_its_register_cannot_hold_names_the_range(
+    visitor: dict[str, Any], type_: str, value: object, data_type: str, message: str
+) -> None:
+    """encode_register's ValueTypeError says the value, the register and its range (value units)."""
+    with pytest.raises(ValueTypeError) as info:
+        encode_register(visitor, type_, value)  # type: ignore[arg-type]
+    assert (info.value.message, info.value.expected) == (message, data_type)
+
+
+def test_an_engine_write_out_of_range_names_device_and_property() -> None:
+    """Engine.encode_write's range error carries the device and property, in fields and text."""
+    engine = Engine()
+    dev = engine.upsert_device(DEVICE, SPECS)
+    with pytest.raises(ValueTypeError) as info:
+        engine.encode_write(dev, "speed", 70000)
+    err = info.value
+    assert (err.device, err.property, err.expected) == (DEVICE, "speed", "uint16")
+    assert str(err) == (
+        f"device {DEVICE}, property speed: 70000 is outside what a uint16 register holds: 0..65535"
+    )

@@ -139,6 +139,27 @@ def test_report_and_encoders_release_the_gil(big_engine: Engine) -> None:
         assert releases_gil([(nothing, encode)] * 3), f"{name} held the GIL"
 
 
+def test_batch_ingest_and_encoded_report_release_the_gil(big_engine: Engine) -> None:
+    """While ingest_frames and report_encoded run in a thread, other Python code keeps running."""
+    devices = list(range(DEVICES)) * 4  # every device read four times: a call long enough
+    blobs = [random.Random(t).randbytes(80 * len(devices)) for t in range(3)]
+    frames = [[blob[80 * i : 80 * (i + 1)] for i in range(len(devices))] for blob in blobs]
+
+    def nothing() -> None:
+        pass
+
+    ingests: list[Step] = [
+        (nothing, lambda t=t: big_engine.ingest_frames(devices, frames[t], t))  # type: ignore[misc]
+        for t in range(3)
+    ]
+    assert releases_gil(ingests), "ingest_frames held the GIL"
+    reports: list[Step] = [
+        (lambda t=t: fill(big_engine, t + 10), big_engine.report_encoded)  # type: ignore[misc]
+        for t in range(3)
+    ]
+    assert releases_gil(reports), "report_encoded held the GIL"
+
+
 async def test_to_thread_keeps_the_event_loop_free(big_engine: Engine) -> None:
     """Awaiting asyncio.to_thread(engine.report) lets the event loop run other tasks."""
     ticks: list[float] = []
@@ -181,7 +202,10 @@ def own_device_run(engine: Engine, worker: int, seed: int) -> tuple[list[Any], d
         model.upsert_device(device, SPECS)
 
     def samples(e: Engine | ref.ReferenceEngine, device: str, step: int, frame: bytes) -> None:
-        e.ingest_frame(e.device_index(device), "HoldingRegister", 0, frame, step)
+        if isinstance(e, Engine) and step % 2:  # the batch call, as the frame call would
+            e.ingest_frames([e.device_index(device)], [frame], step)
+        else:
+            e.ingest_frame(e.device_index(device), "HoldingRegister", 0, frame, step)
         e.ingest_values(e.device_index(device), [(step % 10, float(step % 3))], step)
 
     def churn(e: Engine, step: int) -> None:

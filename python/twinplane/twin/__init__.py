@@ -5,8 +5,11 @@ into twin changes without a Python object per sample:
 
 * :class:`Engine` holds devices, their compiled property configs, sampling rings and twins.
   Configure with :meth:`Engine.upsert_device` (a :class:`PropertySpec` per property), feed it
-  with :meth:`Engine.ingest_frame` (a coalesced Modbus read) or :meth:`Engine.ingest_values`,
-  and call :meth:`Engine.report` at the report cycle; on the device-manager side,
+  with :meth:`Engine.ingest_frame` (a coalesced Modbus read), :meth:`Engine.ingest_frames`
+  (many replies to planned reads, of many devices, in one call) or :meth:`Engine.ingest_values`,
+  and call :meth:`Engine.report` at the report cycle (or :meth:`Engine.report_encoded`, which
+  also encodes the changes to DMI and MQTT bytes, as an :class:`EncodedReport`); on the
+  device-manager side,
   :meth:`Engine.apply_reported` / :meth:`Engine.apply_dmi_report` and
   :meth:`Engine.set_desired`.
 * :class:`LatencyHistogram` is a snapshot of one of the engine's latency histograms
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 from twinplane._engine import (
     Changes,
+    EncodedReport,
     Engine,
     LatencyHistogram,
     canonical,
@@ -46,6 +50,7 @@ from twinplane.twin.spec import (
 __all__ = [
     "AggregateName",
     "Changes",
+    "EncodedReport",
     "Engine",
     "LatencyHistogram",
     "PropertySpec",

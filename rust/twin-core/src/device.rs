@@ -1,4 +1,4 @@
-//! Compiled device shapes and per-device state behind the [`Engine`](crate::store::Engine).
+//! Compiled device shapes and per-device state behind the [`Engine`](crate::engine::Engine).
 //!
 //! A *layout* is the compiled form of a device's property specs; devices with identical specs
 //! (a fleet of one model) share one layout, so per-device memory is the twin state and the
@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::modbus::{plan_reads, ReadRange, RegisterKind, Visitor};
 use crate::policy::{ChangePolicy, Reduce};
 use crate::queue::{Aggregate, Ring, Sample};
-use crate::store::{PropertySpec, ReadLimits, DEFAULT_QUEUE_CAPACITY};
+use crate::spec::{PropertySpec, ReadLimits, DEFAULT_QUEUE_CAPACITY};
 use crate::twin::{Change, ChangeKind, DeviceDelta, TwinSide, TwinState, Version};
 use crate::value::{PropertyType, Value};
 
@@ -45,6 +45,18 @@ pub(crate) struct Layout {
     /// Per register kind: `(offset, property)` sorted by offset.
     pub(crate) by_kind: [Box<[(u16, u16)]>; 4],
     pub(crate) plan: Box<[ReadRange]>,
+    /// Per read of `plan`: the properties it covers, by offset.
+    pub(crate) plan_props: Box<[Box<[u16]>]>,
+    pub(crate) frame_offsets: Box<[u32]>,
+    /// Per read of `plan` over registers: which of its registers each property covers (bit
+    /// `i`: register `start + i`; a read holds at most 125); empty for bit reads.
+    pub(crate) member_registers: Box<[Box<[u128]>]>,
+    /// Bit `r`: every property read `r` covers has a ring of one slot.
+    pub(crate) one_slot_reads: u64,
+    /// Bit `r`: ... and no heartbeat, and at most 64 properties: repeats of read `r` can wait
+    /// without being queued (see `planned.rs`).
+    pub(crate) quiet_reads: u64,
+    /// Where each read's block starts in a device's `frames`; one extra entry = total.
     pub(crate) key: String,
 }
 
@@ -77,7 +89,27 @@ pub(crate) struct Device {
     pub(crate) track_dirty: bool,
     /// Properties changed since the last `Engine::take_dirty` (may repeat).
     pub(crate) dirty: Vec<u16>,
+    /// Per planned read, back to back: its repeats not yet queued (see `planned.rs`) and its
+    /// last reply; empty until the first planned frame.
+    pub(crate) frames: Box<[u8]>,
+    /// Bit `r`: `frames` holds the last reply to read `r` and the one-slot rings of its
+    /// properties hold what it decodes to (reads past 64 are never remembered).
+    pub(crate) fresh: u64,
+    /// Bit `r`: the rings of read `r`'s properties may hold samples queued since the last
+    /// report (reads past 64 are not tracked: they never repeat).
+    pub(crate) touched: u64,
+    /// Every sample queued since the last report of this device repeats the value its one
+    /// slot held then.
+    pub(crate) settled: bool,
+    /// A reported value may have moved (a mapper report, a restore) since every slot's value
+    /// was last settled, or some slot never was: until a report settles every property, the
+    /// repeats of `settled` must be settled too.
+    pub(crate) moved: bool,
 }
+
+/// Bytes before each read's last reply in a device's `frames`: the count (u32) and read time
+/// (i64) of the read's waiting repeats, and which of its properties wait (u64).
+pub(crate) const REPEATS_HEADER: usize = 20;
 
 /// Compiles and validates specs; errors name `properties[i].<field>`.
 pub(crate) fn compile(specs: &[PropertySpec]) -> Result<Box<[PropertyConfig]>> {
@@ -173,11 +205,12 @@ impl Layout {
             .map(|(i, p)| (p.name.clone(), i as u16))
             .collect();
         let mut by_kind: [Vec<(u16, u16)>; 4] = Default::default();
-        let mut visitors = Vec::new();
+        let (mut visitors, mut visitor_props) = (Vec::new(), Vec::new());
         for (i, p) in props.iter().enumerate() {
             if let Some(v) = &p.visitor {
                 by_kind[kind_slot(v.kind)].push((v.offset, i as u16));
                 visitors.push(*v);
+                visitor_props.push(i as u16);
             }
         }
         for list in &mut by_kind {
@@ -190,14 +223,78 @@ impl Layout {
             limits.max_gap,
         )
         .into_boxed_slice();
+        let plan_props: Box<[Box<[u16]>]> = plan
+            .iter()
+            .map(|r| {
+                r.members
+                    .iter()
+                    .map(|&m| visitor_props[m as usize])
+                    .collect()
+            })
+            .collect();
+        let mut frame_offsets = vec![0u32];
+        for r in &*plan {
+            let block = (REPEATS_HEADER + r.frame_len()) as u32;
+            frame_offsets.push(frame_offsets[frame_offsets.len() - 1] + block);
+        }
+        let one_slot =
+            |members: &[u16]| members.iter().all(|&p| props[usize::from(p)].capacity == 1);
+        let quiet = |members: &[u16]| {
+            one_slot(members)
+                && members.len() <= 64
+                && members
+                    .iter()
+                    .all(|&p| props[usize::from(p)].policy.heartbeat_ms == 0)
+        };
+        let bits = |keep: &dyn Fn(&[u16]) -> bool| {
+            plan_props
+                .iter()
+                .take(64)
+                .enumerate()
+                .filter(|(_, members)| keep(members))
+                .fold(0u64, |bits, (r, _)| bits | (1 << r))
+        };
+        let (one_slot_reads, quiet_reads) = (bits(&one_slot), bits(&quiet));
+        let member_registers = plan
+            .iter()
+            .zip(&*plan_props)
+            .map(|(read, members)| {
+                if read.kind.is_bit() {
+                    return Box::default();
+                }
+                members
+                    .iter()
+                    .map(|&p| {
+                        let v = props[usize::from(p)].visitor.as_ref();
+                        v.map_or(0, |v| {
+                            let from = u32::from(v.offset - read.start);
+                            (from..from + u32::from(v.count)).fold(0u128, |m, i| m | (1 << i))
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
         Self {
             props,
             ring_offsets: ring_offsets.into_boxed_slice(),
             by_name,
             by_kind: by_kind.map(Vec::into_boxed_slice),
             plan,
+            plan_props,
+            frame_offsets: frame_offsets.into_boxed_slice(),
+            member_registers,
+            one_slot_reads,
+            quiet_reads,
             key,
         }
+    }
+}
+
+impl Layout {
+    /// The slots of a property's ring in a device's sample slab.
+    pub(crate) fn ring_slots(&self, prop: u16) -> std::ops::Range<usize> {
+        let p = usize::from(prop);
+        self.ring_offsets[p] as usize..self.ring_offsets[p + 1] as usize
     }
 }
 
@@ -213,6 +310,11 @@ impl Device {
             n_desired: 0,
             track_dirty: false,
             dirty: Vec::new(),
+            frames: Box::default(),
+            fresh: 0,
+            touched: 0,
+            settled: false,
+            moved: true,
         }
     }
 
@@ -284,61 +386,127 @@ impl Device {
         Ok(())
     }
 
+    /// Pushes a sample from outside a planned read: the remembered replies no longer tell
+    /// what the slots hold, and the sample may be anything.
     pub(crate) fn push(&mut self, prop: u16, sample: Sample) {
-        let p = usize::from(prop);
-        let (a, b) = (
-            self.layout.ring_offsets[p] as usize,
-            self.layout.ring_offsets[p + 1] as usize,
+        self.queue_repeats();
+        self.fresh = 0;
+        self.settled = false;
+        push(
+            &self.layout,
+            &mut self.props,
+            &mut self.samples,
+            prop,
+            sample,
         );
-        self.props[p].ring.push(&mut self.samples[a..b], sample);
     }
 
+    /// Drains every ring through the change policy into `out`.
+    ///
+    /// A ring of one slot whose property reduces to the last sample (the default) is settled
+    /// from the slot in place: no aggregate, and the value is cloned only when it is a change.
     pub(crate) fn report_into(&mut self, out: &mut Vec<Change>) {
-        for p in 0..self.props.len() {
-            if self.props[p].ring.is_empty() {
+        let settled = std::mem::replace(&mut self.settled, true);
+        if self.moved {
+            self.queue_repeats(); // they settle against the moved values
+        } else {
+            self.drop_repeats(); // settling them would change nothing
+            if settled {
+                if std::mem::take(&mut self.touched) != 0 {
+                    self.report_repeats(out);
+                }
+                return;
+            }
+        }
+        self.touched = 0;
+        let mut every = true;
+        let Self {
+            id,
+            layout,
+            props,
+            samples,
+            track_dirty,
+            dirty,
+            ..
+        } = self;
+        let mut sink = Sink {
+            device: id,
+            out,
+            dirty: track_dirty.then_some(dirty),
+        };
+        for (p, st) in props.iter_mut().enumerate() {
+            if st.ring.is_empty() {
+                every = false;
                 continue;
             }
+            let cfg = &layout.props[p];
             let (a, b) = (
-                self.layout.ring_offsets[p] as usize,
-                self.layout.ring_offsets[p + 1] as usize,
+                layout.ring_offsets[p] as usize,
+                layout.ring_offsets[p + 1] as usize,
             );
-            let Some(agg) = self.props[p].ring.drain(&self.samples[a..b]) else {
+            let slots = &samples[a..b];
+            if b - a == 1 && cfg.reduce == Reduce::Last {
+                st.ring.clear();
+                let Sample { ts, value } = &slots[0];
+                settle(cfg, st, p as u16, value, *ts, &mut sink);
+            } else if let Some(agg) = st.ring.drain(slots) {
+                let value = reduce(&agg, cfg.reduce, cfg.ty);
+                settle(cfg, st, p as u16, &value, agg.last.ts, &mut sink);
+            }
+        }
+        if every {
+            self.moved = false; // every slot's value is settled against its reported value
+        }
+    }
+
+    /// Reports a device whose queued samples all repeat what its last report settled: their
+    /// rings are emptied, and only properties with a heartbeat are settled (it may be due).
+    fn report_repeats(&mut self, out: &mut Vec<Change>) {
+        let Self {
+            id,
+            layout,
+            props,
+            samples,
+            track_dirty,
+            dirty,
+            ..
+        } = self;
+        let mut sink = Sink {
+            device: id,
+            out,
+            dirty: track_dirty.then_some(dirty),
+        };
+        for (p, st) in props.iter_mut().enumerate() {
+            if st.ring.is_empty() {
                 continue;
-            };
-            let cfg = &self.layout.props[p];
-            let value = reduce(&agg, cfg.reduce, cfg.ty);
-            self.settle(p as u16, value, agg.last.ts, out);
+            }
+            st.ring.clear();
+            let cfg = &layout.props[p];
+            if cfg.policy.heartbeat_ms > 0 {
+                let Sample { ts, value } = &samples[layout.ring_offsets[p] as usize];
+                settle(cfg, st, p as u16, value, *ts, &mut sink);
+            }
         }
     }
 
     /// Applies one reported value through the change policy; pushes a change when it is one.
-    pub(crate) fn settle(&mut self, prop: u16, value: Value, ts: i64, out: &mut Vec<Change>) {
+    pub(crate) fn settle(&mut self, prop: u16, value: &Value, ts: i64, out: &mut Vec<Change>) {
+        self.queue_repeats();
+        self.moved = true;
         let p = usize::from(prop);
-        let cfg = &self.layout.props[p];
-        let st = &mut self.props[p];
-        let emit = match &st.reported {
-            None => true,
-            Some(old) => {
-                cfg.policy.is_change(&old.value, &value) || cfg.policy.heartbeat_due(old.ts, ts)
-            }
+        let mut sink = Sink {
+            device: &self.id,
+            out,
+            dirty: self.track_dirty.then_some(&mut self.dirty),
         };
-        if !emit {
-            return;
-        }
-        let before = st.snapshot();
-        st.reported = Some(TwinSide { value, ts });
-        st.reported_version.edge += 1;
-        out.push(Change {
-            device: self.id.clone(),
-            property: cfg.name.clone(),
-            ty: cfg.ty,
-            kind: ChangeKind::Reported,
-            before,
-            after: st.snapshot(),
-        });
-        if self.track_dirty {
-            self.dirty.push(prop);
-        }
+        settle(
+            &self.layout.props[p],
+            &mut self.props[p],
+            prop,
+            value,
+            ts,
+            &mut sink,
+        );
     }
 
     /// Sets or removes a desired value; `version` is the cloud's (sync) or `None` (edge: bump).
@@ -427,6 +595,65 @@ impl Device {
                 delta,
             });
         }
+    }
+}
+
+/// Pushes a sample into a property's ring (its slots in the device's sample slab).
+pub(crate) fn push(
+    layout: &Layout,
+    props: &mut [PropState],
+    samples: &mut [Sample],
+    prop: u16,
+    sample: Sample,
+) {
+    let slots = layout.ring_slots(prop);
+    props[usize::from(prop)]
+        .ring
+        .push(&mut samples[slots], sample);
+}
+
+/// Where settled changes go: the device's change list and, when tracked, its dirty list.
+struct Sink<'a> {
+    device: &'a Arc<str>,
+    out: &'a mut Vec<Change>,
+    dirty: Option<&'a mut Vec<u16>>,
+}
+
+/// Applies one reported value to a property through its change policy; a change (the value
+/// moved, or the heartbeat is due) takes a clone of `value`, bumps the version and is pushed.
+fn settle(
+    cfg: &PropertyConfig,
+    st: &mut PropState,
+    prop: u16,
+    value: &Value,
+    ts: i64,
+    sink: &mut Sink<'_>,
+) {
+    let emit = match &st.reported {
+        None => true,
+        Some(old) => {
+            cfg.policy.is_change(&old.value, value) || cfg.policy.heartbeat_due(old.ts, ts)
+        }
+    };
+    if !emit {
+        return;
+    }
+    let before = st.snapshot();
+    st.reported = Some(TwinSide {
+        value: value.clone(),
+        ts,
+    });
+    st.reported_version.edge += 1;
+    sink.out.push(Change {
+        device: sink.device.clone(),
+        property: cfg.name.clone(),
+        ty: cfg.ty,
+        kind: ChangeKind::Reported,
+        before,
+        after: st.snapshot(),
+    });
+    if let Some(dirty) = sink.dirty.as_deref_mut() {
+        dirty.push(prop);
     }
 }
 

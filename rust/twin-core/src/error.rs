@@ -57,6 +57,18 @@ pub enum Error {
         /// What was given, shortened for the message.
         got: String,
     },
+    /// A value of the right type that the property's register cannot hold (an int16 register
+    /// given 99999); the message names the value, the register and the range it holds.
+    OutOfRange {
+        /// The device id.
+        device: String,
+        /// The property name.
+        property: String,
+        /// The register's data type (`int16`, `float32`, ...).
+        data_type: String,
+        /// What is out of range and the range, in the value's units.
+        message: String,
+    },
     /// A cloud sync carried a version older than the local one (KubeEdge's sync rule).
     VersionConflict {
         /// The device id.
@@ -86,6 +98,7 @@ impl Error {
             | Self::UnknownProperty { device, .. }
             | Self::ShortFrame { device, .. }
             | Self::TypeMismatch { device, .. }
+            | Self::OutOfRange { device, .. }
             | Self::VersionConflict { device, .. } => {
                 (!device.is_empty()).then_some(device.as_str())
             }
@@ -98,6 +111,7 @@ impl Error {
             Self::UnknownProperty { property, .. }
             | Self::ShortFrame { property, .. }
             | Self::TypeMismatch { property, .. }
+            | Self::OutOfRange { property, .. }
             | Self::VersionConflict { property, .. } => {
                 (!property.is_empty()).then_some(property.as_str())
             }
@@ -122,6 +136,7 @@ impl Error {
             | Self::UnknownProperty { device, .. }
             | Self::ShortFrame { device, .. }
             | Self::TypeMismatch { device, .. }
+            | Self::OutOfRange { device, .. }
             | Self::VersionConflict { device, .. } => id.clone_into(device),
         }
         self
@@ -134,6 +149,7 @@ impl Error {
             Self::UnknownProperty { property, .. }
             | Self::ShortFrame { property, .. }
             | Self::TypeMismatch { property, .. }
+            | Self::OutOfRange { property, .. }
             | Self::VersionConflict { property, .. } => name.clone_into(property),
             Self::InvalidSpec { .. } | Self::UnknownDevice { .. } => {}
         }
@@ -156,7 +172,7 @@ impl fmt::Display for Error {
             }
             Self::ShortFrame { device, property, needed, got } if property.is_empty() => write!(
                 f,
-                "device {device}: malformed frame ({got} bytes; a register frame has an even length, {needed} expected)"
+                "device {device}: malformed frame: {got} bytes where {needed} are expected (a register frame has 2 bytes per register, a bit frame 1 per 8 bits)"
             ),
             Self::ShortFrame { device, property, needed, got } => write!(
                 f,
@@ -166,6 +182,14 @@ impl fmt::Display for Error {
                 f,
                 "device {device}, property {property}: expected a value of type {expected}, got {got}"
             ),
+            Self::OutOfRange { device, property, message, .. }
+                if device.is_empty() && property.is_empty() =>
+            {
+                write!(f, "{message}")
+            }
+            Self::OutOfRange { device, property, message, .. } => {
+                write!(f, "device {device}, property {property}: {message}")
+            }
             Self::VersionConflict { device, property, message } => {
                 write!(f, "device {device}, property {property}: version conflict: {message}")
             }

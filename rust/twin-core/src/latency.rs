@@ -1,6 +1,6 @@
 //! Latency histograms: fixed millisecond buckets, cheap enough to record on every twin update.
 //!
-//! The engine keeps two of them (see [`crate::store::Engine::latency`]): device read → twin
+//! The engine keeps two of them (see [`crate::engine::Engine::latency`]): device read → twin
 //! applied, and device read → twin persisted. Buckets follow Prometheus `le` semantics (bucket
 //! `i` counts values `v` with `BOUNDS_MS[i-1] < v <= BOUNDS_MS[i]`; the last one is `+Inf`), so a
 //! histogram exports as a Prometheus histogram as is.

@@ -1,7 +1,7 @@
 //! Bounded per-property sampling rings.
 //!
 //! A property's samples are pushed at the collect cycle and drained at the report cycle. A full
-//! ring drops its **oldest** sample and counts the drop. The store keeps all rings of a device in
+//! ring drops its **oldest** sample and counts the drop. The engine keeps all rings of a device in
 //! one slab (`[Sample]`) and one small [`Ring`] header per property, so a ring costs 8 bytes plus
 //! its slots; [`SampleQueue`] is the same ring owning its storage, for standalone use.
 
@@ -69,11 +69,37 @@ impl Ring {
     /// Pushes a sample into `slots` (the ring's storage, `slots.len()` = capacity >= 1).
     /// Returns `true` when the oldest sample was dropped to make room.
     pub fn push(&mut self, slots: &mut [Sample], sample: Sample) -> bool {
-        let cap = slots.len() as u16;
-        let tail = (self.head + self.len) % cap;
-        slots[usize::from(tail)] = sample;
-        if self.len == cap {
-            self.head = (self.head + 1) % cap;
+        let cap = slots.len();
+        let (head, len) = (usize::from(self.head), usize::from(self.len));
+        let tail = if head + len >= cap {
+            head + len - cap
+        } else {
+            head + len
+        };
+        slots[tail] = sample;
+        self.advance(cap)
+    }
+
+    /// Pushes again the sample of a ring of one slot with a new read time: the same as pushing
+    /// a sample whose value is the one the slot holds, without building it.
+    pub fn push_again(&mut self, slot: &mut Sample, ts: i64) -> bool {
+        slot.ts = ts;
+        self.advance(1)
+    }
+
+    /// Counts `n` more samples dropped (repeats pushed onto a full ring of one slot).
+    pub fn count_drops(&mut self, n: u32) {
+        self.dropped = self.dropped.saturating_add(n);
+    }
+
+    /// Counts a sample written at the tail of a ring of `cap` slots.
+    fn advance(&mut self, cap: usize) -> bool {
+        if usize::from(self.len) == cap {
+            self.head = if usize::from(self.head) + 1 == cap {
+                0
+            } else {
+                self.head + 1
+            };
             self.dropped = self.dropped.saturating_add(1);
             true
         } else {

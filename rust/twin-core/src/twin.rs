@@ -1,5 +1,5 @@
 //! Twin state as callers see it: versions, one side of a twin, a whole twin, and the changes the
-//! store emits. These are the self-contained records the encoders turn into DMI, MQTT and Arrow.
+//! engine emits. These are the self-contained records the encoders turn into DMI, MQTT and Arrow.
 //!
 //! Semantics follow KubeEdge's device twin (spec §3.8): *desired* is KubeEdge's `expected`,
 //! *reported* is `actual`; each side has a version `{cloud, edge}` whose `edge` counter grows by
@@ -132,7 +132,9 @@ impl ChangeSet {
 
     /// The changes grouped by device, in order: `(device, changes of that device)`.
     pub fn by_device(&self) -> impl Iterator<Item = &[Change]> {
-        self.changes.chunk_by(|a, b| a.device == b.device)
+        // The engine's changes of one device share its id: most comparisons are pointer ones.
+        self.changes
+            .chunk_by(|a, b| Arc::ptr_eq(&a.device, &b.device) || a.device == b.device)
     }
 }
 

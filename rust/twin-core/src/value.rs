@@ -19,6 +19,7 @@
 use std::fmt::Write as _;
 
 use crate::error::{Error, Result};
+pub use crate::text::Text;
 
 /// The KubeEdge property types a twin can hold (`DeviceModel.spec.properties[].type`).
 ///
@@ -109,9 +110,8 @@ pub enum Value {
     Double(f64),
     /// `BOOLEAN`.
     Boolean(bool),
-    /// `STRING`. Boxed twice so the enum stays 16 bytes; text values are rare on the hot path.
-    #[allow(clippy::box_collection)]
-    String(Box<String>),
+    /// `STRING`: inline up to 14 bytes, so the enum stays 16 bytes.
+    String(Text),
     /// `BYTES`. Boxed twice for the same reason.
     #[allow(clippy::box_collection)]
     Bytes(Box<Vec<u8>>),
@@ -145,12 +145,22 @@ impl Value {
 
     /// A STRING value.
     pub fn string(text: impl Into<String>) -> Self {
-        Self::String(Box::new(text.into()))
+        Self::String(Text::from(text.into()))
     }
 
     /// A BYTES value.
     pub fn bytes(data: impl Into<Vec<u8>>) -> Self {
         Self::Bytes(Box::new(data.into()))
+    }
+
+    /// Whether two values are the same value of the same type, floats bit for bit (`NaN`
+    /// payloads and the sign of zero count, unlike `==`).
+    pub fn is_identical(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Float(a), Self::Float(b)) => a.to_bits() == b.to_bits(),
+            (Self::Double(a), Self::Double(b)) => a.to_bits() == b.to_bits(),
+            _ => self == other,
+        }
     }
 
     /// The value as a float, for numeric types (`None` otherwise).

@@ -3,8 +3,9 @@
 #![allow(clippy::unwrap_used)] // a panic is the failure report
 
 use twin_core::encode::dmi::report_device_status_requests;
+use twin_core::engine::Engine;
 use twin_core::latency::BOUNDS_MS;
-use twin_core::store::{Engine, PropertySpec};
+use twin_core::spec::PropertySpec;
 use twin_core::{PropertyType, Value};
 
 fn specs() -> Vec<PropertySpec> {

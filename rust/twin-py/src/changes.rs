@@ -10,7 +10,9 @@ use arrow_data::ffi::FFI_ArrowArray;
 use arrow_schema::ffi::FFI_ArrowSchema;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyCapsule, PyDict, PyList};
+use pyo3::types::{PyBytes, PyCapsule, PyDict, PyList, PyString, PyTuple};
+use twin_core::encode::dmi::PackedRequests;
+use twin_core::encode::mqtt::PackedMessages;
 use twin_core::encode::{arrow as arrow_enc, dmi, mqtt};
 use twin_core::ChangeSet;
 
@@ -27,6 +29,103 @@ impl Changes {
     pub(crate) fn new(set: ChangeSet) -> Self {
         Self { set: Arc::new(set) }
     }
+
+    pub(crate) fn from_shared(set: Arc<ChangeSet>) -> Self {
+        Self { set }
+    }
+}
+
+/// The report of [`crate::engine::Engine::report_encoded`]: the changes and their encodings.
+#[pyclass(frozen, module = "twinplane._engine")]
+pub struct EncodedReport {
+    /// The changes.
+    #[pyo3(get)]
+    changes: Py<Changes>,
+    /// `(device id, ReportDeviceStatusRequest bytes)` per device with reported changes.
+    #[pyo3(get)]
+    dmi: Py<PyList>,
+    /// `(topic, payload)` per MQTT publication.
+    #[pyo3(get)]
+    mqtt: Py<PyList>,
+}
+
+#[pymethods]
+impl EncodedReport {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "<EncodedReport changes={} dmi={} mqtt={}>",
+            self.changes.get().set.changes.len(),
+            self.dmi.bind(py).len(),
+            self.mqtt.bind(py).len()
+        )
+    }
+}
+
+/// Everything a report call encodes, built without the GIL.
+pub(crate) struct Encoded {
+    pub(crate) set: Arc<ChangeSet>,
+    pub(crate) dmi: Option<PackedRequests>,
+    pub(crate) mqtt: Option<PackedMessages>,
+}
+
+impl Encoded {
+    /// Encodes `set` (DMI and/or MQTT at `now_ms`, or now).
+    pub(crate) fn new(set: ChangeSet, dmi: bool, mqtt: bool, now_ms: Option<i64>) -> Self {
+        let set = Arc::new(set);
+        let dmi = dmi.then(|| dmi::report_device_status_requests_packed(&set));
+        let mqtt = mqtt.then(|| packed_mqtt(&set, now_ms));
+        Self { set, dmi, mqtt }
+    }
+
+    /// The Python report.
+    pub(crate) fn into_py(self, py: Python<'_>) -> PyResult<EncodedReport> {
+        let dmi = match &self.dmi {
+            Some(packed) => dmi_list(py, packed)?,
+            None => PyList::empty(py),
+        };
+        let mqtt = match &self.mqtt {
+            Some(packed) => mqtt_list(py, packed)?,
+            None => PyList::empty(py),
+        };
+        Ok(EncodedReport {
+            changes: Py::new(py, Changes::from_shared(self.set))?,
+            dmi: dmi.unbind(),
+            mqtt: mqtt.unbind(),
+        })
+    }
+}
+
+/// The MQTT publications of `set` with fresh event ids.
+fn packed_mqtt(set: &ChangeSet, now_ms: Option<i64>) -> PackedMessages {
+    let now = now_ms.unwrap_or_else(self::now_ms);
+    let mut state = seed();
+    mqtt::twin_messages_packed(set, now, &mut |out: &mut String| {
+        mqtt::uuid_v4_json(out, &mut state);
+    })
+}
+
+/// `[(device id, request bytes)]`.
+fn dmi_list<'py>(py: Python<'py>, packed: &PackedRequests) -> PyResult<Bound<'py, PyList>> {
+    let items = packed.iter().map(|(device, bytes)| {
+        let pair = [
+            PyString::new(py, device).into_any(),
+            PyBytes::new(py, bytes).into_any(),
+        ];
+        PyTuple::new(py, pair)
+    });
+    PyList::new(py, items.collect::<PyResult<Vec<_>>>()?)
+}
+
+/// `[(topic, payload bytes)]`.
+fn mqtt_list<'py>(py: Python<'py>, packed: &PackedMessages) -> PyResult<Bound<'py, PyList>> {
+    let items = packed.iter().map(|(topic, payload)| {
+        let pair = [
+            PyString::new(py, topic).into_any(),
+            PyBytes::new(py, payload.as_bytes()).into_any(),
+        ];
+        PyTuple::new(py, pair)
+    });
+    PyList::new(py, items.collect::<PyResult<Vec<_>>>()?)
 }
 
 fn now_ms() -> i64 {
@@ -73,27 +172,15 @@ impl Changes {
 
     fn to_dmi<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let set = self.set.clone();
-        let encoded = without_gil(py, move || dmi::report_device_status_requests(&set));
-        let items: Vec<(String, Bound<'py, PyBytes>)> = encoded
-            .iter()
-            .map(|(id, b)| (id.to_string(), PyBytes::new(py, b)))
-            .collect();
-        PyList::new(py, items)
+        let packed = without_gil(py, move || dmi::report_device_status_requests_packed(&set));
+        dmi_list(py, &packed)
     }
 
     #[pyo3(signature = (now_ms = None))]
     fn to_mqtt<'py>(&self, py: Python<'py>, now_ms: Option<i64>) -> PyResult<Bound<'py, PyList>> {
         let set = self.set.clone();
-        let now = now_ms.unwrap_or_else(self::now_ms);
-        let mut state = seed();
-        let msgs = without_gil(py, move || {
-            mqtt::twin_messages(&set, now, &mut || mqtt::uuid_v4(&mut state))
-        });
-        let items: Vec<(&str, Bound<'py, PyBytes>)> = msgs
-            .iter()
-            .map(|m| (m.topic.as_str(), PyBytes::new(py, &m.payload)))
-            .collect();
-        PyList::new(py, items)
+        let packed = without_gil(py, move || packed_mqtt(&set, now_ms));
+        mqtt_list(py, &packed)
     }
 
     fn to_list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {

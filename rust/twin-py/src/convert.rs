@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
 use twin_core::modbus::{RegisterKind, Visitor, VisitorSpec, WriteOp};
 use twin_core::policy::{ChangePolicy, Deadband, Reduce};
-use twin_core::store::PropertySpec;
+use twin_core::spec::PropertySpec;
 use twin_core::{Error, PropertyType, TwinSide, TwinState, Value, Version};
 
 use crate::errors::IntoPy;

@@ -1,14 +1,15 @@
-//! The `Engine` pyclass: a frozen wrapper with an interior lock around `twin_core::store::Engine`.
+//! The `Engine` pyclass: a frozen wrapper with an interior lock around `twin_core::engine::Engine`.
 
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
+use twin_core::engine::{Engine as Core, PlannedFrame};
 use twin_core::modbus::ReadRange;
-use twin_core::store::{Engine as Core, ReadLimits};
+use twin_core::spec::ReadLimits;
 use twin_core::{ChangeSet, Error, Value, Version};
 
-use crate::changes::Changes;
+use crate::changes::{Changes, Encoded, EncodedReport};
 use crate::convert;
 use crate::errors::{poisoned, IntoPy};
 use crate::latency::LatencyHistogram;
@@ -190,6 +191,66 @@ impl Engine {
             .py()
     }
 
+    #[pyo3(signature = (devices, frames, ts_ms, reads = None))]
+    fn ingest_frames(
+        &self,
+        py: Python<'_>,
+        devices: Vec<u32>,
+        frames: &Bound<'_, PyAny>,
+        ts_ms: &Bound<'_, PyAny>,
+        reads: Option<Vec<u16>>,
+    ) -> PyResult<usize> {
+        let n = devices.len();
+        // Our own references keep every frame alive (and bytes are immutable) while the GIL is
+        // released below.
+        let owned: Vec<Bound<'_, PyBytes>> = frames
+            .try_iter()?
+            .map(|f| Ok(f?.cast_into::<PyBytes>()?))
+            .collect::<PyResult<_>>()?;
+        let times = match ts_ms.extract::<i64>() {
+            Ok(ts) => vec![ts; n],
+            Err(_) => ts_ms.extract::<Vec<i64>>()?,
+        };
+        let reads = reads.unwrap_or_else(|| vec![0; n]);
+        for (name, len) in [
+            ("frames", owned.len()),
+            ("ts_ms", times.len()),
+            ("reads", reads.len()),
+        ] {
+            if len != n {
+                let message = format!("{name} has {len} items and devices {n}: one per frame");
+                return Err(crate::errors::to_py(&Error::spec("", name, message)));
+            }
+        }
+        let planned: Vec<PlannedFrame<'_>> = devices
+            .into_iter()
+            .zip(&owned)
+            .zip(reads.iter().zip(&times))
+            .map(|((device, frame), (&read, &ts))| PlannedFrame {
+                device,
+                read,
+                frame: frame.as_bytes(),
+                ts,
+            })
+            .collect();
+        let out = without_gil(py, || {
+            self.inner
+                .lock()
+                .map(|mut core| core.ingest_planned(&planned))
+                .map_err(|_| ())
+        });
+        out.map_err(|()| poisoned())?.map_err(|(i, err)| {
+            let field = match err {
+                Error::UnknownDevice { .. } => "devices",
+                Error::InvalidSpec { .. } => "reads",
+                _ => "frames",
+            };
+            let exc = crate::errors::to_py(&err);
+            let _ = exc.value(py).setattr("path", format!("{field}[{i}]"));
+            exc
+        })
+    }
+
     fn ingest_values(
         &self,
         py: Python<'_>,
@@ -229,6 +290,27 @@ impl Engine {
 
     fn report(&self, py: Python<'_>) -> PyResult<Changes> {
         self.detached(py, |core| Ok(core.report())).map(changes)
+    }
+
+    #[pyo3(signature = (now_ms = None, *, dmi = true, mqtt = true))]
+    fn report_encoded(
+        &self,
+        py: Python<'_>,
+        now_ms: Option<i64>,
+        dmi: bool,
+        mqtt: bool,
+    ) -> PyResult<EncodedReport> {
+        // Encoded without the GIL, and after the lock is released: the engine takes new samples
+        // while the report is being encoded.
+        let encoded = without_gil(py, || {
+            let set = self
+                .inner
+                .lock()
+                .map(|mut core| core.report())
+                .map_err(|_| ())?;
+            Ok(Encoded::new(set, dmi, mqtt, now_ms))
+        });
+        encoded.map_err(|()| poisoned())?.into_py(py)
     }
 
     fn report_devices(&self, py: Python<'_>, devices: Vec<u32>) -> PyResult<Changes> {

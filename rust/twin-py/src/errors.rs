@@ -28,6 +28,10 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             kwargs.set_item("expected", expected)?;
             "ValueTypeError"
         }
+        Error::OutOfRange { data_type, .. } => {
+            kwargs.set_item("expected", data_type)?;
+            "ValueTypeError"
+        }
         Error::VersionConflict { .. } => "VersionConflictError",
     };
     let module = py.import("twinplane.errors")?;

@@ -23,6 +23,7 @@ pub(crate) fn without_gil<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send)
 fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<engine::Engine>()?;
     m.add_class::<changes::Changes>()?;
+    m.add_class::<changes::EncodedReport>()?;
     m.add_class::<latency::LatencyHistogram>()?;
     m.add_function(wrap_pyfunction!(convert::canonical, m)?)?;
     m.add_function(wrap_pyfunction!(convert::is_kubeedge_safe, m)?)?;

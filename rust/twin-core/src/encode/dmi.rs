@@ -17,6 +17,7 @@
 //! Output follows proto3: fields in ascending order, empty top-level strings omitted, map
 //! entries written with both key and value (as Go and C++ do), map keys sorted.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use super::{format_i64, property_runs};
@@ -74,38 +75,86 @@ const META_TYPE: &str = "type";
 /// where `type` is [`PropertyType::twin_type`]. The device id `<namespace>/<name>` is split
 /// with [`split_device_id`].
 pub fn report_device_status_requests(set: &ChangeSet) -> Vec<(Arc<str>, Vec<u8>)> {
-    let mut out = Vec::new();
+    let packed = report_device_status_requests_packed(set);
+    packed
+        .iter()
+        .map(|(device, bytes)| (Arc::clone(device), bytes.to_vec()))
+        .collect()
+}
+
+/// The requests of [`report_device_status_requests`] back to back in one buffer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackedRequests {
+    /// Every serialized request, back to back.
+    pub bytes: Vec<u8>,
+    /// Per request, in order: the device id and the byte range of the request in `bytes`.
+    pub requests: Vec<(Arc<str>, Range<usize>)>,
+}
+
+impl PackedRequests {
+    /// Number of requests.
+    pub fn len(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+
+    /// The requests in order, as `(device id, serialized request)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &[u8])> + '_ {
+        self.requests
+            .iter()
+            .map(|(device, range)| (device, &self.bytes[range.clone()]))
+    }
+}
+
+/// [`report_device_status_requests`] packed into one buffer (one allocation for the batch).
+pub fn report_device_status_requests_packed(set: &ChangeSet) -> PackedRequests {
+    let capacity = set
+        .changes
+        .iter()
+        .map(|c| c.property.len() + 144)
+        .sum::<usize>()
+        + set
+            .by_device()
+            .map(|c| c[0].device.len() + 16)
+            .sum::<usize>();
+    let mut out = PackedRequests {
+        bytes: Vec::with_capacity(capacity),
+        requests: Vec::new(),
+    };
     let mut scratch = String::with_capacity(64);
     for changes in set.by_device() {
-        if let Some(bytes) = encode_device(changes, &mut scratch) {
-            out.push((Arc::clone(&changes[0].device), bytes));
+        let start = out.bytes.len();
+        if encode_device(&mut out.bytes, changes, &mut scratch) {
+            let end = out.bytes.len();
+            out.requests
+                .push((Arc::clone(&changes[0].device), start..end));
         }
     }
     out
 }
 
-/// Encodes the request of one device, or `None` when it has no reported change.
-fn encode_device(changes: &[Change], scratch: &mut String) -> Option<Vec<u8>> {
-    let first = changes.iter().find(|c| c.kind == ChangeKind::Reported)?;
+/// Appends the request of one device to `buf`; `false` (nothing written) when it has no
+/// reported change.
+fn encode_device(buf: &mut Vec<u8>, changes: &[Change], scratch: &mut String) -> bool {
+    let Some(first) = changes.iter().find(|c| c.kind == ChangeKind::Reported) else {
+        return false;
+    };
     let (namespace, name) = split_device_id(&first.device);
-    let mut buf = Vec::with_capacity(estimate_request(changes));
-    put_string(&mut buf, 1, name);
-    let status = begin_message(&mut buf, 2);
+    put_string(buf, 1, name);
+    let status = begin_message(buf, 2);
     for run in property_runs(changes) {
         if run.iter().any(|c| c.kind == ChangeKind::Reported) {
             let last = &run[run.len() - 1];
-            encode_twin(&mut buf, &last.property, last.ty, &last.after, scratch);
+            encode_twin(buf, &last.property, last.ty, &last.after, scratch);
         }
     }
-    end_message(&mut buf, status);
-    put_string(&mut buf, 3, namespace);
-    Some(buf)
-}
-
-/// A capacity estimate for the request of one device (rarely exceeded).
-fn estimate_request(changes: &[Change]) -> usize {
-    let twins: usize = changes.iter().map(|c| c.property.len() + 144).sum();
-    changes[0].device.len() + 16 + twins
+    end_message(buf, status);
+    put_string(buf, 3, namespace);
+    true
 }
 
 /// Appends `Twin` (as field `twins` of `DeviceStatus`).

@@ -9,7 +9,7 @@
 //! Every encoder makes one pass over the changes, sizes its output up front and formats values
 //! straight into the output buffer; nothing is allocated per field.
 //!
-//! Changes are grouped as the store emits them: the changes of one device are contiguous, and
+//! Changes are grouped as the engine emits them: the changes of one device are contiguous, and
 //! within a device changes of the same property are adjacent (property order). Encoders that
 //! emit one entry per property merge such a run: the first change's `before` and the last
 //! change's `after` describe the property.
@@ -27,7 +27,9 @@ use crate::twin::Change;
 /// Splits the changes of one device into runs of the same property (adjacent changes with equal
 /// property names).
 pub(crate) fn property_runs(changes: &[Change]) -> impl Iterator<Item = &[Change]> {
-    changes.chunk_by(|a, b| a.property == b.property)
+    changes.chunk_by(|a, b| {
+        std::sync::Arc::ptr_eq(&a.property, &b.property) || a.property == b.property
+    })
 }
 
 /// Formats `v` in decimal into `buf` and returns the text (no allocation).

@@ -17,7 +17,7 @@
 //! `\u00XX`; other characters pass through as UTF-8). Device ids are put into topics as they
 //! are: ids containing MQTT wildcards (`+`, `#`) make unpublishable topics.
 
-use std::fmt::Write as _;
+use std::ops::Range;
 use std::sync::Arc;
 
 use super::{format_i64, property_runs};
@@ -40,6 +40,50 @@ pub const TWIN_OPTIONAL: bool = true;
 /// Prefix of every device topic.
 const TOPIC_PREFIX: &str = "$hw/events/device/";
 
+/// MQTT publications encoded back to back: every topic and JSON payload in one text buffer, so a
+/// batch of thousands of messages is one allocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackedMessages {
+    /// Every topic and payload, back to back.
+    pub text: String,
+    /// Per message, in order: the byte ranges of its topic and of its payload in `text`.
+    pub messages: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl PackedMessages {
+    /// Number of messages.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// The messages in order, as `(topic, payload)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        // The ranges were recorded between whole pushes, so they fall on character boundaries.
+        self.messages
+            .iter()
+            .map(|(t, p)| (&self.text[t.clone()], &self.text[p.clone()]))
+    }
+
+    /// Appends the message on `$hw/events/device/<ns>/<name>/<suffix>` whose payload `write`
+    /// writes.
+    fn push(&mut self, device: &str, suffix: &str, write: impl FnOnce(&mut String)) {
+        let (namespace, name) = split_device_id(device);
+        let topic = self.text.len();
+        for part in [TOPIC_PREFIX, namespace, "/", name, "/", suffix] {
+            self.text.push_str(part);
+        }
+        let payload = self.text.len();
+        write(&mut self.text);
+        let end = self.text.len();
+        self.messages.push((topic..payload, payload..end));
+    }
+}
+
 /// Builds the twin publications of a change set.
 ///
 /// For each device with changes, in the order of [`ChangeSet::by_device`]:
@@ -59,20 +103,64 @@ pub fn twin_messages(
     now_ms: i64,
     event_ids: &mut impl FnMut() -> String,
 ) -> Vec<MqttMessage> {
+    let packed = twin_messages_packed(set, now_ms, &mut |out: &mut String| {
+        push_json_str(out, &event_ids());
+    });
+    packed
+        .iter()
+        .map(|(topic, payload)| MqttMessage {
+            topic: topic.to_owned(),
+            payload: payload.as_bytes().to_vec(),
+        })
+        .collect()
+}
+
+/// The publications of [`twin_messages`], packed into one buffer. `event_id` writes each
+/// message's event id as a JSON string (quotes included) where it goes, once per message in
+/// order; [`uuid_v4_json`] writes a fresh random one.
+pub fn twin_messages_packed(
+    set: &ChangeSet,
+    now_ms: i64,
+    event_id: &mut impl FnMut(&mut String),
+) -> PackedMessages {
     let mut index = DeltaIndex::new(&set.deltas);
-    let mut out = Vec::with_capacity(set.by_device().count() * 2 + set.deltas.len());
+    let mut out = PackedMessages {
+        text: String::with_capacity(estimate_set(set)),
+        messages: Vec::with_capacity(set.by_device().count() * 2 + set.deltas.len()),
+    };
     for changes in set.by_device() {
         let device = &*changes[0].device;
-        out.push(result_message(device, changes, &event_ids(), now_ms));
-        out.push(document_message(device, changes, &event_ids(), now_ms));
+        out.push(device, "twin/update/result", |json| {
+            result_payload(json, changes, event_id, now_ms);
+        });
+        out.push(device, "twin/update/document", |json| {
+            document_payload(json, changes, event_id, now_ms);
+        });
         for i in index.take(device) {
-            out.push(delta_message(&set.deltas[i], &event_ids(), now_ms));
+            let delta = &set.deltas[i];
+            out.push(&delta.device, "twin/update/delta", |json| {
+                delta_payload(json, delta, event_id, now_ms);
+            });
         }
     }
     for i in index.rest() {
-        out.push(delta_message(&set.deltas[i], &event_ids(), now_ms));
+        let delta = &set.deltas[i];
+        out.push(&delta.device, "twin/update/delta", |json| {
+            delta_payload(json, delta, event_id, now_ms);
+        });
     }
     out
+}
+
+/// A capacity for the packed publications of `set` (rarely exceeded).
+fn estimate_set(set: &ChangeSet) -> usize {
+    let changes: usize = set.changes.iter().map(|c| 3 * c.property.len() + 420).sum();
+    let deltas: usize = set
+        .deltas
+        .iter()
+        .map(|d| d.twins.len() * 200 + d.device.len() + 200)
+        .sum();
+    changes + deltas + set.by_device().count() * 320
 }
 
 /// The reply to a twin get on `$hw/events/device/<ns>/<name>/twin/get/result` for the device id
@@ -95,19 +183,39 @@ pub fn twin_get_result(
 /// Not cryptographic: the ids are predictable from the state. They only need to be unique
 /// enough to tell messages apart, as `KubeEdge`'s event ids do.
 pub fn uuid_v4(rng_state: &mut u64) -> String {
+    let mut out = String::with_capacity(36);
+    push_uuid_v4(&mut out, rng_state);
+    out
+}
+
+/// [`uuid_v4`] as a JSON string (with its quotes) appended to `json`, for
+/// [`twin_messages_packed`].
+pub fn uuid_v4_json(json: &mut String, rng_state: &mut u64) {
+    json.push('"');
+    push_uuid_v4(json, rng_state);
+    json.push('"');
+}
+
+/// Appends a [`uuid_v4`] to `out`.
+fn push_uuid_v4(out: &mut String, rng_state: &mut u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&splitmix64(rng_state).to_be_bytes());
     bytes[8..].copy_from_slice(&splitmix64(rng_state).to_be_bytes());
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let mut out = String::with_capacity(36);
+    let mut text = [b'-'; 36];
+    let mut at = 0;
     for (i, b) in bytes.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
+            at += 1; // the dash
         }
-        let _ = write!(out, "{b:02x}");
+        text[at] = HEX[usize::from(b >> 4)];
+        text[at + 1] = HEX[usize::from(b & 0xf)];
+        at += 2;
     }
-    out
+    // Only ASCII hex digits and dashes were written.
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
 }
 
 /// One step of splitmix64.
@@ -167,55 +275,57 @@ impl<'a> DeltaIndex<'a> {
     }
 }
 
-/// `…/twin/update/result` of one device.
-fn result_message(device: &str, changes: &[Change], event_id: &str, now_ms: i64) -> MqttMessage {
-    let mut json = open_payload(
-        estimate(changes.iter().map(|c| c.property.len())),
-        event_id,
-        now_ms,
-    );
+/// The payload of `…/twin/update/result` of one device.
+fn result_payload(
+    json: &mut String,
+    changes: &[Change],
+    event_id: &mut impl FnMut(&mut String),
+    now_ms: i64,
+) {
+    open_payload_in(json, event_id, now_ms);
     for (i, run) in property_runs(changes).enumerate() {
         let last = &run[run.len() - 1];
-        push_key(&mut json, i, &last.property);
-        push_msg_twin_or_null(&mut json, last.ty, &last.after);
+        push_key(json, i, &last.property);
+        push_msg_twin_or_null(json, last.ty, &last.after);
     }
     json.push_str("}}");
-    message(device, "twin/update/result", json)
 }
 
-/// `…/twin/update/document` of one device.
-fn document_message(device: &str, changes: &[Change], event_id: &str, now_ms: i64) -> MqttMessage {
-    let sizes = changes.iter().map(|c| 2 * c.property.len());
-    let mut json = open_payload(2 * estimate(sizes), event_id, now_ms);
+/// The payload of `…/twin/update/document` of one device.
+fn document_payload(
+    json: &mut String,
+    changes: &[Change],
+    event_id: &mut impl FnMut(&mut String),
+    now_ms: i64,
+) {
+    open_payload_in(json, event_id, now_ms);
     for (i, run) in property_runs(changes).enumerate() {
         let (first, last) = (&run[0], &run[run.len() - 1]);
-        push_key(&mut json, i, &last.property);
+        push_key(json, i, &last.property);
         json.push_str("{\"last\":");
-        push_msg_twin_or_null(&mut json, last.ty, &first.before);
+        push_msg_twin_or_null(json, last.ty, &first.before);
         json.push_str(",\"current\":");
-        push_msg_twin_or_null(&mut json, last.ty, &last.after);
+        push_msg_twin_or_null(json, last.ty, &last.after);
         json.push('}');
     }
     json.push_str("}}");
-    message(device, "twin/update/document", json)
 }
 
-/// `…/twin/update/delta` of one device.
-fn delta_message(delta: &DeviceDelta, event_id: &str, now_ms: i64) -> MqttMessage {
-    let sizes = delta
-        .twins
-        .iter()
-        .map(|t| t.0.len())
-        .chain(delta.delta.iter().map(|d| d.0.len()));
-    let mut json = open_payload(estimate(sizes), event_id, now_ms);
-    push_twin_map(&mut json, &delta.twins);
+/// The payload of `…/twin/update/delta` of one device.
+fn delta_payload(
+    json: &mut String,
+    delta: &DeviceDelta,
+    event_id: &mut impl FnMut(&mut String),
+    now_ms: i64,
+) {
+    open_payload_in(json, event_id, now_ms);
+    push_twin_map(json, &delta.twins);
     json.push_str(",\"delta\":{");
     for (i, (property, value)) in delta.delta.iter().enumerate() {
-        push_key(&mut json, i, property);
-        push_value(&mut json, value);
+        push_key(json, i, property);
+        push_value(json, value);
     }
     json.push_str("}}");
-    message(&delta.device, "twin/update/delta", json)
 }
 
 /// A message on `$hw/events/device/<ns>/<name>/<suffix>`.
@@ -243,12 +353,21 @@ fn estimate(keys: impl Iterator<Item = usize>) -> usize {
 /// Starts a payload: `{"event_id":…,"timestamp":…,"twin":{`.
 fn open_payload(capacity: usize, event_id: &str, now_ms: i64) -> String {
     let mut json = String::with_capacity(capacity);
-    json.push_str("{\"event_id\":");
-    push_json_str(&mut json, event_id);
-    json.push_str(",\"timestamp\":");
-    push_i64(&mut json, now_ms);
-    json.push_str(",\"twin\":{");
+    open_payload_in(
+        &mut json,
+        &mut |out: &mut String| push_json_str(out, event_id),
+        now_ms,
+    );
     json
+}
+
+/// Writes `{"event_id":…,"timestamp":…,"twin":{`, the event id written by `event_id`.
+fn open_payload_in(json: &mut String, event_id: &mut impl FnMut(&mut String), now_ms: i64) {
+    json.push_str("{\"event_id\":");
+    event_id(json);
+    json.push_str(",\"timestamp\":");
+    push_i64(json, now_ms);
+    json.push_str(",\"twin\":{");
 }
 
 /// Writes the entries of a `twin` map (every twin as `MsgTwin`) and closes it.

@@ -1,6 +1,7 @@
 //! Unit and property tests of the Modbus codec.
 #![allow(clippy::needless_pass_by_value)]
 use super::*;
+use crate::value::Value;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use PropertyType::{Boolean, Bytes, Double, Float, Int, String};
@@ -52,6 +53,7 @@ fn short(e: Error) -> (usize, usize) {
 fn expected(e: Error) -> std::string::String {
     match e {
         Error::TypeMismatch { expected, .. } => expected,
+        Error::OutOfRange { data_type, .. } => data_type,
         other => panic!("{other}"),
     }
 }
@@ -305,6 +307,37 @@ fn write_errors() {
     assert_eq!(text.unwrap(), regs(3, &[0x6100]));
     let number = compile(H, 0, 1, "int16", String).encode(&Value::string(" -3"));
     assert_eq!(number.unwrap(), regs(0, &[0xFFFD]));
+}
+
+#[test]
+fn out_of_range_writes_say_the_range_in_the_value_units() {
+    let message = |v: Visitor, value: Value| match v.encode(&value).unwrap_err() {
+        Error::OutOfRange { message, .. } => message,
+        other => panic!("{other}"),
+    };
+    let cases = [
+        (compile(H, 0, 1, "int16", Int), Value::Int(99_999), "99999 is outside what an int16 register holds: -32768..32767"),
+        (compile(H, 0, 1, "uint16", Int), Value::Int(-1), "-1 is outside what a uint16 register holds: 0..65535"),
+        (compile(H, 0, 2, "int32", Int), Value::Int(1 << 40), "1099511627776 is outside what an int32 over 2 registers holds: -2147483648..2147483647"),
+        (compile(H, 0, 2, "uint32", Int), Value::Int(-5), "-5 is outside what a uint32 over 2 registers holds: 0..4294967295"),
+        (scaled("int16", 0.1, Double), Value::Double(3276.8), "3276.8 is outside what an int16 register at scale 0.1 holds: -3276.8..3276.7"),
+        (scaled("int16", -0.5, Double), Value::Double(-20_000.0), "-20000 is outside what an int16 register at scale -0.5 holds: -16383.5..16384"),
+        (scaled("int16", 0.1, Double), Value::Double(f64::NAN), "NaN is outside what an int16 register at scale 0.1 holds: -3276.8..3276.7"),
+        (compile(H, 0, 2, "float32", Double), Value::Double(1e300), "1e300 is outside what a float32 over 2 registers holds: -3.4028235e38..3.4028235e38"),
+        (compile(C, 0, 1, "int", Int), Value::Int(2), "2 is outside what a coil holds: 0..1"),
+        (compile(C, 4, 3, "int", Int), Value::Int(8), "8 is outside what 3 coils hold: 0..7"),
+    ];
+    for (v, value, want) in cases {
+        assert_eq!(message(v, value), want);
+    }
+    let named = compile(H, 0, 1, "int16", Int)
+        .encode(&Value::Int(40_000))
+        .unwrap_err();
+    let named = named.with_device("ns/valve").with_property("position");
+    assert_eq!(named.device(), Some("ns/valve"));
+    assert!(named
+        .to_string()
+        .starts_with("device ns/valve, property position: 40000 is outside"));
 }
 
 #[test]

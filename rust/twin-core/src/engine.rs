@@ -22,53 +22,25 @@ use crate::device::{compile, kind_slot, Desired, Device, Layout};
 use crate::encode::dmi;
 use crate::error::{Error, Result};
 use crate::latency::{unix_now_ms, Latency};
-use crate::modbus::{plan_reads, ReadRange, RegisterKind, Visitor, VisitorSpec, WriteOp};
-use crate::policy::{ChangePolicy, Reduce};
+use crate::modbus::{plan_reads, ReadRange, RegisterKind, Visitor, WriteOp};
+use crate::planned::Planned;
 use crate::queue::Sample;
+use crate::spec::{PropertySpec, ReadLimits};
 use crate::twin::{ChangeSet, TwinState, Version};
 use crate::value::{PropertyType, Value};
 
-/// Ring capacity used when a spec leaves it at 0: one sample, the newest (a twin reported every
-/// collect cycle needs no more). Callers whose report cycle spans several collect cycles (push
-/// and database sinks) set `queue_capacity` to the samples per report cycle.
-pub const DEFAULT_QUEUE_CAPACITY: u16 = 1;
-
-/// A property as configured: what crosses from Python once per device change.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct PropertySpec {
-    /// Property name, unique within the device.
-    pub name: String,
-    /// The model's property type.
-    pub ty: PropertyType,
-    /// How to read the property over Modbus (`None` for other drivers, which push values).
-    pub visitor: Option<VisitorSpec>,
-    /// When a new value counts as a change.
-    pub policy: ChangePolicy,
-    /// Which aggregate of a report cycle's samples becomes the reported value.
-    pub reduce: Reduce,
-    /// Ring capacity in samples (0: [`DEFAULT_QUEUE_CAPACITY`]).
-    pub queue_capacity: u16,
-}
-
-/// Limits for read coalescing (see [`plan_reads`]).
+/// One reply to a planned read, for [`Engine::ingest_planned`]: the device, which read of its
+/// [`read plan`](Engine::read_plan), the reply's bytes and their read time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadLimits {
-    /// Most registers in one read (protocol maximum 125).
-    pub max_registers: u16,
-    /// Most coils/discrete inputs in one read (protocol maximum 2000).
-    pub max_bits: u16,
-    /// Largest gap of unused addresses bridged to merge two reads (0: only adjacent ones).
-    pub max_gap: u16,
-}
-
-impl Default for ReadLimits {
-    fn default() -> Self {
-        Self {
-            max_registers: 125,
-            max_bits: 2000,
-            max_gap: 0,
-        }
-    }
+pub struct PlannedFrame<'a> {
+    /// The device index.
+    pub device: u32,
+    /// The index of the read in the device's read plan.
+    pub read: u16,
+    /// The read response payload: exactly [`ReadRange::frame_len`] bytes.
+    pub frame: &'a [u8],
+    /// Read time, ms since the epoch.
+    pub ts: i64,
 }
 
 /// Counters for metrics.
@@ -95,6 +67,8 @@ pub struct Engine {
     layouts: HashMap<String, Arc<Layout>>,
     limits: ReadLimits,
     scratch: Vec<(u16, Value)>,
+    /// What one planned frame gives each property it covers.
+    planned: Vec<(u16, Planned)>,
     track_dirty: bool,
     latency: Latency,
     /// Read times of the rows handed out by `take_dirty` and not yet marked persisted.
@@ -316,6 +290,60 @@ impl Engine {
         Ok(n)
     }
 
+    /// Decodes many replies to planned reads, of many devices, in one call (a loop tick's
+    /// replies): each frame samples every property its read covers, as
+    /// [`Engine::ingest_frame`] would. Returns how many properties were sampled.
+    ///
+    /// Every frame is checked first (the device exists, the read is in its plan, the frame has
+    /// exactly the read's length); on error nothing is queued, and the error comes with the
+    /// index of the frame.
+    pub fn ingest_planned(
+        &mut self,
+        frames: &[PlannedFrame<'_>],
+    ) -> std::result::Result<usize, (usize, Error)> {
+        for (i, f) in frames.iter().enumerate() {
+            self.check_planned(f).map_err(|e| (i, e))?;
+        }
+        let Self {
+            devices, planned, ..
+        } = self;
+        let mut sampled = 0;
+        for (i, f) in frames.iter().enumerate() {
+            let Some(d) = devices.get_mut(f.device as usize).and_then(Option::as_mut) else {
+                continue; // checked above
+            };
+            planned.clear();
+            // A planned read covers its visitors and the length is checked: decoding fails
+            // only for type combinations `Visitor::compile` rejects.
+            let reply = d
+                .decode_planned(f.read, f.frame, planned)
+                .map_err(|e| (i, e.with_device(&d.id)))?;
+            sampled += d.layout.plan_props[usize::from(f.read)].len();
+            d.push_planned(f.read, f.frame, f.ts, reply, planned.drain(..));
+        }
+        Ok(sampled)
+    }
+
+    /// Checks one planned frame: the device, the read and the frame's length.
+    fn check_planned(&self, f: &PlannedFrame<'_>) -> Result<()> {
+        let d = self.device(f.device)?;
+        let plan = &d.layout.plan;
+        let Some(read) = plan.get(usize::from(f.read)) else {
+            let n = plan.len();
+            let message = format!("device {} has {n} planned reads; no read {}", d.id, f.read);
+            return Err(Error::spec(&d.id, "read", message));
+        };
+        if f.frame.len() != read.frame_len() {
+            return Err(Error::ShortFrame {
+                device: d.id.to_string(),
+                property: String::new(),
+                needed: read.frame_len(),
+                got: f.frame.len(),
+            });
+        }
+        Ok(())
+    }
+
     /// Queues values read by a driver that decodes them itself. Each value must have the
     /// property's type; on any error nothing is queued.
     pub fn ingest_values(&mut self, dev: u32, values: &[(u16, Value)], ts: i64) -> Result<()> {
@@ -437,7 +465,7 @@ impl Engine {
         }
         let mut set = ChangeSet::default();
         for (p, v, ts) in values {
-            d.settle(*p, v.clone(), *ts, &mut set.changes);
+            d.settle(*p, v, *ts, &mut set.changes);
         }
         d.delta_into(&mut set.deltas);
         Ok(set)
@@ -519,6 +547,8 @@ impl Engine {
                 return Err(d.mismatch(prop, &side.value));
             }
         }
+        d.queue_repeats();
+        d.moved = true;
         let st = &mut d.props[usize::from(prop)];
         let had = st.has_desired();
         st.reported = state.reported;
@@ -635,6 +665,9 @@ impl Engine {
                 s.queued += st.ring.len();
                 s.dropped += u64::from(st.ring.dropped());
             }
+            let (queued, dropped) = d.waiting_repeats();
+            s.queued += queued;
+            s.dropped += dropped;
         }
         s
     }

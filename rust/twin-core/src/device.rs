@@ -1,8 +1,8 @@
 //! Compiled device shapes and per-device state behind the [`Engine`](crate::engine::Engine).
 //!
 //! A *layout* is the compiled form of a device's property specs; devices with identical specs
-//! (a fleet of one model) share one layout, so per-device memory is the twin state and the
-//! sample slab only.
+//! (a fleet of one model) share one layout, so per-device memory is the twin state (with the
+//! one-slot rings beside each twin), the slab of larger rings and the last planned replies.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -75,6 +75,10 @@ pub(crate) struct PropState {
     pub(crate) reported_version: Version,
     pub(crate) desired: Option<Box<Desired>>,
     pub(crate) ring: Ring,
+    /// The ring's one slot, when it has one (the default): beside the twin it settles into,
+    /// so a sample and its report touch the same memory. Larger rings live in the device's
+    /// sample slab.
+    pub(crate) slot: Sample,
 }
 
 /// One device.
@@ -220,7 +224,9 @@ impl Layout {
         let mut total = 0u32;
         for p in &*props {
             ring_offsets.push(total);
-            total += u32::from(p.capacity);
+            if p.capacity > 1 {
+                total += u32::from(p.capacity); // one slot lives in the property's state
+            }
         }
         ring_offsets.push(total);
         let by_name = props
@@ -315,17 +321,34 @@ impl Layout {
 }
 
 impl Layout {
-    /// The slots of a property's ring in a device's sample slab.
-    pub(crate) fn ring_slots(&self, prop: u16) -> std::ops::Range<usize> {
+    /// Where a property's ring keeps its samples: `None` for a ring of one slot (in its
+    /// [`PropState`]), else its slots in the device's sample slab.
+    pub(crate) fn slab_slots(&self, prop: u16) -> Option<std::ops::Range<usize>> {
         let p = usize::from(prop);
-        self.ring_offsets[p] as usize..self.ring_offsets[p + 1] as usize
+        let slots = self.ring_offsets[p] as usize..self.ring_offsets[p + 1] as usize;
+        (!slots.is_empty()).then_some(slots)
+    }
+}
+
+impl PropState {
+    /// The ring and its slots (`slab`: the device's sample slab).
+    pub(crate) fn ring_parts<'a>(
+        &'a mut self,
+        layout: &Layout,
+        slab: &'a mut [Sample],
+        prop: u16,
+    ) -> (&'a mut Ring, &'a mut [Sample]) {
+        match layout.slab_slots(prop) {
+            None => (&mut self.ring, std::slice::from_mut(&mut self.slot)),
+            Some(slots) => (&mut self.ring, &mut slab[slots]),
+        }
     }
 }
 
 impl Device {
     pub(crate) fn new(id: Arc<str>, layout: Arc<Layout>) -> Self {
         let n = layout.props.len();
-        let slots = layout.ring_offsets[n] as usize;
+        let slots = layout.ring_offsets[n] as usize; // the rings of more than one slot
         Self {
             id,
             props: vec![PropState::default(); n].into_boxed_slice(),
@@ -474,21 +497,22 @@ impl Device {
                 continue;
             }
             let cfg = &layout.props[usize::from(p)];
-            let slots = layout.ring_slots(p);
-            if repeats_only {
-                // Every sample repeats what the last report settled: only a heartbeat is news.
+            let one = cfg.capacity == 1;
+            if repeats_only && cfg.policy.heartbeat_ms == 0 {
+                // Every sample repeats what the last report settled: nothing is news.
                 st.ring.clear();
-                if cfg.policy.heartbeat_ms > 0 {
-                    let Sample { ts, value } = &samples[slots.start];
-                    settle(cfg, st, p, value, *ts, &mut sink);
+            } else if one && cfg.reduce == Reduce::Last {
+                // Settled from the slot in place (moved out and back: the twin is beside it).
+                st.ring.clear();
+                let sample = std::mem::take(&mut st.slot);
+                settle(cfg, st, p, &sample.value, sample.ts, &mut sink);
+                st.slot = sample;
+            } else {
+                let (ring, slots) = st.ring_parts(layout, samples, p);
+                if let Some(agg) = ring.drain(slots) {
+                    let value = reduce(&agg, cfg.reduce, cfg.ty);
+                    settle(cfg, st, p, &value, agg.last.ts, &mut sink);
                 }
-            } else if slots.len() == 1 && cfg.reduce == Reduce::Last {
-                st.ring.clear();
-                let Sample { ts, value } = &samples[slots.start];
-                settle(cfg, st, p, value, *ts, &mut sink);
-            } else if let Some(agg) = st.ring.drain(&samples[slots]) {
-                let value = reduce(&agg, cfg.reduce, cfg.ty);
-                settle(cfg, st, p, &value, agg.last.ts, &mut sink);
             }
         }
         if every && pending.len() == props.len() {
@@ -605,7 +629,7 @@ impl Device {
     }
 }
 
-/// Pushes a sample into a property's ring (its slots in the device's sample slab).
+/// Pushes a sample into a property's ring.
 pub(crate) fn push(
     layout: &Layout,
     props: &mut [PropState],
@@ -613,10 +637,8 @@ pub(crate) fn push(
     prop: u16,
     sample: Sample,
 ) {
-    let slots = layout.ring_slots(prop);
-    props[usize::from(prop)]
-        .ring
-        .push(&mut samples[slots], sample);
+    let (ring, slots) = props[usize::from(prop)].ring_parts(layout, samples, prop);
+    ring.push(slots, sample);
 }
 
 /// Where settled changes go: the device's change list and, when tracked, its dirty list.

@@ -181,7 +181,6 @@ impl Device {
         let mut wait = 0;
         for (k, &p) in members.iter().enumerate() {
             let cfg = &layout.props[usize::from(p)];
-            let slots = layout.ring_slots(p);
             let Some(v) = &cfg.visitor else {
                 return Err(crate::Error::UnknownProperty {
                     device: self.id.to_string(),
@@ -192,7 +191,7 @@ impl Device {
                 .get(k)
                 .copied()
                 .unwrap_or(u128::MAX);
-            let planned = if slots.len() != 1 {
+            let planned = if cfg.capacity != 1 {
                 Planned::Value(v.decode(cfg.ty, start, frame)?)
             } else if moved & registers == 0 {
                 if may_wait & bit(k) != 0 {
@@ -201,7 +200,7 @@ impl Device {
                 }
                 Planned::Again
             } else {
-                let current = &self.samples[slots.start].value;
+                let current = &self.props[usize::from(p)].slot.value;
                 match v.decode_changed(cfg.ty, start, frame, current)? {
                     Some(value) => Planned::Value(value),
                     None => Planned::Again,
@@ -242,15 +241,10 @@ impl Device {
             Reply::Repeat => {
                 self.queue_read_repeats(read);
                 self.touched |= bit(r);
-                let Self {
-                    layout,
-                    props,
-                    samples,
-                    ..
-                } = self;
+                let Self { layout, props, .. } = self;
                 for &p in &*layout.plan_props[r] {
-                    let at = layout.ring_offsets[usize::from(p)] as usize;
-                    props[usize::from(p)].ring.push_again(&mut samples[at], ts);
+                    let st = &mut props[usize::from(p)];
+                    st.ring.push_again(&mut st.slot, ts);
                 }
                 return;
             }
@@ -276,15 +270,15 @@ impl Device {
             ..
         } = self;
         for (p, planned) in decoded {
-            let slots = layout.ring_slots(p);
-            let ring = &mut props[usize::from(p)].ring;
+            let st = &mut props[usize::from(p)];
             match planned {
                 Planned::Value(value) => {
                     quiet.settled = false;
-                    ring.push(&mut samples[slots], Sample { ts, value });
+                    let (ring, slots) = st.ring_parts(layout, samples, p);
+                    ring.push(slots, Sample { ts, value });
                 }
                 Planned::Again => {
-                    ring.push_again(&mut samples[slots.start], ts);
+                    st.ring.push_again(&mut st.slot, ts);
                 }
             }
         }
@@ -320,17 +314,11 @@ impl Device {
             return;
         }
         self.touched |= bit(usize::from(read));
-        let Self {
-            layout,
-            props,
-            samples,
-            ..
-        } = self;
+        let Self { layout, props, .. } = self;
         for (k, &p) in layout.plan_props[usize::from(read)].iter().enumerate() {
             if members & bit(k) != 0 {
-                let at = layout.ring_offsets[usize::from(p)] as usize;
-                let ring = &mut props[usize::from(p)].ring;
-                push_again_times(ring, &mut samples[at], waiting.ts, waiting.count);
+                let st = &mut props[usize::from(p)];
+                push_again_times(&mut st.ring, &mut st.slot, waiting.ts, waiting.count);
             }
         }
     }

@@ -1,8 +1,8 @@
 //! Compiled device shapes and per-device state behind the [`Engine`](crate::engine::Engine).
 //!
 //! A *layout* is the compiled form of a device's property specs; devices with identical specs
-//! (a fleet of one model) share one layout, so per-device memory is the twin state and the
-//! sample slab only.
+//! (a fleet of one model) share one layout, so per-device memory is the twin state (with the
+//! one-slot rings beside each twin), the slab of larger rings and the last planned replies.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,7 +53,7 @@ pub(crate) struct Layout {
     pub(crate) member_registers: Box<[Box<[u128]>]>,
     /// Bit `r`: every property read `r` covers has a ring of one slot.
     pub(crate) one_slot_reads: u64,
-    /// Bit `r`: ... and no heartbeat, and at most 64 properties: repeats of read `r` can wait
+    /// Bit `r`: ... and no heartbeat, and at most 32 properties: repeats of read `r` can wait
     /// without being queued (see `planned.rs`).
     pub(crate) quiet_reads: u64,
     /// Where each read's block starts in a device's `frames`; one extra entry = total.
@@ -75,6 +75,10 @@ pub(crate) struct PropState {
     pub(crate) reported_version: Version,
     pub(crate) desired: Option<Box<Desired>>,
     pub(crate) ring: Ring,
+    /// The ring's one slot, when it has one (the default): beside the twin it settles into,
+    /// so a sample and its report touch the same memory. Larger rings live in the device's
+    /// sample slab.
+    pub(crate) slot: Sample,
 }
 
 /// One device.
@@ -98,6 +102,16 @@ pub(crate) struct Device {
     /// Bit `r`: the rings of read `r`'s properties may hold samples queued since the last
     /// report (reads past 64 are not tracked: they never repeat).
     pub(crate) touched: u64,
+    /// What the samples since the last report are (see [`Quiet`]).
+    pub(crate) quiet: Quiet,
+    /// Moves at every report that forgets the waiting repeats (see `planned.rs`).
+    pub(crate) epoch: u32,
+}
+
+/// What a device's samples since its last report are, so the report can skip the properties
+/// whose settling would change nothing (see `planned.rs`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Quiet {
     /// Every sample queued since the last report of this device repeats the value its one
     /// slot held then.
     pub(crate) settled: bool,
@@ -105,10 +119,24 @@ pub(crate) struct Device {
     /// was last settled, or some slot never was: until a report settles every property, the
     /// repeats of `settled` must be settled too.
     pub(crate) moved: bool,
+    /// A sample came from outside a planned read since the last report.
+    pub(crate) unplanned: bool,
 }
 
-/// Bytes before each read's last reply in a device's `frames`: the count (u32) and read time
-/// (i64) of the read's waiting repeats, and which of its properties wait (u64).
+impl Default for Quiet {
+    /// A new device: nothing settled yet.
+    fn default() -> Self {
+        Self {
+            settled: false,
+            moved: true,
+            unplanned: false,
+        }
+    }
+}
+
+/// Bytes before each read's last reply in a device's `frames`: the report epoch it was written
+/// in (u32), the count (u32) and read time (i64) of the read's waiting repeats, and which of its
+/// properties wait (u32).
 pub(crate) const REPEATS_HEADER: usize = 20;
 
 /// Compiles and validates specs; errors name `properties[i].<field>`.
@@ -196,7 +224,9 @@ impl Layout {
         let mut total = 0u32;
         for p in &*props {
             ring_offsets.push(total);
-            total += u32::from(p.capacity);
+            if p.capacity > 1 {
+                total += u32::from(p.capacity); // one slot lives in the property's state
+            }
         }
         ring_offsets.push(total);
         let by_name = props
@@ -241,7 +271,7 @@ impl Layout {
             |members: &[u16]| members.iter().all(|&p| props[usize::from(p)].capacity == 1);
         let quiet = |members: &[u16]| {
             one_slot(members)
-                && members.len() <= 64
+                && members.len() <= 32
                 && members
                     .iter()
                     .all(|&p| props[usize::from(p)].policy.heartbeat_ms == 0)
@@ -291,17 +321,34 @@ impl Layout {
 }
 
 impl Layout {
-    /// The slots of a property's ring in a device's sample slab.
-    pub(crate) fn ring_slots(&self, prop: u16) -> std::ops::Range<usize> {
+    /// Where a property's ring keeps its samples: `None` for a ring of one slot (in its
+    /// [`PropState`]), else its slots in the device's sample slab.
+    pub(crate) fn slab_slots(&self, prop: u16) -> Option<std::ops::Range<usize>> {
         let p = usize::from(prop);
-        self.ring_offsets[p] as usize..self.ring_offsets[p + 1] as usize
+        let slots = self.ring_offsets[p] as usize..self.ring_offsets[p + 1] as usize;
+        (!slots.is_empty()).then_some(slots)
+    }
+}
+
+impl PropState {
+    /// The ring and its slots (`slab`: the device's sample slab).
+    pub(crate) fn ring_parts<'a>(
+        &'a mut self,
+        layout: &Layout,
+        slab: &'a mut [Sample],
+        prop: u16,
+    ) -> (&'a mut Ring, &'a mut [Sample]) {
+        match layout.slab_slots(prop) {
+            None => (&mut self.ring, std::slice::from_mut(&mut self.slot)),
+            Some(slots) => (&mut self.ring, &mut slab[slots]),
+        }
     }
 }
 
 impl Device {
     pub(crate) fn new(id: Arc<str>, layout: Arc<Layout>) -> Self {
         let n = layout.props.len();
-        let slots = layout.ring_offsets[n] as usize;
+        let slots = layout.ring_offsets[n] as usize; // the rings of more than one slot
         Self {
             id,
             props: vec![PropState::default(); n].into_boxed_slice(),
@@ -313,8 +360,8 @@ impl Device {
             frames: Box::default(),
             fresh: 0,
             touched: 0,
-            settled: false,
-            moved: true,
+            quiet: Quiet::default(),
+            epoch: 0,
         }
     }
 
@@ -391,7 +438,8 @@ impl Device {
     pub(crate) fn push(&mut self, prop: u16, sample: Sample) {
         self.queue_repeats();
         self.fresh = 0;
-        self.settled = false;
+        self.quiet.settled = false;
+        self.quiet.unplanned = true;
         push(
             &self.layout,
             &mut self.props,
@@ -401,24 +449,32 @@ impl Device {
         );
     }
 
-    /// Drains every ring through the change policy into `out`.
+    /// Drains every ring through the change policy into `out` (`pending`: scratch space).
     ///
     /// A ring of one slot whose property reduces to the last sample (the default) is settled
     /// from the slot in place: no aggregate, and the value is cloned only when it is a change.
-    pub(crate) fn report_into(&mut self, out: &mut Vec<Change>) {
-        let settled = std::mem::replace(&mut self.settled, true);
-        if self.moved {
+    /// When no reported value moved and every sample came from planned reads, only the
+    /// properties of the reads that had samples, and do not wait, are looked at (see
+    /// `planned.rs`): the others' rings are empty.
+    pub(crate) fn report_into(&mut self, out: &mut Vec<Change>, pending: &mut Vec<u16>) {
+        let settled = std::mem::replace(&mut self.quiet.settled, true);
+        let unplanned = std::mem::take(&mut self.quiet.unplanned);
+        pending.clear();
+        if self.quiet.moved {
             self.queue_repeats(); // they settle against the moved values
+            pending.extend(0..self.props.len() as u16);
         } else {
-            self.drop_repeats(); // settling them would change nothing
-            if settled {
-                if std::mem::take(&mut self.touched) != 0 {
-                    self.report_repeats(out);
-                }
-                return;
+            if unplanned || self.layout.plan.len() > 64 {
+                // Samples from elsewhere, or reads whose samples are not tracked.
+                pending.extend(0..self.props.len() as u16);
+            } else {
+                self.pending_props(pending);
+                pending.sort_unstable(); // changes come in property order
             }
+            self.drop_repeats(); // settling them would change nothing
         }
         self.touched = 0;
+        let repeats_only = settled && !self.quiet.moved;
         let mut every = true;
         let Self {
             id,
@@ -434,65 +490,40 @@ impl Device {
             out,
             dirty: track_dirty.then_some(dirty),
         };
-        for (p, st) in props.iter_mut().enumerate() {
+        for &p in &*pending {
+            let st = &mut props[usize::from(p)];
             if st.ring.is_empty() {
                 every = false;
                 continue;
             }
-            let cfg = &layout.props[p];
-            let (a, b) = (
-                layout.ring_offsets[p] as usize,
-                layout.ring_offsets[p + 1] as usize,
-            );
-            let slots = &samples[a..b];
-            if b - a == 1 && cfg.reduce == Reduce::Last {
+            let cfg = &layout.props[usize::from(p)];
+            let one = cfg.capacity == 1;
+            if repeats_only && cfg.policy.heartbeat_ms == 0 {
+                // Every sample repeats what the last report settled: nothing is news.
                 st.ring.clear();
-                let Sample { ts, value } = &slots[0];
-                settle(cfg, st, p as u16, value, *ts, &mut sink);
-            } else if let Some(agg) = st.ring.drain(slots) {
-                let value = reduce(&agg, cfg.reduce, cfg.ty);
-                settle(cfg, st, p as u16, &value, agg.last.ts, &mut sink);
+            } else if one && cfg.reduce == Reduce::Last {
+                // Settled from the slot in place (moved out and back: the twin is beside it).
+                st.ring.clear();
+                let sample = std::mem::take(&mut st.slot);
+                settle(cfg, st, p, &sample.value, sample.ts, &mut sink);
+                st.slot = sample;
+            } else {
+                let (ring, slots) = st.ring_parts(layout, samples, p);
+                if let Some(agg) = ring.drain(slots) {
+                    let value = reduce(&agg, cfg.reduce, cfg.ty);
+                    settle(cfg, st, p, &value, agg.last.ts, &mut sink);
+                }
             }
         }
-        if every {
-            self.moved = false; // every slot's value is settled against its reported value
-        }
-    }
-
-    /// Reports a device whose queued samples all repeat what its last report settled: their
-    /// rings are emptied, and only properties with a heartbeat are settled (it may be due).
-    fn report_repeats(&mut self, out: &mut Vec<Change>) {
-        let Self {
-            id,
-            layout,
-            props,
-            samples,
-            track_dirty,
-            dirty,
-            ..
-        } = self;
-        let mut sink = Sink {
-            device: id,
-            out,
-            dirty: track_dirty.then_some(dirty),
-        };
-        for (p, st) in props.iter_mut().enumerate() {
-            if st.ring.is_empty() {
-                continue;
-            }
-            st.ring.clear();
-            let cfg = &layout.props[p];
-            if cfg.policy.heartbeat_ms > 0 {
-                let Sample { ts, value } = &samples[layout.ring_offsets[p] as usize];
-                settle(cfg, st, p as u16, value, *ts, &mut sink);
-            }
+        if every && pending.len() == props.len() {
+            self.quiet.moved = false; // every slot's value is settled against its reported value
         }
     }
 
     /// Applies one reported value through the change policy; pushes a change when it is one.
     pub(crate) fn settle(&mut self, prop: u16, value: &Value, ts: i64, out: &mut Vec<Change>) {
         self.queue_repeats();
-        self.moved = true;
+        self.quiet.moved = true;
         let p = usize::from(prop);
         let mut sink = Sink {
             device: &self.id,
@@ -598,7 +629,7 @@ impl Device {
     }
 }
 
-/// Pushes a sample into a property's ring (its slots in the device's sample slab).
+/// Pushes a sample into a property's ring.
 pub(crate) fn push(
     layout: &Layout,
     props: &mut [PropState],
@@ -606,10 +637,8 @@ pub(crate) fn push(
     prop: u16,
     sample: Sample,
 ) {
-    let slots = layout.ring_slots(prop);
-    props[usize::from(prop)]
-        .ring
-        .push(&mut samples[slots], sample);
+    let (ring, slots) = props[usize::from(prop)].ring_parts(layout, samples, prop);
+    ring.push(slots, sample);
 }
 
 /// Where settled changes go: the device's change list and, when tracked, its dirty list.

@@ -69,6 +69,8 @@ pub struct Engine {
     scratch: Vec<(u16, Value)>,
     /// What one planned frame gives each property it covers.
     planned: Vec<(u16, Planned)>,
+    /// The properties of a device a report looks at.
+    pending: Vec<u16>,
     track_dirty: bool,
     latency: Latency,
     /// Read times of the rows handed out by `take_dirty` and not yet marked persisted.
@@ -367,9 +369,12 @@ impl Engine {
     /// reported side through the property's change policy. Returns what changed.
     pub fn report(&mut self) -> ChangeSet {
         let mut set = ChangeSet::default();
-        for d in self.devices.iter_mut().flatten() {
+        let Self {
+            devices, pending, ..
+        } = self;
+        for d in devices.iter_mut().flatten() {
             let before = set.changes.len();
-            d.report_into(&mut set.changes);
+            d.report_into(&mut set.changes, pending);
             if set.changes.len() > before {
                 d.delta_into(&mut set.deltas);
             }
@@ -383,10 +388,15 @@ impl Engine {
             self.device(dev)?;
         }
         let mut set = ChangeSet::default();
+        let Self {
+            devices, pending, ..
+        } = self;
         for &dev in devs {
-            let d = self.device_mut(dev)?;
+            let Some(d) = devices.get_mut(dev as usize).and_then(Option::as_mut) else {
+                continue; // checked above
+            };
             let before = set.changes.len();
-            d.report_into(&mut set.changes);
+            d.report_into(&mut set.changes, pending);
             if set.changes.len() > before {
                 d.delta_into(&mut set.deltas);
             }
@@ -548,7 +558,7 @@ impl Engine {
             }
         }
         d.queue_repeats();
-        d.moved = true;
+        d.quiet.moved = true;
         let st = &mut d.props[usize::from(prop)];
         let had = st.has_desired();
         st.reported = state.reported;

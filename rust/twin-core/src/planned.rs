@@ -16,10 +16,11 @@
 //!   ([`Device::queue_repeats`]), and the engine's counters include them
 //!   ([`Device::waiting_repeats`]).
 //!
-//! A read's block in `frames` is [`REPEATS_HEADER`] bytes, little-endian: how many repeats wait
-//! (u32), the read time of the last (i64) and which of the read's properties wait (u64, by
-//! their position in the read; reads of more than 64 properties never wait), then the last
-//! reply. The properties that wait all started at the same reply (the first after a report),
+//! A read's block in `frames` is [`REPEATS_HEADER`] bytes, little-endian: the device's report
+//! epoch when it was written (u32: a header of an earlier epoch holds nothing, so a report
+//! forgets every waiting repeat by moving the epoch), how many repeats wait (u32), the read time
+//! of the last (i64) and which of the read's properties wait (u32, by their position in the
+//! read; reads of more than 32 properties never wait), then the last reply. The properties that wait all started at the same reply (the first after a report),
 //! so they share the count.
 
 use crate::device::{Device, Layout, REPEATS_HEADER};
@@ -60,26 +61,33 @@ struct Waiting {
 }
 
 impl Waiting {
-    /// Reads a block's header.
-    fn read(block: &[u8]) -> Self {
-        let mut count = [0u8; 4];
+    /// Reads a block's header; written before the device's current report `epoch`, it holds
+    /// nothing.
+    fn read(block: &[u8], epoch: u32) -> Self {
+        let word = |at: usize| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&block[at..at + 4]);
+            u32::from_le_bytes(b)
+        };
+        if word(0) != epoch {
+            return Self::default();
+        }
         let mut ts = [0u8; 8];
-        let mut members = [0u8; 8];
-        count.copy_from_slice(&block[..4]);
-        ts.copy_from_slice(&block[4..12]);
-        members.copy_from_slice(&block[12..REPEATS_HEADER]);
+        ts.copy_from_slice(&block[8..16]);
         Self {
-            count: u32::from_le_bytes(count),
+            count: word(4),
             ts: i64::from_le_bytes(ts),
-            members: u64::from_le_bytes(members),
+            members: u64::from(word(16)),
         }
     }
 
-    /// Writes a block's header.
-    fn write(self, block: &mut [u8]) {
-        block[..4].copy_from_slice(&self.count.to_le_bytes());
-        block[4..12].copy_from_slice(&self.ts.to_le_bytes());
-        block[12..REPEATS_HEADER].copy_from_slice(&self.members.to_le_bytes());
+    /// Writes a block's header in report `epoch`.
+    fn write(self, block: &mut [u8], epoch: u32) {
+        block[..4].copy_from_slice(&epoch.to_le_bytes());
+        block[4..8].copy_from_slice(&self.count.to_le_bytes());
+        block[8..16].copy_from_slice(&self.ts.to_le_bytes());
+        // Waiting reads have at most 32 properties.
+        block[16..REPEATS_HEADER].copy_from_slice(&(self.members as u32).to_le_bytes());
     }
 }
 
@@ -118,7 +126,7 @@ impl Device {
     fn waiting(&self, read: u16) -> Waiting {
         self.frames
             .get(self.layout.read_block(read))
-            .map(Waiting::read)
+            .map(|block| Waiting::read(block, self.epoch))
             .unwrap_or_default()
     }
 
@@ -126,7 +134,7 @@ impl Device {
     fn set_waiting(&mut self, read: u16, waiting: Waiting) {
         let block = self.layout.read_block(read);
         if let Some(block) = self.frames.get_mut(block) {
-            waiting.write(block);
+            waiting.write(block, self.epoch);
         }
     }
 
@@ -152,7 +160,7 @@ impl Device {
         let waiting = self.waiting(read);
         let touched = self.touched & bit(r) != 0;
         // A property may wait when it already does, or when no sample came since the report.
-        let may_wait = if layout.quiet_reads & bit(r) != 0 && !self.moved {
+        let may_wait = if layout.quiet_reads & bit(r) != 0 && !self.quiet.moved {
             waiting.members | if touched { 0 } else { u64::MAX }
         } else {
             0
@@ -173,7 +181,6 @@ impl Device {
         let mut wait = 0;
         for (k, &p) in members.iter().enumerate() {
             let cfg = &layout.props[usize::from(p)];
-            let slots = layout.ring_slots(p);
             let Some(v) = &cfg.visitor else {
                 return Err(crate::Error::UnknownProperty {
                     device: self.id.to_string(),
@@ -184,7 +191,7 @@ impl Device {
                 .get(k)
                 .copied()
                 .unwrap_or(u128::MAX);
-            let planned = if slots.len() != 1 {
+            let planned = if cfg.capacity != 1 {
                 Planned::Value(v.decode(cfg.ty, start, frame)?)
             } else if moved & registers == 0 {
                 if may_wait & bit(k) != 0 {
@@ -193,7 +200,7 @@ impl Device {
                 }
                 Planned::Again
             } else {
-                let current = &self.samples[slots.start].value;
+                let current = &self.props[usize::from(p)].slot.value;
                 match v.decode_changed(cfg.ty, start, frame, current)? {
                     Some(value) => Planned::Value(value),
                     None => Planned::Again,
@@ -234,15 +241,10 @@ impl Device {
             Reply::Repeat => {
                 self.queue_read_repeats(read);
                 self.touched |= bit(r);
-                let Self {
-                    layout,
-                    props,
-                    samples,
-                    ..
-                } = self;
+                let Self { layout, props, .. } = self;
                 for &p in &*layout.plan_props[r] {
-                    let at = layout.ring_offsets[usize::from(p)] as usize;
-                    props[usize::from(p)].ring.push_again(&mut samples[at], ts);
+                    let st = &mut props[usize::from(p)];
+                    st.ring.push_again(&mut st.slot, ts);
                 }
                 return;
             }
@@ -264,19 +266,19 @@ impl Device {
             layout,
             props,
             samples,
-            settled,
+            quiet,
             ..
         } = self;
         for (p, planned) in decoded {
-            let slots = layout.ring_slots(p);
-            let ring = &mut props[usize::from(p)].ring;
+            let st = &mut props[usize::from(p)];
             match planned {
                 Planned::Value(value) => {
-                    *settled = false;
-                    ring.push(&mut samples[slots], Sample { ts, value });
+                    quiet.settled = false;
+                    let (ring, slots) = st.ring_parts(layout, samples, p);
+                    ring.push(slots, Sample { ts, value });
                 }
                 Planned::Again => {
-                    ring.push_again(&mut samples[slots.start], ts);
+                    st.ring.push_again(&mut st.slot, ts);
                 }
             }
         }
@@ -312,30 +314,43 @@ impl Device {
             return;
         }
         self.touched |= bit(usize::from(read));
-        let Self {
-            layout,
-            props,
-            samples,
-            ..
-        } = self;
+        let Self { layout, props, .. } = self;
         for (k, &p) in layout.plan_props[usize::from(read)].iter().enumerate() {
             if members & bit(k) != 0 {
-                let at = layout.ring_offsets[usize::from(p)] as usize;
-                let ring = &mut props[usize::from(p)].ring;
-                push_again_times(ring, &mut samples[at], waiting.ts, waiting.count);
+                let st = &mut props[usize::from(p)];
+                push_again_times(&mut st.ring, &mut st.slot, waiting.ts, waiting.count);
             }
         }
     }
 
-    /// Forgets every waiting repeat: at a report with no reported value moved, where settling
-    /// them would change nothing.
-    pub(crate) fn drop_repeats(&mut self) {
-        if self.frames.is_empty() {
-            return;
+    /// The properties that may hold samples when every sample came from planned reads: those
+    /// of the reads that had samples since the last report, but not those that wait.
+    pub(crate) fn pending_props(&self, out: &mut Vec<u16>) {
+        for (r, members) in self.layout.plan_props.iter().enumerate().take(64) {
+            if self.touched & bit(r) == 0 {
+                continue;
+            }
+            let wait = self.waiting(r as u16).members;
+            let moving = members
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| wait & bit(*k) == 0);
+            out.extend(moving.map(|(_, &p)| p));
         }
-        for read in 0..self.layout.plan.len() as u16 {
-            if self.waiting(read).members != 0 {
-                self.set_waiting(read, Waiting::default());
+    }
+
+    /// Forgets every waiting repeat: at a report with no reported value moved, where settling
+    /// them would change nothing. Only the device's report epoch moves (the headers written
+    /// before it hold nothing), so a quiet device's report touches no block; every 2^32
+    /// reports the headers are cleared for real, so an old one never matches again.
+    pub(crate) fn drop_repeats(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            for read in 0..self.layout.plan.len() as u16 {
+                let block = self.layout.read_block(read);
+                if let Some(header) = self.frames.get_mut(block) {
+                    Waiting::default().write(header, u32::MAX);
+                }
             }
         }
     }

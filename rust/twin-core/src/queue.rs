@@ -1,9 +1,10 @@
 //! Bounded per-property sampling rings.
 //!
 //! A property's samples are pushed at the collect cycle and drained at the report cycle. A full
-//! ring drops its **oldest** sample and counts the drop. The engine keeps all rings of a device in
-//! one slab (`[Sample]`) and one small [`Ring`] header per property, so a ring costs 8 bytes plus
-//! its slots; [`SampleQueue`] is the same ring owning its storage, for standalone use.
+//! ring drops its **oldest** sample and counts the drop. The engine keeps one small [`Ring`]
+//! header per property over caller-owned slots (a ring of one slot, the default, keeps it beside
+//! the property's twin; larger ones share one slab per device), so a ring costs 8 bytes plus its
+//! slots; [`SampleQueue`] is the same ring owning its storage, for standalone use.
 
 use crate::value::Value;
 

@@ -128,13 +128,17 @@ pub fn twin_messages_packed(
         text: String::with_capacity(estimate_set(set)),
         messages: Vec::with_capacity(set.by_device().count() * 2 + set.deltas.len()),
     };
+    let mut after = Twins::default();
+    let mut digits = [0u8; 20];
+    let now_ms = format_i64(now_ms, &mut digits); // the same in every message
     for changes in set.by_device() {
         let device = &*changes[0].device;
+        after.encode(changes);
         out.push(device, "twin/update/result", |json| {
-            result_payload(json, changes, event_id, now_ms);
+            result_payload(json, changes, &after, event_id, now_ms);
         });
         out.push(device, "twin/update/document", |json| {
-            document_payload(json, changes, event_id, now_ms);
+            document_payload(json, changes, &after, event_id, now_ms);
         });
         for i in index.take(device) {
             let delta = &set.deltas[i];
@@ -275,28 +279,60 @@ impl<'a> DeltaIndex<'a> {
     }
 }
 
-/// The payload of `…/twin/update/result` of one device.
+/// The `MsgTwin` (or `null`) of each changed property of one device after its changes,
+/// encoded once for both its result and its document.
+#[derive(Debug, Default)]
+struct Twins {
+    /// The encoded twins, back to back.
+    json: String,
+    /// Where each property run's twin lies in `json`.
+    spans: Vec<Range<usize>>,
+}
+
+impl Twins {
+    /// Encodes the twins after the changes of one device.
+    fn encode(&mut self, changes: &[Change]) {
+        self.json.clear();
+        self.spans.clear();
+        for run in property_runs(changes) {
+            let last = &run[run.len() - 1];
+            let start = self.json.len();
+            push_msg_twin_or_null(&mut self.json, last.ty, &last.after);
+            self.spans.push(start..self.json.len());
+        }
+    }
+
+    /// The twin of the `i`-th property run.
+    fn get(&self, i: usize) -> &str {
+        self.spans
+            .get(i)
+            .map_or("null", |span| &self.json[span.clone()])
+    }
+}
+
+/// The payload of `…/twin/update/result` of one device (`after`: its twins after).
 fn result_payload(
     json: &mut String,
     changes: &[Change],
+    after: &Twins,
     event_id: &mut impl FnMut(&mut String),
-    now_ms: i64,
+    now_ms: &str,
 ) {
     open_payload_in(json, event_id, now_ms);
     for (i, run) in property_runs(changes).enumerate() {
-        let last = &run[run.len() - 1];
-        push_key(json, i, &last.property);
-        push_msg_twin_or_null(json, last.ty, &last.after);
+        push_key(json, i, &run[run.len() - 1].property);
+        json.push_str(after.get(i));
     }
     json.push_str("}}");
 }
 
-/// The payload of `…/twin/update/document` of one device.
+/// The payload of `…/twin/update/document` of one device (`after`: its twins after).
 fn document_payload(
     json: &mut String,
     changes: &[Change],
+    after: &Twins,
     event_id: &mut impl FnMut(&mut String),
-    now_ms: i64,
+    now_ms: &str,
 ) {
     open_payload_in(json, event_id, now_ms);
     for (i, run) in property_runs(changes).enumerate() {
@@ -305,7 +341,7 @@ fn document_payload(
         json.push_str("{\"last\":");
         push_msg_twin_or_null(json, last.ty, &first.before);
         json.push_str(",\"current\":");
-        push_msg_twin_or_null(json, last.ty, &last.after);
+        json.push_str(after.get(i));
         json.push('}');
     }
     json.push_str("}}");
@@ -316,7 +352,7 @@ fn delta_payload(
     json: &mut String,
     delta: &DeviceDelta,
     event_id: &mut impl FnMut(&mut String),
-    now_ms: i64,
+    now_ms: &str,
 ) {
     open_payload_in(json, event_id, now_ms);
     push_twin_map(json, &delta.twins);
@@ -352,6 +388,8 @@ fn estimate(keys: impl Iterator<Item = usize>) -> usize {
 
 /// Starts a payload: `{"event_id":…,"timestamp":…,"twin":{`.
 fn open_payload(capacity: usize, event_id: &str, now_ms: i64) -> String {
+    let mut digits = [0u8; 20];
+    let now_ms = format_i64(now_ms, &mut digits);
     let mut json = String::with_capacity(capacity);
     open_payload_in(
         &mut json,
@@ -362,11 +400,11 @@ fn open_payload(capacity: usize, event_id: &str, now_ms: i64) -> String {
 }
 
 /// Writes `{"event_id":…,"timestamp":…,"twin":{`, the event id written by `event_id`.
-fn open_payload_in(json: &mut String, event_id: &mut impl FnMut(&mut String), now_ms: i64) {
+fn open_payload_in(json: &mut String, event_id: &mut impl FnMut(&mut String), now_ms: &str) {
     json.push_str("{\"event_id\":");
     event_id(json);
     json.push_str(",\"timestamp\":");
-    push_i64(json, now_ms);
+    json.push_str(now_ms);
     json.push_str(",\"twin\":{");
 }
 

@@ -277,3 +277,71 @@ class ModbusTkServer:
     async def holding(self, unit: int, address: int, count: int) -> list[int]:
         """Holding registers as the server holds them now."""
         return list(self._slaves[unit].get_values("holding", address, count))
+
+
+class WireProbe:
+    """A TCP proxy in front of a Modbus TCP server that watches the requests go by.
+
+    The client's window is in the I/O thread, out of a test's reach: the probe sees it on the
+    wire instead. It forwards bytes both ways unchanged and frames each direction (MBAP).
+
+    Attributes:
+        requests: ``(unit, function)`` of every request, in the order it went upstream.
+        most_outstanding: The most requests sent and not answered yet at any moment.
+        chunks: Each read of the client's bytes (requests written together arrive in one).
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.requests: list[tuple[int, int]] = []
+        self.most_outstanding = 0
+        self.chunks: list[bytes] = []
+        self._outstanding: set[int] = set()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def __aenter__(self) -> WireProbe:
+        self._server = await asyncio.start_server(self._serve, HOST, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(HOST, self.upstream_port)
+        for task in (
+            asyncio.create_task(self._pump(reader, up_writer, requests=True)),
+            asyncio.create_task(self._pump(up_reader, writer, requests=False)),
+        ):
+            self._tasks.add(task)
+
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, requests: bool
+    ) -> None:
+        rest = b""
+        try:
+            while data := await reader.read(65536):
+                if requests:
+                    self.chunks.append(data)
+                rest += data
+                while len(rest) >= 8 and len(rest) >= 6 + int.from_bytes(rest[4:6], "big"):
+                    tid, unit, function = int.from_bytes(rest[:2], "big"), rest[6], rest[7]
+                    rest = rest[6 + int.from_bytes(rest[4:6], "big") :]
+                    if requests:
+                        self.requests.append((unit, function))
+                        self._outstanding.add(tid)
+                        self.most_outstanding = max(self.most_outstanding, len(self._outstanding))
+                    else:
+                        self._outstanding.discard(tid)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()

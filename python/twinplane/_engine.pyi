@@ -17,6 +17,7 @@ __all__ = [
     "EncodedReport",
     "Engine",
     "LatencyHistogram",
+    "ModbusIo",
     "__version__",
     "canonical",
     "decode_register",
@@ -163,3 +164,34 @@ def decode_register(
 
 def encode_register(visitor: VisitorConfig, type: PropertyTypeName, value: ValueLike) -> _WriteOp:
     """The Modbus write that sets one property: ``(function, offset, values)``."""
+
+@final
+class ModbusIo:
+    """One event loop's channel to the process's Modbus TCP I/O thread.
+
+    Calls buffer commands; :meth:`flush` hands them to the thread in one wake-up; :meth:`take`
+    returns what finished (tuples whose first item says what: see
+    :mod:`twinplane.drivers.modbus.tcp`). :meth:`fileno` is readable when there is some.
+    """
+
+    def __init__(self) -> None: ...
+    def fileno(self) -> int: ...
+    def attach(self, fd: int, limit: int) -> int:
+        """Takes over a connected TCP socket's descriptor; the connection's id."""
+    def read(
+        self,
+        conn: int,
+        token: int,
+        unit: int,
+        reads: Sequence[tuple[int, int, int, int]],
+        timeout_s: float,
+    ) -> None:
+        """Queues a poll: ``(function, address, count, data bytes)`` per read."""
+    def request(
+        self, conn: int, token: int, unit: int, pdu: bytes, timeout_s: float, first: bool = True
+    ) -> None:
+        """Queues one PDU (a write), ahead of the queued polls when ``first``."""
+    def set_limit(self, conn: int, limit: int) -> None: ...
+    def close(self, conn: int) -> None: ...
+    def flush(self) -> None: ...
+    def take(self) -> list[tuple[Any, ...]]: ...

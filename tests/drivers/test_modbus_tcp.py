@@ -14,7 +14,7 @@ from typing import cast
 
 import pytest
 
-from modbus_peers import EXPECTED, HOST, SIZE, SLOW, coils, expected, free_port, holding
+from modbus_peers import EXPECTED, HOST, SIZE, SLOW, WireProbe, coils, expected, free_port, holding
 from modbus_peers import PymodbusServer as Server
 from twinplane.drivers.modbus import (
     ModbusConnectionError,
@@ -143,21 +143,19 @@ async def test_concurrent_reads_on_one_connection(server: Server) -> None:
         kind = rng.choice(list(EXPECTED))
         count = rng.randint(1, 20)
         reads.append((rng.choice([1, 2]), kind, rng.randint(0, SIZE - count), count))
-    async with ModbusTcpClient(HOST, server.port, timeout=WAIT) as client:
+    async with (
+        WireProbe(server.port) as probe,
+        ModbusTcpClient(HOST, probe.port, timeout=WAIT) as client,
+    ):
         assert client.max_in_flight == 1
         tasks = [asyncio.create_task(client.read(*r)) for r in reads]
-        gathered = asyncio.gather(*tasks)
-        windows = set()
-        queued = 0
-        async with asyncio.timeout(WAIT):
-            while not gathered.done():
-                windows.add(client.in_flight)
-                queued = max(queued, client.waiting)
-                await asyncio.sleep(0)
-        assert windows <= {0, 1}
-        assert queued > 100  # the others waited their turn in the queue
-        assert await gathered == [expected(*r) for r in reads]
-        assert client.in_flight == client.waiting == 0
+        await asyncio.sleep(0)
+        assert client.in_flight == len(reads)  # every read made, waiting its turn
+        results = await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
+        assert results == [expected(*r) for r in reads]
+        assert probe.most_outstanding == 1  # on the wire: one transaction at a time
+        assert len(probe.requests) == len(reads)
+        assert client.in_flight == 0
         assert client.counters.requests == client.counters.responses == len(reads)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from modbus_peers import HOST, ModbusTkServer, PymodbusServer, expected
+from modbus_peers import HOST, ModbusTkServer, PymodbusServer, WireProbe, expected
 from twinplane.drivers.modbus import ModbusTcpClient, ModbusTimeoutError
 from twinplane.sim.modbus import ModbusSimulator
 
@@ -61,17 +61,17 @@ async def _poll(client: ModbusTcpClient, unit: int, seconds: float = WAIT) -> li
 
 async def test_polls_of_several_units_and_kinds_one_at_a_time(server: Server) -> None:
     """By default polls of four register kinds on two units go one request at a time."""
-    async with ModbusTcpClient(HOST, server.port, timeout=WAIT) as client:
+    async with (
+        WireProbe(server.port) as probe,
+        ModbusTcpClient(HOST, probe.port, timeout=WAIT) as client,
+    ):
         polls = [client.submit_reads(unit, POLL) for unit in (1, 2, 1, 2)]
         assert all(p is not None for p in polls)
-        gathered = asyncio.gather(*(p for p in polls if p is not None))
-        windows = set()
-        async with asyncio.timeout(WAIT):
-            while not gathered.done():
-                windows.add(client.in_flight)
-                await asyncio.sleep(0.0005)  # not 0: modbus_tk's server thread needs the GIL
-        results = await gathered
-    assert windows <= {0, 1}
+        results = await asyncio.wait_for(asyncio.gather(*(p for p in polls if p is not None)), WAIT)
+    assert probe.most_outstanding == 1
+    assert probe.requests == [
+        (unit, function) for unit in (1, 2, 1, 2) for function in (3, 1, 4, 2)
+    ]  # each poll's reads in order, the polls in the order made
     for unit, frames in zip((1, 2, 1, 2), results, strict=True):
         assert frames == [expected(unit, kind, address, count) for kind, address, count in POLL]
     assert client.counters.timeouts == client.counters.pipeline_timeouts == 0
@@ -83,14 +83,17 @@ async def test_pipelining_on_a_server_that_answers_it() -> None:
     srv = ModbusTkServer((1, 2))
     await srv.start()
     try:
-        async with ModbusTcpClient(HOST, srv.port, timeout=WAIT, max_in_flight=None) as client:
+        async with (
+            WireProbe(srv.port) as probe,
+            ModbusTcpClient(HOST, probe.port, timeout=WAIT, max_in_flight=None) as client,
+        ):
             polls = [client.submit_reads(unit, POLL) for unit in (1, 2)]
-            await asyncio.sleep(0)  # the queue goes out in one write
-            assert client.in_flight == 2 * len(POLL)
             results = await asyncio.gather(*(p for p in polls if p is not None))
     finally:
         await srv.stop()
     assert results == [[expected(u, k, a, c) for k, a, c in POLL] for u in (1, 2)]
+    assert probe.most_outstanding == 2 * len(POLL)  # the whole burst in flight at once
+    assert len(probe.chunks) == 1  # in one write
     assert client.counters.pipeline_timeouts == 0
     assert client.max_in_flight is None
 
@@ -186,12 +189,15 @@ async def test_a_write_goes_ahead_of_queued_reads() -> None:
     """One at a time, a write queued after polls is sent before them (writes pre-empt polls)."""
     async with ModbusSimulator(3, host=HOST, port=0, rate=0, max_in_flight=1) as sim:
         sim.faults.slow(0.1, unit=1)  # keeps the window busy while the others queue up
-        async with ModbusTcpClient(HOST, sim.port, timeout=WAIT) as client:
+        async with (
+            WireProbe(sim.port) as probe,
+            ModbusTcpClient(HOST, probe.port, timeout=WAIT) as client,
+        ):
             first = client.submit_reads(1, POLL[:1])
             polls = [client.submit_reads(unit, POLL) for unit in (2, 3)]
             await asyncio.sleep(0.02)  # unit 1's read is in flight, the polls wait
-            assert client.in_flight == 1
-            assert client.waiting == 2 * len(POLL)
+            assert probe.requests == [(1, 3)]
+            assert client.in_flight == 3
             order: list[str] = []
 
             def done(name: str) -> Callable[[object], None]:
@@ -207,6 +213,8 @@ async def test_a_write_goes_ahead_of_queued_reads() -> None:
             assert first is not None
             await asyncio.wait_for(asyncio.gather(first, *waits), WAIT)
     assert order == ["write", "poll 2", "poll 3"]
+    assert probe.requests[:2] == [(1, 3), (3, 6)]  # the write right after the read in flight
+    assert probe.most_outstanding == 1
 
 
 async def test_the_simulator_answers_the_first_of_pipelined_requests_when_asked() -> None:

@@ -20,6 +20,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.pdu import ExceptionResponse
 
 import reference as ref
+from modbus_peers import WireProbe
 from twinplane.drivers.modbus import (
     ModbusConnectionError,
     ModbusExceptionError,
@@ -147,13 +148,15 @@ async def test_pymodbus_gets_exceptions(pymodbus_client: AsyncModbusTcpClient) -
 async def test_pipelined_reads_match(sim: ModbusSimulator, client: ModbusTcpClient) -> None:
     """Hundreds of reads in flight on one connection each get their own unit's data."""
     reads = [(1 + i % 10, KINDS[i % 4], i % 40, 1 + i % 10) for i in range(400)]
-    tasks = [asyncio.create_task(client.read(*r)) for r in reads]
-    await asyncio.sleep(0)  # every task has queued its request ...
-    assert client.waiting == len(reads)
-    await asyncio.sleep(0)  # ... and the queue went out in one write
-    assert client.in_flight == len(reads)
-    results = await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
+    async with (
+        WireProbe(sim.port) as probe,
+        ModbusTcpClient(HOST, probe.port, timeout=SHORT, max_in_flight=None) as piped,
+    ):
+        tasks = [asyncio.create_task(piped.read(*r)) for r in reads]
+        results = await asyncio.wait_for(asyncio.gather(*tasks), WAIT)
     assert results == [sim.peek(*r) for r in reads]
+    assert probe.most_outstanding > len(reads) // 2  # in flight together, matched by id
+    assert client.in_flight == 0
 
 
 async def test_values_change_at_the_rate() -> None:
@@ -582,23 +585,14 @@ async def test_submit_reads_fails_on_a_lost_connection(sim: ModbusSimulator) -> 
             await asyncio.wait_for(fut, WAIT)
 
 
-async def test_polls_started_together_share_one_write(
-    sim: ModbusSimulator, client: ModbusTcpClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The reads of polls started in one loop iteration go out in a single transport write."""
-    conn = client._conn
-    assert conn is not None
-    assert conn.transport is not None
-    writes: list[bytes] = []
-    real = conn.transport.write
-
-    def counted(data: bytes | bytearray | memoryview) -> None:
-        writes.append(bytes(data))
-        real(data)
-
-    monkeypatch.setattr(conn.transport, "write", counted)
-    futures = [client.submit_reads(unit, POLL) for unit in (1, 2, 3)]
-    results = await asyncio.wait_for(asyncio.gather(*cast("list[Any]", futures)), WAIT)
-    assert len(writes) == 1
-    assert len(writes[0]) == 3 * len(POLL) * 12  # twelve bytes per read request
+async def test_polls_started_together_share_one_write(sim: ModbusSimulator) -> None:
+    """The reads of polls started in one loop iteration go out in a single write."""
+    async with (
+        WireProbe(sim.port) as probe,
+        ModbusTcpClient(HOST, probe.port, timeout=SHORT, max_in_flight=None) as piped,
+    ):
+        futures = [piped.submit_reads(unit, POLL) for unit in (1, 2, 3)]
+        results = await asyncio.wait_for(asyncio.gather(*cast("list[Any]", futures)), WAIT)
+    assert len(probe.chunks) == 1
+    assert len(probe.chunks[0]) == 3 * len(POLL) * 12  # twelve bytes per read request
     assert [len(frames) for frames in results] == [len(POLL)] * 3

@@ -37,7 +37,7 @@ import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import aiomqtt
 
@@ -183,9 +183,7 @@ class MqttBridge:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(drain_timeout):
                     await self.flush()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _cancel(task)
         if self.pending:
             log.warning("MQTT bridge stopped with unsent messages", extra={"unsent": self.pending})
 
@@ -562,3 +560,29 @@ def _payload_bytes(payload: object) -> bytes:
     if payload is None:
         return b""
     return str(payload).encode()
+
+
+_CANCEL_WAIT_S: Final = 0.5
+"""How long the bridge's task may take to end after it is cancelled, each time."""
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancels the bridge's task and waits for it to end, cancelling again if needed.
+
+    A cancellation that lands in aiomqtt's connect or subscribe can be absorbed there (its clean
+    disconnect then waits for an answer that never comes), and a stop would hang for ever: a
+    second cancellation ends it, and a task that still runs is left behind with a warning, so
+    the process stops on time.
+    """
+    for attempt in range(2):
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=_CANCEL_WAIT_S)
+        if done:
+            if not task.cancelled() and task.exception() is not None:
+                log.warning("MQTT bridge task ended with an error", exc_info=task.exception())
+            return
+        log.warning(
+            "MQTT bridge task still running %.0f s after it was cancelled%s",
+            _CANCEL_WAIT_S * (attempt + 1),
+            "; cancelling again" if attempt == 0 else "; leaving it",
+        )

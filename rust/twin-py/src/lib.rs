@@ -10,6 +10,7 @@ mod convert;
 mod engine;
 mod errors;
 mod latency;
+mod modbus_io;
 
 use pyo3::prelude::*;
 
@@ -25,6 +26,7 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<changes::Changes>()?;
     m.add_class::<changes::EncodedReport>()?;
     m.add_class::<latency::LatencyHistogram>()?;
+    m.add_class::<modbus_io::ModbusIo>()?;
     m.add_function(wrap_pyfunction!(convert::canonical, m)?)?;
     m.add_function(wrap_pyfunction!(convert::is_kubeedge_safe, m)?)?;
     m.add_function(wrap_pyfunction!(convert::decode_register, m)?)?;

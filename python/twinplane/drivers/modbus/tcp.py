@@ -1,23 +1,28 @@
-"""A lean asyncio Modbus TCP client: one transaction at a time by default, pipelining opt-in.
+"""A Modbus TCP client: one transaction at a time by default, pipelining opt-in.
 
 One :class:`ModbusTcpClient` is one TCP connection to a device or a gateway (any unit id).
-Each request gets a transaction id and a settle slot (a future, or one read of a poll) in a
-dict keyed by that id. How many requests may be in flight on the connection at once is
-``max_in_flight``:
+The connection is made here (asyncio: name resolution, connect timeout, errors), then handed to
+the process's Modbus I/O thread (``twinplane._engine.ModbusIo``, Rust, outside the GIL), which
+does the rest of the wire work: it keeps the connection's queue of requests and a window of
+``max_in_flight`` of them in flight,
 
 - ``1`` (the default): one transaction at a time, what many PLCs and Modbus TCP gateways (and
   pymodbus's server) need — they answer the first request of a burst and drop or ignore the
-  others. The others wait in a queue, and the next one is written from the callback that
-  settles the previous one's reply (or its timeout): no coroutine, task or timer per request;
+  others. The next request of the connection is written by the I/O thread from the previous
+  one's answer (or its timeout): a poll of three reads costs Python one call in and one result
+  out, not three round trips through the event loop;
 - ``k > 1``: up to ``k`` requests pipelined; ``None``: pipelined without limit. Responses are
   matched by transaction id whatever order they come back in, so a slow unit behind a gateway
-  never holds up its neighbours. A poll whose first reads are answered while its later ones
-  time out looks like a device that takes one transaction at a time: it is counted
+  never holds up its neighbours. A poll whose first reads are answered while a later one times
+  out looks like a device that takes one transaction at a time: it is counted
   (``counters.pipeline_timeouts``), logged once, and the client falls back to one at a time.
 
-Writes go to the front of the queue (they pre-empt polls). The protocol is an
-:class:`asyncio.Protocol` (no streams, no task per request): the cost per request is one
-``struct`` pack and one dict entry; one timer per connection times every request out.
+Writes go to the front of the queue (they pre-empt polls). Each event loop has one channel to
+the I/O thread (:class:`_Hub`): requests made in one loop iteration go to the thread in one
+wake-up, and the loop wakes once (one readable descriptor) for all the answers that came in
+meanwhile. A read answered with exactly the data asked for is settled in Rust; every other
+answer comes back as bytes and is judged here, with the same functions the rest of the driver
+uses (:mod:`twinplane.drivers.modbus.frames`).
 
 What goes wrong becomes a typed error (:mod:`twinplane.drivers.modbus.errors`):
 
@@ -32,36 +37,34 @@ What goes wrong becomes a typed error (:mod:`twinplane.drivers.modbus.errors`):
 - a response for no request in flight (late, or a wrong transaction id) is counted in
   ``counters.unknown_responses`` and dropped.
 
-A lost connection is made again by the next call (counted in ``counters.reconnects``).
+A failed poll's reads still in flight keep their place in the window until answered (counted as
+unknown) or timed out, as the device is still working on them; its queued reads are skipped. A
+lost connection is made again by the next call (counted in ``counters.reconnects``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-import struct
-from collections import deque
-from collections.abc import Awaitable, Sequence
+import socket
+import weakref
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from types import TracebackType
-from typing import Final, Protocol, Self, TypeVar, cast
+from typing import Any, Final, Self
 
+from twinplane._engine import ModbusIo
 from twinplane.drivers.modbus.errors import (
     ModbusConnectionError,
     ModbusError,
     ModbusExceptionError,
     ModbusFrameError,
-    ModbusRequestError,
     ModbusTimeoutError,
 )
 from twinplane.drivers.modbus.frames import (
-    MAX_MBAP_LENGTH,
-    MBAP,
-    MBAP_SIZE,
-    READ_ADU,
     READ_FUNCTIONS,
     check_write_response,
-    decode_mbap,
     decode_read_response,
     encode_write,
     encode_write_coils,
@@ -76,8 +79,6 @@ __all__ = ["ModbusCounters", "ModbusTcpClient", "PreparedReads", "WriteOp"]
 
 log = logging.getLogger("twinplane.drivers.modbus")
 
-T = TypeVar("T")
-
 WriteOp = tuple[int, int, Sequence[bool] | Sequence[int]]
 """A write as the engine gives it: ``(function, offset, values)``."""
 
@@ -85,29 +86,16 @@ PreparedReads = tuple[tuple[int, int, int, int], ...]
 """Reads checked by :meth:`ModbusTcpClient.prepare_reads`: ``(function, address, count, data
 bytes)`` each."""
 
-_TID: Final = struct.Struct(">H")
-_EXPIRED: Final = "twinplane.drivers.modbus: request timed out"
-"""The message a timed-out future is cancelled with."""
-_TID_SPACE: Final = 0x10000
-
-
-class _Settle(Protocol):
-    """What a request in flight is settled through: a future, or one part of a poll."""
-
-    def done(self) -> bool: ...
-    def set_result(self, result: bytes, /) -> None: ...
-    def set_exception(self, exception: BaseException, /) -> None: ...
-    def cancel(self, msg: object = None) -> bool: ...
-
-
-# A request in flight: its settle slot, unit, function, what the response must be (the data
-# bytes of a read, or the echo of a write), and its deadline (loop time).
-_Pending = tuple[_Settle, int, int, "int | bytes", float]
-
-# A request waiting for room on the connection: settle slot, unit, function, expected answer
-# (as in _Pending), the read's address and count (0 for a write), and its timeout in seconds
-# (its deadline is set when it is sent).
-_Queued = tuple[_Settle, int, int, "int | bytes", int, int, float]
+# What ModbusIo.take() hands back: the first item of each tuple.
+_FRAMES: Final = 0  # (0, token, sent, [data bytes per read])
+_TIMEOUT: Final = 1  # (1, token, sent, part, pipeline_lost)
+_ANSWER: Final = 2  # (2, token, sent, part, unit, transaction id, pdu)
+_TRUNCATED: Final = 3  # (3, token, sent, part, transaction id, bytes received)
+_GARBLED: Final = 4  # (4, token, sent, part, transaction id, unit, message)
+_LOST: Final = 5  # (5, token, sent, loss kind, text)
+_CLOSED: Final = 6  # (6, conn, 0, loss kind, text)
+_UNKNOWN: Final = 7  # (7, conn, count)
+_GARBLED_LOSS: Final = 3
 
 
 @dataclass(slots=True)
@@ -166,340 +154,209 @@ class ModbusCounters:
         return asdict(self)
 
 
-class _Connection(asyncio.Protocol):
-    """One TCP connection: its window of requests in flight, the queue behind it, its framing.
+def _reason(kind: int, text: str) -> str:
+    """Why a connection ended, from the I/O thread's loss kind and text."""
+    if kind == 1:
+        return "the device closed the connection"
+    if kind == 2:  # noqa: PLR2004 - the loss kinds of ModbusIo
+        return f"connection lost: {text}"
+    if kind == _GARBLED_LOSS:
+        return f"connection reset after a garbled frame ({text})"
+    return "connection closed"
 
-    Args:
-        client: The client the connection belongs to (counters, limit, fallback).
+
+class _Hub:
+    """One event loop's channel to the Modbus I/O thread, and what waits on it.
+
+    Holds no reference to its loop (the loop holds it, through its reader), so it goes with the
+    loop: dropping the channel closes the connections the loop left open.
     """
 
-    def __init__(self, client: ModbusTcpClient) -> None:
-        self.client = client
-        self.counters = client.counters
-        self.peer = client.peer
-        self.limit = client.max_in_flight
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
-        self.transport: asyncio.Transport | None = None
-        self.pending: dict[int, _Pending] = {}
-        self.queue: deque[_Queued] = deque()
-        self.closed = False
-        self.loop = asyncio.get_running_loop()
-        self.lost: asyncio.Future[None] = self.loop.create_future()
-        self._reason = "connection closed"
-        self._rest = b""
-        self._tid = 0
-        self._pump_soon = False
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.io = ModbusIo()
+        self.requests: dict[int, _Request] = {}
+        self.links: dict[int, _Link] = {}
+        self._tokens = itertools.count(1)
+        self._flush_soon = False
+        loop.add_reader(self.io.fileno(), self._drain)
 
-    # --- asyncio callbacks ---
+    def token(self, request: _Request) -> int:
+        token = next(self._tokens)
+        self.requests[token] = request
+        return token
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, but have its methods
-        self.transport = cast(asyncio.Transport, transport)
+    def flush_soon(self) -> None:
+        """Hands the commands to the thread at the end of this loop iteration (once)."""
+        if self._flush_soon:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # outside the loop (a setter called from sync code)
+            self.io.flush()
+            return
+        self._flush_soon = True
+        loop.call_soon(self._flush)
 
-    def data_received(self, data: bytes) -> None:
-        if self._rest:
-            data = self._rest + data
-            self._rest = b""
-        end = len(data)
-        pos = 0
-        pending = self.pending
-        while end - pos >= MBAP_SIZE:
-            tid, protocol, length, unit = MBAP.unpack_from(data, pos)
-            if protocol or not 2 <= length <= MAX_MBAP_LENGTH:  # noqa: PLR2004 - unframeable
-                try:
-                    decode_mbap(data, pos)
-                except ModbusFrameError as err:
-                    self._reset(err)
-                return
-            stop = pos + 6 + length
-            if stop > end:
-                break
-            entry = pending.pop(tid, None)
-            if entry is None or entry[0].done():
-                self.counters.unknown_responses += 1
-                log.debug("%s: dropped a response with transaction id %d", self.peer, tid)
+    def _flush(self) -> None:
+        self._flush_soon = False
+        self.io.flush()
+
+    def _drain(self) -> None:
+        requests, links = self.requests, self.links
+        for event in self.io.take():
+            kind = event[0]
+            if kind <= _LOST:
+                request = requests.pop(event[1], None)
+                if request is not None:
+                    request.settle(event)
+            elif kind == _CLOSED:
+                link = links.pop(event[1], None)
+                if link is not None:
+                    link.ended(event[3], event[4])
             else:
-                # The common case inline: the read answer asked for, data sliced out once.
-                fut, want_unit, function, expect, _ = entry
-                if (
-                    unit == want_unit
-                    and data[pos + MBAP_SIZE] == function
-                    and data[pos + MBAP_SIZE + 1] == expect
-                    and stop - pos - MBAP_SIZE - 2 == expect
-                ):
-                    fut.set_result(data[pos + MBAP_SIZE + 2 : stop])
-                else:
-                    self._complete(tid, unit, data[pos + MBAP_SIZE : stop], entry)
-            pos = stop
-        if pos < end:
-            self._rest = data[pos:]
-        if self.queue:  # the next requests go out from this reply's callback
-            self.pump()
+                link = links.get(event[1])
+                if link is not None:
+                    link.client.counters.unknown_responses += event[2]
 
-    def eof_received(self) -> bool | None:
-        self._reason = "the device closed the connection"
-        return None
 
-    def connection_lost(self, exc: Exception | None) -> None:
+_HUBS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Hub] = weakref.WeakKeyDictionary()
+
+
+def _hub() -> _Hub:
+    loop = asyncio.get_running_loop()
+    hub = _HUBS.get(loop)
+    if hub is None:
+        hub = _HUBS[loop] = _Hub(loop)
+    return hub
+
+
+class _Link:
+    """One connection handed to the I/O thread."""
+
+    __slots__ = ("client", "closed", "conn", "hub", "lost", "reason")
+
+    def __init__(self, client: ModbusTcpClient, hub: _Hub, conn: int) -> None:
+        self.client = client
+        self.hub = hub
+        self.conn = conn
+        self.closed = False
+        self.reason = "connection closed"
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        hub.links[conn] = self
+
+    def ended(self, kind: int, text: str) -> None:
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if exc is not None:
-            self._reason = f"connection lost: {exc}"
-        pending, self.pending = self.pending, {}
-        queued, self.queue = self.queue, deque()
-        if len(self._rest) >= _TID.size:
-            (tid,) = _TID.unpack_from(self._rest)
-            entry = pending.pop(tid, None)
-            if entry is not None and not entry[0].done():
-                entry[0].set_exception(
-                    ModbusFrameError(
-                        f"truncated frame: the connection closed after {len(self._rest)} bytes",
-                        unit=entry[1],
-                        function=entry[2],
-                        transaction_id=tid,
-                    )
-                )
-        lost = [(e[0], e[1], e[2]) for e in pending.values()]
-        lost += [(q[0], q[1], q[2]) for q in queued]
-        for fut, unit, function in lost:
-            if not fut.done():
-                fut.set_exception(
-                    ModbusConnectionError(
-                        f"{self.peer}: {self._reason}", unit=unit, function=function
-                    )
-                )
+        self.reason = _reason(kind, text)
+        if kind == _GARBLED_LOSS:
+            log.warning("%s: %s; resetting the connection", self.client.peer, text)
         if not self.lost.done():
             self.lost.set_result(None)
 
-    # --- the window and the queue ---
 
-    def enqueue(self, request: _Queued, *, first: bool = False) -> None:
-        """Queues a request; it is sent when the window has room (writes go ``first``).
+class _Request:
+    """A poll (reads of one unit) or a write, waiting for its one event from the I/O thread."""
 
-        The queue is worked at the end of this loop iteration, so the requests queued meanwhile
-        (the polls of a gateway's units) go out together where the window allows.
-        """
-        if first:
-            self.queue.appendleft(request)
-        else:
-            self.queue.append(request)
-        self.pump_soon()
+    __slots__ = ("client", "functions", "fut", "reads", "seconds", "unit", "write")
 
-    def pump_soon(self) -> None:
-        """Works the queue at the end of this loop iteration (once, however often asked)."""
-        if not self._pump_soon:
-            self._pump_soon = True
-            self.loop.call_soon(self.pump)
-
-    def pump(self) -> None:
-        """Sends queued requests while the window has room, in one write."""
-        self._pump_soon = False
-        queue = self.queue
-        transport = self.transport
-        if self.closed or transport is None:
-            return  # connection_lost fails what is queued
-        room = len(queue) if self.limit is None else self.limit - len(self.pending)
-        if room <= 0:
-            return
-        deadline_base = self.loop.time()
-        adus = []
-        add, next_tid = self.add, self.next_tid
-        last_poll: _Poll | None = None
-        while queue and room > 0:
-            settle, unit, function, expect, address, count, seconds = queue.popleft()
-            if settle.done():
-                continue  # its poll failed or its caller gave up while it waited
-            tid = next_tid()
-            if isinstance(expect, int):
-                adus.append(READ_ADU.pack(tid, 0, 6, unit, function, address, count))
-            else:
-                adus.append(MBAP.pack(tid, 0, len(expect) + 1, unit) + expect)
-            add(tid, settle, unit, function, expect, deadline=deadline_base + seconds)
-            room -= 1
-            if type(settle) is _Part:
-                poll = settle.poll
-                if poll is last_poll:
-                    poll.pipelined = True  # two of its reads in flight at once
-                last_poll = poll
-        if adus:
-            self.counters.requests += len(adus)
-            transport.write(adus[0] if len(adus) == 1 else b"".join(adus))
-
-    def next_tid(self) -> int:
-        """A transaction id not in flight on this connection."""
-        tid = (self._tid + 1) & 0xFFFF
-        if tid in self.pending:
-            if len(self.pending) >= _TID_SPACE:
-                raise ModbusRequestError("65536 requests in flight on one connection")
-            while tid in self.pending:
-                tid = (tid + 1) & 0xFFFF
-        self._tid = tid
-        return tid
-
-    def add(  # noqa: PLR0913 - a request's fields
+    def __init__(  # noqa: PLR0913 - a request's fields
         self,
-        tid: int,
-        fut: _Settle,
+        client: ModbusTcpClient,
         unit: int,
-        function: int,
-        expect: int | bytes,
+        seconds: float,
+        fut: asyncio.Future[Any],
         *,
-        deadline: float,
-    ) -> None:
-        """Puts a request in flight; the connection's timer times it out at ``deadline``."""
-        self.pending[tid] = (fut, unit, function, expect, deadline)
-        if self._timer is None or deadline < self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = deadline
-            self._timer = self.loop.call_at(deadline, self._expire)
-
-    def _expire(self) -> None:
-        """Times out the requests past their deadline and sets the timer for the next one.
-
-        The futures are cancelled with the marker :meth:`ModbusTcpClient._wait_for` maps to a
-        timeout. One timer per connection, not one per request (under uvloop a timer per
-        request costs more than all the rest of a request): it fires at the earliest deadline,
-        sweeps the requests in flight (the window: one, or a few dozen) and is set again for
-        the next one. Timing a request out can settle others (the other reads of its poll), so
-        the sweep takes the expired entries out first and settles them after; then the queue
-        gets the room they leave.
-        """
-        self._timer = None
-        now = self.loop.time()
-        pending = self.pending
-        expired = [tid for tid, entry in pending.items() if entry[4] <= now]
-        settles = [pending.pop(tid)[0] for tid in expired]
-        for fut in settles:
-            if not fut.done():
-                fut.cancel(_EXPIRED)
-        if self.closed:
-            return
-        if pending:  # settling above schedules callbacks only: nothing re-armed the timer
-            self._timer_at = min(entry[4] for entry in pending.values())
-            self._timer = self.loop.call_at(self._timer_at, self._expire)
-        if self.queue:
-            self.pump()
-
-    # --- settling ---
-
-    def _complete(self, tid: int, unit: int, pdu: bytes, entry: _Pending) -> None:
-        """Settles a request with anything but the plain read answer: an error or a write echo."""
-        fut, want_unit, function, expect, _ = entry
-        try:
-            if unit != want_unit:
-                raise ModbusFrameError(
-                    f"response from unit {unit} to a request for unit {want_unit}",
-                    unit=want_unit,
-                    function=function,
-                    transaction_id=tid,
-                )
-            if isinstance(expect, int):
-                data = decode_read_response(pdu, function, expect, unit)
-            else:
-                check_write_response(pdu, expect, unit)
-                data = b""
-        except ModbusError as err:
-            fut.set_exception(err)
-        else:
-            fut.set_result(data)
-
-    def _reset(self, err: ModbusFrameError) -> None:
-        """Fails the request a garbled header names, and drops the connection."""
-        tid = err.transaction_id
-        entry = self.pending.pop(tid, None) if tid is not None else None
-        if entry is not None and not entry[0].done():
-            err.unit, err.function = entry[1], entry[2]
-            entry[0].set_exception(err)
-        log.warning("%s: %s; resetting the connection", self.peer, err.message)
-        self._reason = f"connection reset after a garbled frame ({err.message})"
-        self.closed = True
-        self._rest = b""
-        if self.transport is not None:
-            self.transport.abort()
-
-
-class _Poll:
-    """The reads of one poll, queued together and settled by one future (no task per read).
-
-    Each read is a :class:`_Part` in the connection's queue, then in its table of requests in
-    flight; the future gets the frames in order once every read is answered, or the first
-    error. The other reads are not taken out of the table then: a device taking one
-    transaction at a time is still working on one, so it keeps its place in the window until
-    its answer (counted as unknown) or its deadline; reads still queued are skipped.
-    """
-
-    __slots__ = ("client", "frames", "fut", "left", "pipelined", "seconds", "unit")
-
-    def __init__(
-        self, client: ModbusTcpClient, conn: _Connection, unit: int, size: int, seconds: float
+        reads: PreparedReads = (),
+        write: bytes = b"",
     ) -> None:
         self.client = client
-        self.seconds = seconds
         self.unit = unit
-        self.fut: asyncio.Future[list[bytes]] = conn.loop.create_future()
-        self.frames: list[bytes] = [b""] * size
-        self.left = size
-        self.pipelined = False
-        """Whether two of its reads were in flight at once."""
+        self.seconds = seconds
+        self.fut = fut
+        self.reads = reads
+        self.write = write
+        client._outstanding += 1  # the client's own count
 
-    def answered(self, index: int, data: bytes) -> None:
-        if self.fut.done():
+    def function(self, part: int) -> int:
+        return self.write[0] if self.write else self.reads[part][0]
+
+    def settle(self, event: tuple[Any, ...]) -> None:
+        client = self.client
+        counters = client.counters
+        client._outstanding -= 1
+        counters.requests += event[2]
+        kind = event[0]
+        if kind == _FRAMES:
+            counters.responses += len(event[3])
+            if not self.fut.done():
+                self.fut.set_result(event[3])
             return
-        self.frames[index] = data
-        self.left -= 1
-        if not self.left:
-            self.client.counters.responses += len(self.frames)
-            self.fut.set_result(self.frames)
-
-    def failed(self, err: BaseException) -> None:
-        if self.fut.done():
+        try:
+            err = self._error(kind, event)
+        except ModbusError as raised:
+            err = raised
+        if err is None:  # a write's echo, as asked
+            counters.responses += 1
+            if not self.fut.done():
+                self.fut.set_result([b""])
             return
-        if isinstance(err, ModbusError):
-            self.client.counters.count_error(err)
-        self.fut.set_exception(err)
+        counters.count_error(err)
+        if not self.fut.done():
+            self.fut.set_exception(err)
 
-
-class _Part:
-    """One read of a :class:`_Poll`, settled like a future by the connection."""
-
-    __slots__ = ("function", "index", "poll")
-
-    def __init__(self, poll: _Poll, index: int, function: int) -> None:
-        self.poll = poll
-        self.index = index
-        self.function = function
-
-    def done(self) -> bool:
-        return self.poll.fut.done()
-
-    def set_result(self, result: bytes, /) -> None:
-        self.poll.answered(self.index, result)
-
-    def set_exception(self, exception: BaseException, /) -> None:
-        self.poll.failed(exception)
-
-    def cancel(self, msg: object = None) -> bool:
-        if msg != _EXPIRED:
-            return self.poll.fut.cancel(msg)
-        poll = self.poll
-        if poll.fut.done():
-            return False
-        client = poll.client
-        if poll.pipelined and poll.left < len(poll.frames):
-            client.pipelined_reads_lost(poll.unit, self.function)
-        poll.failed(
-            ModbusTimeoutError(
-                f"{client.peer}: unit {poll.unit} function {self.function}: "
-                f"no response within {poll.seconds:g} s",
-                unit=poll.unit,
-                function=self.function,
+    def _answer_error(self, event: tuple[Any, ...]) -> ModbusError | None:
+        """What an answer other than the plain read answer means (``None``: a write's echo)."""
+        _, _, _, part, got_unit, tid, pdu = event
+        unit, function = self.unit, self.function(part)
+        if got_unit != unit:
+            return ModbusFrameError(
+                f"response from unit {got_unit} to a request for unit {unit}",
+                unit=unit,
+                function=function,
+                transaction_id=tid,
             )
+        if self.write:
+            check_write_response(pdu, self.write, unit)
+            return None
+        decode_read_response(pdu, function, self.reads[part][3], unit)
+        # the I/O thread keeps every answer these checks pass: not reached for a read
+        return ModbusFrameError(
+            f"answer {bytes(pdu).hex()} was not taken", unit=unit, function=function
         )
-        return True
+
+    def _error(self, kind: int, event: tuple[Any, ...]) -> ModbusError | None:
+        """The error an event stands for (raised by the frame checks), or ``None``."""
+        client, unit = self.client, self.unit
+        if kind == _TIMEOUT:
+            function = self.function(event[3])
+            if event[4]:
+                client.pipelined_reads_lost(unit, function)
+            return ModbusTimeoutError(
+                f"{client.peer}: unit {unit} function {function}: "
+                f"no response within {self.seconds:g} s",
+                unit=unit,
+                function=function,
+            )
+        if kind == _ANSWER:
+            return self._answer_error(event)
+        if kind == _TRUNCATED:
+            return ModbusFrameError(
+                f"truncated frame: the connection closed after {event[5]} bytes",
+                unit=unit,
+                function=self.function(event[3]),
+                transaction_id=event[4],
+            )
+        if kind == _GARBLED:
+            return ModbusFrameError(
+                event[6],
+                unit=unit,
+                function=self.function(event[3]),
+                transaction_id=event[4],
+            )
+        return ModbusConnectionError(
+            f"{client.peer}: {_reason(event[3], event[4])}",
+            unit=unit,
+            function=self.function(0),
+        )
 
 
 class ModbusTcpClient:
@@ -543,10 +400,11 @@ class ModbusTcpClient:
         self.counters = ModbusCounters()
         self.peer = f"{host}:{port}"
         self._max_in_flight = max_in_flight
-        self._conn: _Connection | None = None
+        self._link: _Link | None = None
         self._connections = 0
         self._closing = False
         self._connect_lock = asyncio.Lock()
+        self._outstanding = 0
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "closed" if self._closing else "idle"
@@ -555,17 +413,12 @@ class ModbusTcpClient:
     @property
     def connected(self) -> bool:
         """Whether the connection is up right now."""
-        return self._conn is not None and not self._conn.closed
+        return self._link is not None and not self._link.closed
 
     @property
     def in_flight(self) -> int:
-        """Requests sent and not answered yet."""
-        return 0 if self._conn is None else len(self._conn.pending)
-
-    @property
-    def waiting(self) -> int:
-        """Requests queued behind the window."""
-        return 0 if self._conn is None else len(self._conn.queue)
+        """Polls and writes made and not finished yet (queued or on the wire)."""
+        return self._outstanding
 
     @property
     def max_in_flight(self) -> int | None:
@@ -577,11 +430,10 @@ class ModbusTcpClient:
         if value is not None and value < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {value}")
         self._max_in_flight = value
-        conn = self._conn
-        if conn is not None:
-            conn.limit = value
-            if conn.queue and not conn.closed:
-                conn.pump_soon()
+        link = self._link
+        if link is not None and not link.closed:
+            link.hub.io.set_limit(link.conn, value or 0)
+            link.hub.flush_soon()
 
     def pipelined_reads_lost(self, unit: int, function: int) -> None:
         """A pipelined poll's first reads were answered and a later one was not.
@@ -629,51 +481,68 @@ class ModbusTcpClient:
     async def close(self) -> None:
         """Closes the connection; requests in flight or queued fail (connection error)."""
         self._closing = True
-        conn, self._conn = self._conn, None
-        if conn is None or conn.transport is None:
+        link, self._link = self._link, None
+        if link is None or link.closed:
             return
-        conn.transport.close()
-        if not conn.lost.done():
-            await asyncio.wait({conn.lost}, timeout=self.timeout)
-        if not conn.lost.done():  # the peer did not let go: drop it
-            conn.transport.abort()
+        link.hub.io.close(link.conn)
+        link.hub.flush_soon()
+        await asyncio.wait({link.lost}, timeout=self.timeout)
 
-    async def _connection(self) -> _Connection:
-        conn = self._conn
-        if conn is not None and not conn.closed:
-            return conn
+    async def _connection(self) -> _Link:
+        link = self._link
+        if link is not None and not link.closed:
+            return link
         if self._closing:
             raise ModbusConnectionError(f"{self.peer}: the client is closed")
         async with self._connect_lock:
-            conn = self._conn
-            if conn is not None and not conn.closed:
-                return conn
+            link = self._link
+            if link is not None and not link.closed:
+                return link
             return await self._open()
 
-    async def _open(self) -> _Connection:
-        loop = asyncio.get_running_loop()
+    async def _open(self) -> _Link:
         counters, peer = self.counters, self.peer
         try:
-            _, conn = await self._wait_for(
-                loop.create_connection(lambda: _Connection(self), self.host, self.port),
-                self.connect_timeout,
-            )
-        except ModbusTimeoutError as err:
+            async with asyncio.timeout(self.connect_timeout):
+                sock = await self._connected_socket()
+        except TimeoutError as err:
             counters.connection_errors += 1
             raise ModbusConnectionError(f"{peer}: connect timed out") from err
         except OSError as exc:
             counters.connection_errors += 1
             raise ModbusConnectionError(f"{peer}: connect failed: {exc}") from exc
+        if self._closing:  # closed while connecting
+            sock.close()
+            raise ModbusConnectionError(f"{peer}: the client is closed")
         if self._connections:
             counters.reconnects += 1
             log.info("%s: reconnected", peer)
         self._connections += 1
-        if self._closing:  # closed while connecting
-            assert conn.transport is not None  # noqa: S101
-            conn.transport.close()
-            raise ModbusConnectionError(f"{peer}: the client is closed")
-        self._conn = conn
-        return conn
+        hub = _hub()
+        conn = hub.io.attach(sock.detach(), self._max_in_flight or 0)
+        hub.flush_soon()
+        link = self._link = _Link(self, hub, conn)
+        return link
+
+    async def _connected_socket(self) -> socket.socket:
+        """A socket connected to the first of the host's addresses that answers."""
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        error: OSError = OSError(f"no address for {self.host}")
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                await loop.sock_connect(sock, address)
+            except OSError as exc:
+                sock.close()
+                error = exc
+            except BaseException:
+                sock.close()
+                raise
+            else:
+                return sock
+        raise error
 
     # --- requests ---
 
@@ -700,7 +569,9 @@ class ModbusTcpClient:
         """
         function = READ_FUNCTIONS.get(kind) or read_function(kind)
         size = read_size(function, address, count)
-        return await self._exchange(unit, function, size, address, count)
+        link = await self._connection()
+        fut = self._submit(link, unit, ((function, address, count, size),), self.timeout)
+        return (await fut)[0]
 
     @staticmethod
     def prepare_reads(reads: Sequence[tuple[str, int, int]]) -> PreparedReads:
@@ -745,18 +616,20 @@ class ModbusTcpClient:
         self, unit: int, reads: PreparedReads, timeout: float | None = None
     ) -> asyncio.Future[list[bytes]] | None:
         """:meth:`submit_reads` with reads checked once by :meth:`prepare_reads`."""
-        conn = self._conn
-        if conn is None or conn.closed or not reads:
+        link = self._link
+        if link is None or link.closed or not reads:
             return None
-        seconds = self.timeout if timeout is None else timeout
-        poll = _Poll(self, conn, unit, len(reads), seconds)
-        queue = conn.queue
-        for index, (function, address, count, size) in enumerate(reads):
-            queue.append(
-                (_Part(poll, index, function), unit, function, size, address, count, seconds)
-            )
-        conn.pump_soon()
-        return poll.fut
+        return self._submit(link, unit, reads, self.timeout if timeout is None else timeout)
+
+    def _submit(
+        self, link: _Link, unit: int, reads: PreparedReads, seconds: float
+    ) -> asyncio.Future[list[bytes]]:
+        hub = link.hub
+        fut: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
+        token = hub.token(_Request(self, unit, seconds, fut, reads=reads))
+        hub.io.read(link.conn, token, unit, reads, seconds)
+        hub.flush_soon()
+        return fut
 
     async def write_single_coil(self, unit: int, address: int, value: bool) -> None:
         """Writes one coil (function 5)."""
@@ -783,73 +656,15 @@ class ModbusTcpClient:
         await self._write(unit, encode_write(function, address, values))
 
     async def _write(self, unit: int, pdu: bytes) -> None:
-        """A write, ahead of the queued reads (writes pre-empt polls)."""
-        await self._exchange(unit, pdu[0], pdu, first=True)
+        """A write, ahead of the queued reads (writes pre-empt polls).
 
-    async def _exchange(  # noqa: PLR0913 - a request's fields
-        self,
-        unit: int,
-        function: int,
-        expect: int | bytes,
-        address: int = 0,
-        count: int = 0,
-        *,
-        first: bool = False,
-    ) -> bytes:
-        """Queues one request and waits for its response.
-
-        ``expect`` is the data bytes a read answers (then ``address`` and ``count`` are the
-        read's) or the PDU of a write (its echo is the answer). A caller that gives up (is
-        cancelled) leaves its request to be skipped if still queued; sent, it keeps its place
-        in the window until answered or timed out, as the device is working on it.
+        A caller that gives up (is cancelled) leaves the write to the connection: queued or
+        sent, it is settled there (the device may be working on it).
         """
-        conn = self._conn
-        if conn is None or conn.closed:
-            conn = await self._connection()
-        fut: asyncio.Future[bytes] = conn.loop.create_future()
-        conn.enqueue((fut, unit, function, expect, address, count, self.timeout), first=first)
-        counters = self.counters
-        try:
-            data = await self._wait_for(fut, None, unit, function)
-        except ModbusError as err:
-            counters.count_error(err)
-            raise
-        finally:
-            if not fut.done():
-                fut.cancel()
-        counters.responses += 1
-        return data
-
-    async def _wait_for(
-        self,
-        aw: Awaitable[T],
-        timeout: float | None,  # noqa: ASYNC109 - the one place that maps timeouts
-        unit: int | None = None,
-        function: int | None = None,
-    ) -> T:
-        """Awaits ``aw``; a timeout is a :class:`ModbusTimeoutError`.
-
-        Timing out cancels the future with a marker message: with ``timeout``, a timer of its
-        own does it (the connect); requests pass ``None``, since their connection's timer times
-        them out (:meth:`_Connection.add`). A cancellation without the marker is the caller's
-        own and propagates.
-        """
-        fut = asyncio.ensure_future(aw)
-        handle = (
-            None if timeout is None else fut.get_loop().call_later(timeout, fut.cancel, _EXPIRED)
-        )
-        try:
-            return await fut
-        except asyncio.CancelledError as exc:
-            if exc.args != (_EXPIRED,):
-                raise
-            seconds = self.timeout if timeout is None else timeout
-            where = "" if unit is None else f" unit {unit} function {function}:"
-            raise ModbusTimeoutError(
-                f"{self.peer}:{where} no response within {seconds:g} s",
-                unit=unit,
-                function=function,
-            ) from None
-        finally:
-            if handle is not None:
-                handle.cancel()
+        link = await self._connection()
+        hub = link.hub
+        fut: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
+        token = hub.token(_Request(self, unit, self.timeout, fut, write=pdu))
+        hub.io.request(link.conn, token, unit, pdu, self.timeout)
+        hub.flush_soon()
+        await fut

@@ -111,6 +111,23 @@ def _sim_port(home: Path, port: int) -> int:
     return int(items[0]["spec"]["protocol"]["configData"]["port"])
 
 
+def _wait_for_moved_fleet(proc: subprocess.Popen[str], port: int, old: int) -> int:
+    """Waits until the fleet reports from a simulator port other than ``old``; returns it.
+
+    The REST API is up before ``twinplane up`` re-applies its devices, so for a moment it lists
+    the stored devices (with the previous run's values) at their old port.
+    """
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        devices = _wait_for_fleet(proc, port)
+        ports = {int(d["spec"]["protocol"]["configData"]["port"]) for d in devices}
+        if old not in ports:
+            return min(ports)
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"the devices stayed on port {old}: {proc.communicate()}")
+
+
 def test_a_restart_whose_simulator_port_is_taken_moves_the_devices_quietly(
     tmp_path: Path,
 ) -> None:
@@ -131,8 +148,7 @@ def test_a_restart_whose_simulator_port_is_taken_moves_the_devices_quietly(
         squatter.listen()
         proc = _up(tmp_path, port)
         try:
-            _wait_for_fleet(proc, port)
-            new = _sim_port(tmp_path, port)
+            new = _wait_for_moved_fleet(proc, port, old)
         finally:
             out, err = _interrupt(proc)
     assert new != old

@@ -154,7 +154,7 @@ async def test_one_transaction_at_a_time_a_slow_unit_delays_its_neighbours() -> 
     by_device = {d.device_id: d for d in bus.devices.values()}
     assert by_device["default/d1"].overruns > 0
     assert by_device["default/d1"].polls >= 3
-    assert by_device["default/d2"].polls >= 3
+    assert by_device["default/d2"].polls >= 2  # 0.15 s each: on a loaded machine only a few
     assert bus.stats.poll_errors == 0
     assert ignored == 0  # the client never sent a second request while one was unanswered
 

@@ -11,7 +11,10 @@ import asyncio
 import contextlib
 import re
 import signal
+import socket
+import struct
 import sys
+import threading
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -407,6 +410,62 @@ def test_layouts() -> None:
         ModbusSimulator(0)
 
 
+def _read_request(tid: int, unit: int, address: int, count: int) -> bytes:
+    """A read-holding-registers request frame (MBAP header and PDU)."""
+    return struct.pack(">HHHBBHH", tid, 0, 6, unit, 3, address, count)
+
+
+def test_a_paced_simulator_reads_many_connections_in_one_turn() -> None:
+    """With ``pace``, requests that arrive while the loop sleeps are all answered next turn.
+
+    The simulator runs on its own event loop in a thread (the pause stops the whole loop);
+    the clients are plain blocking sockets.
+    """
+    clients = 12
+    sim = ModbusSimulator(clients, port=0, units_per_port=1, rate=0, pace=0.3)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with sim:
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),))
+    thread.start()
+    try:
+        assert ready.wait(10)
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for port in sim.ports]
+        with contextlib.ExitStack() as stack:
+            for sock in socks:
+                stack.enter_context(sock)
+            socks[0].sendall(_read_request(1, 1, 0, 4))
+            first = socks[0].recv(64)  # answered, then the loop sleeps out its 0.3 s
+            for tid, sock in enumerate(socks[1:], 2):
+                sock.sendall(_read_request(tid, 1, 0, 4))
+            answers = [first] + [sock.recv(64) for sock in socks[1:]]
+        expected = [sim.peek(1, "HoldingRegister", 0, 4, port=port) for port in sim.ports]
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()
+    for i, answer in enumerate(answers):
+        tid, _, length, unit, function, size = struct.unpack_from(">HHHBBB", answer)
+        assert (tid, length, unit, function, size) == (i + 1, 11, 1, 3, 8)
+        assert answer[9:] == expected[i]
+    assert sim.counters.responses == clients
+    assert sim.counters.paced_turns == 2  # the first request's turn, then the other eleven's
+
+
+def test_pace_is_checked() -> None:
+    """A pace below 0 or above 1 s is a SpecError naming ``pace``."""
+    for pace in (-0.001, 1.5, float("nan")):
+        with pytest.raises(SpecError) as info:
+            ModbusSimulator(1, pace=pace)
+        assert info.value.path == "pace"
+
+
 def test_fault_text_round_trip() -> None:
     """The ``--faults`` text parses into faults that describe themselves the same way."""
     spec = "unit=5:slow=200ms,unit=6:dead,unit=7:exception=4,unit=8:garble=0.1"
@@ -501,6 +560,24 @@ async def test_cli_refuses_bad_faults() -> None:
     _, err = await asyncio.wait_for(proc.communicate(), WAIT)
     assert proc.returncode == 2
     assert b"faults[0]" in err
+
+
+async def test_cli_refuses_a_bad_pace() -> None:
+    """``--pace-ms`` above a second exits 2 naming ``pace``."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "twinplane.cli",
+        "sim",
+        "modbus",
+        "--pace-ms",
+        "5000",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), WAIT)
+    assert proc.returncode == 2
+    assert b"error (pace): pace must be 0..1 s, not 5.0" in err
 
 
 # --- one poll's reads in one write (ModbusTcpClient.submit_reads) ---------------------------

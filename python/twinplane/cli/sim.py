@@ -103,6 +103,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "pipelined request"
         ),
     )
+    parser.add_argument(
+        "--pace-ms",
+        type=float,
+        default=1.0,
+        metavar="MS",
+        help=(
+            "when busy, turn the event loop at most once per MS, so the requests of many "
+            "connections are read in one wake-up; 0 answers each at once (default: 1)"
+        ),
+    )
     parser.add_argument("--faults", default=None, metavar="SPEC", help="faults to inject")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault injection")
     parser.add_argument(
@@ -171,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
             faults=args.faults,
             seed=args.seed,
             max_in_flight=args.max_in_flight,
+            pace=args.pace_ms / 1000,
         )
     except TwinplaneError as err:
         where = f" ({err.path})" if err.path else ""

@@ -33,6 +33,7 @@ import math
 import random
 import re
 import struct
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from types import TracebackType
@@ -440,6 +441,8 @@ class SimCounters:
         bad_frames: Connections closed because a request could not be framed.
         ignored: Requests dropped unanswered because the connection was already answering
             ``max_in_flight`` requests (what a device taking one transaction at a time does).
+        paced_turns: Event loop turns that answered requests and then slept out the rest of
+            the simulator's ``pace``.
     """
 
     connections: int = 0
@@ -452,6 +455,7 @@ class SimCounters:
     garbled: int = 0
     bad_frames: int = 0
     ignored: int = 0
+    paced_turns: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """Every counter by name."""
@@ -467,6 +471,7 @@ _REG_RESPONSES: Final = tuple(
 _READ_REQUEST: Final = struct.Struct(">BHH")
 _OUT_SIZE: Final = 16 * 1024
 _MAX_ADU: Final = 260
+_MAX_PACE_S: Final = 1.0
 
 
 def _skip_frames(data: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -563,6 +568,11 @@ class _SimConnection(asyncio.Protocol):
             self._flush(off)
         if pos < end:
             self._rest = data[pos:]
+        if sim.pace and not sim._pacing:
+            sim._pacing = True
+            sim._turn_began = time.monotonic()
+            assert sim._loop is not None  # noqa: S101 - a connection means it runs
+            sim._loop.call_soon(sim._pause)
 
     def _flush(self, size: int) -> None:
         if self.transport is not None:
@@ -602,6 +612,13 @@ class ModbusSimulator:
             the requests that arrive together, or while an answer is held back by a slow
             fault, it answers the first and drops the others (counted in
             ``counters.ignored``).
+        pace: Seconds; when more than 0, a busy simulator's event loop turns at most once per
+            ``pace``: after the requests that arrived together are answered, the loop sleeps
+            out the rest of the interval, so the requests of many connections are read in one
+            wake-up instead of one each. Real devices answer on their own hardware; a
+            simulator serving thousands of them on the gateway under test should cost it as
+            little as it can. 0 (the default) answers as soon as a request arrives; only for
+            a simulator in a process of its own (the pause stops the whole event loop).
 
     Attributes:
         faults: The faults in force; change them at any time.
@@ -623,6 +640,7 @@ class ModbusSimulator:
         faults: SimFaults | str | None = None,
         seed: int | None = 0,
         max_in_flight: int | None = None,
+        pace: float = 0.0,
     ) -> None:
         if devices < 1:
             raise SpecError(f"devices must be at least 1, not {devices}", path="devices")
@@ -634,7 +652,12 @@ class ModbusSimulator:
             raise SpecError(
                 f"max_in_flight must be at least 1, not {max_in_flight}", path="max_in_flight"
             )
+        if not (0 <= pace <= _MAX_PACE_S):
+            raise SpecError(f"pace must be 0..{_MAX_PACE_S:g} s, not {pace}", path="pace")
         self.max_in_flight = max_in_flight
+        self.pace = pace
+        self._pacing = False
+        self._turn_began = 0.0
         self.host = host
         self.devices = devices
         self.registers = registers
@@ -705,6 +728,14 @@ class ModbusSimulator:
         for port in ports:
             if port.server is not None:
                 await port.server.wait_closed()
+
+    def _pause(self) -> None:
+        """Sleeps out the rest of this turn's ``pace`` (the requests of the turn are answered)."""
+        rest = self.pace - (time.monotonic() - self._turn_began)
+        if rest > 0:
+            time.sleep(rest)
+        self.counters.paced_turns += 1
+        self._pacing = False
 
     def _connection(self, port: _Port) -> _SimConnection:
         conn = _SimConnection(self, port)

@@ -22,7 +22,7 @@ Semantics follow the Kubernetes API (and the embedded registry reproduces them):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
 import msgspec
@@ -193,6 +193,20 @@ class Registry(Protocol):
 
         Raises :class:`NotFoundError`, :class:`ConflictError` (a stale
         ``metadata.resourceVersion`` in the patch) or :class:`InvalidError`.
+        """
+        ...
+
+    async def merge_patch_many(
+        self, resource: Resource, patches: Sequence[tuple[str, str, Mapping[str, Any]]]
+    ) -> list[JsonObject | RegistryError]:
+        """Applies many ``(namespace, name, patch)`` merge patches; per patch, the result.
+
+        Each result is the object after its patch or the error it met (one failure does not
+        stop the others).
+
+        The device controller's coalesced DeviceStatus writes go through here: the embedded
+        registry writes them in one transaction, a Kubernetes registry sends them as separate
+        PATCH requests with bounded concurrency.
         """
         ...
 

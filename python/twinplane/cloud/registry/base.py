@@ -22,6 +22,7 @@ Semantics follow the Kubernetes API (and the embedded registry reproduces them):
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
@@ -198,7 +199,7 @@ class Registry(Protocol):
 
     async def merge_patch_many(
         self, resource: Resource, patches: Sequence[tuple[str, str, Mapping[str, Any]]]
-    ) -> list[JsonObject | RegistryError]:
+    ) -> builtins.list[JsonObject | RegistryError]:
         """Applies many ``(namespace, name, patch)`` merge patches; per patch, the result.
 
         Each result is the object after its patch or the error it met (one failure does not

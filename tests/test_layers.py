@@ -47,6 +47,8 @@ def within(modules: list[str], package: str) -> list[str]:
     [
         (("twinplane.mapper",), ("twinplane.edge", "twinplane.cli", "twinplane.loadtest")),
         (("twinplane.edge",), ("twinplane.mapper", "twinplane.drivers", "twinplane.cli")),
+        # the cloud and the edge share the link's wire types only
+        (("twinplane.cloud",), ("twinplane.edge", "twinplane.mapper", "twinplane.cli")),
         (("twinplane.drivers",), ("twinplane.mapper", "twinplane.edge", "twinplane.cli")),
         # protocol configData meanings: wire types both sides share
         (
@@ -71,3 +73,10 @@ def test_a_process_package_loads_no_other_process(
     assert within(modules, roots[0])  # the walk did import something
     for package in foreign:
         assert within(modules, package) == [], f"{roots[0]} loads {package}"
+
+
+def test_the_edge_shares_only_the_link_wire_types_with_the_cloud() -> None:
+    """The device manager loads the cloud link's message types and nothing else of the cloud."""
+    modules = loaded_with("twinplane.edge")
+    assert "twinplane.cloud.wire" in modules  # the edge link speaks it
+    assert within(modules, "twinplane.cloud") == ["twinplane.cloud", "twinplane.cloud.wire"]

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from twinplane import __version__
-from twinplane.cli import baseline, bench, commands, edge, mapper, sim, up
+from twinplane.cli import baseline, bench, cloud, commands, edge, mapper, sim, up
 from twinplane.cli.client import ApiClient, CliError, default_server
 
 __all__ = ["main"]
@@ -66,6 +66,7 @@ def _build_parser() -> argparse.ArgumentParser:
     cmds = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up.add_parser(cmds)
     edge.add_parser(cmds)
+    cloud.add_parser(cmds)
     mapper.add_parser(cmds)
     sim.add_parser(cmds)
     bench.add_parser(cmds)
@@ -160,9 +161,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     if args.command == "bench":
         return bench.run(args, ["twinplane", *argv])
-    process = {"up": up.run, "edge": edge.run, "mapper": mapper.run, "sim": sim.run}.get(
-        args.command
-    )
+    process = {
+        "up": up.run,
+        "edge": edge.run,
+        "cloud": cloud.run,
+        "mapper": mapper.run,
+        "sim": sim.run,
+    }.get(args.command)
     if process is not None:
         return process(args)
     run: Command = args.run

@@ -24,6 +24,7 @@ from twinplane.redact import redact_url
 from twinplane.service import serve
 
 if TYPE_CHECKING:
+    from twinplane.edge.cloud_link import CloudLink
     from twinplane.edge.mqtt_bridge import MqttBridge
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,10 @@ class EdgeConfig:
         allowed_hosts: Names the REST API answers to besides its address and loopback
             (``--allowed-host``; :mod:`twinplane.rest.guard`).
         max_event_streams: Most event streams open at once (``--max-event-streams``).
+        cloud_url: ``ws://`` or ``wss://`` URL of ``twinplane cloud`` (``--cloud``), or ``None``.
+        cloud_token: This node's token for the cloud (``--token-file``).
+        cloud_ca: A CA bundle to trust for ``wss://`` (``--cloud-ca``).
+        cloud_flush_interval: Seconds between the cloud outbox's flushes (and live sends).
     """
 
     home: Path
@@ -55,6 +60,10 @@ class EdgeConfig:
     dmi_burst: int = 20_000
     allowed_hosts: tuple[str, ...] = ()
     max_event_streams: int = MAX_EVENT_STREAMS
+    cloud_url: str | None = None
+    cloud_token: str = ""
+    cloud_ca: Path | None = None
+    cloud_flush_interval: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -79,6 +88,7 @@ class EdgeApp:
         self.dmi: DmiServer | None = None
         self.rest: Any = None
         self.mqtt: MqttBridge | None = None
+        self.cloud: CloudLink | None = None
         self.rest_url = ""
 
     async def start(self) -> None:
@@ -106,7 +116,24 @@ class EdgeApp:
         self.dmi = DmiServer(core, self.mappers, rate=cfg.dmi_rate, burst=cfg.dmi_burst)
         await self.dmi.start(cfg.socket_path)
         await self._start_rest()
+        await self._start_cloud()  # before the bridge, which hands it $hw/events/upload/#
         await self._start_mqtt()
+
+    async def _start_cloud(self) -> None:
+        cfg = self.config
+        if not cfg.cloud_url:
+            return
+        from twinplane.edge.cloud_link import CloudLink  # noqa: PLC0415 - optional part
+
+        assert self.core is not None  # noqa: S101
+        self.cloud = CloudLink(
+            self.core,
+            cfg.cloud_url,
+            node=cfg.node_name,
+            token=cfg.cloud_token,
+            ca_file=cfg.cloud_ca,
+        )
+        await self.cloud.start()
 
     async def _start_rest(self) -> None:
         from twinplane.edge.rest import RestServer  # noqa: PLC0415 - optional part
@@ -131,12 +158,16 @@ class EdgeApp:
 
         assert self.core is not None  # noqa: S101
         self.mqtt = MqttBridge(self.core, self.config.mqtt_url, node_name=self.config.node_name)
+        if self.cloud is not None:
+            self.mqtt.upload_listener = self.cloud.upload
         await self.mqtt.start()
         if self.rest is not None:
             self.rest.mqtt = self.mqtt  # /metrics exports the bridge's counters
 
     async def stop(self) -> None:
         """Stops every part that started, in reverse order."""
+        if self.cloud is not None:
+            await self.cloud.stop()
         if self.mqtt is not None:
             await self.mqtt.stop()
         if self.rest is not None:
@@ -157,9 +188,10 @@ async def run_edge(config: EdgeConfig, *, ready: asyncio.Event | None = None) ->
 
     def banner() -> str:
         mqtt = redact_url(config.mqtt_url) if config.mqtt_url else "off"
+        cloud = f"  cloud {config.cloud_url} as {config.node_name}" if config.cloud_url else ""
         return (
             f"twinplane edge: DMI unix://{config.socket_path}  REST {app.rest_url}  "
-            f"MQTT {mqtt}  state {config.db_path}"
+            f"MQTT {mqtt}{cloud}  state {config.db_path}"
         )
 
     await serve(app, banner=banner, ready=ready)

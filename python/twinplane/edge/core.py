@@ -33,7 +33,7 @@ from twinplane.edge.events import Event, EventHub
 from twinplane.edge.persist import TwinPersister
 from twinplane.edge.store import AsyncEdgeStore
 from twinplane.edge.write_errors import WriteError, WriteErrors, WriteOutcome
-from twinplane.errors import SpecError, TwinplaneError, UnknownDeviceError
+from twinplane.errors import SpecError, TwinplaneError, UnknownDeviceError, VersionConflictError
 from twinplane.manifests import (
     Device,
     DeviceModel,
@@ -144,6 +144,7 @@ class EdgeCore:
         self._write_listeners: list[WriteListener] = []
         self._listeners: list[ChangeListener] = []
         self._lifecycle: list[Callable[[str, str, object | None], None]] = []
+        self._state_listeners: list[Callable[[str, DeviceState], None]] = []
         self._lock = asyncio.Lock()
         self._states_pending: dict[str, tuple[str, str]] = {}
         self._states_next: asyncio.Future[None] | None = None
@@ -212,6 +213,10 @@ class EdgeCore:
         """
         self._lifecycle.append(listener)
 
+    def add_state_listener(self, listener: Callable[[str, DeviceState], None]) -> None:
+        """Calls ``listener(device_id, state)`` when a device's state changes (stored)."""
+        self._state_listeners.append(listener)
+
     # -- persistence ----------------------------------------------------------------------
 
     async def persist(self) -> int:
@@ -220,12 +225,18 @@ class EdgeCore:
 
     # -- registry -------------------------------------------------------------------------
 
-    async def apply(self, text: str | bytes, *, source: str = "<input>") -> ApplyResult:
+    async def apply(
+        self, text: str | bytes, *, source: str = "<input>", from_cloud: bool = False
+    ) -> ApplyResult:
         """Validates and applies manifests (YAML or JSON, one or many documents).
 
         Everything is validated first (schema, admission rules, references against the registry
         and the batch); on any error nothing is applied and :class:`ManifestError` carries every
         issue with its path.
+
+        ``from_cloud``: objects the cloud delivered. Their ``spec.properties[].desired`` values
+        are not set as local writes; the cloud sends them with their versions
+        (:meth:`sync_desired`).
         """
         loaded = await asyncio.to_thread(load_documents, text, source=source)
         if loaded.errors:
@@ -247,7 +258,9 @@ class EdgeCore:
             if issues:
                 raise ManifestError(issues, source=source)
             result = ApplyResult(warnings=warnings)
-            changed = await self._store_batch(models, devices, all_models, result)
+            changed = await self._store_batch(
+                models, devices, all_models, result, local_desired=not from_cloud
+            )
             # Devices of a changed model get its new property list, and their mappers the
             # devices as the model now overrides them (sent only if the message changed).
             for device in kept:
@@ -264,6 +277,8 @@ class EdgeCore:
         devices: list[Device],
         all_models: Mapping[str, DeviceModel],
         result: ApplyResult,
+        *,
+        local_desired: bool = True,
     ) -> set[str]:
         """Stores the changed models and devices of an apply; the changed models' ids.
 
@@ -299,7 +314,7 @@ class EdgeCore:
         for device in new_devices:
             old_device = self.devices.get(device.id)
             self.engine.upsert_device(device.id, engine_specs(device, all_models[device.model_id]))
-            desired = _manifest_desired(device, old_device)
+            desired = _manifest_desired(device, old_device) if local_desired else {}
             if desired:
                 self._fan_out(self.engine.set_desired(device.id, dict(desired), now_ms()))
         try:
@@ -416,6 +431,48 @@ class EdgeCore:
             async with self._write_lock:
                 await self._update_write_errors(self.write_errors.clearable(device_id, cleared))
         return changes
+
+    async def sync_desired(
+        self, device_id: str, values: Mapping[str, tuple[str | None, int, int]]
+    ) -> list[str]:
+        """Takes desired values from the cloud ``{property: (value, cloud, edge)}``.
+
+        KubeEdge's sync rule (spec §3.8): a value is taken only when neither of its version
+        counters is older than the edge's; otherwise the edge keeps its own (changed here while
+        the cloud did not know) and the caller reports it back, so the cloud converges to it.
+        Durable before it returns.
+
+        Returns:
+            The properties whose value was refused by the version rule.
+
+        Raises:
+            UnknownDeviceError: No such device.
+        """
+        if device_id not in self.devices:
+            raise UnknownDeviceError(f"unknown device {device_id}", device=device_id)
+        known = set(self.engine.twins(device_id))
+        refused: list[str] = []
+        changed = False
+        ts = now_ms()
+        for prop, value in values.items():
+            if prop not in known:
+                continue  # not a property of this device's model (any more)
+            try:
+                changes = self.engine.sync_desired(device_id, {prop: value}, ts)
+            except VersionConflictError:
+                refused.append(prop)
+                continue
+            except SpecError as exc:
+                log.warning("cloud desired value refused: %s", exc, extra={"device": device_id})
+                refused.append(prop)
+                continue
+            if changes:
+                changed = True
+                self._fan_out(changes)
+        if changed:
+            await self.persist()
+            self._emit_lifecycle("desired", device_id, self.devices[device_id])
+        return refused
 
     def check_desired(self, device_id: str, values: Mapping[str, str | None]) -> None:
         """Refuses desired values the device cannot take (see :meth:`set_desired`).
@@ -538,6 +595,11 @@ class EdgeCore:
                 if current.state == norm:
                     current.state, current.last_online, current.updated_ms = before
                 raise
+            for listener in self._state_listeners:
+                try:
+                    listener(device_id, current)
+                except Exception:  # a listener bug must not fail the mapper's report
+                    log.exception("state listener failed")
             if self.hub.active:
                 body = {"state": norm, "lastOnlineTime": current.last_online}
                 self.hub.publish(Event("state", device_id, body))

@@ -35,7 +35,7 @@ import logging
 import random
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
@@ -47,6 +47,7 @@ from twinplane.edge.mqtt_payloads import (
     DEVICE_PREFIX,
     INTERNAL_ERROR,
     NOT_FOUND,
+    UPLOAD_PREFIX,
     EventIn,
     MsgTwinIn,
     Request,
@@ -138,6 +139,8 @@ class MqttBridge:
         self.reconnects = 0
         self.received = 0
         self.rejected = 0
+        self.upload_listener: Callable[[str, bytes], None] | None = None
+        """Set by the cloud link: called with each ``$hw/events/upload/...`` message."""
         self._queue: asyncio.Queue[_Outgoing] = asyncio.Queue(queue_limit)
         self._retry: deque[_Outgoing] = deque()
         self._inflight: dict[int, _Outgoing] = {}
@@ -329,7 +332,8 @@ class MqttBridge:
             max_queued_incoming_messages=_MAX_INCOMING,
         )
         async with client:
-            for topic in subscriptions(self.node_name):
+            uploads = self.upload_listener is not None
+            for topic in subscriptions(self.node_name, uploads=uploads):
                 await client.subscribe(topic, qos=self.qos)
             self._sessions += 1
             if self._sessions > 1:
@@ -362,6 +366,12 @@ class MqttBridge:
     async def _handle(self, topic: str, payload: bytes) -> None:
         """Serves one inbound message; never raises (errors are answered or logged)."""
         self.received += 1
+        if topic.startswith(UPLOAD_PREFIX) and self.upload_listener is not None:
+            try:
+                self.upload_listener(topic, payload)
+            except Exception:  # the link's bug must not stop the bridge
+                log.exception("upload listener failed")
+            return
         request = Request.from_topic(topic, self.node_name)
         if request is None:
             log.debug("MQTT message on an unserved topic ignored", extra={"topic": topic})

@@ -59,11 +59,19 @@ RequestKind = Literal["twin/update", "twin/get", "state/update", "membership/get
 _DEVICE_SUFFIXES: tuple[RequestKind, ...] = ("twin/update", "twin/get", "state/update")
 
 
-def subscriptions(node: str) -> list[str]:
-    """The topic filters the bridge subscribes to for node ``node``."""
+UPLOAD_PREFIX = "$hw/events/upload/"
+"""Where edge applications publish what goes to the cloud (EdgeCore's ``$hw/events/upload/#``)."""
+
+
+def subscriptions(node: str, *, uploads: bool = False) -> list[str]:
+    """The topic filters the bridge subscribes to for node ``node``.
+
+    ``uploads``: also ``$hw/events/upload/#`` (when a cloud link takes them).
+    """
     return [
         *(f"{DEVICE_PREFIX}+/+/{suffix}" for suffix in _DEVICE_SUFFIXES),
         f"{NODE_PREFIX}{node}/membership/get",
+        *([f"{UPLOAD_PREFIX}#"] if uploads else []),
     ]
 
 

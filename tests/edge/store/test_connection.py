@@ -31,6 +31,7 @@ def test_open_creates_parents_and_configures_sqlite(tmp_path: Path) -> None:
         "device_states",
         "events_outbox",
         "write_errors",
+        "cloud_outbox",
     }
 
 
@@ -114,6 +115,7 @@ def test_v1_database_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
         "device_states",
         "events_outbox",
         "write_errors",
+        "cloud_outbox",
     }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar, TypeVarTuple
 
+from twinplane.edge.store.cloud_outbox import CloudMark
 from twinplane.edge.store.errors import StoreError
 from twinplane.edge.store.mappers import StoredMapper
 from twinplane.edge.store.objects import StoredObject
@@ -221,3 +222,21 @@ class AsyncEdgeStore:
     async def delete_outbox(self, through_id: int) -> int:
         """See :meth:`EdgeStore.delete_outbox`."""
         return await self._call(self._sync().delete_outbox, through_id)
+
+    async def mark_cloud(
+        self, marks: Iterable[tuple[str, frozenset[str] | None, bool]]
+    ) -> list[CloudMark]:
+        """See :meth:`EdgeStore.mark_cloud`."""
+        return await self._call(self._sync().mark_cloud, list(marks))
+
+    async def list_cloud(self, limit: int = 1000, after_seq: int = 0) -> list[CloudMark]:
+        """See :meth:`EdgeStore.list_cloud`."""
+        return await self._call(self._sync().list_cloud, limit, after_seq)
+
+    async def count_cloud(self) -> int:
+        """See :meth:`EdgeStore.count_cloud`."""
+        return await self._call(self._sync().count_cloud)
+
+    async def ack_cloud(self, done: Iterable[tuple[str, int]]) -> int:
+        """See :meth:`EdgeStore.ack_cloud`."""
+        return await self._call(self._sync().ack_cloud, list(done))

@@ -120,6 +120,25 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             END""",
         ),
     ),
+    Migration(
+        5,
+        "devices whose twins the cloud has not acknowledged (the edge link's outbox)",
+        (
+            """CREATE TABLE cloud_outbox (
+                device_id TEXT NOT NULL PRIMARY KEY,
+                seq INTEGER NOT NULL,
+                rev INTEGER NOT NULL,
+                properties TEXT,
+                state INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+            "CREATE INDEX cloud_outbox_seq ON cloud_outbox (seq)",
+            """CREATE TRIGGER objects_device_cloud_outbox_cascade AFTER DELETE ON objects
+            WHEN old.kind = 'Device'
+            BEGIN
+                DELETE FROM cloud_outbox WHERE device_id = old.namespace || '/' || old.name;
+            END""",
+        ),
+    ),
 )
 
 LATEST: Final = MIGRATIONS[-1].version

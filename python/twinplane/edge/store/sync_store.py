@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from twinplane.edge.store.cloud_outbox import CloudOutboxTable
 from twinplane.edge.store.mappers import MapperTable
 from twinplane.edge.store.objects import ObjectTable
 from twinplane.edge.store.outbox import OutboxTable
@@ -12,7 +13,9 @@ from twinplane.edge.store.write_errors import WriteErrorTable
 __all__ = ["EdgeStore"]
 
 
-class EdgeStore(ObjectTable, MapperTable, TwinTable, StateTable, WriteErrorTable, OutboxTable):
+class EdgeStore(
+    ObjectTable, MapperTable, TwinTable, StateTable, WriteErrorTable, OutboxTable, CloudOutboxTable
+):
     """The synchronous store over one SQLite connection; open it with :meth:`open`.
 
     Every method is one transaction (``BEGIN IMMEDIATE``, so writers queue on

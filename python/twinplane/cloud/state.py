@@ -1,0 +1,186 @@
+"""What the cloud keeps beside the registry: desired-value versions and uploads (``cloud.db``).
+
+- ``desired``: per twin property, the cloud's view of KubeEdge's desired version
+  ``{cloud, edge}`` (spec §3.8). ``spec_value`` is what ``spec.properties[].desired.value`` last
+  said; when it changes the cloud counter goes up. When an edge reports a desired value with a
+  newer version (a local change, or one made while the link was down), the cloud takes the edge's
+  value and version: the two converge.
+- ``uploads``: what edge applications published to ``$hw/events/upload/#`` (path 9), bounded to
+  the newest ``keep`` rows.
+
+SQLite in WAL mode with ``synchronous=FULL``; every write commits before the call returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from twinplane.owner_only import make_dirs, private_file
+
+__all__ = ["CloudState", "DesiredRow", "UploadRow"]
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS desired (
+        device_id TEXT NOT NULL,
+        property TEXT NOT NULL,
+        spec_value TEXT,
+        value TEXT,
+        cloud INTEGER NOT NULL,
+        edge INTEGER NOT NULL,
+        PRIMARY KEY (device_id, property)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS uploads (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        node TEXT NOT NULL,
+        id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        encoding TEXT NOT NULL,
+        timestamp INTEGER NOT NULL,
+        UNIQUE (node, id)
+    )""",
+)
+
+
+@dataclass(slots=True)
+class DesiredRow:
+    """A twin's desired value as the cloud knows it."""
+
+    spec_value: str | None
+    value: str | None
+    cloud: int
+    edge: int
+
+
+@dataclass(slots=True, frozen=True)
+class UploadRow:
+    """One uploaded message."""
+
+    seq: int
+    node: str
+    id: str
+    topic: str
+    payload: str
+    encoding: str
+    timestamp: int
+
+
+class CloudState:
+    """The cloud's own SQLite file; :meth:`open` loads the desired table into :attr:`desired`."""
+
+    def __init__(self, path: Path, *, keep_uploads: int = 10_000) -> None:
+        self.path = path
+        self.keep_uploads = keep_uploads
+        self.desired: dict[str, dict[str, DesiredRow]] = {}
+        self._conn: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    def open(self) -> None:
+        """Opens (creating) the file and loads the desired versions."""
+        make_dirs(self.path.parent)
+        private_file(self.path)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        for device_id, prop, spec_value, value, cloud, edge in conn.execute(
+            "SELECT device_id, property, spec_value, value, cloud, edge FROM desired"
+        ):
+            self.desired.setdefault(device_id, {})[prop] = DesiredRow(
+                spec_value, value, cloud, edge
+            )
+        self._conn = conn
+
+    def close(self) -> None:
+        """Closes the file."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("CloudState is not open")
+        return self._conn
+
+    async def put_desired(self, rows: Iterable[tuple[str, str, DesiredRow]]) -> None:
+        """Stores desired rows ``(device, property, row)`` (and keeps them in memory)."""
+        batch = list(rows)
+        if not batch:
+            return
+        params = [(d, p, r.spec_value, r.value, r.cloud, r.edge) for d, p, r in batch]
+
+        def write() -> None:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT OR REPLACE INTO desired VALUES (?, ?, ?, ?, ?, ?)", params)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        async with self._lock:
+            await asyncio.to_thread(write)
+        for device_id, prop, row in batch:
+            self.desired.setdefault(device_id, {})[prop] = row
+
+    async def forget_device(self, device_id: str) -> None:
+        """Drops a deleted device's desired rows."""
+        self.desired.pop(device_id, None)
+        async with self._lock:
+            await asyncio.to_thread(
+                self._db().execute, "DELETE FROM desired WHERE device_id=?", (device_id,)
+            )
+
+    async def add_uploads(self, rows: Iterable[tuple[str, str, str, str, str, int]]) -> list[int]:
+        """Stores uploads ``(node, id, topic, payload, encoding, ts)``; a replayed id is ignored.
+
+        Returns the sequence numbers of the rows that were new.
+        """
+        batch = list(rows)
+
+        def write() -> list[int]:
+            db = self._db()
+            new: list[int] = []
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for row in batch:
+                    cur = db.execute(
+                        "INSERT OR IGNORE INTO uploads"
+                        " (node, id, topic, payload, encoding, timestamp) VALUES (?,?,?,?,?,?)",
+                        row,
+                    )
+                    if cur.rowcount:
+                        new.append(int(cur.lastrowid or 0))
+                db.execute(
+                    "DELETE FROM uploads WHERE seq <= (SELECT max(seq) FROM uploads) - ?",
+                    (self.keep_uploads,),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return new
+
+        async with self._lock:
+            return await asyncio.to_thread(write)
+
+    async def uploads(
+        self, *, after: int = 0, node: str | None = None, limit: int = 1000
+    ) -> list[UploadRow]:
+        """Uploads after sequence number ``after`` (of ``node``), oldest first."""
+        sql = "SELECT seq, node, id, topic, payload, encoding, timestamp FROM uploads WHERE seq > ?"
+        args: list[object] = [after]
+        if node is not None:
+            sql += " AND node = ?"
+            args.append(node)
+        sql += " ORDER BY seq LIMIT ?"
+        args.append(limit)
+        async with self._lock:
+            rows = await asyncio.to_thread(lambda: self._db().execute(sql, args).fetchall())
+        return [UploadRow(*r) for r in rows]

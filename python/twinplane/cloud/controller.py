@@ -39,6 +39,9 @@ __all__ = ["ControllerStats", "DeviceController", "Session", "device_status_obje
 
 log = logging.getLogger(__name__)
 
+_CREATE_CONCURRENCY = 16
+"""DeviceStatus creates in flight at once (a first start makes one per Device)."""
+
 
 def now_ms() -> int:
     """Milliseconds since the Unix epoch."""
@@ -548,8 +551,14 @@ class DeviceController:
         keys = list(self._dirty)
         self._dirty.clear()
         missing = [k for k in keys if k not in self._has_status and k in self.devices.cache]
-        for key in missing:
-            await self._create_status(key)
+        if missing:  # a bounded number at a time: a first start creates one per device
+            gate = asyncio.Semaphore(_CREATE_CONCURRENCY)
+
+            async def create(key: str) -> None:
+                async with gate:
+                    await self._create_status(key)
+
+            await asyncio.gather(*(create(k) for k in missing))
         patches, written = self._patches(keys)
         if not patches:
             return

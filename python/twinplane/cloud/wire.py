@@ -71,32 +71,35 @@ NODE_HEADER: Final = "X-Twinplane-Node"
 ObjectKind = Literal["Device", "DeviceModel"]
 
 
-class _Msg(msgspec.Struct, frozen=True, forbid_unknown_fields=False, tag_field="type"):
+# gc=False everywhere: these structs hold only text, numbers, containers of them and each other,
+# never a cycle, so the garbage collector need not track them; a busy cloud decodes ~100,000
+# twins a second, and tracked they made collections of every generation its main cost.
+class _Msg(msgspec.Struct, frozen=True, forbid_unknown_fields=False, tag_field="type", gc=False):
     pass
 
 
-class Version(msgspec.Struct, frozen=True):
+class Version(msgspec.Struct, frozen=True, gc=False):
     """A twin side's KubeEdge version: who changed it how many times."""
 
     cloud: int = 0
     edge: int = 0
 
 
-class DesiredSync(msgspec.Struct, frozen=True):
+class DesiredSync(msgspec.Struct, frozen=True, gc=False):
     """A desired value from the cloud with its version (``value`` None clears it)."""
 
     value: str | None
     version: Version
 
 
-class SideReport(msgspec.Struct, frozen=True):
+class SideReport(msgspec.Struct, frozen=True, gc=False):
     """One side of a twin as the edge holds it."""
 
     value: str
     timestamp: int
 
 
-class TwinReport(msgspec.Struct, frozen=True, omit_defaults=True):
+class TwinReport(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """A twin property's latest state on the edge."""
 
     type: str
@@ -106,7 +109,7 @@ class TwinReport(msgspec.Struct, frozen=True, omit_defaults=True):
     desired_version: Version = Version()
 
 
-class DeviceReport(msgspec.Struct, frozen=True, omit_defaults=True):
+class DeviceReport(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """A device's twins (only those changed, or all on a resync) and its state."""
 
     device: str

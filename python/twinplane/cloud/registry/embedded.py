@@ -305,7 +305,7 @@ class EmbeddedRegistry:
         await asyncio.to_thread(self._write, rows, changes, rv, trim_below)
         self._rv = rv
         out = []
-        for (resource, kind, body), (version, _, _, _) in zip(writes, changes, strict=True):
+        for (resource, kind, body), (version, _, _, encoded) in zip(writes, changes, strict=True):
             key = (body["metadata"]["namespace"], body["metadata"]["name"])
             if kind == "DELETED":
                 self._objects[resource].pop(key, None)
@@ -314,7 +314,7 @@ class EmbeddedRegistry:
             event = WatchEvent(kind, body)  # type: ignore[arg-type]
             self._log.append((version, resource, event))
             self._notify(resource, event)
-            out.append(_copy(body))
+            out.append(_DEC.decode(encoded))  # the caller's own copy
         while len(self._log) > self.keep_changes:
             self._oldest = self._log.popleft()[0]
         return out

@@ -45,8 +45,26 @@ def within(modules: list[str], package: str) -> list[str]:
 @pytest.mark.parametrize(
     ("roots", "foreign"),
     [
-        (("twinplane.mapper",), ("twinplane.edge", "twinplane.cli", "twinplane.loadtest")),
-        (("twinplane.edge",), ("twinplane.mapper", "twinplane.drivers", "twinplane.cli")),
+        (
+            ("twinplane.mapper",),
+            ("twinplane.edge", "twinplane.cloud", "twinplane.cli", "twinplane.loadtest"),
+        ),
+        # the edge runs on the gateway: no Kubernetes client there, nor the cloud's code
+        (
+            ("twinplane.edge",),
+            (
+                "twinplane.mapper",
+                "twinplane.drivers",
+                "twinplane.cloud",
+                "twinplane.cli",
+                "kubernetes_asyncio",
+            ),
+        ),
+        # the cloud (its registries, kubernetes_asyncio among them) shares only wire types
+        (
+            ("twinplane.cloud",),
+            ("twinplane.edge", "twinplane.mapper", "twinplane.drivers", "twinplane.cli"),
+        ),
         (("twinplane.drivers",), ("twinplane.mapper", "twinplane.edge", "twinplane.cli")),
         # protocol configData meanings: wire types both sides share
         (
@@ -65,7 +83,8 @@ def test_a_process_package_loads_no_other_process(
 ) -> None:
     """Importing every module of the mapper loads no edge module, and the other way round.
 
-    Neither loads the CLI, and the load test's harness loads none of the processes it measures.
+    Neither loads the CLI or the cloud, nor the cloud either of them; the edge loads no
+    Kubernetes client; the load test's harness loads none of the processes it measures.
     """
     modules = loaded_with(*roots)
     assert within(modules, roots[0])  # the walk did import something

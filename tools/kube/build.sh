@@ -10,7 +10,7 @@
 #
 # Only the Go module proxy is used (through the module cache, GOMODCACHE). The builds run under
 # `nice -n 19` with `-p 1` (TWINPLANE_KUBE_GO_P sets another number) so that they leave the
-# machine to whatever else is running; a cold build takes minutes (docs/operations.md).
+# machine to whatever else is running; a cold build takes minutes (docs/kubernetes.md).
 #
 # Usage: tools/kube/build.sh            build what is missing or stale
 #        tools/kube/build.sh --bin-dir  print the folder the binaries are (or would be) in

@@ -59,7 +59,7 @@ gen-proto = ( gen=$$(mktemp -d); trap 'rm -rf "$$gen"' EXIT; \
 gen-dmi = $(call gen-proto,dmi/v1beta1,api,twinplane.dmi.v1beta1,$(1))
 gen-stream = $(call gen-proto,twinplane/v1,stream,twinplane.stream.v1,$(1))
 
-.PHONY: help venv dev test lint fmt run bench proto proto-check clean FORCE
+.PHONY: help venv dev kube-tools test lint fmt run bench proto proto-check clean FORCE
 
 help: ## Show this list of targets
 	@printf 'twinplane make targets:\n\n'
@@ -86,7 +86,12 @@ $(DEV_STAMP): $(VENV_STAMP) pyproject.toml $(RUST_SOURCES) $(if $(ENGINE_SO),,FO
 	$(BIN)/pip install --editable '.[test,bench]'
 	touch $@
 
-test: dev ## Run cargo test, pytest, then the engine tests again under PYTHONMALLOC=debug
+# The tests' Kubernetes control plane (tests/kube_cluster.py): built with Go into a cache outside
+# the clone; the script's stamp makes a re-run with nothing changed return at once.
+kube-tools: ## Build kube-apiserver, kubectl and etcd for the tests (tools/kube/build.sh; needs Go)
+	tools/kube/build.sh
+
+test: dev kube-tools ## Run cargo test, pytest, then the engine tests again under PYTHONMALLOC=debug
 	$(CARGO) test --workspace --exclude twin-py
 	$(PY) -m pytest
 	PYTHONMALLOC=debug $(PY) -m pytest -m engine -q -p no:cacheprovider

@@ -45,10 +45,21 @@ def within(modules: list[str], package: str) -> list[str]:
 @pytest.mark.parametrize(
     ("roots", "foreign"),
     [
-        (("twinplane.mapper",), ("twinplane.edge", "twinplane.cli", "twinplane.loadtest")),
-        (("twinplane.edge",), ("twinplane.mapper", "twinplane.drivers", "twinplane.cli")),
-        # the cloud and the edge share the link's wire types only
-        (("twinplane.cloud",), ("twinplane.edge", "twinplane.mapper", "twinplane.cli")),
+        (
+            ("twinplane.mapper",),
+            ("twinplane.edge", "twinplane.cloud", "twinplane.cli", "twinplane.loadtest"),
+        ),
+        # the edge runs on the gateway: no Kubernetes client there; of the cloud's code only the
+        # link's wire types (test_the_edge_shares_only_the_link_wire_types_with_the_cloud)
+        (
+            ("twinplane.edge",),
+            ("twinplane.mapper", "twinplane.drivers", "twinplane.cli", "kubernetes_asyncio"),
+        ),
+        # the cloud (its registries, kubernetes_asyncio among them) shares only wire types
+        (
+            ("twinplane.cloud",),
+            ("twinplane.edge", "twinplane.mapper", "twinplane.drivers", "twinplane.cli"),
+        ),
         (("twinplane.drivers",), ("twinplane.mapper", "twinplane.edge", "twinplane.cli")),
         # protocol configData meanings: wire types both sides share
         (
@@ -67,7 +78,9 @@ def test_a_process_package_loads_no_other_process(
 ) -> None:
     """Importing every module of the mapper loads no edge module, and the other way round.
 
-    Neither loads the CLI, and the load test's harness loads none of the processes it measures.
+    Neither loads the CLI, nor the cloud either of them; the mapper loads nothing of the cloud,
+    the edge no Kubernetes client (and of the cloud only the wire types, tested below); the load
+    test's harness loads none of the processes it measures.
     """
     modules = loaded_with(*roots)
     assert within(modules, roots[0])  # the walk did import something

@@ -59,7 +59,7 @@ gen-proto = ( gen=$$(mktemp -d); trap 'rm -rf "$$gen"' EXIT; \
 gen-dmi = $(call gen-proto,dmi/v1beta1,api,twinplane.dmi.v1beta1,$(1))
 gen-stream = $(call gen-proto,twinplane/v1,stream,twinplane.stream.v1,$(1))
 
-.PHONY: help venv dev kube-tools test lint fmt run bench proto proto-check clean FORCE
+.PHONY: help venv dev kube-tools test lint fmt run bench bench-cloud proto proto-check clean FORCE
 
 help: ## Show this list of targets
 	@printf 'twinplane make targets:\n\n'
@@ -119,6 +119,9 @@ bench: dev ## Run the micro-benchmarks in bench/ (engine, DMI ingest, Modbus pol
 	$(PY) bench/modbus_poll.py $(BENCH_ARGS)
 	$(BIN)/twinplane bench scale --scenario 1k --duration $(BENCH_DURATION) \
 		--out bench-results/scale-1k $(BENCH_SCALE_ARGS)
+
+bench-cloud: dev kube-tools ## Cloud sync: twinplane vs KubeEdge's upstream shape (Go, client-go) on kube-apiserver, and the embedded registry
+	$(PY) bench/cloud_sync.py --json bench-results/cloud-sync.json $(BENCH_CLOUD_ARGS)
 
 proto: dev ## Regenerate the DMI v1beta1 and TwinStream Python modules from proto/ (committed)
 	@echo "grpc_tools.protoc $(DMI_PROTO) -> $(DMI_PKG)/"

@@ -240,6 +240,11 @@ class KubeCluster:
         """The API server's URL."""
         return f"https://127.0.0.1:{self.port}"
 
+    @property
+    def pids(self) -> dict[str, int]:
+        """The process ids of ``etcd`` and ``kube-apiserver`` (the first one), for CPU figures."""
+        return {"etcd": self._procs[0].pid, "apiserver": self._procs[1].pid}
+
     def kubeconfig(self, identity: Identity = "admin") -> Path:
         """The kubeconfig file of ``identity`` (``twinplane-cloud``: after :meth:`apply_deploy`)."""
         path = self.workdir / f"{identity}.kubeconfig"

@@ -327,12 +327,38 @@ async def test_kill_9_and_partitions_lose_no_acknowledged_change() -> None:
                 await asyncio.sleep(rng.uniform(0, 1.0))
                 await run.strike(round_no)
                 await asyncio.sleep(rng.uniform(0, 1.0))
-            await asyncio.sleep(1.0)
-            mapper.stop()  # the values freeze: now both sides must agree exactly
             try:
+                # The last strike may have been a moment ago: the newest device can still be on
+                # its way to the edge and the mapper. Stop the mapper only once the edge holds a
+                # reading of every acknowledged device, or those would never have one.
+                await read_on_edge(http, edge, run.expected)
+                mapper.stop()  # the values freeze: now both sides must agree exactly
                 await converged(http, edge, run.ns, run.expected)
             except AssertionError as failure:
                 raise AssertionError(f"{failure}\n{run.logs()}") from None
+
+
+async def read_on_edge(http: aiohttp.ClientSession, edge: EdgeProcess, expected: Expected) -> None:
+    """Waits (60 s at most) until the edge holds every acknowledged device, each one read."""
+    deadline = time.monotonic() + 60
+    problem = ""
+    while time.monotonic() < deadline:
+        status, listed = await rest(http, "GET", f"{edge.url}/api/v1/namespaces/default/devices")
+        if status != 200:
+            problem = f"edge REST answered {status}"
+        else:
+            read = {
+                d["metadata"]["name"]
+                for d in listed["items"]
+                for t in d["status"].get("twins", [])
+                if t["propertyName"] == "temperature" and (t.get("reported") or {}).get("value")
+            }
+            unread = sorted(expected.devices - read)
+            if not unread:
+                return
+            problem = f"devices with no reading on the edge yet: {unread}"
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the mapper did not read every device within 60 s: {problem}")
 
 
 async def converged(

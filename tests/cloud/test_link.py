@@ -7,6 +7,7 @@ would (``EdgeCore.apply_reported``), so what is checked is the link and the cont
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -318,6 +319,72 @@ async def test_the_outbox_is_empty_once_the_cloud_has_acknowledged() -> None:
 
                 await _until_async(drained, "an empty outbox")
                 assert reported(await status_of(cloud, "meter")) == {"temperature": "3.25"}
+            finally:
+                await edge.stop()
+
+
+async def _upload_events(resp: Any, count: int) -> list[tuple[int, dict[str, Any]]]:  # noqa: ANN401 - an aiohttp response
+    """The next ``count`` ``upload`` events of an SSE response: (id, data), heartbeats skipped."""
+    import json  # noqa: PLC0415
+
+    events: list[tuple[int, dict[str, Any]]] = []
+    fields: dict[str, str] = {}
+    async with asyncio.timeout(15):
+        while len(events) < count:
+            line = (await resp.content.readline()).decode().rstrip("\n")
+            if line.startswith(":"):
+                continue
+            if line:
+                key, _, value = line.partition(": ")
+                fields[key] = value
+                continue
+            if fields.get("event") == "upload":
+                events.append((int(fields["id"]), json.loads(fields["data"])))
+            fields = {}
+    return events
+
+
+async def test_a_cloud_application_subscribes_to_uploads_and_resumes_with_last_event_id(
+    tmp_path: Path,
+) -> None:
+    """``GET /api/v1/uploads/stream``: stored uploads, then live ones; ``Last-Event-ID`` resumes."""
+    import aiohttp  # noqa: PLC0415
+    import aiomqtt  # noqa: PLC0415
+
+    from mqtt_broker import running_mosquitto  # noqa: PLC0415
+
+    with running_mosquitto(tmp_path) as broker, cloud_home() as c, cloud_home() as ha:
+        async with running_cloud(c) as cloud:
+            edge = edge_for(cloud, ha, "node-a", mqtt_url=broker.mqtt_url)
+            await edge.start()
+            try:
+                assert edge.mqtt is not None
+                await until(lambda: edge.mqtt.connected, "the bridge connected", within=10)  # type: ignore[union-attr]
+                async with aiomqtt.Client("127.0.0.1", broker.port) as app:
+                    await app.publish("$hw/events/upload/line1/counts", b'{"parts": 1}', qos=1)
+                    async with aiohttp.ClientSession() as http:
+                        stream = f"{cloud.url}/api/v1/uploads/stream"
+                        async with http.get(f"{stream}?after=0&node=node-a") as resp:
+                            assert resp.status == 200
+                            assert resp.content_type == "text/event-stream"
+                            [(first, stored)] = await _upload_events(resp, 1)
+                            assert (stored["node"], stored["payload"]) == ("node-a", '{"parts": 1}')
+                            await app.publish("$hw/events/upload/line1/counts", b'{"parts": 2}')
+                            [(second, live)] = await _upload_events(resp, 1)
+                        assert second > first
+                        assert live["payload"] == '{"parts": 2}'
+                        await app.publish("$hw/events/upload/line1/counts", b'{"parts": 3}')
+                        resumed = {"Last-Event-ID": str(first)}
+                        async with http.get(stream, headers=resumed) as resp:
+                            again = await _upload_events(resp, 2)
+                        assert [e[1]["payload"] for e in again] == ['{"parts": 2}', '{"parts": 3}']
+                        async with http.get(f"{stream}?node=node-b") as resp:
+                            with pytest.raises(TimeoutError):  # node-b uploaded nothing
+                                async with asyncio.timeout(1.0):
+                                    await _upload_events(resp, 1)
+                        async with http.get(f"{stream}?after=x") as resp:
+                            assert resp.status == 400
+                            assert "after" in (await resp.json())["message"]
             finally:
                 await edge.stop()
 

@@ -89,6 +89,7 @@ class CloudApp:
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._guard: RequestGuard | None = None
+        self._uploads: UploadRoutes | None = None
 
     async def start(self) -> None:
         """Starts every part; raises if one cannot start (the caller stops what started)."""
@@ -105,7 +106,7 @@ class CloudApp:
         )
         await self.controller.start()
         self.hub = Hub(self.controller, self.tokens, self.state)
-        uploads = UploadRoutes(self.state)
+        self._uploads = uploads = UploadRoutes(self.state)
         self.hub.add_upload_listener(uploads.notify)
         app = web.Application(middlewares=[self._guarded], client_max_size=8 * 1024 * 1024)
         self.hub.routes(app.router)
@@ -164,6 +165,8 @@ class CloudApp:
         """Stops every part that started, in reverse order."""
         if self.hub is not None:
             await self.hub.close()
+        if self._uploads is not None:
+            self._uploads.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -18,6 +18,10 @@ BENCH_DURATION ?= 60
 BENCH_SCALE_ARGS ?=
 # `make run`'s options for twinplane up (e.g. UP_ARGS='--devices 1000 --home /tmp/tp').
 UP_ARGS ?=
+# `make bench-cloud`'s options for bench/cloud_sync.py (e.g. BENCH_CLOUD_ARGS='--nodes 2 --no-baseline').
+BENCH_CLOUD_ARGS ?=
+# `make kube-up`'s options for tools/kube/cluster.py (e.g. KUBE_UP_ARGS='--workdir /tmp/k').
+KUBE_UP_ARGS ?=
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -59,7 +63,7 @@ gen-proto = ( gen=$$(mktemp -d); trap 'rm -rf "$$gen"' EXIT; \
 gen-dmi = $(call gen-proto,dmi/v1beta1,api,twinplane.dmi.v1beta1,$(1))
 gen-stream = $(call gen-proto,twinplane/v1,stream,twinplane.stream.v1,$(1))
 
-.PHONY: help venv dev kube-tools test lint fmt run bench bench-cloud proto proto-check clean FORCE
+.PHONY: help venv dev kube-tools kube-up test lint fmt run bench bench-cloud proto proto-check clean FORCE
 
 help: ## Show this list of targets
 	@printf 'twinplane make targets:\n\n'
@@ -90,6 +94,9 @@ $(DEV_STAMP): $(VENV_STAMP) pyproject.toml $(RUST_SOURCES) $(if $(ENGINE_SO),,FO
 # the clone; the script's stamp makes a re-run with nothing changed return at once.
 kube-tools: ## Build kube-apiserver, kubectl and etcd for the tests (tools/kube/build.sh; needs Go)
 	tools/kube/build.sh
+
+kube-up: dev kube-tools ## A local kube-apiserver + etcd with deploy/ applied, to try twinplane cloud on (tools/kube/cluster.py; Ctrl-C stops it)
+	$(PY) tools/kube/cluster.py --deploy $(KUBE_UP_ARGS)
 
 test: dev kube-tools ## Run cargo test, pytest, then the engine tests again under PYTHONMALLOC=debug
 	$(CARGO) test --workspace --exclude twin-py

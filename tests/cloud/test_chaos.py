@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import signal
@@ -422,3 +423,63 @@ def _twin_difference(
     elif cloud_reported != edge_reported:
         problems.append(f"cloud reports temperature {cloud_reported!r}, edge {edge_reported!r}")
     return f"{name}: {'; '.join(problems)}" if problems else ""
+
+
+def test_an_edge_stops_on_sigterm_while_its_cloud_goes_down_too() -> None:
+    """SIGTERM to the cloud and its edge at once (a host shutting down): the edge still stops.
+
+    A cancellation that reached the link while it was ending the tasks of a connection the
+    cloud had just closed used to be swallowed there, and the edge ran on, reconnecting, after
+    SIGTERM: a shell loop that started both and signalled both with one ``kill`` hung the edge
+    in 2 of 8 rounds before the fix and 0 of 8 after. This harness's timing did not hit that
+    window in 8 rounds of the old code, so the deterministic check of the cause is
+    ``tests/test_tasks.py``; this one holds the behaviour a user sees, over a few timings.
+    """
+    for round_no in range(4):
+        with cloud_home() as root:
+            port = free_port()
+            home = root / "cloud"
+            cloud = Service(
+                "twinplane cloud",
+                ["cloud", "--home", str(home), "--listen", f"127.0.0.1:{port}"],
+                root / "cloud.log",
+                health=f"http://127.0.0.1:{port}/healthz",
+            )
+            token = subprocess.run(  # noqa: S603 - our own command
+                [*edge_command(), "cloud", "token", "create", "node-a", "--home", str(home)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.split()[0]
+            token_file = root / "node-a.token"
+            token_file.write_text(token + "\n")
+            token_file.chmod(0o600)
+            (root / "edge").mkdir(mode=0o700)
+            link = ["--cloud", f"ws://127.0.0.1:{port}", "--token-file", str(token_file)]
+            edge = EdgeProcess(root / "edge", ("--node-name", "node-a", *link))
+            cloud.start()
+            try:
+                edge.start()
+                deadline = time.monotonic() + STARTS_WITHIN
+                while (
+                    "node-a"
+                    not in json.loads(urllib.request.urlopen(cloud.health).read())[  # noqa: S310
+                        "nodes"
+                    ]
+                ):
+                    assert time.monotonic() < deadline, f"the edge never linked:\n{edge.output()}"
+                    time.sleep(0.05)
+                assert cloud.proc is not None
+                assert edge.proc is not None
+                time.sleep(1.0 + round_no * 0.3)  # the first reports and acks go through
+                cloud.proc.terminate()
+                time.sleep(round_no * 0.01)  # the edge's signal lands at a different moment
+                edge.proc.terminate()
+                try:
+                    edge.proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    pytest.fail(f"round {round_no}: the edge ignored SIGTERM:\n{edge.output()}")
+                assert edge.proc.returncode == 0, edge.output()
+            finally:
+                edge.stop()
+                cloud.stop()

@@ -36,14 +36,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "(--kubeconfig, --in-cluster). Stops cleanly on SIGINT or SIGTERM."
         ),
     )
+    home_help = "state directory (default: $TWINPLANE_HOME/cloud or ~/.twinplane/cloud)"
+    # Before or after the action (`cloud --home D token list`, `cloud token list --home D`);
+    # the action's own option has no default, so it never hides the one given before it.
     home = argparse.ArgumentParser(add_help=False)
-    home.add_argument(
-        "--home",
-        type=Path,
-        default=None,
-        help="state directory (default: $TWINPLANE_HOME/cloud or ~/.twinplane/cloud)",
-    )
-    parser.add_argument("--home", type=Path, default=None, help=argparse.SUPPRESS)
+    home.add_argument("--home", type=Path, default=argparse.SUPPRESS, help=home_help)
+    parser.add_argument("--home", type=Path, default=None, help=home_help)
     parser.add_argument(
         "--listen", default="127.0.0.1:10000", help="HOST:PORT (default: %(default)s)"
     )
@@ -60,7 +58,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="seconds between DeviceStatus writes of one device, at most (default: %(default)s)",
     )
     parser.add_argument(
-        "--allowed-host", dest="allowed_hosts", action="append", default=[], metavar="NAME"
+        "--allowed-host",
+        dest="allowed_hosts",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name or address that the REST API answers to besides its own address and "
+        "loopback (a proxy's or DNS name; repeatable; default: none)",
     )
     parser.add_argument(
         "--log-level", choices=LOG_LEVELS, default="info", help="(default: %(default)s)"

@@ -34,6 +34,7 @@ from twinplane.cloud.informer import Informer, object_key
 from twinplane.cloud.registry import NotFoundError, Registry, RegistryError
 from twinplane.cloud.registry.base import GROUP_VERSION
 from twinplane.cloud.state import CloudState, DesiredRow
+from twinplane.tasks import cancel_and_wait
 
 __all__ = ["ControllerStats", "DeviceController", "Session", "device_status_object"]
 
@@ -322,9 +323,7 @@ class DeviceController:
         if self.sessions.get(session.node) is session:
             del self.sessions[session.node]
         if session.worker is not None:
-            session.worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await session.worker
+            await cancel_and_wait(session.worker)  # a failure of its own: the link says why
         for msg_id in [m for m, (s, _) in self._pending.items() if s is session]:
             del self._pending[msg_id]
 

@@ -49,6 +49,7 @@ from twinplane.edge.core import EdgeCore
 from twinplane.edge.store.cloud_outbox import CloudMark
 from twinplane.errors import TwinplaneError, UnknownDeviceError
 from twinplane.manifests import ManifestError
+from twinplane.tasks import cancel_and_wait
 from twinplane.twin import Changes
 
 __all__ = ["CloudLink", "LinkStats"]
@@ -268,9 +269,8 @@ class CloudLink:
                 done, _ = await asyncio.wait({receive, uploads}, return_when="FIRST_COMPLETED")
             finally:
                 for task in (receive, uploads):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                    if not task.done():
+                        await cancel_and_wait(task)
             for task in done:
                 task.result()  # the link's end: raises what ended it, if it failed
         finally:

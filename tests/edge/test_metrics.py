@@ -187,6 +187,10 @@ async def test_edge_exports_mqtt_bridge_counters(home: Path, broker_url: str) ->
         async with asyncio.timeout(10):
             await bridge.flush()  # every queued message acknowledged by the broker
         await _ask_twin_get(broker_url)
+        async with asyncio.timeout(10):
+            # The broker may deliver the answer to the client before the bridge has its PUBACK:
+            # until then the answer is in flight (pending, not yet published).
+            await bridge.flush()
         text = await _scrape(app.rest_url)
         stats = bridge.stats()
     for name, kind, _ in MQTT_STATS.values():

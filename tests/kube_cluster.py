@@ -64,6 +64,7 @@ CRDS = (
     "devices.devices.kubeedge.io",
     "devicemodels.devices.kubeedge.io",
     "devicestatuses.devices.kubeedge.io",
+    "devicecalls.twinplane.io",
 )
 """The CRDs in ``deploy/crds/``, which :meth:`KubeCluster.apply_deploy` waits for."""
 

@@ -208,11 +208,17 @@ async def test_label_selectors_filter_lists() -> None:
         assert "labelSelector" in json.dumps(bad)
 
 
-async def test_discovery_names_the_group_and_its_three_resources() -> None:
-    """``/apis`` and the group version's resource list, which clients read before anything."""
+async def test_discovery_names_the_groups_and_their_resources() -> None:
+    """``/apis`` and each group version's resource list, which clients read before anything."""
     async with api() as (_, http):
         _, groups = await call(http, "GET", "/apis")
-        assert [g["name"] for g in groups["groups"]] == ["devices.kubeedge.io"]
+        assert [g["name"] for g in groups["groups"]] == ["devices.kubeedge.io", "twinplane.io"]
+        _, ours = await call(http, "GET", "/apis/twinplane.io/v1alpha1")
+        assert [(r["name"], r["kind"]) for r in ours["resources"]] == [
+            ("devicecalls", "DeviceCall")
+        ]
+        _, group = await call(http, "GET", "/apis/twinplane.io")
+        assert group["preferredVersion"]["groupVersion"] == "twinplane.io/v1alpha1"
         _, resources = await call(http, "GET", APIS)
         kinds = {r["name"]: r["kind"] for r in resources["resources"]}
         assert kinds == {

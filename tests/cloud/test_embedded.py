@@ -147,3 +147,64 @@ async def test_a_batch_of_status_patches_fails_per_patch_and_a_delete_cascades(
         assert [s["metadata"]["name"] for s in statuses] == ["q"]
     finally:
         await registry.close()
+
+
+def device_call(name: str, device: str, **spec: object) -> dict[str, object]:
+    """A DeviceCall of ``setpoint`` on ``device``."""
+    return {
+        "apiVersion": "twinplane.io/v1alpha1",
+        "kind": "DeviceCall",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"deviceRef": {"name": device}, "method": "setpoint", **spec},
+    }
+
+
+async def test_device_calls_validate_keep_spec_immutable_and_go_with_their_device(
+    tmp_path: Path,
+) -> None:
+    """A DeviceCall's bad fields are named; its spec cannot change; status can; owner cascades."""
+    registry = await opened(tmp_path / "r.db")
+    try:
+        with pytest.raises(InvalidError) as bad:
+            await registry.create(
+                "devicecalls",
+                device_call("c0", "Not_A_Name", timeoutSeconds=0, arguments=[1]),
+            )
+        fields = [c["field"] for c in bad.value.causes]
+        assert fields == ["spec.deviceRef.name", "spec.arguments", "spec.timeoutSeconds"]
+
+        await registry.create("devicemodels", vmodel())
+        device = await registry.create("devices", vdevice("p", "node-a"))
+        owner = {
+            "apiVersion": "devices.kubeedge.io/v1beta1",
+            "kind": "Device",
+            "name": "p",
+            "uid": device["metadata"]["uid"],
+            "controller": True,
+        }
+        call = device_call("c1", "p", arguments={"setpoint": 21}, ttlSeconds=60)
+        call["metadata"] = {"name": "c1", "namespace": "default", "ownerReferences": [owner]}
+        created = await registry.create("devicecalls", call)
+        assert created["apiVersion"] == "twinplane.io/v1alpha1"
+
+        with pytest.raises(InvalidError) as immutable:
+            await registry.merge_patch(
+                "devicecalls", "default", "c1", {"spec": {"arguments": {"setpoint": 99}}}
+            )
+        assert immutable.value.causes[0]["field"] == "spec"
+        with pytest.raises(InvalidError) as state:
+            await registry.merge_patch(
+                "devicecalls", "default", "c1", {"status": {"state": "Done"}}
+            )
+        assert state.value.causes[0]["field"] == "status.state"
+        done = await registry.merge_patch(
+            "devicecalls", "default", "c1", {"status": {"state": "Succeeded"}}
+        )
+        assert done["status"]["state"] == "Succeeded"
+        assert done["spec"]["arguments"] == {"setpoint": 21}  # the refused patches changed nothing
+
+        await registry.delete("devices", "default", "p")
+        calls, _ = await registry.list("devicecalls")
+        assert calls == []
+    finally:
+        await registry.close()

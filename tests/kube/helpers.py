@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from twinplane.cloud.registry.base import GROUP_VERSION
+from twinplane.cloud.registry.base import GROUP_VERSION, TWINPLANE_GROUP_VERSION
 from twinplane.cloud.registry.kube import KubeRegistry
 
 
@@ -82,6 +82,21 @@ def device_status(name: str, namespace: str, value: str = "21.5") -> dict[str, A
             "state": "online",
             "lastOnlineTime": "2026-12-04T06:00:00Z",
             "twins": [twin("temperature", value)],
+        },
+    }
+
+
+def device_call(name: str, namespace: str, device_name: str = "one") -> dict[str, Any]:
+    """A DeviceCall of method ``setpoint`` on ``device_name``."""
+    return {
+        "apiVersion": TWINPLANE_GROUP_VERSION,
+        "kind": "DeviceCall",
+        "metadata": meta(name, namespace),
+        "spec": {
+            "deviceRef": {"name": device_name},
+            "method": "setpoint",
+            "arguments": {"setpoint": 22.5},
+            "timeoutSeconds": 10,
         },
     }
 

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from kube.helpers import device, device_model, device_status, opened, twin
+from kube.helpers import device, device_call, device_model, device_status, opened, twin
 from kube_cluster import KubeCluster, free_port
 from twinplane.cloud.registry.base import (
-    GROUP_VERSION,
+    RESOURCE_TYPES,
     RESOURCES,
     AlreadyExistsError,
     ConflictError,
@@ -33,6 +33,7 @@ BUILDERS: dict[Resource, Callable[[str, str], dict[str, Any]]] = {
     "devices": device,
     "devicemodels": device_model,
     "devicestatuses": device_status,
+    "devicecalls": device_call,
 }
 
 WATCH_WITHIN = 15.0
@@ -78,7 +79,7 @@ async def test_create_get_list_replace_patch_delete(
     assert await registry.get(resource, namespace, "one") == created
     items, list_rv = await registry.list(resource, namespace)
     assert [(i["apiVersion"], i["kind"], i["metadata"]["name"]) for i in items] == [
-        (GROUP_VERSION, RESOURCES[resource], "one")
+        (RESOURCE_TYPES[resource].group_version, RESOURCES[resource], "one")
     ]
     assert int(list_rv) >= int(created["metadata"]["resourceVersion"])
 
@@ -100,7 +101,7 @@ async def test_create_get_list_replace_patch_delete(
 
 async def test_merge_patch_of_status_twins(registry: KubeRegistry, namespace: str) -> None:
     """A status patch merges maps and replaces lists whole, as RFC 7386 says, in one PATCH."""
-    assert registry.status_subresources == frozenset()  # KubeEdge's CRDs have none
+    assert registry.status_subresources == frozenset({"devicecalls"})  # none of KubeEdge's
     await registry.create("devicestatuses", device_status("ds", namespace))
     twins = [twin("temperature", "22.0"), twin("humidity", "40")]
     patched = await registry.merge_patch(
@@ -379,3 +380,28 @@ def test_constructor_checks_its_bounds() -> None:
     with pytest.raises(ValueError, match="watch_timeout_s"):
         KubeRegistry(watch_timeout_s=0)
     assert KubeRegistry().name == "kubernetes"
+
+
+async def test_a_device_call_keeps_its_spec_and_the_cloud_writes_only_its_status(
+    deployed: KubeCluster, namespace: str, registry: KubeRegistry
+) -> None:
+    """deploy/'s DeviceCall CRD refuses a spec change (CEL); the cloud may write status only."""
+    assert registry.serves("devicecalls")
+    await registry.create("devicecalls", device_call("call", namespace))
+    with pytest.raises(InvalidError) as immutable:
+        await registry.merge_patch(
+            "devicecalls", namespace, "call", {"spec": {"arguments": {"setpoint": 99}}}
+        )
+    assert "spec is immutable" in immutable.value.message
+    with pytest.raises(InvalidError) as state:
+        await registry.merge_patch("devicecalls", namespace, "call", {"status": {"state": "Done"}})
+    assert "status.state" in state.value.message
+    async with opened(deployed.kubeconfig("twinplane-cloud")) as cloud:
+        done = await cloud.merge_patch(
+            "devicecalls", namespace, "call", {"status": {"state": "Succeeded", "node": "a"}}
+        )
+        assert (done["status"]["state"], done["spec"]["method"]) == ("Succeeded", "setpoint")
+        with pytest.raises(ForbiddenError):
+            await cloud.create("devicecalls", device_call("forged", namespace))
+        with pytest.raises(ForbiddenError):
+            await cloud.delete("devicecalls", namespace, "call")

@@ -67,7 +67,7 @@ async def test_status_writes_go_through_the_subresource(
 ) -> None:
     """Create, merge patch and replace write status through /status when the CRD has it."""
     cluster = with_status_subresource
-    assert cloud.status_subresources == frozenset({"devicestatuses"})
+    assert cloud.status_subresources == frozenset({"devicestatuses", "devicecalls"})
     created = await cloud.create("devicestatuses", device_status("ds", namespace, value="1"))
     assert created["status"]["twins"] == [twin("temperature", "1")]
 

@@ -1,11 +1,12 @@
-"""The cloud's REST API: Kubernetes' own paths for the three CRDs, and the twinplane CLI's routes.
+"""The cloud's REST API: Kubernetes' own paths for the CRDs, and the twinplane CLI's routes.
 
 Two sets of routes share one port with the hub (``twinplane cloud --listen``):
 
 - **Kubernetes' paths** (``/apis/devices.kubeedge.io/v1beta1/...``): list, get, watch (with
   ``resourceVersion``, ``allowWatchBookmarks``, ``timeoutSeconds``), create (POST), replace
   (PUT), JSON merge patch (PATCH with ``application/merge-patch+json``) and delete of
-  ``devices``, ``devicemodels`` and ``devicestatuses``, in one namespace or all, with the
+  ``devices``, ``devicemodels`` and ``devicestatuses`` (and ``devicecalls``, at
+  ``/apis/twinplane.io/v1alpha1/...``), in one namespace or all, with the
   answers and ``Status`` errors the API server gives, plus the discovery documents (``/api``,
   ``/apis``, ``/apis/devices.kubeedge.io/v1beta1``) clients read first. Over the embedded
   registry this *is* the registry's API; over Kubernetes it passes through to the API server.
@@ -41,7 +42,14 @@ from twinplane.cloud.registry import (
     RegistryError,
     Resource,
 )
-from twinplane.cloud.registry.base import GROUP, GROUP_VERSION, VERSION
+from twinplane.cloud.registry.base import (
+    GROUP,
+    GROUP_VERSION,
+    RESOURCE_TYPES,
+    TWINPLANE_GROUP,
+    VERSION,
+    ResourceType,
+)
 from twinplane.errors import TwinplaneError
 from twinplane.manifests import load_documents
 from twinplane.manifests.types import DeviceModel
@@ -55,6 +63,9 @@ __all__ = ["ApiError", "CloudApi", "add_routes", "status_body"]
 log = logging.getLogger(__name__)
 
 PREFIX: Final = f"/apis/{GROUP}/{VERSION}"
+"""KubeEdge's group (devices, devicemodels, devicestatuses)."""
+GROUPS: Final = (GROUP, TWINPLANE_GROUP)
+"""The API groups served: KubeEdge's, and twinplane's own (devicecalls)."""
 MERGE_PATCH: Final = "application/merge-patch+json"
 _PATCH_TYPES: Final = (
     "application/json-patch+json",
@@ -121,7 +132,8 @@ _REASONS: Final = {
 
 
 def _registry_error(err: RegistryError, resource: str, name: str = "") -> ApiError:
-    details: dict[str, Any] = {"group": GROUP, "kind": resource}
+    kind = RESOURCE_TYPES.get(resource)  # type: ignore[call-overload]
+    details: dict[str, Any] = {"group": kind.group if kind else GROUP, "kind": resource}
     if name:
         details["name"] = name
     if err.causes:
@@ -149,11 +161,14 @@ class CloudApi:
         """Registers every route."""
         router.add_get("/api", self.core_versions)
         router.add_get("/apis", self.groups)
-        router.add_get(f"/apis/{GROUP}", self.group)
-        router.add_get(PREFIX, self.resources)
-        for resource in RESOURCES:
-            every = f"{PREFIX}/{resource}"
-            listed = f"{PREFIX}/namespaces/{{ns}}/{resource}"
+        for group in GROUPS:
+            router.add_get(f"/apis/{group}", self._bind_group(self.group, group))
+        for version in {t.group_version for t in RESOURCE_TYPES.values()}:
+            router.add_get(f"/apis/{version}", self._bind_group(self.resources, version))
+        for resource, kind in RESOURCE_TYPES.items():
+            prefix = f"/apis/{kind.group_version}"
+            every = f"{prefix}/{resource}"
+            listed = f"{prefix}/namespaces/{{ns}}/{resource}"
             one = f"{listed}/{{name}}"
             router.add_get(every, self._bind(self.list_or_watch, resource))
             router.add_get(listed, self._bind(self.list_or_watch, resource))
@@ -182,6 +197,15 @@ class CloudApi:
     ) -> Handler:
         async def bound(request: web.Request) -> web.StreamResponse:
             return await handler(request, resource)
+
+        return bound
+
+    @staticmethod
+    def _bind_group(
+        handler: Callable[[web.Request, str], Awaitable[web.StreamResponse]], group: str
+    ) -> Handler:
+        async def bound(request: web.Request) -> web.StreamResponse:
+            return await handler(request, group)
 
         return bound
 
@@ -217,31 +241,34 @@ class CloudApi:
         return _json({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
 
     async def groups(self, request: web.Request) -> web.Response:
-        """``GET /apis``: the one API group this server serves."""
-        return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group()]})
+        """``GET /apis``: the API groups this server serves."""
+        return _json(
+            {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(g) for g in GROUPS]}
+        )
 
-    async def group(self, request: web.Request) -> web.Response:
-        """``GET /apis/devices.kubeedge.io``."""
-        return _json({"kind": "APIGroup", "apiVersion": "v1", **_group()})
+    async def group(self, request: web.Request, group: str) -> web.Response:
+        """``GET /apis/devices.kubeedge.io`` (or ``/apis/twinplane.io``)."""
+        return _json({"kind": "APIGroup", "apiVersion": "v1", **_group(group)})
 
-    async def resources(self, request: web.Request) -> web.Response:
-        """``GET /apis/devices.kubeedge.io/v1beta1``: the three resources and their verbs."""
+    async def resources(self, request: web.Request, group_version: str) -> web.Response:
+        """``GET /apis/devices.kubeedge.io/v1beta1``: its resources and their verbs."""
         verbs = ["create", "delete", "get", "list", "patch", "update", "watch"]
         items = [
             {
                 "name": resource,
-                "singularName": kind.lower(),
+                "singularName": kind.kind.lower(),
                 "namespaced": True,
-                "kind": kind,
+                "kind": kind.kind,
                 "verbs": verbs,
             }
-            for resource, kind in RESOURCES.items()
+            for resource, kind in RESOURCE_TYPES.items()
+            if kind.group_version == group_version
         ]
         return _json(
             {
                 "kind": "APIResourceList",
                 "apiVersion": "v1",
-                "groupVersion": GROUP_VERSION,
+                "groupVersion": group_version,
                 "resources": items,
             }
         )
@@ -258,7 +285,7 @@ class CloudApi:
         items = [o for o in items if _selected(o, selector)]
         return _json(
             {
-                "apiVersion": GROUP_VERSION,
+                "apiVersion": RESOURCE_TYPES[resource].group_version,
                 "kind": f"{RESOURCES[resource]}List",
                 "metadata": {"resourceVersion": version},
                 "items": items,
@@ -653,9 +680,10 @@ class CloudApi:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _group() -> dict[str, Any]:
-    version = {"groupVersion": GROUP_VERSION, "version": VERSION}
-    return {"name": GROUP, "versions": [version], "preferredVersion": version}
+def _group(group: str) -> dict[str, Any]:
+    kind: ResourceType = next(t for t in RESOURCE_TYPES.values() if t.group == group)
+    version = {"groupVersion": kind.group_version, "version": kind.version}
+    return {"name": group, "versions": [version], "preferredVersion": version}
 
 
 def _json(body: Any, status: int = 200) -> web.Response:  # noqa: ANN401 - JSON-able data
@@ -683,12 +711,12 @@ async def _object_body(request: web.Request, resource: Resource, ns: str) -> dic
         obj = _decode_json(raw)
     if not isinstance(obj, dict):
         raise ApiError(400, "the body must be an object (apiVersion, kind, metadata, spec)")
-    kind = RESOURCES[resource]
-    if obj.get("kind", kind) != kind or obj.get("apiVersion", GROUP_VERSION) != GROUP_VERSION:
+    kind, group_version = RESOURCES[resource], RESOURCE_TYPES[resource].group_version
+    if obj.get("kind", kind) != kind or obj.get("apiVersion", group_version) != group_version:
         raise ApiError(
             400,
             f"the body is {clip(str(obj.get('apiVersion')))} {clip(str(obj.get('kind')))}; "
-            f"this path takes {GROUP_VERSION} {kind}",
+            f"this path takes {group_version} {kind}",
         )
     meta = obj.get("metadata")
     if not isinstance(meta, dict):
@@ -705,7 +733,7 @@ async def _object_body(request: web.Request, resource: Resource, ns: str) -> dic
         )
     meta["namespace"] = ns
     obj.setdefault("kind", kind)
-    obj.setdefault("apiVersion", GROUP_VERSION)
+    obj.setdefault("apiVersion", group_version)
     return obj
 
 
@@ -727,12 +755,18 @@ def _list(kind: str, items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _deleted(resource: str, ns: str, name: str) -> dict[str, Any]:
+    kind = RESOURCE_TYPES.get(resource)  # type: ignore[call-overload]
     return {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
         "status": "Success",
-        "details": {"name": name, "namespace": ns, "group": GROUP, "kind": resource},
+        "details": {
+            "name": name,
+            "namespace": ns,
+            "group": kind.group if kind else GROUP,
+            "kind": resource,
+        },
     }
 
 

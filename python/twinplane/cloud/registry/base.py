@@ -1,4 +1,4 @@
-"""The registry interface: Kubernetes' object model for the three device CRDs.
+"""The registry interface: Kubernetes' object model for the device CRDs and device calls.
 
 Objects cross this interface as Kubernetes JSON (``dict``: ``apiVersion``, ``kind``,
 ``metadata``, ``spec``, ``status``), exactly as the API server stores them, so the embedded
@@ -24,16 +24,21 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import msgspec
 
 from twinplane.errors import TwinplaneError
 
 __all__ = [
+    "DEVICE_RESOURCES",
     "GROUP",
     "GROUP_VERSION",
     "RESOURCES",
+    "RESOURCE_TYPES",
+    "TWINPLANE_GROUP",
+    "TWINPLANE_GROUP_VERSION",
+    "TWINPLANE_VERSION",
     "VERSION",
     "AlreadyExistsError",
     "ConflictError",
@@ -44,6 +49,7 @@ __all__ = [
     "Registry",
     "RegistryError",
     "Resource",
+    "ResourceType",
     "WatchEvent",
     "WatchEventType",
 ]
@@ -52,15 +58,41 @@ GROUP = "devices.kubeedge.io"
 VERSION = "v1beta1"
 GROUP_VERSION = f"{GROUP}/{VERSION}"
 
-Resource = Literal["devices", "devicemodels", "devicestatuses"]
+TWINPLANE_GROUP = "twinplane.io"
+"""twinplane's own API group: objects KubeEdge has no CRD for (device calls)."""
+TWINPLANE_VERSION = "v1alpha1"
+TWINPLANE_GROUP_VERSION = f"{TWINPLANE_GROUP}/{TWINPLANE_VERSION}"
+
+Resource = Literal["devices", "devicemodels", "devicestatuses", "devicecalls"]
 """A resource's plural name, as in its REST path."""
 
-RESOURCES: Mapping[Resource, str] = {
-    "devices": "Device",
-    "devicemodels": "DeviceModel",
-    "devicestatuses": "DeviceStatus",
+
+class ResourceType(NamedTuple):
+    """Where a resource lives: its API group, version and kind."""
+
+    group: str
+    version: str
+    kind: str
+
+    @property
+    def group_version(self) -> str:
+        """``group/version``, a manifest's ``apiVersion``."""
+        return f"{self.group}/{self.version}"
+
+
+RESOURCE_TYPES: Mapping[Resource, ResourceType] = {
+    "devices": ResourceType(GROUP, VERSION, "Device"),
+    "devicemodels": ResourceType(GROUP, VERSION, "DeviceModel"),
+    "devicestatuses": ResourceType(GROUP, VERSION, "DeviceStatus"),
+    "devicecalls": ResourceType(TWINPLANE_GROUP, TWINPLANE_VERSION, "DeviceCall"),
 }
+"""Each resource's group, version and kind."""
+
+RESOURCES: Mapping[Resource, str] = {r: t.kind for r, t in RESOURCE_TYPES.items()}
 """Each resource's kind."""
+
+DEVICE_RESOURCES: tuple[Resource, ...] = ("devices", "devicemodels", "devicestatuses")
+"""KubeEdge's three CRDs (``devices.kubeedge.io/v1beta1``): a Kubernetes registry needs them."""
 
 WatchEventType = Literal["ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
 

@@ -1,4 +1,4 @@
-"""The embedded registry: Device, DeviceModel and DeviceStatus objects in one SQLite file.
+"""The embedded registry: Device, DeviceModel, DeviceStatus and DeviceCall objects in SQLite.
 
 Kubernetes' semantics without a Kubernetes: one increasing ``resourceVersion`` over every
 object; ``uid``, ``creationTimestamp`` and ``generation`` (bumped when ``spec`` changes) kept as
@@ -6,13 +6,14 @@ the API server keeps them; conditional writes on a given ``metadata.resourceVers
 log of the newest ``keep_changes`` changes, from which a watch replays what came after its
 version before it streams live changes (a version older than the log raises
 :class:`~twinplane.cloud.registry.GoneError`, 410, and the caller relists); bookmarks every
-``bookmark_interval`` seconds. Deleting a Device deletes the DeviceStatus it controls (its
-controller ``ownerReference``), as Kubernetes' garbage collector would.
+``bookmark_interval`` seconds. Deleting a Device deletes the DeviceStatus and DeviceCalls it
+controls (their controller ``ownerReference``), as Kubernetes' garbage collector would.
 
 Every write is one SQLite transaction (WAL, ``synchronous=FULL``) committed before the call
 returns; :meth:`EmbeddedRegistry.merge_patch_many` writes a whole batch of status patches in
 one. Device and DeviceModel objects are validated by twinplane's manifest loader (every issue a
-cause naming its field); DeviceStatus objects by the CRD's shape. A refused write changes
+cause naming its field); DeviceStatus objects by the CRD's shape; DeviceCall objects as
+:mod:`twinplane.cloud.device_calls` says (its ``spec`` immutable). A refused write changes
 nothing.
 """
 
@@ -32,8 +33,9 @@ from typing import Any, Final
 
 import msgspec
 
+from twinplane.cloud.device_calls import device_call_causes, spec_change_causes
 from twinplane.cloud.registry.base import (
-    GROUP_VERSION,
+    RESOURCE_TYPES,
     RESOURCES,
     AlreadyExistsError,
     ConflictError,
@@ -212,7 +214,7 @@ class EmbeddedRegistry:
             old = self._current(resource, ns, name)
             _check_version(body, old)
             _keep_identity(body, old)
-            _validate(resource, body)
+            _validate(resource, body, old)
             return (await self._commit([(resource, "MODIFIED", body)]))[0]
 
     async def merge_patch(
@@ -243,7 +245,7 @@ class EmbeddedRegistry:
                         raise InvalidError("metadata: must be an object", path="metadata")
                     _check_version(body, old)
                     _keep_identity(body, old)
-                    _validate(resource, body)
+                    _validate(resource, body, old)
                 except RegistryError as exc:
                     results.append(exc)
                     continue
@@ -258,7 +260,7 @@ class EmbeddedRegistry:
             return results
 
     async def delete(self, resource: Resource, namespace: str, name: str) -> JsonObject:
-        """Deletes an object (a Device with the DeviceStatus it controls)."""
+        """Deletes an object (a Device with the DeviceStatus and DeviceCalls it controls)."""
         async with self._lock:
             old = self._current(resource, namespace, name)
             writes: builtins.list[tuple[Resource, str, JsonObject]] = [
@@ -266,12 +268,14 @@ class EmbeddedRegistry:
             ]
             if resource == "devices":
                 uid = old["metadata"].get("uid")
-                for (ns, _), status in self._objects["devicestatuses"].items():
-                    owners = status["metadata"].get("ownerReferences") or []
-                    if ns == namespace and any(
-                        o.get("controller") and o.get("uid") == uid for o in owners
-                    ):
-                        writes.append(("devicestatuses", "DELETED", _copy(status)))
+                dependents: tuple[Resource, ...] = ("devicestatuses", "devicecalls")
+                for kind in dependents:
+                    for (ns, _), obj in self._objects[kind].items():
+                        owners = obj["metadata"].get("ownerReferences") or []
+                        if ns == namespace and any(
+                            o.get("controller") and o.get("uid") == uid for o in owners
+                        ):
+                            writes.append((kind, "DELETED", _copy(obj)))
             return (await self._commit(writes))[0]
 
     def _current(self, resource: Resource, namespace: str, name: str) -> JsonObject:
@@ -416,9 +420,10 @@ def _in(event: WatchEvent, namespace: str | None) -> bool:
 
 
 def _bookmark(resource: Resource, rv: int) -> JsonObject:
+    kind = RESOURCE_TYPES[resource]
     return {
-        "apiVersion": GROUP_VERSION,
-        "kind": RESOURCES[resource],
+        "apiVersion": kind.group_version,
+        "kind": kind.kind,
         "metadata": {"resourceVersion": str(rv)},
     }
 
@@ -435,12 +440,12 @@ def _not_found(resource: Resource, namespace: str, name: str) -> NotFoundError:
 def _identity(resource: Resource, body: JsonObject) -> tuple[str, str]:
     """Checks kind, apiVersion, name and namespace; fills in the namespace's default."""
     causes = []
-    kind = RESOURCES[resource]
+    kind, group_version = RESOURCES[resource], RESOURCE_TYPES[resource].group_version
     if body.get("kind") != kind:
         causes.append(_cause("kind", f"must be {kind} for {resource}, not {body.get('kind')!r}"))
-    if body.get("apiVersion") != GROUP_VERSION:
+    if body.get("apiVersion") != group_version:
         causes.append(
-            _cause("apiVersion", f"must be {GROUP_VERSION}, not {body.get('apiVersion')!r}")
+            _cause("apiVersion", f"must be {group_version}, not {body.get('apiVersion')!r}")
         )
     meta = body.get("metadata")
     if not isinstance(meta, dict):
@@ -499,11 +504,14 @@ def _keep_identity(body: JsonObject, old: JsonObject) -> None:
     body["kind"], body["apiVersion"] = old["kind"], old["apiVersion"]
 
 
-def _validate(resource: Resource, body: JsonObject) -> None:
+def _validate(resource: Resource, body: JsonObject, old: JsonObject | None = None) -> None:
     kind = RESOURCES[resource]
     name = str(body["metadata"]["name"])
     if resource == "devicestatuses":
         causes = _status_causes(body)
+    elif resource == "devicecalls":
+        found = device_call_causes(body) + (spec_change_causes(old, body) if old else [])
+        causes = [_cause(path, message) for path, message in found]
     else:
         loaded = load_documents(_ENC.encode(body), source=f"{resource}/{name}")
         causes = [_cause(i.path or "<object>", i.message, str(i.code)) for i in loaded.errors]

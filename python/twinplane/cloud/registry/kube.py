@@ -41,10 +41,11 @@ from kubernetes_asyncio.config import ConfigException, load_incluster_config
 from kubernetes_asyncio.config.kube_config import KubeConfigLoader, KubeConfigMerger
 
 from twinplane.cloud.registry.base import (
-    GROUP,
+    DEVICE_RESOURCES,
     GROUP_VERSION,
+    RESOURCE_TYPES,
     RESOURCES,
-    VERSION,
+    TWINPLANE_GROUP_VERSION,
     AlreadyExistsError,
     ConflictError,
     ForbiddenError,
@@ -155,6 +156,12 @@ def _unreachable(what: str, exc: BaseException) -> RegistryError:
     return error
 
 
+def _gv(resource: Resource) -> tuple[str, str]:
+    """``(group, version)`` of ``resource``, as CustomObjectsApi takes them."""
+    kind = RESOURCE_TYPES[resource]
+    return kind.group, kind.version
+
+
 def _kubeconfig_loader(path: Path) -> KubeConfigLoader:
     """Reads a kubeconfig file (relative paths in it are relative to it); blocking."""
     merged = KubeConfigMerger(str(path))
@@ -203,6 +210,7 @@ class KubeRegistry:
         self._client: ApiClient | None = None
         self._api: CustomObjectsApi | None = None
         self._status_subresources: frozenset[str] = frozenset()
+        self._served: frozenset[Resource] = frozenset()
         self._watches: set[aiohttp.ClientResponse] = set()
         self._closing = False
 
@@ -236,35 +244,54 @@ class KubeRegistry:
         self._client = ApiClient(configuration=config)
         self._api = CustomObjectsApi(self._client)
         try:
-            served = await self._discover()
+            served = await self._discover(GROUP_VERSION, required=True)
+            served |= await self._discover(TWINPLANE_GROUP_VERSION, required=False)
         except BaseException:
             await self.close()
             raise
-        missing = [resource for resource in RESOURCES if resource not in served]
+        missing = [resource for resource in DEVICE_RESOURCES if resource not in served]
         if missing:
             await self.close()
             raise NotFoundError(
                 f"{GROUP_VERSION} does not serve {', '.join(missing)}: install KubeEdge's CRDs "
                 "(kubectl apply -f deploy/ -R)"
             )
+        self._served = frozenset(r for r in RESOURCE_TYPES if r in served)
         self._status_subresources = frozenset(r for r in RESOURCES if f"{r}/status" in served)
         log.info(
             "kubernetes registry connected",
-            extra={"server": config.host, "status_subresources": sorted(self._status_subresources)},
+            extra={
+                "server": config.host,
+                "status_subresources": sorted(self._status_subresources),
+                "unserved": sorted(set(RESOURCE_TYPES) - self._served),
+            },
         )
 
-    async def _discover(self) -> set[str]:
+    def serves(self, resource: Resource) -> bool:
+        """Whether the server has ``resource``'s CRD (twinplane's own are optional)."""
+        return resource in self._served
+
+    async def _discover(self, group_version: str, *, required: bool) -> set[str]:
+        group, version = group_version.split("/")
         try:
             resources = await self._call(
                 self._objects().get_api_resources(
-                    GROUP, VERSION, _request_timeout=REQUEST_TIMEOUT_S
+                    group, version, _request_timeout=REQUEST_TIMEOUT_S
                 )
             )
         except NotFoundError as exc:
+            if not required:
+                log.warning(
+                    "the server does not serve %s: device calls through Kubernetes are off "
+                    "(kubectl apply -f deploy/ -R installs its CRD)",
+                    group_version,
+                )
+                return set()
             raise NotFoundError(
-                f"the server does not serve {GROUP_VERSION}: install KubeEdge's CRDs "
+                f"the server does not serve {group_version}: install KubeEdge's CRDs "
                 "(kubectl apply -f deploy/ -R)"
             ) from exc
+        # Resource names are unique across the two groups (devices..., devicecalls).
         return {str(resource.name) for resource in resources.resources}
 
     async def close(self) -> None:
@@ -284,7 +311,7 @@ class KubeRegistry:
     ) -> tuple[builtins.list[JsonObject], str]:
         """Every object of ``resource`` (in ``namespace``), and the list's resourceVersion."""
         api = self._objects()
-        kind = RESOURCES[resource]
+        kind, api_version = RESOURCES[resource], RESOURCE_TYPES[resource].group_version
         items: builtins.list[JsonObject] = []
         token: str | None = None
         while True:
@@ -292,13 +319,13 @@ class KubeRegistry:
             if token:
                 page["_continue"] = token
             if namespace is None:
-                request = api.list_cluster_custom_object(GROUP, VERSION, resource, **page)
+                request = api.list_cluster_custom_object(*_gv(resource), resource, **page)
             else:
                 request = api.list_namespaced_custom_object(
-                    GROUP, VERSION, namespace, resource, **page
+                    *_gv(resource), namespace, resource, **page
                 )
             answer = await self._call(request)
-            items.extend({"apiVersion": GROUP_VERSION, "kind": kind, **o} for o in answer["items"])
+            items.extend({"apiVersion": api_version, "kind": kind, **o} for o in answer["items"])
             metadata = answer.get("metadata", {})
             token = metadata.get("continue")
             if not token:
@@ -307,7 +334,7 @@ class KubeRegistry:
     async def get(self, resource: Resource, namespace: str, name: str) -> JsonObject:
         """One object; :class:`NotFoundError` if it does not exist."""
         request = self._objects().get_namespaced_custom_object(
-            GROUP, VERSION, namespace, resource, name, _request_timeout=REQUEST_TIMEOUT_S
+            *_gv(resource), namespace, resource, name, _request_timeout=REQUEST_TIMEOUT_S
         )
         return cast("JsonObject", await self._call(request))
 
@@ -318,7 +345,7 @@ class KubeRegistry:
         body = self._body(resource, obj)
         namespace = str(body["metadata"].get("namespace") or "default")
         request = self._objects().create_namespaced_custom_object(
-            GROUP, VERSION, namespace, resource, body, _request_timeout=REQUEST_TIMEOUT_S
+            *_gv(resource), namespace, resource, body, _request_timeout=REQUEST_TIMEOUT_S
         )
         created = cast("JsonObject", await self._call(request))
         return await self._write_status(resource, created, obj)
@@ -329,7 +356,7 @@ class KubeRegistry:
         metadata = body["metadata"]
         namespace = str(metadata.get("namespace") or "default")
         request = self._objects().replace_namespaced_custom_object(
-            GROUP, VERSION, namespace, resource, str(metadata.get("name", "")), body,
+            *_gv(resource), namespace, resource, str(metadata.get("name", "")), body,
             _request_timeout=REQUEST_TIMEOUT_S,
         )  # fmt: skip
         replaced = cast("JsonObject", await self._call(request))
@@ -390,7 +417,7 @@ class KubeRegistry:
             current = await self.get(resource, namespace, name)
             version = current["metadata"]["resourceVersion"]
             request = api.delete_namespaced_custom_object(
-                GROUP, VERSION, namespace, resource, name,
+                *_gv(resource), namespace, resource, name,
                 body=V1DeleteOptions(preconditions=V1Preconditions(resource_version=version)),
                 _request_timeout=REQUEST_TIMEOUT_S,
             )  # fmt: skip
@@ -430,10 +457,10 @@ class KubeRegistry:
             ),
         }
         if namespace is None:
-            request = api.list_cluster_custom_object(GROUP, VERSION, resource, **options)
+            request = api.list_cluster_custom_object(*_gv(resource), resource, **options)
         else:
             request = api.list_namespaced_custom_object(
-                GROUP, VERSION, namespace, resource, **options
+                *_gv(resource), namespace, resource, **options
             )
         response = cast("aiohttp.ClientResponse", await self._call(request))
         self._watches.add(response)
@@ -496,7 +523,8 @@ class KubeRegistry:
     @staticmethod
     def _body(resource: Resource, obj: Mapping[str, Any]) -> JsonObject:
         """``obj`` with ``apiVersion`` and ``kind`` where it has none."""
-        body: JsonObject = {"apiVersion": GROUP_VERSION, "kind": RESOURCES[resource], **obj}
+        kind = RESOURCE_TYPES[resource]
+        body: JsonObject = {"apiVersion": kind.group_version, "kind": kind.kind, **obj}
         body["metadata"] = dict(body.get("metadata") or {})
         return body
 
@@ -517,7 +545,7 @@ class KubeRegistry:
         )
         # The package's stubs omit _content_type, which its code takes (see MERGE_PATCH).
         request = send(  # type: ignore[call-arg]
-            GROUP, VERSION, namespace, resource, name, dict(patch),
+            *_gv(resource), namespace, resource, name, dict(patch),
             _content_type=MERGE_PATCH, _request_timeout=REQUEST_TIMEOUT_S,
         )  # fmt: skip
         return cast("JsonObject", await self._call(request))
@@ -530,7 +558,7 @@ class KubeRegistry:
             return stored
         metadata = stored["metadata"]
         request = self._objects().replace_namespaced_custom_object_status(
-            GROUP, VERSION, metadata["namespace"], resource, metadata["name"],
+            *_gv(resource), metadata["namespace"], resource, metadata["name"],
             {**stored, "status": obj["status"]}, _request_timeout=REQUEST_TIMEOUT_S,
         )  # fmt: skip
         return cast("JsonObject", await self._call(request))

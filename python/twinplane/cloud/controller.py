@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twinplane.cloud import wire
+from twinplane.cloud.calls import CallController
 from twinplane.cloud.informer import Informer, object_key
 from twinplane.cloud.registry import NotFoundError, Registry, RegistryError
 from twinplane.cloud.registry.base import GROUP_VERSION
@@ -159,6 +160,7 @@ class DeviceController:
         self.stats = ControllerStats()
         self.devices = Informer(registry, "devices", self._on_device)
         self.models = Informer(registry, "devicemodels", self._on_model)
+        self.calls = CallController(registry, self)
         self.sessions: dict[str, Session] = {}
         self.latest: dict[str, Latest] = {}
         self._node_of: dict[str, str] = {}
@@ -186,11 +188,13 @@ class DeviceController:
         await self.models.synced.wait()
         self.devices.start()
         await self.devices.synced.wait()
+        await self.calls.start()
         self._writer = asyncio.create_task(self._write_loop(), name="status writer")
 
     async def stop(self) -> None:
         """Stops the informers, the sessions' workers and the writer (after a last write)."""
         self._stopping = True
+        await self.calls.stop()
         await self.devices.stop()
         await self.models.stop()
         for session in list(self.sessions.values()):
@@ -343,6 +347,7 @@ class DeviceController:
                 devices = sorted(self._by_node.get(session.node, ()))
                 await session.send(wire.Synced(id=session.take_id(), devices=devices))
                 await self._send_all_desired(session, devices)
+                await self.calls.on_attach(session)  # the edge has every device by now
 
     async def _send_all_desired(self, session: Session, devices: Iterable[str]) -> None:
         for key in devices:
@@ -426,6 +431,10 @@ class DeviceController:
             log.warning("node %s refused message %s: %s", session.node, failed, error)
 
     # -- upstream ---------------------------------------------------------------------------
+
+    def node_of(self, device_key: str) -> str:
+        """The node a device is on (``""`` if none, or no such device)."""
+        return self._node_of.get(device_key, "")
 
     def owns(self, node: str, device_key: str) -> bool:
         """Whether ``device_key`` is assigned to ``node`` (a node may only report its own)."""

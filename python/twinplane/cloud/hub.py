@@ -169,6 +169,8 @@ class Hub:
             self.controller.on_ack(session, message)
         elif isinstance(message, wire.Upload):
             await self._upload(session, message)
+        elif isinstance(message, wire.CallUpdate):
+            await self.controller.calls.on_update(session, message)
         else:  # a second hello: the session is already synced from the first
             log.info("node %s said hello twice; ignored", session.node)
 

@@ -17,6 +17,12 @@ coalesced on the edge; its ``id`` is the edge outbox's ``<seq>.<rev>``, acknowle
 the link, or a cloud that dies, resends it. :class:`Upload` carries what an edge application
 published to ``$hw/events/upload/#``.
 
+Method calls made in the cloud (DeviceCall objects) are level-based too: the cloud sends
+:class:`CallRequest` for every call of the node without an outcome on each (re)connect, the
+edge submits it under the call's uid (a second delivery finds the first), and answers with
+:class:`CallUpdate` at each change of the call's state and, after a reconnect, for every call
+the cloud made that it holds.
+
 Desired values travel with KubeEdge's twin versions (spec §3.8): :class:`DesiredSync` is the
 cloud's value with ``{cloud, edge}``; the edge accepts it only when neither counter is older than
 its own, else it keeps its value and reports it (with its version), and the cloud converges.
@@ -34,6 +40,8 @@ __all__ = [
     "PROTOCOL",
     "SOURCE_ANNOTATION",
     "Ack",
+    "CallRequest",
+    "CallUpdate",
     "CloudMessage",
     "DesiredSync",
     "DesiredUpdate",
@@ -157,7 +165,25 @@ class Upload(_Msg, tag="upload", frozen=True):
     encoding: Literal["utf-8", "base64"] = "utf-8"
 
 
-EdgeMessage = Hello | Ack | Report | Upload
+class CallUpdate(_Msg, tag="call_update", frozen=True):
+    """Where a call the cloud made stands on the edge (sent at each change, and on a resync).
+
+    ``call`` is the DeviceCall's ``metadata.uid``; the cloud applies an update idempotently and
+    never moves a finished call back.
+    """
+
+    call: str
+    namespace: str
+    device: str
+    state: str
+    result: Any = None
+    error: dict[str, str] | None = None
+    created_ms: int | None = None
+    sent_ms: int | None = None
+    finished_ms: int | None = None
+
+
+EdgeMessage = Hello | Ack | Report | Upload | CallUpdate
 
 # -- cloud → edge -----------------------------------------------------------------------------
 
@@ -222,7 +248,26 @@ class UploadAck(_Msg, tag="upload_ack", frozen=True):
     ids: list[str]
 
 
-CloudMessage = Welcome | Upsert | Remove | DesiredUpdate | Synced | ReportAck | UploadAck
+class CallRequest(_Msg, tag="call", frozen=True):
+    """A method call for a device of the node, from a DeviceCall (``call`` is its uid).
+
+    Sent when the call is made and again on every (re)connect until it has an outcome; the
+    edge's call id is ``call``, so a call delivered twice is still one call.
+    """
+
+    id: int
+    call: str
+    namespace: str
+    device: str
+    method: str
+    arguments: dict[str, Any] = {}
+    timeout_s: float | None = None
+    ttl_s: float | None = None
+
+
+CloudMessage = (
+    Welcome | Upsert | Remove | DesiredUpdate | Synced | ReportAck | UploadAck | CallRequest
+)
 
 _ENCODER = msgspec.json.Encoder()
 _EDGE = msgspec.json.Decoder(EdgeMessage)

@@ -191,6 +191,10 @@ class Registry(Protocol):
         """Opens the store or the API connection; raises :class:`RegistryError` if it cannot."""
         ...
 
+    def serves(self, resource: Resource) -> bool:
+        """Whether ``resource`` is there (a Kubernetes cluster may lack twinplane's CRD)."""
+        ...
+
     async def close(self) -> None:
         """Releases what :meth:`start` opened; ends every watch."""
         ...

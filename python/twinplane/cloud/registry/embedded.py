@@ -138,6 +138,10 @@ class EmbeddedRegistry:
         """Opens (creating) the file and loads every object and the change log."""
         await asyncio.to_thread(self._open)
 
+    def serves(self, resource: Resource) -> bool:
+        """Every resource: the embedded registry has them all."""
+        return resource in RESOURCES
+
     def _open(self) -> None:
         make_dirs(self.path.parent)
         private_file(self.path)

@@ -100,7 +100,10 @@ class EdgeApp:
         self.core = core
         await core.start()
         self.mappers = MapperDirectory(
-            models=lambda: core.models, devices=lambda: core.devices, desired=core.desired_values
+            models=lambda: core.models,
+            devices=lambda: core.devices,
+            desired=core.desired_values,
+            events=core.events,
         )
         core.add_lifecycle_listener(self.mappers.on_lifecycle)
         for row in await self.store.list_mappers():

@@ -266,3 +266,20 @@ async def test_a_bad_stream_filter_is_a_400_naming_it(home: Path) -> None:
         status, body = await get(app, "/api/v1/events?severity=loud")
         assert status == 400
         assert body["details"]["causes"][0]["field"] == "severity"
+
+
+async def test_slow_consumers_drops_are_in_metrics(home: Path) -> None:
+    """A subscriber that does not read loses its oldest events; /metrics counts them by consumer."""
+    async with running_app(home) as app:
+        assert app.core is not None
+        with app.core.hub.subscribe(maxsize=1):
+            for i in range(5):
+                comm(app.core.events, f"d{i}")
+        async with (
+            aiohttp.ClientSession(headers={CLIENT_HEADER: "tests"}) as http,
+            http.get(app.rest_url + "/metrics") as resp,
+        ):
+            text = await resp.text()
+        assert 'twinplane_device_events_dropped_total{consumer="sse"} 4' in text
+        assert 'twinplane_device_events_dropped_total{consumer="log"} 0' in text
+        assert "twinplane_device_events_published_total 5" in text

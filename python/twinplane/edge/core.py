@@ -47,6 +47,7 @@ from twinplane.manifests import (
     validate_references,
 )
 from twinplane.protocols.modbus import protocol_issues
+from twinplane.stream.v1 import stream_pb2
 from twinplane.twin import Changes, Engine, PropertySpec, TwinDict, ValueLike
 
 log = logging.getLogger(__name__)
@@ -529,6 +530,43 @@ class EdgeCore:
         self.counters.write_failures_reported += verdict.failed
         self.counters.write_outcomes_ignored += verdict.ignored
         return verdict.applied, verdict.ignored
+
+    def record_comm_errors(self, errors: Iterable[stream_pb2.CommError]) -> tuple[int, int]:
+        """Records a mapper's counted communication errors as ``comm`` events.
+
+        Each entry (a device, a kind of failure, its count since the mapper's last report) adds
+        its count to one aggregated ``CommunicationError`` event of that device and message;
+        an entry of an unknown device, or with no count, is ignored.
+
+        Returns:
+            ``(applied, ignored)`` entries.
+        """
+        applied = ignored = 0
+        for err in errors:
+            namespace = err.device_namespace or "default"
+            if f"{namespace}/{err.device_name}" not in self.devices or err.count < 1:
+                ignored += 1
+                continue
+            kind = err.kind or "protocol"
+            body: dict[str, Any] = {"kind": kind, "first_ms": err.first_ms}
+            if err.code:
+                body["code"] = err.code
+            event = self.events.emit(
+                type="comm",
+                reason="CommunicationError",
+                severity="warning",
+                namespace=namespace,
+                device=err.device_name,
+                message=f"{kind}: {err.message}" if err.message else kind,
+                body=body,
+                count=err.count,
+                ts_ms=err.last_ms or None,
+            )
+            if event is None:
+                ignored += 1
+            else:
+                applied += 1
+        return applied, ignored
 
     def _desired_of_known(self, device_id: str) -> dict[str, str]:
         if device_id not in self.devices:

@@ -101,6 +101,7 @@ class DmiServer:
             self.bucket,
             _status_of,
             write_outcomes=core.record_write_outcomes,
+            comm_errors=core.record_comm_errors,
         )
         # --- end fast path
 

@@ -283,3 +283,15 @@ async def test_slow_consumers_drops_are_in_metrics(home: Path) -> None:
         assert 'twinplane_device_events_dropped_total{consumer="sse"} 4' in text
         assert 'twinplane_device_events_dropped_total{consumer="log"} 0' in text
         assert "twinplane_device_events_published_total 5" in text
+
+
+async def test_the_apps_event_log_takes_its_bounds_from_the_config(home: Path) -> None:
+    """EdgeConfig's event_log_max and event_log_max_age_s bound the running edge's log."""
+    async with running_app(home, event_log_max=3, event_log_max_age_s=60.0) as app:
+        assert app.core is not None
+        for i in range(5):
+            comm(app.core.events, f"d{i}")
+        await app.core.events.flush()
+        _, body = await get(app, "/api/v1/namespaces/default/events")
+        assert [e["device"] for e in body["items"]] == ["d4", "d3", "d2"]
+        assert app.core.events.max_age_s == 60.0

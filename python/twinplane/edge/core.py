@@ -149,8 +149,8 @@ class EdgeCore:
     ) -> None:
         self.store = store
         self.node_name = node_name
-        self.hub = hub or EventHub()
-        self.events = events or EdgeEvents(self.hub, store)
+        self.hub = hub if hub is not None else EventHub()  # an empty hub is falsy
+        self.events = events if events is not None else EdgeEvents(self.hub, store)
         self.engine = Engine(track_dirty=True)
         self.models: dict[str, DeviceModel] = {}
         self.devices: dict[str, Device] = {}

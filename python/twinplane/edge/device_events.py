@@ -57,7 +57,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EVENT_LOG_MAX_COUNT: Final = 10_000
-"""Events the log keeps unless told otherwise (``--event-log-max``)."""
+"""Events the log keeps unless told otherwise (``twinplane edge --event-log-max``)."""
 
 EVENT_LOG_MAX_AGE_S: Final = 7 * 86_400.0
 """Seconds an event stays in the log after it last happened (``--event-log-max-age``)."""

@@ -508,3 +508,44 @@ async def test_edge_starts_without_broker_and_connects_later(
             assert stats["reconnects"] == 0
     finally:
         server.stop()
+
+
+# --- device events ------------------------------------------------------------------------------
+
+
+async def test_device_events_are_published_on_the_devices_events_topic(
+    edge: EdgeApp, mqtt: Inbox
+) -> None:
+    """A state change is a device event on …/<ns>/<name>/events; a mapper's on the node's topic."""
+    assert edge.core is not None
+    await edge.core.report_state("default/thermo-1", "online")
+    edge.core.events.emit(type="mapper", reason="MapperLost", severity="warning", device="m1")
+    event = await mqtt.get("$hw/events/device/default/thermo-1/events")
+    assert (event["type"], event["reason"], event["device"]) == (
+        "state",
+        "DeviceOnline",
+        "thermo-1",
+    )
+    assert event["count"] == 1
+    assert {"id", "seq", "first_ts_ms", "last_ts_ms", "body", "message"} <= set(event)
+    mapper = await mqtt.get(f"$hw/events/node/{NODE}/events")
+    assert (mapper["reason"], mapper["device"]) == ("MapperLost", "m1")
+
+
+async def test_events_toward_an_unreachable_broker_are_dropped_and_counted(edge: EdgeApp) -> None:
+    """With no broker, emits still return at once; the bridge's queue drops the oldest, counted."""
+    assert edge.core is not None
+    unreachable = MqttBridge(
+        edge.core, f"mqtt://127.0.0.1:{free_port()}", node_name="other", queue_limit=2
+    )
+    await unreachable.start()
+    try:
+        for i in range(5):
+            assert edge.core.events.emit(type="comm", reason="CommunicationError", device=f"d{i}")
+        stats = unreachable.stats()
+        assert stats["events_queued"] == 5
+        assert stats["dropped"] == 3
+        assert stats["pending"] == 2
+        assert edge.core.events.counters.published == 5
+    finally:
+        await unreachable.stop()

@@ -673,3 +673,30 @@ async def test_polls_started_together_share_one_write(sim: ModbusSimulator) -> N
     assert len(probe.chunks) == 1
     assert len(probe.chunks[0]) == 3 * len(POLL) * 12  # twelve bytes per read request
     assert [len(frames) for frames in results] == [len(POLL)] * 3
+
+
+async def test_an_exception_on_one_register_spares_the_others(
+    sim: ModbusSimulator, pymodbus_client: AsyncModbusTcpClient
+) -> None:
+    """An exception at address 10 answers reads touching it only (pymodbus sees it); clearable."""
+    sim.faults.exception(2, unit=4, address=10, count=2)
+    assert sim.faults.describe() == "unit=4:exception=2@10-11"
+    hit = await pymodbus_client.read_holding_registers(9, count=2, device_id=4)
+    assert isinstance(hit, ExceptionResponse)
+    assert hit.exception_code == 2
+    spared = await pymodbus_client.read_holding_registers(12, count=3, device_id=4)
+    assert not spared.isError()
+    below = await pymodbus_client.read_holding_registers(0, count=10, device_id=4)
+    assert not below.isError()
+    sim.faults.clear(unit=4)  # switched off at run time
+    assert not (await pymodbus_client.read_holding_registers(10, count=1, device_id=4)).isError()
+
+
+def test_an_exception_at_addresses_parses_and_is_checked() -> None:
+    """The text form CODE@A-B parses; a malformed one names its entry."""
+    faults = SimFaults("unit=3:exception=4@7,unit=5:exception=2@10-20")
+    assert faults.describe() == "unit=3:exception=4@7,unit=5:exception=2@10-20"
+    with pytest.raises(SpecError, match=r"CODE@ADDRESS"):
+        SimFaults("unit=3:exception=4@x")
+    with pytest.raises(SpecError):
+        SimFaults("unit=3:exception=4@9-2")

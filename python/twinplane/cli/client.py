@@ -15,7 +15,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from twinplane import __version__
@@ -104,6 +104,39 @@ class ApiClient:
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
                 return _decode(resp.read())
+        except urllib.error.HTTPError as err:
+            raise _status_error(err) from None
+        except urllib.error.URLError as err:
+            raise self._unreachable(err.reason) from None
+        except (TimeoutError, ConnectionError) as err:
+            raise self._unreachable(err) from None
+
+    def stream(
+        self, path: str, query: Mapping[str, str] | None = None
+    ) -> Iterator[tuple[str, Any]]:
+        """``GET`` a server-sent event stream; yields ``(event, decoded data)`` until it ends.
+
+        The server's heartbeats (every 15 s) keep the read within :attr:`timeout`.
+
+        Raises:
+            CliError: No answer, or an error status.
+        """
+        url = self.server + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        headers = {"Accept": "text/event-stream", CLIENT_HEADER: CLIENT}
+        req = urllib.request.Request(url, method="GET", headers=headers)  # noqa: S310 - scheme checked
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                kind = "message"
+                for raw in resp:
+                    line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                    if line.startswith("event: "):
+                        kind = line.removeprefix("event: ")
+                    elif line.startswith("data: "):
+                        yield kind, _decode(line.removeprefix("data: ").encode())
+                    elif not line:
+                        kind = "message"
         except urllib.error.HTTPError as err:
             raise _status_error(err) from None
         except urllib.error.URLError as err:

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from twinplane.cli.client import ApiClient, CliError
 from twinplane.cli.describe import describe_device, describe_model
+from twinplane.cli.events import get_events
 from twinplane.cli.output import NONE, age, clip, print_data, table, timestamp
 from twinplane.manifests.parse import parse_documents
 
@@ -48,6 +49,9 @@ RESOURCES: Final = {
     f"devicemodels.{GROUP}": "devicemodels",
     "mapper": "mappers",
     "mappers": "mappers",
+    "event": "events",
+    "events": "events",
+    "ev": "events",
 }
 """Accepted resource names (singular, plural, short, full) and the plural each means."""
 
@@ -61,7 +65,7 @@ def resource_arg(text: str) -> str:
         return RESOURCES[text.lower()]
     except KeyError:
         raise argparse.ArgumentTypeError(
-            f"unknown resource {text!r}: use device(s), devicemodel(s) or mapper(s)"
+            f"unknown resource {text!r}: use device(s), devicemodel(s), mapper(s) or events"
         ) from None
 
 
@@ -195,6 +199,10 @@ def _attribute(causes: list[dict[str, Any]], inputs: list[tuple[str, bytes]], so
 def get(args: argparse.Namespace, client: ApiClient) -> int:
     """``twinplane get devices|devicemodels|mappers [NAME] [-n NS | -A] [-o table|json|yaml]``."""
     resource: str = args.resource
+    if resource == "events":
+        return get_events(args, client)
+    if args.watch or args.type:
+        raise CliError("--watch and --type are for get events")
     if resource == "mappers":
         return _get_mappers(args, client)
     if args.name and args.all_namespaces:
@@ -308,6 +316,8 @@ def _model_rows(items: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
 
 def describe(args: argparse.Namespace, client: ApiClient) -> int:
     """``twinplane describe device|devicemodel NAME [-n NS]``."""
+    if args.resource == "events":
+        raise CliError("describe takes a device or a devicemodel; for events: twinplane get events")
     if args.resource == "mappers":
         raise CliError(
             f"describe takes a device or a devicemodel; for a mapper: twinplane get mapper"
@@ -322,6 +332,8 @@ def describe(args: argparse.Namespace, client: ApiClient) -> int:
 
 def delete(args: argparse.Namespace, client: ApiClient) -> int:
     """``twinplane delete device|devicemodel NAME [-n NS]``, ``twinplane delete mapper NAME``."""
+    if args.resource == "events":
+        raise CliError("events cannot be deleted: the log bounds itself (docs/events.md)")
     client.request("DELETE", _object_path(args.resource, args.namespace, args.name))
     if args.resource == "mappers":
         print(f'mapper "{args.name}" deleted')

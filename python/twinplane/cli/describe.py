@@ -6,6 +6,7 @@ import urllib.parse
 from typing import Any
 
 from twinplane.cli.client import ApiClient, CliError
+from twinplane.cli.events import event_rows, recent_events
 from twinplane.cli.output import NONE, clip, table, timestamp
 
 __all__ = ["describe_device", "describe_model"]
@@ -111,7 +112,22 @@ def describe_device(client: ApiClient, namespace: str, name: str) -> str:
             out.field(method["name"], ", ".join(method.get("propertyNames", [])), indent=2)
     else:
         out.field("Methods", None)
+    _events(out, client, namespace, name)
     return out.render()
+
+
+def _events(out: _Text, client: ApiClient, namespace: str, name: str) -> None:
+    """The device's recent events, oldest first (kubectl describe's Events)."""
+    try:
+        items = recent_events(client, namespace, name)
+    except CliError:  # an older device manager without the event log
+        items = []
+    if not items:
+        out.field("Events", None)
+        return
+    out.heading("Events")
+    headers = ["LAST SEEN", "TYPE", "SEVERITY", "REASON", "OBJECT", "COUNT", "MESSAGE"]
+    out.block(table(headers, event_rows(items)))
 
 
 def _write_errors(out: _Text, twins: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from twinplane.cli.args import add_device_manager_options
+from twinplane.cli.args import add_device_manager_options, positive_int
 from twinplane.cli.runtime import LOG_LEVELS, configure_logging, default_home, loop_factory
 from twinplane.errors import TwinplaneError
 
@@ -48,6 +48,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--cloud-ca", type=Path, default=None, help="CA bundle to trust for a wss:// cloud"
+    )
+    parser.add_argument(
+        "--event-log-max",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="device events the event log keeps (default: 10000)",
+    )
+    parser.add_argument(
+        "--event-log-max-age",
+        type=positive_int,
+        default=None,
+        metavar="SECONDS",
+        help="seconds an event stays in the log after it last happened (default: 604800)",
     )
     parser.add_argument(
         "--log-level", choices=LOG_LEVELS, default="info", help="(default: %(default)s)"
@@ -121,6 +135,10 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit per failur
     )
     if args.max_event_streams is not None:
         config.max_event_streams = args.max_event_streams
+    if args.event_log_max is not None:
+        config.event_log_max = args.event_log_max
+    if args.event_log_max_age is not None:
+        config.event_log_max_age_s = float(args.event_log_max_age)
     try:
         make_dirs(config.db_path.parent)  # 0700: the state is the owner's alone
         with asyncio.Runner(loop_factory=loop_factory()) as runner:

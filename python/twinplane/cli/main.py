@@ -98,10 +98,15 @@ def _build_parser() -> argparse.ArgumentParser:
     p = cmds.add_parser(
         "get",
         parents=[server, ns_all, out],
-        help="list devices, device models or mappers, or show one",
+        help="list devices, device models, mappers or events, or show one",
     )
-    p.add_argument("resource", help="devices, devicemodels or mappers", **resource)  # type: ignore[arg-type]
-    p.add_argument("name", nargs="?", help="one object's name")
+    p.add_argument("resource", help="devices, devicemodels, mappers or events", **resource)  # type: ignore[arg-type]
+    p.add_argument("name", nargs="?", help="one object's name (events: a device's)")
+    p.add_argument("--type", default=None, help="events: only these types (state,comm,...)")
+    p.add_argument("--limit", type=int, default=None, help="events: at most this many")
+    p.add_argument(
+        "-w", "--watch", action="store_true", help="events: then follow new ones as they happen"
+    )
     p.set_defaults(run=commands.get)
 
     p = cmds.add_parser("describe", parents=[server, ns], help="show one object in detail")

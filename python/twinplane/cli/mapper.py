@@ -63,6 +63,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="wait before a desired value's second attempt, doubling (default: 200)",
     )
+    parser.add_argument(
+        "--comm-error-interval-ms",
+        type=int,
+        default=None,
+        help="how often counted communication errors go to the device manager (default: 5000)",
+    )
     parser.add_argument("--home", type=Path, default=None, help="state directory of defaults")
     parser.add_argument(
         "--log-level", choices=LOG_LEVELS, default="info", help="(default: %(default)s)"
@@ -93,7 +99,12 @@ def run(args: argparse.Namespace) -> int:
             allowed_hosts=tuple(allowed_host(name) for name in args.allowed_hosts) or None,
             write_attempts=args.write_attempts,
             write_backoff_ms=args.write_backoff_ms,
+            comm_error_interval_ms=args.comm_error_interval_ms,
         )
+        if config.comm_error_interval_ms < 1:
+            raise SpecError(
+                "--comm-error-interval-ms must be at least 1", path="comm_error_interval_ms"
+            )
         if config.write_attempts < 1 or config.write_backoff_ms < 0:
             raise SpecError(
                 "--write-attempts must be at least 1 and --write-backoff-ms not negative",

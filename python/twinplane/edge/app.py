@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from twinplane.edge.core import EdgeCore
+from twinplane.edge.device_events import EVENT_LOG_MAX_AGE_S, EVENT_LOG_MAX_COUNT, EdgeEvents
 from twinplane.edge.dmi_server import DmiServer
+from twinplane.edge.events import EventHub
 from twinplane.edge.mapper_info import MapperInfo
 from twinplane.edge.mappers import MapperDirectory
 from twinplane.edge.sse import MAX_EVENT_STREAMS
@@ -45,6 +47,9 @@ class EdgeConfig:
         allowed_hosts: Names the REST API answers to besides its address and loopback
             (``--allowed-host``; :mod:`twinplane.rest.guard`).
         max_event_streams: Most event streams open at once (``--max-event-streams``).
+        event_log_max: Device events the event log keeps (``--event-log-max``).
+        event_log_max_age_s: Seconds an event is kept after it last happened
+            (``--event-log-max-age``).
         cloud_url: ``ws://`` or ``wss://`` URL of ``twinplane cloud`` (``--cloud``), or ``None``.
         cloud_token: This node's token for the cloud (``--token-file``).
         cloud_ca: A CA bundle to trust for ``wss://`` (``--cloud-ca``).
@@ -60,6 +65,8 @@ class EdgeConfig:
     dmi_burst: int = 20_000
     allowed_hosts: tuple[str, ...] = ()
     max_event_streams: int = MAX_EVENT_STREAMS
+    event_log_max: int = EVENT_LOG_MAX_COUNT
+    event_log_max_age_s: float = EVENT_LOG_MAX_AGE_S
     cloud_url: str | None = None
     cloud_token: str = ""
     cloud_ca: Path | None = None
@@ -96,11 +103,18 @@ class EdgeApp:
         cfg = self.config
         self.store = AsyncEdgeStore.open(cfg.db_path)
         await self.store.start()
-        core = EdgeCore(self.store, node_name=cfg.node_name)
+        hub = EventHub()
+        events = EdgeEvents(
+            hub, self.store, max_count=cfg.event_log_max, max_age_s=cfg.event_log_max_age_s
+        )
+        core = EdgeCore(self.store, node_name=cfg.node_name, hub=hub, events=events)
         self.core = core
         await core.start()
         self.mappers = MapperDirectory(
-            models=lambda: core.models, devices=lambda: core.devices, desired=core.desired_values
+            models=lambda: core.models,
+            devices=lambda: core.devices,
+            desired=core.desired_values,
+            events=core.events,
         )
         core.add_lifecycle_listener(self.mappers.on_lifecycle)
         for row in await self.store.list_mappers():

@@ -29,6 +29,7 @@ import msgspec
 from twinplane import heap
 from twinplane.dmi.convert import config_errors
 from twinplane.edge.desired import DesiredValueError, desired_issues
+from twinplane.edge.device_events import EdgeEvents
 from twinplane.edge.events import Event, EventHub
 from twinplane.edge.persist import TwinPersister
 from twinplane.edge.store import AsyncEdgeStore
@@ -46,6 +47,7 @@ from twinplane.manifests import (
     validate_references,
 )
 from twinplane.protocols.modbus import protocol_issues
+from twinplane.stream.v1 import stream_pb2
 from twinplane.twin import Changes, Engine, PropertySpec, TwinDict, ValueLike
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,16 @@ DEVICE_STATES = frozenset({"online", "offline", "ok", "unknown", "unhealthy", "d
 """States a mapper may report: EdgeCore's five plus mapper-framework's ``disconnected``."""
 
 ONLINE_STATES = frozenset({"online", "ok"})
+
+_STATE_EVENTS: dict[str, tuple[str, Literal["info", "warning", "critical"]]] = {
+    "online": ("DeviceOnline", "info"),
+    "ok": ("DeviceOnline", "info"),
+    "offline": ("DeviceOffline", "warning"),
+    "disconnected": ("DeviceOffline", "warning"),
+    "unhealthy": ("DeviceUnhealthy", "warning"),
+    "unknown": ("DeviceStateUnknown", "info"),
+}
+"""A device state's event reason and severity."""
 
 ChangeListener = Callable[[Changes], None]
 
@@ -120,6 +132,10 @@ class EdgeCore:
         node_name: This node's name (``spec.nodeName`` of devices assigned here).
         hub: The event hub (one is made when not given).
         flush_interval: Seconds between flushes of changed reported twins.
+        events: The device events and their log (made on ``store`` when not given).
+
+    Attributes:
+        events: Where every device event is published (:meth:`EdgeEvents.emit`).
     """
 
     def __init__(
@@ -129,10 +145,12 @@ class EdgeCore:
         node_name: str = "edge",
         hub: EventHub | None = None,
         flush_interval: float = 0.1,
+        events: EdgeEvents | None = None,
     ) -> None:
         self.store = store
         self.node_name = node_name
-        self.hub = hub or EventHub()
+        self.hub = hub if hub is not None else EventHub()  # an empty hub is falsy
+        self.events = events if events is not None else EdgeEvents(self.hub, store)
         self.engine = Engine(track_dirty=True)
         self.models: dict[str, DeviceModel] = {}
         self.devices: dict[str, Device] = {}
@@ -171,6 +189,7 @@ class EdgeCore:
         for st in await self.store.list_states():
             self.states[st.device_id] = DeviceState(st.state, st.last_online, st.updated_ms)
         await self.write_errors.load()
+        await self.events.start()
         self.engine.take_dirty()  # restored state is already stored
         self.engine.reset_latency()  # ... so its read times are not latencies to measure
         self.persister.start()
@@ -186,6 +205,7 @@ class EdgeCore:
             self._heap_held = False
             heap.release()
         await self.persister.stop()
+        await self.events.stop()
 
     def add_change_listener(self, listener: ChangeListener) -> None:
         """Calls ``listener(changes)`` for every batch of twin changes (must not block)."""
@@ -511,6 +531,43 @@ class EdgeCore:
         self.counters.write_outcomes_ignored += verdict.ignored
         return verdict.applied, verdict.ignored
 
+    def record_comm_errors(self, errors: Iterable[stream_pb2.CommError]) -> tuple[int, int]:
+        """Records a mapper's counted communication errors as ``comm`` events.
+
+        Each entry (a device, a kind of failure, its count since the mapper's last report) adds
+        its count to one aggregated ``CommunicationError`` event of that device and message;
+        an entry of an unknown device, or with no count, is ignored.
+
+        Returns:
+            ``(applied, ignored)`` entries.
+        """
+        applied = ignored = 0
+        for err in errors:
+            namespace = err.device_namespace or "default"
+            if f"{namespace}/{err.device_name}" not in self.devices or err.count < 1:
+                ignored += 1
+                continue
+            kind = err.kind or "protocol"
+            body: dict[str, Any] = {"kind": kind, "first_ms": err.first_ms}
+            if err.code:
+                body["code"] = err.code
+            event = self.events.emit(
+                type="comm",
+                reason="CommunicationError",
+                severity="warning",
+                namespace=namespace,
+                device=err.device_name,
+                message=f"{kind}: {err.message}" if err.message else kind,
+                body=body,
+                count=err.count,
+                ts_ms=err.last_ms or None,
+            )
+            if event is None:
+                ignored += 1
+            else:
+                applied += 1
+        return applied, ignored
+
     def _desired_of_known(self, device_id: str) -> dict[str, str]:
         if device_id not in self.devices:
             return {}
@@ -537,6 +594,37 @@ class EdgeCore:
                     log.exception("write listener failed")
             if self.hub.active:
                 self._publish_write_events(device_id, errors)
+            self._emit_write_events(device_id, errors)
+
+    def _emit_write_events(self, device_id: str, errors: Mapping[str, WriteError | None]) -> None:
+        """A ``write`` device event per property whose desired write failed or recovered."""
+        namespace, _, name = device_id.partition("/")
+        for prop, error in errors.items():
+            if error is None:
+                self.events.emit(
+                    type="write",
+                    reason="WriteSucceeded",
+                    namespace=namespace,
+                    device=name,
+                    message=f"property {prop}: the desired value was written",
+                    body={"property": prop},
+                    key=prop,
+                )
+            else:
+                self.events.emit(
+                    type="write",
+                    reason="WriteFailed",
+                    severity="warning",
+                    namespace=namespace,
+                    device=name,
+                    message=(
+                        f"property {prop}: writing {error.value!r} failed after"
+                        f" {error.attempts} attempt(s): {error.reason}"
+                    ),
+                    body={"property": prop, **error.to_json()},
+                    key=prop,
+                    ts_ms=error.time,
+                )
 
     def _publish_write_events(
         self, device_id: str, errors: Mapping[str, WriteError | None]
@@ -564,8 +652,11 @@ class EdgeCore:
 
     # -- states ---------------------------------------------------------------------------
 
-    async def report_state(self, device_id: str, state: str) -> DeviceState:
+    async def report_state(self, device_id: str, state: str, reason: str = "") -> DeviceState:
         """Records a device state (lower-cased); persisted when it changes.
+
+        A change is also a ``state`` device event (``DeviceOnline``, ``DeviceOffline``,
+        ``DeviceUnhealthy``, ...), its message naming ``reason`` when the mapper gave one.
 
         Raises:
             UnknownDeviceError: No such device.
@@ -603,7 +694,25 @@ class EdgeCore:
             if self.hub.active:
                 body = {"state": norm, "lastOnlineTime": current.last_online}
                 self.hub.publish(Event("state", device_id, body))
+            self._emit_state_event(device_id, before[0], norm, reason)
         return current
+
+    def _emit_state_event(self, device_id: str, old: str, new: str, reason: str) -> None:
+        namespace, _, name = device_id.partition("/")
+        event_reason, severity = _STATE_EVENTS.get(new, ("DeviceStateChanged", "info"))
+        message = f"device state {old or 'unknown'} -> {new}"
+        if reason:
+            message += f": {reason}"
+        self.events.emit(
+            type="state",
+            reason=event_reason,
+            severity=severity,
+            namespace=namespace,
+            device=name,
+            message=message,
+            body={"state": new, "previous": old, "reason": reason},
+            key=new,
+        )
 
     async def _persist_state(self, device_id: str, state: str, last_online: str) -> None:
         """Stores a state change; returns once it is committed (group commit).

@@ -101,6 +101,7 @@ class DmiServer:
             self.bucket,
             _status_of,
             write_outcomes=core.record_write_outcomes,
+            comm_errors=core.record_comm_errors,
         )
         # --- end fast path
 
@@ -205,6 +206,13 @@ class DmiServer:
                 "devices": len(response.deviceList),
             },
         )
+        self.core.events.emit(
+            type="mapper",
+            reason="MapperRegistered",
+            device=info.name,
+            message=f"mapper {info.name} ({info.protocol}) registered at {info.address}",
+            body={"protocol": info.protocol, "address": info.address, "version": info.version},
+        )
         return response
 
     async def delete_mapper(self, name: str) -> bool:
@@ -218,6 +226,12 @@ class DmiServer:
             linked = await self.mappers.unregister(name)
         if stored or linked:
             log.info("mapper deleted", extra={"mapper": name})
+            self.core.events.emit(
+                type="mapper",
+                reason="MapperDeleted",
+                device=name,
+                message=f"mapper {name} deleted: it is contacted no more",
+            )
         return stored or linked
 
     async def report_device_status(

@@ -1,4 +1,8 @@
-"""An in-process event hub: twin, state and lifecycle events for SSE clients and bridges.
+"""An in-process event hub: twin, state, lifecycle and device events for SSE clients and bridges.
+
+``event`` events carry a typed :class:`DeviceEvent` (:mod:`twinplane.edge.device_events`
+publishes them: the one entry point is :meth:`EdgeEvents.emit
+<twinplane.edge.device_events.EdgeEvents.emit>`).
 
 Publishing never blocks the hot path: each subscriber has a bounded queue, and a subscriber
 that falls behind loses its *oldest* events, counted in ``Subscription.dropped`` (and reported
@@ -10,11 +14,64 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal, get_args
 
-EventKind = Literal["twin", "state", "lifecycle", "dropped"]
+import msgspec
+
+EventKind = Literal["twin", "state", "lifecycle", "event", "dropped"]
+
+EventType = Literal["state", "alarm", "comm", "call", "write", "mapper", "upgrade"]
+"""What a device event is about."""
+
+Severity = Literal["info", "warning", "critical"]
+"""How much a device event matters."""
+
+EVENT_TYPES: Final[frozenset[str]] = frozenset(get_args(EventType))
+SEVERITIES: Final[frozenset[str]] = frozenset(get_args(Severity))
+
+
+class DeviceEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One typed device event, as stored in the log and sent on SSE and MQTT.
+
+    Attributes:
+        id: Stable identity; an aggregated event keeps it while its ``count`` grows.
+        seq: Position in the edge's log, reassigned each time the event changes (so a reader
+            resuming from a sequence number sees every change).
+        type: What the event is about.
+        reason: CamelCase, Kubernetes' style (``DeviceOffline``, ``CommunicationError``, ...).
+        severity: ``info``, ``warning`` or ``critical``.
+        namespace: The device's namespace (empty for a mapper).
+        device: The device's name (a mapper's name for ``type="mapper"``).
+        message: For people.
+        count: How many times it happened in the aggregation window.
+        first_ts_ms: When it first happened (ms since the epoch).
+        last_ts_ms: When it last happened.
+        body: Details, a JSON object.
+    """
+
+    id: str
+    seq: int
+    type: EventType
+    reason: str
+    severity: Severity
+    namespace: str
+    device: str
+    message: str
+    count: int
+    first_ts_ms: int
+    last_ts_ms: int
+    body: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    @property
+    def object_id(self) -> str:
+        """``<namespace>/<device>`` (the mapper's name for a mapper event)."""
+        return f"{self.namespace}/{self.device}" if self.namespace else self.device
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as a JSON object (the wire form of the log, SSE and MQTT)."""
+        return msgspec.structs.asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,15 +87,24 @@ class Event:
 class Subscription:
     """A subscriber's bounded queue; iterate it with ``async for``."""
 
-    def __init__(self, hub: EventHub, maxsize: int, kinds: frozenset[EventKind] | None) -> None:
+    def __init__(
+        self,
+        hub: EventHub,
+        maxsize: int,
+        kinds: frozenset[EventKind] | None,
+        accept: Callable[[Event], bool] | None = None,
+    ) -> None:
         self._hub = hub
         self._queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
         self.kinds = kinds
+        self.accept = accept
         self.dropped = 0
 
     def offer(self, event: Event) -> None:
         """Queues an event, dropping the oldest one when full."""
         if self.kinds is not None and event.kind not in self.kinds:
+            return
+        if self.accept is not None and not self.accept(event):
             return
         if self._queue.full():
             with contextlib.suppress(asyncio.QueueEmpty):
@@ -85,10 +151,20 @@ class EventHub:
 
     @contextlib.contextmanager
     def subscribe(
-        self, maxsize: int = 10_000, kinds: frozenset[EventKind] | None = None
+        self,
+        maxsize: int = 10_000,
+        kinds: frozenset[EventKind] | None = None,
+        accept: Callable[[Event], bool] | None = None,
     ) -> Iterator[Subscription]:
-        """A subscription for the duration of a ``with`` block."""
-        sub = Subscription(self, maxsize, kinds)
+        """A subscription for the duration of a ``with`` block.
+
+        Args:
+            maxsize: Events queued before the oldest are dropped.
+            kinds: Only these kinds (every kind when ``None``).
+            accept: Only the events it returns true for (called on the publisher's path: it
+                must be cheap and must not raise).
+        """
+        sub = Subscription(self, maxsize, kinds, accept)
         self._subs.add(sub)
         try:
             yield sub

@@ -30,6 +30,8 @@ import grpc
 
 from twinplane.dmi.convert import device_to_proto, model_to_proto
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
+from twinplane.edge.device_events import EdgeEvents
+from twinplane.edge.events import Severity
 from twinplane.edge.mapper_info import MapperInfo
 from twinplane.errors import TwinplaneError
 from twinplane.manifests import Device, DeviceModel
@@ -79,6 +81,7 @@ class MapperLink:
         self._sent_models: dict[str, bytes] = {}
         self._model_lock = asyncio.Lock()
         self.stats = LinkStats()
+        self.lost = False  # sends to it fail since it was last reached
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -150,7 +153,9 @@ class MapperLink:
                 if not failed:
                     backoff = 0.2
                     self._retry_now.clear()
+                    self._reached()
                     continue
+                self._lose(failed[0][2])
                 for key, op, _ in failed:
                     if key not in self._pending:  # not superseded meanwhile: retry it
                         self._pending[key] = op
@@ -180,6 +185,25 @@ class MapperLink:
                     backoff = 0.2
                 else:
                     backoff = min(backoff * 2, 30.0)
+
+    def _lose(self, err: BaseException) -> None:
+        """A ``MapperLost`` event the first time a mapper reached before stops answering."""
+        if self.lost or not self.stats.sent:
+            return
+        self.lost = True
+        self._dir.emit(
+            "MapperLost",
+            "warning",
+            self.info.name,
+            f"mapper {self.info.name} does not answer at {self.info.address}: {_short(err)}",
+        )
+
+    def _reached(self) -> None:
+        if self.lost:
+            self.lost = False
+            self._dir.emit(
+                "MapperReachable", "info", self.info.name, f"mapper {self.info.name} answers again"
+            )
 
     async def _drain(self) -> list[tuple[str, _Op, BaseException]]:
         """Sends what is pending, up to :data:`LINK_CONCURRENCY` calls at once.
@@ -316,12 +340,21 @@ class MapperDirectory:
         models: Returns the registry's models by id.
         devices: Returns the registry's devices by id.
         desired: Returns a device's current desired values (canonical text) by property.
+        events: Where ``mapper`` events go (``MapperLost``, ``MapperReachable``), if anywhere.
     """
 
     models: Callable[[], dict[str, DeviceModel]]
     devices: Callable[[], dict[str, Device]]
     desired: Callable[[str], dict[str, str]]
     links: dict[str, MapperLink] = field(default_factory=dict)
+    events: EdgeEvents | None = None
+
+    def emit(self, reason: str, severity: Severity, mapper: str, message: str) -> None:
+        """Publishes a ``mapper`` event (nothing without :attr:`events`)."""
+        if self.events is not None:
+            self.events.emit(
+                type="mapper", reason=reason, severity=severity, device=mapper, message=message
+            )
 
     def device(self, device_id: str) -> tuple[Device, DeviceModel] | None:
         """A device and its model, if both are known."""

@@ -90,6 +90,11 @@ MQTT_STATS: Final[dict[str, tuple[str, MetricType, str]]] = {
         "gauge",
         "MQTT messages not yet acknowledged by the broker (queued or in flight).",
     ),
+    "events_queued": (
+        "mqtt_events_queued_total",
+        "counter",
+        "Device events queued for MQTT (…/events topics).",
+    ),
     "connected": (
         "mqtt_connected",
         "gauge",
@@ -158,6 +163,7 @@ def render_metrics(
         "Events dropped because a subscriber fell behind (its oldest first).",
         hub.dropped,
     )
+    _write_device_events(out, core, mqtt)
     if requests is not None:
         out.family(
             "http_requests_total",
@@ -252,6 +258,51 @@ def _write_registry(out: MetricsWriter, core: EdgeCore) -> None:
         "gauge",
         "Twin properties whose last desired write failed (the mapper gave up on it).",
         len(core.write_errors),
+    )
+
+
+def _write_device_events(out: MetricsWriter, core: EdgeCore, mqtt: MqttBridge | None) -> None:
+    """The device events: published, stored, pruned, and dropped by each consumer."""
+    counters = core.events.counters
+    out.single(
+        "device_events_published_total",
+        "counter",
+        "Device events emitted (a repeat aggregated into an event counts once per emit).",
+        counters.published,
+    )
+    out.single(
+        "device_events_stored_total",
+        "counter",
+        "Device event rows written to the event log.",
+        counters.stored,
+    )
+    out.single(
+        "device_events_pruned_total",
+        "counter",
+        "Event log rows removed by its count and age bounds.",
+        counters.pruned,
+    )
+    out.single(
+        "device_events_pending",
+        "gauge",
+        "Device events waiting for the event log's writer.",
+        core.events.pending,
+    )
+    out.single(
+        "device_events_invalid_total",
+        "counter",
+        "Device events refused (unknown type or severity), logged.",
+        counters.invalid,
+    )
+    dropped = [({"consumer": "log"}, counters.log_dropped), ({"consumer": "sse"}, core.hub.dropped)]
+    if mqtt is not None:
+        dropped.append(({"consumer": "mqtt"}, mqtt.dropped))
+    out.family(
+        "device_events_dropped_total",
+        "counter",
+        "Events a consumer lost because it fell behind: the log's full queue, SSE clients' queues"
+        " (all kinds), the MQTT bridge's outbound queue (all messages).",
+        dropped,
     )
 
 

@@ -42,10 +42,12 @@ from typing import Any, Final, cast
 import aiomqtt
 
 from twinplane.edge.core import EdgeCore, now_ms
+from twinplane.edge.events import DeviceEvent
 from twinplane.edge.mqtt_payloads import (
     BAD_REQUEST,
     DEVICE_PREFIX,
     INTERNAL_ERROR,
+    NODE_PREFIX,
     NOT_FOUND,
     UPLOAD_PREFIX,
     EventIn,
@@ -136,6 +138,7 @@ class MqttBridge:
         self.reconnect_max = reconnect_max
         self.published = 0
         self.dropped = 0
+        self.events_queued = 0
         self.reconnects = 0
         self.received = 0
         self.rejected = 0
@@ -166,6 +169,7 @@ class MqttBridge:
         if not self._listening:
             self.core.add_change_listener(self._on_changes)
             self.core.add_write_listener(self._on_write_errors)
+            self.core.events.add_listener(self._on_event)
             self._listening = True
         self._task = asyncio.create_task(self._run(), name="mqtt-bridge")
         log.info("MQTT bridge started", extra={"broker": str(self.broker), "node": self.node_name})
@@ -179,6 +183,7 @@ class MqttBridge:
         self._closed = True
         self.core.remove_change_listener(self._on_changes)
         self.core.remove_write_listener(self._on_write_errors)
+        self.core.events.remove_listener(self._on_event)
         task, self._task = self._task, None
         if task is None:
             return
@@ -211,13 +216,15 @@ class MqttBridge:
     def stats(self) -> dict[str, int]:
         """The bridge's counters.
 
-        ``published`` (acknowledged by the broker), ``dropped`` (queue full), ``reconnects``,
+        ``published`` (acknowledged by the broker), ``dropped`` (queue full), ``events_queued``
+        (device events queued for ``…/events``), ``reconnects``,
         ``received`` and ``rejected`` (requests answered with an error), plus ``pending`` and
         ``connected`` (0/1).
         """
         return {
             "published": self.published,
             "dropped": self.dropped,
+            "events_queued": self.events_queued,
             "reconnects": self.reconnects,
             "received": self.received,
             "rejected": self.rejected,
@@ -245,6 +252,20 @@ class MqttBridge:
         twins = self.core.twins(device_id)
         body = twin_write_result(str(uuid.uuid4()), now_ms(), twins, errors)
         self._offer_json(f"{DEVICE_PREFIX}{device_id}/twin/update/result", body)
+
+    def _on_event(self, event: DeviceEvent) -> None:
+        """The device events' listener: ``$hw/events/device/<ns>/<name>/events``.
+
+        A mapper's events (no namespace) go to ``$hw/events/node/<node>/events``.
+        """
+        if self._closed:
+            return
+        if event.namespace:
+            topic = f"{DEVICE_PREFIX}{event.namespace}/{event.device}/events"
+        else:
+            topic = f"{NODE_PREFIX}{self.node_name}/events"
+        self.events_queued += 1
+        self._offer_json(topic, event.to_json())
 
     def _offer(self, topic: str, payload: bytes) -> None:
         """Queues a message, dropping the oldest queued one when the queue is full."""

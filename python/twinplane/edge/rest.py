@@ -9,7 +9,8 @@ Routes (``{ns}`` a namespace, ``{name}`` an object name):
   ``{"desired": {"<property>": "<value>" | null}}`` sets (or clears) desired values and answers
   with the device's delta and the changed twins.
 - ``POST /api/v1/apply``: YAML or JSON manifests, one or many documents; 422 lists every issue.
-- ``GET /api/v1/events``: server-sent events (:mod:`twinplane.edge.sse`).
+- ``GET /api/v1/events``: server-sent events (:mod:`twinplane.edge.sse`), filtered by
+  :mod:`twinplane.edge.events_rest`, which also serves the event log's routes.
 - ``GET /api/v1/mappers[/{name}]``: the registered mappers; ``DELETE /api/v1/mappers/{name}``
   forgets one (it is contacted no more; its devices go to another mapper of its protocol).
 - ``GET /healthz``, ``GET /metrics`` (:mod:`twinplane.edge.metrics`).
@@ -38,6 +39,12 @@ from twinplane import __version__
 from twinplane.edge.core import EdgeCore, InUseError
 from twinplane.edge.desired import DesiredValueError
 from twinplane.edge.dmi_server import DmiServer
+from twinplane.edge.events_rest import (
+    EventLogRoutes,
+    EventParamError,
+    param_error,
+    parse_stream_filter,
+)
 from twinplane.edge.mappers import MapperDirectory
 from twinplane.edge.metrics import CONTENT_TYPE, RequestCounts, render_metrics
 from twinplane.edge.resources import (
@@ -227,6 +234,7 @@ class RestServer:
         router.add_patch(f"{ns}/devices/{{name}}/twin", self.patch_twin)
         router.add_post("/api/v1/apply", self.apply)
         router.add_get("/api/v1/events", self.events, allow_head=False)  # a stream has no HEAD
+        EventLogRoutes(self.core.events).add_routes(router)
         router.add_get("/api/v1/mappers", self.list_mappers)
         router.add_get("/api/v1/mappers/{name}", self.get_mapper)
         router.add_delete("/api/v1/mappers/{name}", self.delete_mapper)
@@ -456,11 +464,15 @@ class RestServer:
     # -- events, health, metrics ----------------------------------------------------------
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        """``GET /api/v1/events[?kinds=twin,state,lifecycle]``: server-sent events."""
+        """``GET /api/v1/events[?kinds=&device=&namespace=&type=&severity=]``: SSE."""
         try:
             kinds = parse_kinds(request.query.get("kinds"))
         except ValueError as err:
             raise ApiError(400, str(err), details={"causes": [{"field": "kinds"}]}) from err
+        try:
+            accept = parse_stream_filter(request.query)
+        except EventParamError as err:
+            raise param_error(err) from err
         if self.streams.full:
             raise ApiError(
                 429,
@@ -468,7 +480,9 @@ class RestServer:
                 "(--max-event-streams); try again when one has ended",
                 headers={"Retry-After": "5"},
             )
-        return await self.streams.serve(request, kinds=kinds, heartbeat=self.heartbeat)
+        return await self.streams.serve(
+            request, kinds=kinds, accept=accept, heartbeat=self.heartbeat
+        )
 
     async def healthz(self, request: web.Request) -> web.Response:
         """``GET /healthz``: 200 when every component check passes, else 503."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, get_args
 
@@ -118,16 +118,22 @@ class EventStreams:
         self._closing.clear()
 
     async def serve(
-        self, request: web.Request, *, kinds: frozenset[EventKind] | None, heartbeat: float
+        self,
+        request: web.Request,
+        *,
+        kinds: frozenset[EventKind] | None,
+        heartbeat: float,
+        accept: Callable[[Event], bool] | None = None,
     ) -> web.StreamResponse:
         """Streams hub events to one client until it disconnects or :meth:`close` is called.
 
         The caller checks :attr:`full` first; this counts the stream from its first line.
+        ``accept`` filters the events (the request's ``device``, ``type``, ... parameters).
         """
         stream = _OpenStream(request)
         self._open.add(stream)
         try:
-            return await self._stream(request, kinds, heartbeat)
+            return await self._stream(request, kinds, accept, heartbeat)
         finally:
             self._open.discard(stream)
             stream.ended.set()
@@ -146,7 +152,11 @@ class EventStreams:
                 transport.abort()
 
     async def _stream(
-        self, request: web.Request, kinds: frozenset[EventKind] | None, heartbeat: float
+        self,
+        request: web.Request,
+        kinds: frozenset[EventKind] | None,
+        accept: Callable[[Event], bool] | None,
+        heartbeat: float,
     ) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={
@@ -155,7 +165,7 @@ class EventStreams:
                 "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
             }
         )
-        with self.hub.subscribe(maxsize=self.queue_size, kinds=kinds) as sub:
+        with self.hub.subscribe(maxsize=self.queue_size, kinds=kinds, accept=accept) as sub:
             try:
                 await response.prepare(request)
                 # The first bytes flush the headers: the client knows it is subscribed.

@@ -17,6 +17,11 @@ DMI v1beta1 peer (KubeEdge EdgeCore) answers it with ``UNIMPLEMENTED``.
 ``write_outcomes: true`` when it is served. The admission budget is shared, one token per
 outcome; over it the call is ``RESOURCE_EXHAUSTED`` (the mapper sends the outcomes again).
 
+``ReportCommErrors`` takes a mapper's counted communication errors (per device and kind of
+failure, every few seconds) and records each as a ``comm`` device event with its count
+(:meth:`EdgeCore.record_comm_errors`); ``Capabilities`` says ``comm_errors: true``. Events are
+not durable state: the answer does not wait for the event log.
+
 A stream message that is not a ``ReportBatch`` (no ``seq`` to answer) ends the stream with
 ``INVALID_ARGUMENT``, naming the field and byte offset where decoding failed; the batches before
 it were applied and acked.
@@ -51,6 +56,9 @@ _EXHAUSTED: Final = grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
 RecordOutcomes = Callable[[list[WriteOutcome]], Awaitable[tuple[int, int]]]
 """Records write outcomes durably; returns ``(applied, ignored)``."""
 
+RecordCommErrors = Callable[[list[stream_pb2.CommError]], tuple[int, int]]
+"""Records counted communication errors as events; returns ``(applied, ignored)``."""
+
 
 @dataclass(slots=True)
 class TwinStreamStats:
@@ -61,6 +69,7 @@ class TwinStreamStats:
     reports: int = 0
     rejected: int = 0
     write_outcomes: int = 0
+    comm_errors: int = 0
 
 
 class TwinStreamService:
@@ -74,9 +83,11 @@ class TwinStreamService:
         max_batch: Most entries per batch.
         write_outcomes: Records desired-write outcomes; ``None``: ``ReportWriteOutcomes`` is
             not served.
+        comm_errors: Records communication errors; ``None``: ``ReportCommErrors`` is not
+            served.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the collaborators, then keyword-only recorders
         self,
         ingest: Callable[[bytes], object],
         bucket: TokenBucket,
@@ -84,9 +95,11 @@ class TwinStreamService:
         *,
         max_batch: int = MAX_BATCH,
         write_outcomes: RecordOutcomes | None = None,
+        comm_errors: RecordCommErrors | None = None,
     ) -> None:
         self._ingest = ingest
         self._record_outcomes = write_outcomes
+        self._record_comm = comm_errors
         self.bucket = bucket
         self._status_of = status_of
         limit = bucket.burst if bucket.rate > 0 else max_batch
@@ -110,6 +123,11 @@ class TwinStreamService:
                 self.report_write_outcomes,
                 response_serializer=stream_pb2.WriteOutcomesAck.SerializeToString,
             )
+        if self._record_comm is not None:
+            handlers["ReportCommErrors"] = grpc.unary_unary_rpc_method_handler(
+                self.report_comm_errors,
+                response_serializer=stream_pb2.CommErrorsAck.SerializeToString,
+            )
         return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
     async def capabilities(
@@ -122,7 +140,24 @@ class TwinStreamService:
             fast_path=True,
             max_batch=self.max_batch,
             write_outcomes=self._record_outcomes is not None,
+            comm_errors=self._record_comm is not None,
         )
+
+    async def report_comm_errors(
+        self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> stream_pb2.CommErrorsAck:
+        """Records counted communication errors as ``comm`` device events."""
+        assert self._record_comm is not None  # noqa: S101 - served only with a recorder
+        request = await decode_request(stream_pb2.CommErrors, data, context)
+        count = len(request.errors)
+        if count and not self.bucket.try_acquire(count):
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"over the DMI admission budget ({self.bucket.rate:g} calls/s); retry later",
+            )
+        applied, ignored = self._record_comm(list(request.errors))
+        self.stats.comm_errors += count
+        return stream_pb2.CommErrorsAck(applied=applied, ignored=ignored)
 
     async def report_write_outcomes(
         self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]

@@ -20,6 +20,7 @@ import grpc
 from twinplane import heap
 from twinplane.dmi.v1beta1 import api_pb2_grpc
 from twinplane.drivers.base import Driver
+from twinplane.mapper.comm_errors import CommErrorReporter
 from twinplane.mapper.config import MapperConfig
 from twinplane.mapper.metrics import render_mapper_metrics
 from twinplane.mapper.register import load_answer, register_mapper
@@ -65,6 +66,7 @@ class MapperApp:
         self.rest: MapperRestServer | None = None
         self.reporter: Reporter | None = None
         self.outcomes: WriteOutcomeReporter | None = None
+        self.comm_errors: CommErrorReporter | None = None
         self.registered = asyncio.Event()
         self.registrations = 0
         self._channel: grpc.aio.Channel | None = None
@@ -105,6 +107,12 @@ class MapperApp:
         self.runtime.writer.on_result = outcomes.offer
         self.runtime.add_removal_listener(outcomes.forget)
         outcomes.start()
+        comm = self.comm_errors = CommErrorReporter(
+            channel, reporter.comm_errors, interval_s=cfg.comm_error_interval_ms / 1000
+        )
+        self.runtime.on_comm_error = comm.count
+        self.runtime.add_removal_listener(comm.forget)
+        comm.start()
         heap.acquire()
         self._heap_held = True
         self._register_task = asyncio.create_task(
@@ -130,6 +138,7 @@ class MapperApp:
             self.runtime,
             reporter=self.reporter,
             outcomes=self.outcomes,
+            comm_errors=self.comm_errors,
             data_plane=self.data_plane,
             registrations=self.registrations,
         )
@@ -154,6 +163,8 @@ class MapperApp:
             await self.reporter.stop()
         if self.outcomes is not None:
             await self.outcomes.stop()
+        if self.comm_errors is not None:
+            await self.comm_errors.stop()
         await self.runtime.stop()
         await self.data_plane.close()  # data plane: flush and close the sinks
         if self._channel is not None:

@@ -75,6 +75,8 @@ class MapperConfig:
         write_attempts: Most attempts per desired value while its write fails transiently
             (a timeout, a lost connection); a refusal by the device is never tried again.
         write_backoff_ms: Wait before a desired value's second attempt (doubling, up to 5 s).
+        comm_error_interval_ms: How often counted communication errors are reported to the
+            device manager (``TwinStream/ReportCommErrors``).
         sinks: Mapper-level sinks (the file's ``sinks`` section), fed by every property.
         allowed_hosts: Names the REST data API answers to besides its address and loopback
             (``--allowed-host``; :mod:`twinplane.rest.guard`).
@@ -93,6 +95,7 @@ class MapperConfig:
     dmi_concurrency: int = 8
     write_attempts: int = 3
     write_backoff_ms: int = 200
+    comm_error_interval_ms: int = 5000
     sinks: tuple[SinkConfig, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
 

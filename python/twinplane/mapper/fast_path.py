@@ -78,6 +78,8 @@ class FastPath:
         self.max_batch = 0
         self.write_outcomes: bool | None = None
         """Whether the peer takes ``ReportWriteOutcomes`` (``None``: not asked yet)."""
+        self.comm_errors: bool | None = None
+        """Whether the peer takes ``ReportCommErrors`` (``None``: not asked yet)."""
         self.mapper = ""
         self.failures = 0
         self._capabilities: grpc.aio.UnaryUnaryMultiCallable[
@@ -120,11 +122,13 @@ class FastPath:
             if err.code() in _ABSENT_CODES:
                 self.state = FastPathState.ABSENT
                 self.write_outcomes = False
+                self.comm_errors = False
                 log.info("device manager has no fast path (plain DMI v1beta1): unary reports")
                 return False
             self._down(f"capabilities: {err.code().name}")
             return False
         self.write_outcomes = caps.write_outcomes
+        self.comm_errors = caps.comm_errors
         if not caps.fast_path or caps.max_batch < 1:
             self.state = FastPathState.ABSENT
             return False

@@ -20,6 +20,7 @@ from twinplane.mapper.scheduler import LATENESS_BOUNDS_S
 from twinplane.metrics import ENGINE_STATS, MetricsWriter, MetricType, Sample, write_stats
 
 if TYPE_CHECKING:
+    from twinplane.mapper.comm_errors import CommErrorReporter
     from twinplane.mapper.desired_writes import DesiredWriter
     from twinplane.mapper.reporter import Reporter
     from twinplane.mapper.runtime import MapperRuntime
@@ -75,13 +76,14 @@ _REPORTER_STATS: Final[tuple[tuple[str, str, str], ...]] = (
 )
 
 
-def render_mapper_metrics(
+def render_mapper_metrics(  # noqa: PLR0913 - the parts, keyword-only
     runtime: MapperRuntime,
     *,
     reporter: Reporter | None,
     data_plane: DataPlane,
     registrations: int,
     outcomes: WriteOutcomeReporter | None = None,
+    comm_errors: CommErrorReporter | None = None,
 ) -> str:
     """Every metric of one mapper, as Prometheus text.
 
@@ -89,6 +91,7 @@ def render_mapper_metrics(
         runtime: The devices, buses, desired writes and engine.
         reporter: The twin and state reporter (``None`` before it starts).
         outcomes: The desired-write outcome reporter (``None`` before it starts).
+        comm_errors: The communication error reporter (``None`` before it starts).
         data_plane: The sinks.
         registrations: Successful ``MapperRegister`` calls.
     """
@@ -111,6 +114,7 @@ def render_mapper_metrics(
     for stat in runtime.driver.stats():
         out.single(stat.name, stat.kind, stat.help, stat.value)
     _write_desired(out, runtime.writer, outcomes)
+    _write_comm_errors(out, comm_errors)
     write_stats(out, runtime.engine.stats(), ENGINE_STATS, "engine_", "Twin engine statistic")
     by_state = dict.fromkeys(DEVICE_STATES, 0)
     for running in list(runtime.devices.values()):
@@ -190,6 +194,34 @@ def _write_desired(
         "counter",
         "Desired-write outcomes the device manager took (ReportWriteOutcomes).",
         outcomes.stats.sent if outcomes is not None else 0,
+    )
+
+
+def _write_comm_errors(out: MetricsWriter, comm: CommErrorReporter | None) -> None:
+    stats = comm.stats if comm is not None else None
+    out.single(
+        "comm_errors_counted_total",
+        "counter",
+        "Failed polls counted for ReportCommErrors.",
+        stats.counted if stats else 0,
+    )
+    out.single(
+        "comm_errors_reported_total",
+        "counter",
+        "Communication error entries (device, kind, message, count) the device manager took.",
+        stats.sent if stats else 0,
+    )
+    out.single(
+        "comm_errors_unsent_total",
+        "counter",
+        "Failed polls not reported: the device manager does not take ReportCommErrors.",
+        stats.unsent if stats else 0,
+    )
+    out.single(
+        "comm_errors_overflow_total",
+        "counter",
+        "Failed polls not counted: too many distinct errors pending between two reports.",
+        stats.overflow if stats else 0,
     )
 
 

@@ -259,6 +259,13 @@ class Reporter:
         """
         return False if self.fast_path is None else self.fast_path.write_outcomes
 
+    def comm_errors(self) -> bool | None:
+        """Whether the device manager takes communication errors (``None``: not known yet).
+
+        Known from the fast path's ``Capabilities``; never in ``compat`` (KubeEdge EdgeCore).
+        """
+        return False if self.fast_path is None else self.fast_path.comm_errors
+
     async def _send_fast(self, fast: FastPath, batch: dict[str, bytes]) -> dict[str, bytes]:
         """Sends ``batch`` as stream batches; returns the reports of batches the stream lost."""
         chunks: list[list[tuple[str, bytes]]] = [[]]

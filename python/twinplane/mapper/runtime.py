@@ -67,6 +67,8 @@ class MapperRuntime:
 
     Attributes:
         writer: The desired-value writes (its ``on_result`` receives each value's outcome).
+        on_comm_error: Called with ``(device_id, error)`` for each failed poll (the mapper's
+            :class:`~twinplane.mapper.comm_errors.CommErrorReporter` counts them), if set.
     """
 
     def __init__(self, config: MapperConfig, driver: Driver, data_plane: DataPlane) -> None:
@@ -82,6 +84,14 @@ class MapperRuntime:
         )
         self._lock = asyncio.Lock()
         self._removal_listeners: list[Callable[[str], None]] = []
+        self.on_comm_error: Callable[[str, BaseException], None] | None = None
+
+    def _comm_error(self, device_id: str, err: BaseException) -> None:
+        if self.on_comm_error is not None:
+            try:
+                self.on_comm_error(device_id, err)
+            except Exception:  # a counting bug must not break the poll loop
+                log.exception("communication error listener failed")
 
     def add_removal_listener(self, listener: Callable[[str], None]) -> None:
         """Calls ``listener(device_id)`` when a device stops (the reporter forgets it)."""
@@ -188,6 +198,7 @@ class MapperRuntime:
                 self.engine,
                 max_in_flight=bus_spec.max_in_flight,
                 spread=bus_spec.spread,
+                on_error=self._comm_error,
             )
             self.buses[bus_spec.key] = bus
             bus.start()

@@ -196,12 +196,20 @@ class BusScheduler:
         max_in_flight: Requests in flight at once on this bus.
         spread: Give each device a phase of its own (a bus that carries one transaction at a
             time); may be turned on later, for the devices added from then on.
+        on_error: Called with ``(device_id, error)`` for each failed poll (must not block).
     """
 
     def __init__(
-        self, key: str, engine: Engine, *, max_in_flight: int = 1, spread: bool = False
+        self,
+        key: str,
+        engine: Engine,
+        *,
+        max_in_flight: int = 1,
+        spread: bool = False,
+        on_error: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         self.key = key
+        self.on_error = on_error
         self.engine = engine
         self.max_in_flight = max(1, max_in_flight)
         self.spread = spread
@@ -530,6 +538,8 @@ class BusScheduler:
         text = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         if device.removed:
             return
+        if self.on_error is not None:
+            self.on_error(device.device_id, err)
         if text != device.error:  # log once per kind of error, not per poll
             device.error = text
             log.warning(

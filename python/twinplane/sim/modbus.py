@@ -13,7 +13,8 @@ Answers: exception 2 (``ILLEGAL_DATA_ADDRESS``) for a range past ``registers``, 
 (``GATEWAY_TARGET_DEVICE_FAILED_TO_RESPOND``) for a unit id no device has on that port.
 
 Faults (:class:`SimFaults`, or the ``--faults`` text ``unit=5:slow=200ms,unit=6:dead``) make a
-unit or a port slow, dead (no answer), answer an exception, or garble its frames.
+unit or a port slow, dead (no answer), answer an exception (to every request, or only to those
+touching some addresses: ``unit=5:exception=2@40-41``), or garble its frames.
 
 ``max_in_flight=1`` (``--max-in-flight 1``) makes every connection behave like the many devices
 and gateways that take one Modbus TCP transaction at a time: of the requests that arrive
@@ -88,7 +89,10 @@ class Fault:
     Attributes:
         delay: Seconds every answer is held back.
         dead: Never answer.
-        exception: Answer every request with this exception code.
+        exception: Answer every request with this exception code (with ``exception_at``: every
+            request whose address range overlaps it).
+        exception_at: ``(first, last)`` addresses (any register kind) the exception is for;
+            ``None``: every address.
         garble: The probability (0..1) that an answer is garbled.
         garble_kinds: Which garbling, picked at random for each garbled answer.
     """
@@ -96,6 +100,7 @@ class Fault:
     delay: float = 0.0
     dead: bool = False
     exception: int | None = None
+    exception_at: tuple[int, int] | None = None
     garble: float = 0.0
     garble_kinds: tuple[GarbleKind, ...] = GARBLE_KINDS
 
@@ -104,6 +109,10 @@ class Fault:
             raise SpecError(f"a delay must be 0 or more seconds, not {self.delay}")
         if self.exception is not None and not 1 <= self.exception <= 0xFF:  # noqa: PLR2004
             raise SpecError(f"an exception code must be 1..255, not {self.exception}")
+        if self.exception_at is not None and not 0 <= self.exception_at[0] <= self.exception_at[1]:
+            raise SpecError(
+                f"an exception's addresses must be 0 <= first <= last, not {self.exception_at}"
+            )
         if not 0.0 <= self.garble <= 1.0:
             raise SpecError(f"a garble probability must be 0..1, not {self.garble}")
         unknown = set(self.garble_kinds) - set(GARBLE_KINDS)
@@ -173,10 +182,15 @@ class SimFaults:
         delay: float | None = None,
         dead: bool | None = None,
         exception: int | None = None,
+        exception_at: tuple[int, int] | None = None,
         garble: float | None = None,
         garble_kinds: Sequence[GarbleKind] | None = None,
     ) -> None:
-        """Changes the given fields of the fault of a unit, a port, or a unit on a port."""
+        """Changes the given fields of the fault of a unit, a port, or a unit on a port.
+
+        ``exception_at`` goes with ``exception`` (a new exception without it is for every
+        address).
+        """
         key = _selector(port, unit)
         old = self._entries.get(key, Fault())
         changes: dict[str, object] = {}
@@ -186,6 +200,7 @@ class SimFaults:
             changes["dead"] = dead
         if exception is not None:
             changes["exception"] = exception
+            changes["exception_at"] = exception_at
         if garble is not None:
             changes["garble"] = float(garble)
         if garble_kinds is not None:
@@ -204,9 +219,23 @@ class SimFaults:
         """Never answers."""
         self.set(unit=unit, port=port, dead=True)
 
-    def exception(self, code: int, *, unit: int | None = None, port: int | None = None) -> None:
-        """Answers every request with exception ``code``."""
-        self.set(unit=unit, port=port, exception=code)
+    def exception(
+        self,
+        code: int,
+        *,
+        unit: int | None = None,
+        port: int | None = None,
+        address: int | None = None,
+        count: int = 1,
+    ) -> None:
+        """Answers exception ``code``: to every request, or to those touching ``address``.
+
+        With ``address``, only a request whose range overlaps ``address .. address+count-1``
+        (of any register kind) gets the exception; the unit answers the others. Calling it
+        again replaces the unit's exception fault (``clear`` ends it).
+        """
+        span = None if address is None else (address, address + max(count, 1) - 1)
+        self.set(unit=unit, port=port, exception=code, exception_at=span)
 
     def garble(
         self,
@@ -237,7 +266,8 @@ class SimFaults:
 
         Entries are separated by ``,``, fields of an entry by ``:``. Each entry names ``unit=N``
         and/or ``port=N`` (either may be a range ``A-B``) and any of ``slow=200ms`` (or
-        ``0.2s``), ``dead``, ``exception=CODE``, ``garble=P`` (a probability, any kind),
+        ``0.2s``), ``dead``, ``exception=CODE`` (``exception=CODE@A`` or ``@A-B``: only requests
+        touching addresses A..B, any register kind), ``garble=P`` (a probability, any kind),
         ``garble=KIND[+KIND...][@P]`` (kinds: length, tid, truncated, header; P defaults to 1),
         or ``ok`` (no fault).
 
@@ -275,6 +305,7 @@ class _FaultFields(TypedDict, total=False):
     delay: float
     dead: bool
     exception: int
+    exception_at: tuple[int, int]
     garble: float
     garble_kinds: tuple[GarbleKind, ...]
 
@@ -347,14 +378,36 @@ def _parse_fault(key: str, value: str | None, path: str) -> _FaultFields:
             raise SpecError(f"slow takes a duration like 200ms or 0.2s, not {value!r}", path=path)
         scale = 1e-3 if duration.group(2) == "ms" else 1.0
         return {"delay": float(duration.group(1)) * scale}
-    if key == "exception" and value is not None and value.isdigit():
-        return {"exception": int(value)}
+    if key == "exception" and value is not None:
+        code, _, where = value.partition("@")
+        span = _RANGE.match(where) if where else None
+        if code.isdigit() and not where:
+            return {"exception": int(code)}
+        if code.isdigit() and span is not None:
+            first = int(span.group(1))
+            last = int(span.group(2)) if span.group(2) else first
+            return {"exception": int(code), "exception_at": (first, last)}
+        raise SpecError(
+            f"exception takes CODE or CODE@ADDRESS[-ADDRESS] (e.g. 2@40-41), not {value!r}",
+            path=path,
+        )
     if key == "garble" and value:
         return _parse_garble(value, path)
     if key == "dead" and value is None:
         return {"dead": True}
     shown = key if value is None else f"{key}={value}"
     raise SpecError(f"unknown fault field {shown!r}", path=path)
+
+
+def _touches(request: bytes, fault: Fault) -> bool:
+    """Whether a request PDU's address range overlaps the fault's ``exception_at``."""
+    span = fault.exception_at
+    if span is None or len(request) < 3:  # noqa: PLR2004 - function and address
+        return True
+    address = int.from_bytes(request[1:3], "big")
+    single = request[0] in (Function.WRITE_SINGLE_COIL, Function.WRITE_SINGLE_REGISTER)
+    count = 1 if single or len(request) < 5 else max(1, int.from_bytes(request[3:5], "big"))  # noqa: PLR2004
+    return address <= span[1] and span[0] < address + count
 
 
 def _describe(selector: _Selector, fault: Fault) -> str:
@@ -366,7 +419,11 @@ def _describe(selector: _Selector, fault: Fault) -> str:
         parts.append(f"slow={fault.delay * 1000:g}ms")
     if fault.dead:
         parts.append("dead")
-    if fault.exception is not None:
+    if fault.exception is not None and fault.exception_at is not None:
+        first, last = fault.exception_at
+        where = f"{first}" if first == last else f"{first}-{last}"
+        parts.append(f"exception={fault.exception}@{where}")
+    elif fault.exception is not None:
         parts.append(f"exception={fault.exception}")
     if fault.garble and set(fault.garble_kinds) == set(GARBLE_KINDS):
         parts.append(f"garble={fault.garble:g}")
@@ -903,7 +960,7 @@ class ModbusSimulator:
             raise ModbusExceptionError(
                 function, ExceptionCode.GATEWAY_TARGET_DEVICE_FAILED_TO_RESPOND
             )
-        if fault is not None and fault.exception is not None:
+        if fault is not None and fault.exception is not None and _touches(request, fault):
             raise ModbusExceptionError(function, fault.exception)
         if 1 <= function <= 4 and len(request) == 5:  # noqa: PLR2004 - a read
             return self._read(device, request)

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar, TypeVarTuple
 
 from twinplane.edge.store.cloud_outbox import CloudMark
+from twinplane.edge.store.device_events import EventQuery, StoredEvent
 from twinplane.edge.store.errors import StoreError
 from twinplane.edge.store.mappers import StoredMapper
 from twinplane.edge.store.objects import StoredObject
@@ -240,3 +241,21 @@ class AsyncEdgeStore:
     async def ack_cloud(self, done: Iterable[tuple[str, int]]) -> int:
         """See :meth:`EdgeStore.ack_cloud`."""
         return await self._call(self._sync().ack_cloud, list(done))
+
+    async def put_events(
+        self, events: Iterable[StoredEvent], *, max_count: int, min_ts_ms: int
+    ) -> int:
+        """See :meth:`EdgeStore.put_events`."""
+        rows = list(events)
+        store = self._sync()
+        return await self._call(
+            lambda: store.put_events(rows, max_count=max_count, min_ts_ms=min_ts_ms)
+        )
+
+    async def list_events(self, query: EventQuery) -> list[StoredEvent]:
+        """See :meth:`EdgeStore.list_events`."""
+        return await self._call(self._sync().list_events, query)
+
+    async def last_event_seq(self) -> int:
+        """See :meth:`EdgeStore.last_event_seq`."""
+        return await self._call(self._sync().last_event_seq)

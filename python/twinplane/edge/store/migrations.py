@@ -139,6 +139,31 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             END""",
         ),
     ),
+    Migration(
+        6,
+        "the device event log (bounded by count and age; aggregated events are updated)",
+        (
+            # `seq` is reassigned when an aggregated event is counted again, so reading from a
+            # sequence number sees every change; `id` is the event's stable identity.
+            # AUTOINCREMENT keeps the highest seq ever stored (sqlite_sequence) across pruning.
+            """CREATE TABLE device_events (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                id TEXT NOT NULL UNIQUE,
+                namespace TEXT NOT NULL,
+                device TEXT NOT NULL,
+                type TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                severity TEXT NOT NULL,
+                message TEXT NOT NULL,
+                count INTEGER NOT NULL CHECK (count >= 1),
+                first_ts_ms INTEGER NOT NULL,
+                last_ts_ms INTEGER NOT NULL,
+                body TEXT NOT NULL
+            )""",
+            "CREATE INDEX device_events_device ON device_events (namespace, device, seq)",
+            "CREATE INDEX device_events_last_ts ON device_events (last_ts_ms)",
+        ),
+    ),
 )
 
 LATEST: Final = MIGRATIONS[-1].version

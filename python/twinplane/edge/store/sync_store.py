@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from twinplane.edge.store.cloud_outbox import CloudOutboxTable
+from twinplane.edge.store.device_events import DeviceEventTable
 from twinplane.edge.store.mappers import MapperTable
 from twinplane.edge.store.objects import ObjectTable
 from twinplane.edge.store.outbox import OutboxTable
@@ -14,7 +15,14 @@ __all__ = ["EdgeStore"]
 
 
 class EdgeStore(
-    ObjectTable, MapperTable, TwinTable, StateTable, WriteErrorTable, OutboxTable, CloudOutboxTable
+    ObjectTable,
+    MapperTable,
+    TwinTable,
+    StateTable,
+    WriteErrorTable,
+    OutboxTable,
+    CloudOutboxTable,
+    DeviceEventTable,
 ):
     """The synchronous store over one SQLite connection; open it with :meth:`open`.
 

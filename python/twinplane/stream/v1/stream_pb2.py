@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19twinplane/v1/stream.proto\x12\x0ctwinplane.v1\"+\n\x0bReportBatch\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07reports\x18\x02 \x03(\x0c\";\n\x0bReportError\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"T\n\tReportAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\r\x12)\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x19.twinplane.v1.ReportError\"%\n\x13\x43\x61pabilitiesRequest\x12\x0e\n\x06mapper\x18\x01 \x01(\t\"T\n\x14\x43\x61pabilitiesResponse\x12\x11\n\tfast_path\x18\x01 \x01(\x08\x12\x11\n\tmax_batch\x18\x02 \x01(\r\x12\x16\n\x0ewrite_outcomes\x18\x03 \x01(\x08\"\x9d\x01\n\x0cWriteOutcome\x12\x18\n\x10\x64\x65vice_namespace\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65vice_name\x18\x02 \x01(\t\x12\x10\n\x08property\x18\x03 \x01(\t\x12\r\n\x05value\x18\x04 \x01(\t\x12\n\n\x02ok\x18\x05 \x01(\x08\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12\x0f\n\x07time_ms\x18\x08 \x01(\x03\"=\n\rWriteOutcomes\x12,\n\x08outcomes\x18\x01 \x03(\x0b\x32\x1a.twinplane.v1.WriteOutcome\"4\n\x10WriteOutcomesAck\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\r\x12\x0f\n\x07ignored\x18\x02 \x01(\r2\xf9\x01\n\nTwinStream\x12@\n\x06Report\x12\x19.twinplane.v1.ReportBatch\x1a\x17.twinplane.v1.ReportAck(\x01\x30\x01\x12U\n\x0c\x43\x61pabilities\x12!.twinplane.v1.CapabilitiesRequest\x1a\".twinplane.v1.CapabilitiesResponse\x12R\n\x13ReportWriteOutcomes\x12\x1b.twinplane.v1.WriteOutcomes\x1a\x1e.twinplane.v1.WriteOutcomesAckB\x10Z\x0e./;twinplanev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19twinplane/v1/stream.proto\x12\x0ctwinplane.v1\"+\n\x0bReportBatch\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07reports\x18\x02 \x03(\x0c\";\n\x0bReportError\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04\x63ode\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"T\n\tReportAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\r\x12)\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x19.twinplane.v1.ReportError\"%\n\x13\x43\x61pabilitiesRequest\x12\x0e\n\x06mapper\x18\x01 \x01(\t\"i\n\x14\x43\x61pabilitiesResponse\x12\x11\n\tfast_path\x18\x01 \x01(\x08\x12\x11\n\tmax_batch\x18\x02 \x01(\r\x12\x16\n\x0ewrite_outcomes\x18\x03 \x01(\x08\x12\x13\n\x0b\x63omm_errors\x18\x04 \x01(\x08\"\x9d\x01\n\x0cWriteOutcome\x12\x18\n\x10\x64\x65vice_namespace\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65vice_name\x18\x02 \x01(\t\x12\x10\n\x08property\x18\x03 \x01(\t\x12\r\n\x05value\x18\x04 \x01(\t\x12\n\n\x02ok\x18\x05 \x01(\x08\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x07 \x01(\r\x12\x0f\n\x07time_ms\x18\x08 \x01(\x03\"=\n\rWriteOutcomes\x12,\n\x08outcomes\x18\x01 \x03(\x0b\x32\x1a.twinplane.v1.WriteOutcome\"4\n\x10WriteOutcomesAck\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\r\x12\x0f\n\x07ignored\x18\x02 \x01(\r\"\x99\x01\n\tCommError\x12\x18\n\x10\x64\x65vice_namespace\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65vice_name\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\x05\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\r\n\x05\x63ount\x18\x06 \x01(\r\x12\x10\n\x08\x66irst_ms\x18\x07 \x01(\x03\x12\x0f\n\x07last_ms\x18\x08 \x01(\x03\"5\n\nCommErrors\x12\'\n\x06\x65rrors\x18\x01 \x03(\x0b\x32\x17.twinplane.v1.CommError\"1\n\rCommErrorsAck\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\r\x12\x0f\n\x07ignored\x18\x02 \x01(\r2\xc4\x02\n\nTwinStream\x12@\n\x06Report\x12\x19.twinplane.v1.ReportBatch\x1a\x17.twinplane.v1.ReportAck(\x01\x30\x01\x12U\n\x0c\x43\x61pabilities\x12!.twinplane.v1.CapabilitiesRequest\x1a\".twinplane.v1.CapabilitiesResponse\x12R\n\x13ReportWriteOutcomes\x12\x1b.twinplane.v1.WriteOutcomes\x1a\x1e.twinplane.v1.WriteOutcomesAck\x12I\n\x10ReportCommErrors\x12\x18.twinplane.v1.CommErrors\x1a\x1b.twinplane.v1.CommErrorsAckB\x10Z\x0e./;twinplanev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,13 +41,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CAPABILITIESREQUEST']._serialized_start=235
   _globals['_CAPABILITIESREQUEST']._serialized_end=272
   _globals['_CAPABILITIESRESPONSE']._serialized_start=274
-  _globals['_CAPABILITIESRESPONSE']._serialized_end=358
-  _globals['_WRITEOUTCOME']._serialized_start=361
-  _globals['_WRITEOUTCOME']._serialized_end=518
-  _globals['_WRITEOUTCOMES']._serialized_start=520
-  _globals['_WRITEOUTCOMES']._serialized_end=581
-  _globals['_WRITEOUTCOMESACK']._serialized_start=583
-  _globals['_WRITEOUTCOMESACK']._serialized_end=635
-  _globals['_TWINSTREAM']._serialized_start=638
-  _globals['_TWINSTREAM']._serialized_end=887
+  _globals['_CAPABILITIESRESPONSE']._serialized_end=379
+  _globals['_WRITEOUTCOME']._serialized_start=382
+  _globals['_WRITEOUTCOME']._serialized_end=539
+  _globals['_WRITEOUTCOMES']._serialized_start=541
+  _globals['_WRITEOUTCOMES']._serialized_end=602
+  _globals['_WRITEOUTCOMESACK']._serialized_start=604
+  _globals['_WRITEOUTCOMESACK']._serialized_end=656
+  _globals['_COMMERROR']._serialized_start=659
+  _globals['_COMMERROR']._serialized_end=812
+  _globals['_COMMERRORS']._serialized_start=814
+  _globals['_COMMERRORS']._serialized_end=867
+  _globals['_COMMERRORSACK']._serialized_start=869
+  _globals['_COMMERRORSACK']._serialized_end=918
+  _globals['_TWINSTREAM']._serialized_start=921
+  _globals['_TWINSTREAM']._serialized_end=1245
 # @@protoc_insertion_point(module_scope)

@@ -41,14 +41,16 @@ class CapabilitiesRequest(_message.Message):
     def __init__(self, mapper: _Optional[str] = ...) -> None: ...
 
 class CapabilitiesResponse(_message.Message):
-    __slots__ = ("fast_path", "max_batch", "write_outcomes")
+    __slots__ = ("fast_path", "max_batch", "write_outcomes", "comm_errors")
     FAST_PATH_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     WRITE_OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    COMM_ERRORS_FIELD_NUMBER: _ClassVar[int]
     fast_path: bool
     max_batch: int
     write_outcomes: bool
-    def __init__(self, fast_path: _Optional[bool] = ..., max_batch: _Optional[int] = ..., write_outcomes: _Optional[bool] = ...) -> None: ...
+    comm_errors: bool
+    def __init__(self, fast_path: _Optional[bool] = ..., max_batch: _Optional[int] = ..., write_outcomes: _Optional[bool] = ..., comm_errors: _Optional[bool] = ...) -> None: ...
 
 class WriteOutcome(_message.Message):
     __slots__ = ("device_namespace", "device_name", "property", "value", "ok", "reason", "attempts", "time_ms")
@@ -77,6 +79,40 @@ class WriteOutcomes(_message.Message):
     def __init__(self, outcomes: _Optional[_Iterable[_Union[WriteOutcome, _Mapping]]] = ...) -> None: ...
 
 class WriteOutcomesAck(_message.Message):
+    __slots__ = ("applied", "ignored")
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    IGNORED_FIELD_NUMBER: _ClassVar[int]
+    applied: int
+    ignored: int
+    def __init__(self, applied: _Optional[int] = ..., ignored: _Optional[int] = ...) -> None: ...
+
+class CommError(_message.Message):
+    __slots__ = ("device_namespace", "device_name", "kind", "code", "message", "count", "first_ms", "last_ms")
+    DEVICE_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_MS_FIELD_NUMBER: _ClassVar[int]
+    device_namespace: str
+    device_name: str
+    kind: str
+    code: int
+    message: str
+    count: int
+    first_ms: int
+    last_ms: int
+    def __init__(self, device_namespace: _Optional[str] = ..., device_name: _Optional[str] = ..., kind: _Optional[str] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., count: _Optional[int] = ..., first_ms: _Optional[int] = ..., last_ms: _Optional[int] = ...) -> None: ...
+
+class CommErrors(_message.Message):
+    __slots__ = ("errors",)
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    errors: _containers.RepeatedCompositeFieldContainer[CommError]
+    def __init__(self, errors: _Optional[_Iterable[_Union[CommError, _Mapping]]] = ...) -> None: ...
+
+class CommErrorsAck(_message.Message):
     __slots__ = ("applied", "ignored")
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     IGNORED_FIELD_NUMBER: _ClassVar[int]

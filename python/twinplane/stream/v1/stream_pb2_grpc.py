@@ -49,6 +49,11 @@ class TwinStreamStub:
                 request_serializer=twinplane_dot_v1_dot_stream__pb2.WriteOutcomes.SerializeToString,
                 response_deserializer=twinplane_dot_v1_dot_stream__pb2.WriteOutcomesAck.FromString,
                 _registered_method=True)
+        self.ReportCommErrors = channel.unary_unary(
+                '/twinplane.v1.TwinStream/ReportCommErrors',
+                request_serializer=twinplane_dot_v1_dot_stream__pb2.CommErrors.SerializeToString,
+                response_deserializer=twinplane_dot_v1_dot_stream__pb2.CommErrorsAck.FromString,
+                _registered_method=True)
 
 
 class TwinStreamServicer:
@@ -75,6 +80,13 @@ class TwinStreamServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportCommErrors(self, request, context):
+        """Counted communication errors (served when CapabilitiesResponse.comm_errors is set).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TwinStreamServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +104,11 @@ def add_TwinStreamServicer_to_server(servicer, server):
                     servicer.ReportWriteOutcomes,
                     request_deserializer=twinplane_dot_v1_dot_stream__pb2.WriteOutcomes.FromString,
                     response_serializer=twinplane_dot_v1_dot_stream__pb2.WriteOutcomesAck.SerializeToString,
+            ),
+            'ReportCommErrors': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportCommErrors,
+                    request_deserializer=twinplane_dot_v1_dot_stream__pb2.CommErrors.FromString,
+                    response_serializer=twinplane_dot_v1_dot_stream__pb2.CommErrorsAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +192,33 @@ class TwinStream:
             '/twinplane.v1.TwinStream/ReportWriteOutcomes',
             twinplane_dot_v1_dot_stream__pb2.WriteOutcomes.SerializeToString,
             twinplane_dot_v1_dot_stream__pb2.WriteOutcomesAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportCommErrors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinplane.v1.TwinStream/ReportCommErrors',
+            twinplane_dot_v1_dot_stream__pb2.CommErrors.SerializeToString,
+            twinplane_dot_v1_dot_stream__pb2.CommErrorsAck.FromString,
             options,
             channel_credentials,
             insecure,

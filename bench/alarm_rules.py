@@ -77,18 +77,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 changes = e.apply_dmi_report(b, 2000)
             times[name].append(time.perf_counter() - t0)
             if name == "with_rules":
-                transitions += len(changes.alarms())  # the last device's, to keep them used
+                # Outside the timing: the last device's transitions, to show rules fire.
+                transitions += len(changes.alarms())
     base = statistics.median(times["without_rules"])
-    rules = statistics.median(times["with_rules"])
+    with_rules = statistics.median(times["with_rules"])
     return {
         "devices": args.devices,
         "properties": args.properties,
         "passes": args.passes,
         "pass_without_rules_ms": round(base * 1000, 2),
-        "pass_with_rules_ms": round(rules * 1000, 2),
-        "alarm_rules_overhead_pct": round((rules - base) / base * 100, 2),
+        "pass_with_rules_ms": round(with_rules * 1000, 2),
+        "alarm_rules_overhead_pct": round((with_rules - base) / base * 100, 2),
         "target_overhead_pct": 10,
-        "sample_transitions": transitions,
+        "last_device_transitions": transitions,
     }
 
 

@@ -24,6 +24,7 @@ from pymodbus.pdu import ExceptionResponse
 
 import reference as ref
 from modbus_peers import WireProbe
+from twinplane.cli.sim import parse_ramp
 from twinplane.drivers.modbus import (
     ModbusConnectionError,
     ModbusExceptionError,
@@ -699,3 +700,11 @@ async def test_a_ramping_register_crosses_a_threshold_over_modbus_tcp(
             await asyncio.sleep(0.01)
     with pytest.raises(SpecError):
         sim.ramp(2, 0, Ramp(0, 1, 1.0), kind="CoilRegister")
+
+
+def test_the_cli_ramp_text_parses_and_bad_text_names_the_option() -> None:
+    """`--ramp UNIT:ADDRESS=LOW..HIGH@RATE` gives the unit, address and ramp; bad text is refused."""
+    assert parse_ramp("1:0=280..320@1.5") == (1, 0, Ramp(280, 320, 1.5))
+    with pytest.raises(SpecError) as info:
+        parse_ramp("1:0=280-320")
+    assert info.value.path == "ramp"

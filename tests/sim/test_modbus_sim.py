@@ -703,7 +703,7 @@ async def test_a_ramping_register_crosses_a_threshold_over_modbus_tcp(
 
 
 def test_the_cli_ramp_text_parses_and_bad_text_names_the_option() -> None:
-    """`--ramp UNIT:ADDRESS=LOW..HIGH@RATE` gives the unit, address and ramp; bad text is refused."""
+    """`--ramp UNIT:ADDRESS=LOW..HIGH@RATE` gives unit, address and ramp; bad text is refused."""
     assert parse_ramp("1:0=280..320@1.5") == (1, 0, Ramp(280, 320, 1.5))
     with pytest.raises(SpecError) as info:
         parse_ramp("1:0=280-320")

@@ -63,7 +63,7 @@ gen-proto = ( gen=$$(mktemp -d); trap 'rm -rf "$$gen"' EXIT; \
 gen-dmi = $(call gen-proto,dmi/v1beta1,api,twinplane.dmi.v1beta1,$(1))
 gen-stream = $(call gen-proto,twinplane/v1,stream,twinplane.stream.v1,$(1))
 
-.PHONY: help venv dev kube-tools kube-up test lint fmt run bench bench-cloud proto proto-check clean FORCE
+.PHONY: help venv dev kube-tools kube-up test lint fmt run bench bench-alarms bench-cloud proto proto-check clean FORCE
 
 help: ## Show this list of targets
 	@printf 'twinplane make targets:\n\n'
@@ -126,6 +126,9 @@ bench: dev ## Run the micro-benchmarks in bench/ (engine, DMI ingest, Modbus pol
 	$(PY) bench/modbus_poll.py $(BENCH_ARGS)
 	$(BIN)/twinplane bench scale --scenario 1k --duration $(BENCH_DURATION) \
 		--out bench-results/scale-1k $(BENCH_SCALE_ARGS)
+
+bench-alarms: dev ## Alarm rules' cost: the edge engine's pass over 10,000 devices x 10 properties with a rule on every property vs none (bench/alarm_rules.py)
+	$(PY) bench/alarm_rules.py $(BENCH_ARGS)
 
 bench-cloud: dev kube-tools ## Cloud sync: twinplane vs KubeEdge's upstream shape (Go, client-go) on kube-apiserver, and the embedded registry
 	$(PY) bench/cloud_sync.py --json bench-results/cloud-sync.json $(BENCH_CLOUD_ARGS)

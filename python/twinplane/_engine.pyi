@@ -43,6 +43,8 @@ class Changes:
         """KubeEdge ``$hw/events/device/...`` twin result, document and delta messages."""
     def to_list(self) -> list[dict[str, Any]]:
         """Each change as a dict (device, property, kind, value, timestamp, before, after)."""
+    def alarms(self) -> list[tuple[str, str, str, bool, float, float, int]]:
+        """Alarm transitions: (device, rule, property, raised, value, threshold, ts)."""
     def deltas(self) -> dict[str, dict[str, str]]:
         """Per device with a delta: property -> desired value."""
     def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]:
@@ -143,6 +145,10 @@ class Engine:
     def take_dirty(self) -> list[tuple[str, str, str]]: ...
     def twins(self, device: str) -> dict[str, TwinDict]: ...
     def restore(self, device: str, property: str, state: Mapping[str, Any]) -> None: ...
+    def restore_alarm(self, device: str, rule: str, active: bool) -> None:
+        """Sets a rule's state as persisted (restart recovery); counters reset."""
+    def active_alarms(self, device: str) -> list[tuple[str, str]]:
+        """The active alarms of a device: (rule, property)."""
     def encode_write(
         self, device: int | str, property: int | str, value: ValueLike
     ) -> _WriteOp: ...

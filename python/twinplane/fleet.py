@@ -20,6 +20,24 @@ MODEL_NAME: Final = "sim-thermostat"
 MAX_PROPERTIES: Final = 80
 """Most properties a device of the fleet has."""
 
+ALARM_RULES: Final = [
+    {
+        "name": "too-hot",
+        "property": "temperature",
+        "condition": "above",
+        "threshold": 30,
+        "hysteresis": 1,
+        "raiseAfter": 3,
+        "severity": "warning",
+        "message": "temperature above 30 °C",
+    }
+]
+"""The model's sample alarm rule (``twinplane.io/alarms``; docs/alarms.md)."""
+
+TEMPERATURE_RAMP: Final = (280, 320, 2.0)
+"""The first thermostat's temperature register as ``make run`` ramps it: raw 280..320 (28.0 to
+32.0 °C with scale 0.1) at 2 raw units a second, so ``too-hot`` raises and clears."""
+
 _FIRST_INPUT_REGISTER: Final = 20
 _MIN_REGISTERS: Final = 100
 
@@ -88,7 +106,11 @@ def device_manifests(
     model = {
         "apiVersion": "devices.kubeedge.io/v1beta1",
         "kind": "DeviceModel",
-        "metadata": {"name": MODEL_NAME, "namespace": "default"},
+        "metadata": {
+            "name": MODEL_NAME,
+            "namespace": "default",
+            "annotations": {"twinplane.io/alarms": json.dumps(ALARM_RULES)},
+        },
         "spec": {
             "protocol": "modbus",
             "properties": [

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol, TextIO, runtime_checkable
 
 from twinplane.errors import TwinplaneError
-from twinplane.fleet import MODEL_NAME, device_manifests, registers_for
+from twinplane.fleet import MODEL_NAME, TEMPERATURE_RAMP, device_manifests, registers_for
 from twinplane.owner_only import make_dirs
 from twinplane.ports import port_free
 from twinplane.redact import redact_url
@@ -237,8 +237,17 @@ class _Up:
                 if port == 0 or cfg.sim_port:
                     raise
                 continue  # a stored port is taken after all: free ports, the devices follow
+            self._ramp_temperature(sim)
             return sim
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _ramp_temperature(sim: ModbusSimulator) -> None:
+        """Ramps the first thermostat's temperature across the sample alarm rule's threshold."""
+        from twinplane.sim.modbus import Ramp  # noqa: PLC0415 - the simulator loads on demand
+
+        port, unit = sim.address(0)
+        sim.ramp(unit, 0, Ramp(*TEMPERATURE_RAMP), port=port)
 
     def _samples(self) -> int:
         if self.mapper is None:

@@ -24,6 +24,7 @@ from pymodbus.pdu import ExceptionResponse
 
 import reference as ref
 from modbus_peers import WireProbe
+from twinplane.cli.sim import parse_ramp
 from twinplane.drivers.modbus import (
     ModbusConnectionError,
     ModbusExceptionError,
@@ -34,7 +35,7 @@ from twinplane.drivers.modbus import (
 )
 from twinplane.drivers.modbus.frames import pack_registers
 from twinplane.errors import SpecError
-from twinplane.sim.modbus import GARBLE_KINDS, ModbusSimulator, SimFaults
+from twinplane.sim.modbus import GARBLE_KINDS, ModbusSimulator, Ramp, SimFaults
 from twinplane.twin import Engine, PropertySpec, RegisterKindName
 
 HOST = "127.0.0.1"
@@ -700,3 +701,37 @@ def test_an_exception_at_addresses_parses_and_is_checked() -> None:
         SimFaults("unit=3:exception=4@x")
     with pytest.raises(SpecError):
         SimFaults("unit=3:exception=4@9-2")
+
+
+def test_ramp_rises_and_falls_between_its_bounds() -> None:
+    """A ramp starts at low, rises at its rate to high, falls back, and repeats."""
+    ramp = Ramp(low=280, high=320, per_second=10.0)
+    assert [ramp.at(t) for t in (0.0, 1.0, 4.0, 5.0, 8.0, 9.0)] == [280, 290, 320, 310, 280, 290]
+    with pytest.raises(SpecError):
+        Ramp(low=5, high=1, per_second=1.0)
+    with pytest.raises(SpecError):
+        Ramp(low=0, high=1, per_second=0.0)
+
+
+async def test_a_ramping_register_crosses_a_threshold_over_modbus_tcp(
+    sim: ModbusSimulator, pymodbus_client: AsyncModbusTcpClient
+) -> None:
+    """A pymodbus client reads a ramping holding register going above and back below a threshold."""
+    sim.ramp(2, 7, Ramp(low=280, high=320, per_second=400.0))
+    seen: set[bool] = set()
+    async with asyncio.timeout(WAIT):
+        while seen != {True, False}:
+            rr = await pymodbus_client.read_holding_registers(7, count=1, device_id=2)
+            assert 280 <= rr.registers[0] <= 320
+            seen.add(rr.registers[0] > 300)
+            await asyncio.sleep(0.01)
+    with pytest.raises(SpecError):
+        sim.ramp(2, 0, Ramp(0, 1, 1.0), kind="CoilRegister")
+
+
+def test_the_cli_ramp_text_parses_and_bad_text_names_the_option() -> None:
+    """`--ramp UNIT:ADDRESS=LOW..HIGH@RATE` gives unit, address and ramp; bad text is refused."""
+    assert parse_ramp("1:0=280..320@1.5") == (1, 0, Ramp(280, 320, 1.5))
+    with pytest.raises(SpecError) as info:
+        parse_ramp("1:0=280-320")
+    assert info.value.path == "ramp"

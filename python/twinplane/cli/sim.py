@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Final
 
 from twinplane.cli.args import positive_int
 from twinplane.cli.runtime import LOG_LEVELS, configure_logging, loop_factory
-from twinplane.errors import TwinplaneError
+from twinplane.errors import SpecError, TwinplaneError
 from twinplane.service import stop_on_signals
 
 if TYPE_CHECKING:
-    from twinplane.sim.modbus import ModbusSimulator
+    from twinplane.sim.modbus import ModbusSimulator, Ramp
 
 __all__ = ["add_parser", "run"]
 
@@ -114,6 +114,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument("--faults", default=None, metavar="SPEC", help="faults to inject")
+    parser.add_argument(
+        "--ramp",
+        action="append",
+        default=[],
+        metavar="UNIT:ADDRESS=LOW..HIGH@RATE",
+        help=(
+            "make a holding register of a unit rise from LOW to HIGH at RATE raw units a "
+            "second and fall back, over and over (e.g. 1:0=280..320@1); repeatable"
+        ),
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault injection")
     parser.add_argument(
         "--stats",
@@ -164,6 +174,25 @@ def _counters(sim: ModbusSimulator) -> str:
     return " ".join(f"{k}={v}" for k, v in sim.counters.as_dict().items())
 
 
+_RAMP = re.compile(r"(\d+):(\d+)=(\d+)\.\.(\d+)@([0-9.]+)")
+
+
+def parse_ramp(text: str) -> tuple[int, int, Ramp]:
+    """``UNIT:ADDRESS=LOW..HIGH@RATE`` as (unit, address, ramp); a bad text is a SpecError."""
+    from twinplane.sim.modbus import Ramp  # noqa: PLC0415 - see the module doc
+
+    m = _RAMP.fullmatch(text.strip())
+    if m is None:
+        msg = f"--ramp {text!r}: expected UNIT:ADDRESS=LOW..HIGH@RATE, e.g. 1:0=280..320@1"
+        raise SpecError(msg, path="ramp")
+    unit, address, low, high = (int(g) for g in m.groups()[:4])
+    try:
+        rate = float(m.group(5))
+    except ValueError as e:
+        raise SpecError(f"--ramp {text!r}: bad rate", path="ramp") from e
+    return unit, address, Ramp(low, high, rate)
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs ``twinplane sim modbus``; returns the exit status."""
     from twinplane.sim.modbus import ModbusSimulator  # noqa: PLC0415 - see the module doc
@@ -183,9 +212,14 @@ def run(args: argparse.Namespace) -> int:
             max_in_flight=args.max_in_flight,
             pace=args.pace_ms / 1000,
         )
-    except TwinplaneError as err:
-        where = f" ({err.path})" if err.path else ""
-        print(f"twinplane sim modbus: error{where}: {err.message}", file=sys.stderr)
+        for text in args.ramp:
+            unit, address, ramp = parse_ramp(text)
+            sim.ramp(unit, address, ramp)
+    except (TwinplaneError, IndexError, LookupError) as err:
+        message = err.message if isinstance(err, TwinplaneError) else str(err)
+        path = err.path if isinstance(err, TwinplaneError) else None
+        where = f" ({path})" if path else ""
+        print(f"twinplane sim modbus: error{where}: {message}", file=sys.stderr)
         return 2
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:

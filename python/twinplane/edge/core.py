@@ -46,6 +46,7 @@ from twinplane.manifests import (
     overridden_device,
     validate_references,
 )
+from twinplane.manifests.alarms import device_rules, rules_by_property
 from twinplane.protocols.modbus import protocol_issues
 from twinplane.stream.v1 import stream_pb2
 from twinplane.twin import Changes, Engine, PropertySpec, TwinDict, ValueLike
@@ -119,9 +120,18 @@ class Counters:
 def engine_specs(device: Device, model: DeviceModel) -> list[PropertySpec]:
     """The engine's property specs of a device: every model property, typed by the model.
 
-    The device manager's engine keeps twins only (mappers read devices), so no visitors.
+    The device manager's engine keeps twins only (mappers read devices), so no visitors; its
+    properties carry the device's alarm rules (:func:`twinplane.manifests.alarms.device_rules`,
+    validated at apply), which the engine evaluates on every reported value it applies.
     """
-    return [{"name": p.name, "type": p.type} for p in model.spec.properties]
+    rules = rules_by_property(device_rules(device, model))
+    specs: list[PropertySpec] = []
+    for p in model.spec.properties:
+        spec: PropertySpec = {"name": p.name, "type": p.type}
+        if p.name in rules:
+            spec["alarms"] = rules[p.name]
+        specs.append(spec)
+    return specs
 
 
 class EdgeCore:
@@ -275,6 +285,7 @@ class EdgeCore:
             issues += validate_references(kept, list(all_models.values()))
             issues += _wire_issues(loaded)
             issues += _device_issues(loaded, all_models)
+            issues += _alarm_issues(loaded, all_models)
             if issues:
                 raise ManifestError(issues, source=source)
             result = ApplyResult(warnings=warnings)
@@ -792,6 +803,28 @@ def _wire_issues(loaded: LoadResult) -> list[ManifestIssue]:
                     document, kind, obj.name, err.path or "", err.message, "type", obj.namespace
                 )
                 for err in config_errors(obj)
+            )
+    return issues
+
+
+def _alarm_issues(loaded: LoadResult, models: Mapping[str, DeviceModel]) -> list[ManifestIssue]:
+    """The alarm rules of the models and devices applied that do not parse (path named)."""
+    issues: list[ManifestIssue] = []
+    for obj, document in zip(loaded.objects, loaded.documents, strict=True):
+        if isinstance(obj, DeviceModel):
+            device, model = None, obj
+        elif isinstance(obj, Device) and obj.model_id in models:
+            device, model = obj, models[obj.model_id]
+        else:
+            continue
+        try:
+            device_rules(device, model)
+        except SpecError as exc:
+            kind = type(obj).__name__
+            issues.append(
+                ManifestIssue(
+                    document, kind, obj.name, exc.path or "", exc.message, "value", obj.namespace
+                )
             )
     return issues
 

@@ -59,6 +59,7 @@ __all__ = [
     "Fault",
     "GarbleKind",
     "ModbusSimulator",
+    "Ramp",
     "SimCounters",
     "SimFaults",
 ]
@@ -479,6 +480,44 @@ def _phase(device: int, kind: int) -> int:
     return (device * 7919 + kind * 104_729) & _TABLE_MASK
 
 
+@dataclass(frozen=True, slots=True)
+class Ramp:
+    """A register value rising from ``low`` to ``high`` and back, linearly, over and over.
+
+    A triangle wave at ``per_second`` raw units a second, so a reader sees a real value cross a
+    threshold and come back.
+
+    Attributes:
+        low: The lowest raw register value (0..65535).
+        high: The highest raw register value (low..65535).
+        per_second: Raw units per second (> 0).
+    """
+
+    low: int
+    high: int
+    per_second: float
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.low <= self.high <= _REGISTER_MAX:
+            raise SpecError(
+                f"a ramp needs 0 <= low <= high <= 65535, not {self.low}..{self.high}", path="low"
+            )
+        if not (self.per_second > 0 and math.isfinite(self.per_second)):
+            raise SpecError(f"a ramp's rate must be > 0, not {self.per_second}", path="per_second")
+
+    def at(self, seconds: float) -> int:
+        """The value ``seconds`` after the ramp started (at ``low``, rising)."""
+        span = self.high - self.low
+        if span == 0:
+            return self.low
+        travelled = (max(seconds, 0.0) * self.per_second) % (2 * span)
+        rise = travelled if travelled <= span else 2 * span - travelled
+        return self.low + round(rise)
+
+
+_REGISTER_MAX: Final = 0xFFFF
+
+
 # --- counters ----------------------------------------------------------------------------------
 
 
@@ -724,6 +763,7 @@ class ModbusSimulator:
         self._layout = _layout(devices, port, units_per_port, port_range)
         self._ports: list[_Port] = []
         self._pins: dict[tuple[int, int], dict[int, int]] = {}
+        self._ramps: dict[tuple[int, int], dict[int, tuple[Ramp, float]]] = {}
         self._connections: set[_SimConnection] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._t0 = 0.0
@@ -870,6 +910,39 @@ class ModbusSimulator:
         device = self._device(unit, port)
         self._pin(device, code, address, [int(v) for v in values])
 
+    def ramp(
+        self,
+        unit: int,
+        address: int,
+        ramp: Ramp,
+        *,
+        kind: str = "HoldingRegister",
+        port: int | None = None,
+    ) -> None:
+        """Makes a register follow ``ramp`` from now on (a pinned value, or a write, wins).
+
+        Args:
+            unit: The unit id.
+            address: The register's address.
+            ramp: The ramp.
+            kind: ``HoldingRegister`` or ``InputRegister``.
+            port: The port (default: the first).
+        """
+        code = _KIND_CODES[kind]
+        if code < 2:  # noqa: PLR2004 - bits do not ramp
+            raise SpecError(f"only registers ramp, not {kind}", path="kind")
+        if not 0 <= address < self.registers:
+            raise IndexError(f"address {address} is outside 0..{self.registers - 1}")
+        device = self._device(unit, port)
+        pins = self._pins.get((device, code))
+        if pins:
+            pins.pop(address, None)
+        self._ramps.setdefault((device, code), {})[address] = (ramp, self._now())
+
+    @staticmethod
+    def _now() -> float:
+        return time.monotonic()
+
     def peek(
         self, unit: int, kind: str, address: int, count: int, *, port: int | None = None
     ) -> bytes:
@@ -895,6 +968,12 @@ class ModbusSimulator:
             values = [table[(phase + shift) & _TABLE_MASK] for table, phase in sig]
         else:  # bits toggling every 1, 2, 4 or 8 ticks
             values = [((phase + shift) >> (a & 3)) & 1 for a, (_, phase) in enumerate(sig, address)]
+        ramps = self._ramps.get((device, code)) if self._ramps else None
+        if ramps:
+            now, stop = self._now(), address + count
+            for at, (ramp, began) in ramps.items():
+                if address <= at < stop:
+                    values[at - address] = ramp.at(now - began)
         pins = self._pins.get((device, code))
         if pins:
             stop = address + count

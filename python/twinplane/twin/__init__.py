@@ -37,6 +37,7 @@ from twinplane._engine import (
 )
 from twinplane.twin.spec import (
     AggregateName,
+    AlarmRuleSpec,
     PropertySpec,
     PropertyTypeName,
     RegisterKindName,
@@ -49,6 +50,7 @@ from twinplane.twin.spec import (
 
 __all__ = [
     "AggregateName",
+    "AlarmRuleSpec",
     "Changes",
     "EncodedReport",
     "Engine",

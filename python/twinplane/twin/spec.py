@@ -35,6 +35,24 @@ class VisitorConfig(TypedDict, total=False):
     isRegisterSwap: bool
 
 
+AlarmConditionName = Literal["above", "below", "outside", "inside", "rate"]
+"""When an alarm rule's sample is in violation (see docs/alarms.md)."""
+
+
+class AlarmRuleSpec(TypedDict):
+    """One alarm rule on a property, as the engine compiles it (keys validated in Rust too)."""
+
+    name: str
+    condition: AlarmConditionName
+    threshold: NotRequired[float]
+    low: NotRequired[float]
+    high: NotRequired[float]
+    signed: NotRequired[bool]
+    hysteresis: NotRequired[float]
+    raise_after: NotRequired[int]
+    clear_after: NotRequired[int]
+
+
 class PropertySpec(TypedDict):
     """One property of a device, as the engine compiles it."""
 
@@ -46,6 +64,7 @@ class PropertySpec(TypedDict):
     heartbeat_ms: NotRequired[int]
     reduce: NotRequired[AggregateName]
     queue_capacity: NotRequired[int]
+    alarms: NotRequired[list[AlarmRuleSpec]]
 
 
 class TwinSideDict(TypedDict):

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::alarm::{AlarmRule, RuleState};
 use crate::error::{Error, Result};
 use crate::modbus::{plan_reads, ReadRange, RegisterKind, Visitor};
 use crate::policy::{ChangePolicy, Reduce};
@@ -33,6 +34,9 @@ pub(crate) struct PropertyConfig {
     pub(crate) policy: ChangePolicy,
     pub(crate) reduce: Reduce,
     pub(crate) capacity: u16,
+    pub(crate) alarms: Box<[AlarmRule]>,
+    /// Index of this property's first rule in a device's rule states.
+    pub(crate) rule_base: u32,
 }
 
 /// The compiled shape of a device, shared by every device with the same specs.
@@ -106,6 +110,8 @@ pub(crate) struct Device {
     pub(crate) quiet: Quiet,
     /// Moves at every report that forgets the waiting repeats (see `planned.rs`).
     pub(crate) epoch: u32,
+    /// One state per alarm rule of the layout, in property order (see `PropertyConfig::rule_base`).
+    pub(crate) rules: Box<[RuleState]>,
 }
 
 /// What a device's samples since its last report are, so the report can skip the properties
@@ -150,6 +156,8 @@ pub(crate) fn compile(specs: &[PropertySpec]) -> Result<Box<[PropertyConfig]>> {
     }
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(specs.len());
     let mut out = Vec::with_capacity(specs.len());
+    let mut rules: HashMap<&str, String> = HashMap::new();
+    let mut rule_base = 0u32;
     for (i, s) in specs.iter().enumerate() {
         let path = format!("properties[{i}]");
         if s.name.is_empty() {
@@ -190,6 +198,27 @@ pub(crate) fn compile(specs: &[PropertySpec]) -> Result<Box<[PropertyConfig]>> {
         } else {
             s.queue_capacity
         };
+        for (k, r) in s.alarms.iter().enumerate() {
+            let rpath = format!("{path}.alarms[{k}]");
+            if !s.ty.is_numeric() {
+                return Err(Error::spec(
+                    "",
+                    rpath,
+                    format!(
+                        "an alarm rule needs a numeric property, this one is {}",
+                        s.ty.as_str()
+                    ),
+                ));
+            }
+            r.validate(&rpath)?;
+            if let Some(other) = rules.insert(&r.name, rpath.clone()) {
+                return Err(Error::spec(
+                    "",
+                    format!("{rpath}.name"),
+                    format!("rule names must be unique: {:?} is also {other}", r.name),
+                ));
+            }
+        }
         out.push(PropertyConfig {
             name: Arc::from(s.name.as_str()),
             ty: s.ty,
@@ -197,7 +226,10 @@ pub(crate) fn compile(specs: &[PropertySpec]) -> Result<Box<[PropertyConfig]>> {
             policy: s.policy,
             reduce: s.reduce,
             capacity,
+            alarms: s.alarms.clone().into_boxed_slice(),
+            rule_base,
         });
+        rule_base += s.alarms.len() as u32;
     }
     Ok(out.into_boxed_slice())
 }
@@ -320,6 +352,11 @@ impl Layout {
     }
 }
 
+/// How many alarm rules a layout holds over all its properties.
+fn layout_rules(layout: &Layout) -> usize {
+    layout.props.iter().map(|p| p.alarms.len()).sum()
+}
+
 impl Layout {
     /// Where a property's ring keeps its samples: `None` for a ring of one slot (in its
     /// [`PropState`]), else its slots in the device's sample slab.
@@ -353,7 +390,6 @@ impl Device {
             id,
             props: vec![PropState::default(); n].into_boxed_slice(),
             samples: vec![Sample::default(); slots].into_boxed_slice(),
-            layout,
             n_desired: 0,
             track_dirty: false,
             dirty: Vec::new(),
@@ -362,12 +398,15 @@ impl Device {
             touched: 0,
             quiet: Quiet::default(),
             epoch: 0,
+            rules: vec![RuleState::default(); layout_rules(&layout)].into_boxed_slice(),
+            layout,
         }
     }
 
     /// Takes over the twin state of properties that kept their name and type.
     pub(crate) fn adopt(&mut self, old: &Device) {
-        for (i, cfg) in self.layout.props.iter().enumerate() {
+        let layout = self.layout.clone();
+        for (i, cfg) in layout.props.iter().enumerate() {
             if let Some(&j) = old.layout.by_name.get(&cfg.name) {
                 if old.layout.props[usize::from(j)].ty == cfg.ty {
                     let mut st = old.props[usize::from(j)].clone();
@@ -375,6 +414,7 @@ impl Device {
                     self.n_desired += u32::from(st.has_desired());
                     self.props[i] = st;
                 }
+                crate::alarm::adopt_rules(self, i, old, j);
             }
         }
     }

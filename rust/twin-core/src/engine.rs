@@ -476,6 +476,7 @@ impl Engine {
         let mut set = ChangeSet::default();
         for (p, v, ts) in values {
             d.settle(*p, v, *ts, &mut set.changes);
+            crate::alarm::evaluate(d, *p, v, *ts, &mut set.alarms);
         }
         d.delta_into(&mut set.deltas);
         Ok(set)
@@ -528,6 +529,27 @@ impl Engine {
         }
         d.delta_into(&mut set.deltas);
         Ok(set)
+    }
+
+    /// Sets an alarm rule's state as persisted (restart recovery): `active` or not, its
+    /// consecutive counters reset, so an alarm active before a restart is neither raised again
+    /// nor forgotten. Emits nothing.
+    pub fn restore_alarm(&mut self, dev: u32, rule: &str, active: bool) -> Result<()> {
+        let d = self.device_mut(dev)?;
+        if crate::alarm::restore(d, rule, active) {
+            Ok(())
+        } else {
+            Err(Error::spec(
+                &d.id,
+                "alarms",
+                format!("no alarm rule {rule:?}"),
+            ))
+        }
+    }
+
+    /// The active alarms of a device: `(rule, property)`.
+    pub fn active_alarms(&self, dev: u32) -> Result<Vec<(Arc<str>, Arc<str>)>> {
+        Ok(crate::alarm::active(self.device(dev)?))
     }
 
     /// The twin of one property.

@@ -10,6 +10,8 @@
 //! - [`queue`]: bounded per-property sampling rings with drop-oldest overflow and aggregation.
 //! - [`policy`]: change detection (exact, absolute/relative deadband, heartbeat).
 //! - [`spec`]: what configures a device once: property specs and read limits.
+//! - [`alarm`]: alarm rules (threshold, band, rate; hysteresis, N consecutive samples) and
+//!   their per-device state machine.
 //! - [`engine`]: the engine: devices, properties, twins with versions, ingest and report cycles.
 //! - [`latency`]: latency histograms (device read → twin applied / persisted).
 //! - [`twin`]: the self-contained change records the engine emits.
@@ -17,6 +19,7 @@
 //!
 //! Every fallible operation returns [`Error`] and leaves the engine unchanged on error.
 
+pub mod alarm;
 mod device;
 pub mod encode;
 pub mod engine;
@@ -31,6 +34,7 @@ pub mod text;
 pub mod twin;
 pub mod value;
 
+pub use alarm::{AlarmEdge, AlarmRule, AlarmTransition, Condition};
 pub use error::{Error, Result};
 pub use twin::{Change, ChangeKind, ChangeSet, DeviceDelta, TwinSide, TwinState, Version};
 pub use value::{PropertyType, Value};

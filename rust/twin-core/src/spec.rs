@@ -4,6 +4,7 @@
 //! [`PropertySpec`]s into a shared layout; [`ReadLimits`] bound the coalesced reads of every
 //! device's read plan.
 
+use crate::alarm::AlarmRule;
 use crate::modbus::VisitorSpec;
 use crate::policy::{ChangePolicy, Reduce};
 use crate::value::PropertyType;
@@ -28,6 +29,9 @@ pub struct PropertySpec {
     pub reduce: Reduce,
     /// Ring capacity in samples (0: [`DEFAULT_QUEUE_CAPACITY`]).
     pub queue_capacity: u16,
+    /// Alarm rules on this property (numeric properties only; names unique within the device),
+    /// evaluated on every reported value the engine applies.
+    pub alarms: Vec<AlarmRule>,
 }
 
 /// Limits for read coalescing (see [`plan_reads`](crate::modbus::plan_reads)).

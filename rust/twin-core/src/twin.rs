@@ -122,12 +122,14 @@ pub struct ChangeSet {
     pub changes: Vec<Change>,
     /// Deltas of the devices the batch touched that have at least one delta.
     pub deltas: Vec<DeviceDelta>,
+    /// Alarm transitions (raised / cleared) caused by the batch's reported values, in order.
+    pub alarms: Vec<crate::alarm::AlarmTransition>,
 }
 
 impl ChangeSet {
     /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.deltas.is_empty()
+        self.changes.is_empty() && self.deltas.is_empty() && self.alarms.is_empty()
     }
 
     /// The changes grouped by device, in order: `(device, changes of that device)`.

@@ -14,7 +14,7 @@ use pyo3::types::{PyCapsule, PyDict, PyList};
 use twin_core::encode::dmi::PackedRequests;
 use twin_core::encode::mqtt::PackedMessages;
 use twin_core::encode::{arrow as arrow_enc, dmi, mqtt};
-use twin_core::ChangeSet;
+use twin_core::{AlarmEdge, ChangeSet};
 
 use crate::convert;
 use crate::without_gil;
@@ -244,6 +244,26 @@ impl Changes {
             out.append(d)?;
         }
         Ok(out)
+    }
+
+    /// The alarm transitions of the batch, in order: `(device, rule, property, raised, value,
+    /// threshold, ts)`.
+    fn alarms(&self) -> Vec<(String, String, String, bool, f64, f64, i64)> {
+        self.set
+            .alarms
+            .iter()
+            .map(|a| {
+                (
+                    a.device.to_string(),
+                    a.rule.to_string(),
+                    a.property.to_string(),
+                    a.edge == AlarmEdge::Raised,
+                    a.value,
+                    a.threshold,
+                    a.ts,
+                )
+            })
+            .collect()
     }
 
     fn deltas<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

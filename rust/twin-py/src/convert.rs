@@ -7,7 +7,7 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
 use twin_core::modbus::{RegisterKind, Visitor, VisitorSpec, WriteOp};
 use twin_core::policy::{ChangePolicy, Deadband, Reduce};
 use twin_core::spec::PropertySpec;
-use twin_core::{Error, PropertyType, TwinSide, TwinState, Value, Version};
+use twin_core::{AlarmRule, Condition, Error, PropertyType, TwinSide, TwinState, Value, Version};
 
 use crate::errors::IntoPy;
 
@@ -167,7 +167,74 @@ pub(crate) fn property_spec(map: &Bound<'_, PyAny>, i: usize) -> PyResult<Proper
         spec.queue_capacity = u16::try_from(as_i64(&v, &p("queue_capacity"))?)
             .map_err(|_| spec_err(&p("queue_capacity"), "must be between 0 and 65535"))?;
     }
+    if let Some(v) = get(map, "alarms")? {
+        let list = v
+            .cast::<PyList>()
+            .map_err(|_| spec_err(&p("alarms"), "expected a list"))?;
+        for (k, r) in list.iter().enumerate() {
+            spec.alarms
+                .push(alarm_rule(&r, &p(&format!("alarms[{k}]")))?);
+        }
+    }
     Ok(spec)
+}
+
+/// An alarm rule mapping: `name`, `condition` (`above`, `below`, `outside`, `inside`, `rate`),
+/// `threshold` (above, below, rate) or `low` + `high` (outside, inside), optional `signed`
+/// (rate), `hysteresis`, `raise_after`, `clear_after`.
+fn alarm_rule(map: &Bound<'_, PyAny>, path: &str) -> PyResult<AlarmRule> {
+    let p = |k: &str| format!("{path}.{k}");
+    let need = |k: &str| -> PyResult<f64> {
+        let v = get(map, k)?.ok_or_else(|| spec_err(&p(k), "required"))?;
+        as_f64(&v, &p(k))
+    };
+    let name = get(map, "name")?.ok_or_else(|| spec_err(&p("name"), "required"))?;
+    let name = as_string(&name, &p("name"))?;
+    let cond = get(map, "condition")?.ok_or_else(|| spec_err(&p("condition"), "required"))?;
+    let condition = match as_string(&cond, &p("condition"))?.as_str() {
+        "above" => Condition::Above(need("threshold")?),
+        "below" => Condition::Below(need("threshold")?),
+        "outside" => Condition::Outside {
+            low: need("low")?,
+            high: need("high")?,
+        },
+        "inside" => Condition::Inside {
+            low: need("low")?,
+            high: need("high")?,
+        },
+        "rate" => Condition::Rate {
+            threshold: need("threshold")?,
+            signed: match get(map, "signed")? {
+                Some(v) => as_bool(&v, &p("signed"))?,
+                None => false,
+            },
+        },
+        other => {
+            return Err(spec_err(
+                &p("condition"),
+                format!("{other:?} is not one of above, below, outside, inside, rate"),
+            ))
+        }
+    };
+    let mut rule = AlarmRule::new(&name, condition);
+    if let Some(v) = get(map, "hysteresis")? {
+        rule.hysteresis = as_f64(&v, &p("hysteresis"))?;
+    }
+    let count = |k: &str| -> PyResult<Option<u16>> {
+        get(map, k)?
+            .map(|v| {
+                u16::try_from(as_i64(&v, &p(k))?)
+                    .map_err(|_| spec_err(&p(k), "must be between 1 and 65535"))
+            })
+            .transpose()
+    };
+    if let Some(n) = count("raise_after")? {
+        rule.raise_after = n;
+    }
+    if let Some(n) = count("clear_after")? {
+        rule.clear_after = n;
+    }
+    Ok(rule)
 }
 
 /// Parses a register kind name (`HoldingRegister`, ...).

@@ -470,6 +470,29 @@ impl Engine {
             .py()
     }
 
+    fn restore_alarm(
+        &self,
+        py: Python<'_>,
+        device: &str,
+        rule: &str,
+        active: bool,
+    ) -> PyResult<()> {
+        let mut core = self.lock(py)?;
+        let dev = core.device_index(device).py()?;
+        core.restore_alarm(dev, rule, active).py()
+    }
+
+    fn active_alarms(&self, py: Python<'_>, device: &str) -> PyResult<Vec<(String, String)>> {
+        let core = self.lock(py)?;
+        let dev = core.device_index(device).py()?;
+        Ok(core
+            .active_alarms(dev)
+            .py()?
+            .into_iter()
+            .map(|(r, p)| (r.to_string(), p.to_string()))
+            .collect())
+    }
+
     fn encode_write<'py>(
         &self,
         py: Python<'py>,

@@ -257,6 +257,7 @@ mod tests {
         ChangeSet {
             changes,
             deltas: vec![],
+            alarms: vec![],
         }
     }
 

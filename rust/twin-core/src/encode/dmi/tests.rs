@@ -33,6 +33,7 @@ fn golden_bytes_of_one_small_request() {
     let set = ChangeSet {
         changes: vec![change("ns1/dev", "t", Reported, state(None, None), after)],
         deltas: vec![],
+        alarms: vec![],
     };
     // Built from the spec's field numbers: 0x0a = field 1 LEN, 0x12 = field 2 LEN,
     // 0x1a = field 3 LEN.
@@ -105,6 +106,7 @@ fn round_trip_of_several_devices() {
             ),
         ],
         deltas: vec![],
+        alarms: vec![],
     };
     let out = report_device_status_requests(&set);
     let ids: Vec<&str> = out.iter().map(|(id, _)| &**id).collect();
@@ -144,6 +146,7 @@ fn a_run_of_one_property_becomes_one_twin_with_the_last_state() {
             change("n/d", "p", Desired, first, last),
         ],
         deltas: vec![],
+        alarms: vec![],
     };
     let out = report_device_status_requests(&set);
     let decoded = decode_report_device_status_request(&out[0].1).unwrap();
@@ -282,6 +285,7 @@ fn any_reported_set() -> impl Strategy<Value = ChangeSet> {
         ChangeSet {
             changes,
             deltas: vec![],
+            alarms: vec![],
         }
     })
 }

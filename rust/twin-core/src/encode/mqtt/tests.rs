@@ -250,6 +250,7 @@ fn sample_set() -> ChangeSet {
                 delta: vec![(Arc::from("level"), Value::Double(2.5))],
             },
         ],
+        alarms: vec![],
     }
 }
 
@@ -306,6 +307,7 @@ fn a_run_of_one_property_is_one_entry_and_deletions_are_null() {
             change("n/d", "p", Reported, mid, state(None, None)),
         ],
         deltas: vec![],
+        alarms: vec![],
     };
     let messages = twin_messages(&set, -3, &mut counter());
     assert_json(&messages);
@@ -332,6 +334,7 @@ fn property_names_and_event_ids_are_escaped() {
             state(None, Some(side(Value::Int(1), 2))),
         )],
         deltas: vec![],
+        alarms: vec![],
     };
     let messages = twin_messages(&set, 0, &mut || "id\"\t".to_owned());
     assert_json(&messages);
@@ -405,6 +408,7 @@ proptest! {
         let set = ChangeSet {
             changes,
             deltas: vec![DeviceDelta { device: Arc::from("n/d"), twins: delta_twins, delta }],
+            alarms: vec![],
         };
         let messages = twin_messages(&set, now, &mut counter());
         prop_assert_eq!(messages.len(), 3);

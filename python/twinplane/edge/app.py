@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from twinplane.edge.call_delivery import DesiredDeliverer
+from twinplane.edge.calls import CallService
 from twinplane.edge.core import EdgeCore
 from twinplane.edge.dmi_server import DmiServer
 from twinplane.edge.mapper_info import MapperInfo
@@ -89,6 +91,7 @@ class EdgeApp:
         self.rest: Any = None
         self.mqtt: MqttBridge | None = None
         self.cloud: CloudLink | None = None
+        self.calls: CallService | None = None
         self.rest_url = ""
 
     async def start(self) -> None:
@@ -114,6 +117,8 @@ class EdgeApp:
                 continue
             self.mappers.register(info, with_data=False)
         self.dmi = DmiServer(core, self.mappers, rate=cfg.dmi_rate, burst=cfg.dmi_burst)
+        self.calls = CallService(core, DesiredDeliverer(core))
+        await self.calls.start()
         await self.dmi.start(cfg.socket_path)
         await self._start_rest()
         await self._start_cloud()  # before the bridge, which hands it $hw/events/upload/#
@@ -145,6 +150,7 @@ class EdgeApp:
             self.core,
             self.dmi,
             self.mappers,
+            calls=self.calls,
             allowed_hosts=self.config.allowed_hosts,
             max_event_streams=self.config.max_event_streams,
         )
@@ -172,6 +178,8 @@ class EdgeApp:
             await self.mqtt.stop()
         if self.rest is not None:
             await self.rest.stop()
+        if self.calls is not None:
+            await self.calls.stop()
         if self.dmi is not None:
             await self.dmi.stop()
         if self.mappers is not None:

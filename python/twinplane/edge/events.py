@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-EventKind = Literal["twin", "state", "lifecycle", "dropped"]
+EventKind = Literal["twin", "state", "lifecycle", "call", "dropped"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ def test_open_creates_parents_and_configures_sqlite(tmp_path: Path) -> None:
         "events_outbox",
         "write_errors",
         "cloud_outbox",
+        "calls",
     }
 
 
@@ -116,6 +117,7 @@ def test_v1_database_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
         "events_outbox",
         "write_errors",
         "cloud_outbox",
+        "calls",
     }
 
 

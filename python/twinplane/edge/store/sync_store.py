@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from twinplane.edge.store.calls import CallTable
 from twinplane.edge.store.cloud_outbox import CloudOutboxTable
 from twinplane.edge.store.mappers import MapperTable
 from twinplane.edge.store.objects import ObjectTable
@@ -14,7 +15,14 @@ __all__ = ["EdgeStore"]
 
 
 class EdgeStore(
-    ObjectTable, MapperTable, TwinTable, StateTable, WriteErrorTable, OutboxTable, CloudOutboxTable
+    ObjectTable,
+    MapperTable,
+    TwinTable,
+    StateTable,
+    WriteErrorTable,
+    OutboxTable,
+    CloudOutboxTable,
+    CallTable,
 ):
     """The synchronous store over one SQLite connection; open it with :meth:`open`.
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from twinplane.cli.calls import get_calls
 from twinplane.cli.client import ApiClient, CliError
 from twinplane.cli.describe import describe_device, describe_model
 from twinplane.cli.output import NONE, age, clip, print_data, table, timestamp
@@ -48,6 +49,8 @@ RESOURCES: Final = {
     f"devicemodels.{GROUP}": "devicemodels",
     "mapper": "mappers",
     "mappers": "mappers",
+    "call": "calls",
+    "calls": "calls",
 }
 """Accepted resource names (singular, plural, short, full) and the plural each means."""
 
@@ -61,7 +64,7 @@ def resource_arg(text: str) -> str:
         return RESOURCES[text.lower()]
     except KeyError:
         raise argparse.ArgumentTypeError(
-            f"unknown resource {text!r}: use device(s), devicemodel(s) or mapper(s)"
+            f"unknown resource {text!r}: use device(s), devicemodel(s), mapper(s) or calls"
         ) from None
 
 
@@ -193,10 +196,12 @@ def _attribute(causes: list[dict[str, Any]], inputs: list[tuple[str, bytes]], so
 
 
 def get(args: argparse.Namespace, client: ApiClient) -> int:
-    """``twinplane get devices|devicemodels|mappers [NAME] [-n NS | -A] [-o table|json|yaml]``."""
+    """``twinplane get devices|devicemodels|mappers [NAME] | calls DEVICE [-n NS | -A] [-o …]``."""
     resource: str = args.resource
     if resource == "mappers":
         return _get_mappers(args, client)
+    if resource == "calls":
+        return get_calls(args, client)
     if args.name and args.all_namespaces:
         raise CliError("a NAME cannot be looked up across all namespaces: drop -A or NAME")
     if args.name:
@@ -308,6 +313,10 @@ def _model_rows(items: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
 
 def describe(args: argparse.Namespace, client: ApiClient) -> int:
     """``twinplane describe device|devicemodel NAME [-n NS]``."""
+    if args.resource == "calls":
+        raise CliError(
+            f"describe takes a device or a devicemodel; calls: twinplane get calls {args.name}"
+        )
     if args.resource == "mappers":
         raise CliError(
             f"describe takes a device or a devicemodel; for a mapper: twinplane get mapper"
@@ -322,6 +331,8 @@ def describe(args: argparse.Namespace, client: ApiClient) -> int:
 
 def delete(args: argparse.Namespace, client: ApiClient) -> int:
     """``twinplane delete device|devicemodel NAME [-n NS]``, ``twinplane delete mapper NAME``."""
+    if args.resource == "calls":
+        raise CliError("calls are not deleted: the edge keeps the newest of each device")
     client.request("DELETE", _object_path(args.resource, args.namespace, args.name))
     if args.resource == "mappers":
         print(f'mapper "{args.name}" deleted')

@@ -166,6 +166,8 @@ class EdgeApp:
         self.mqtt = MqttBridge(self.core, self.config.mqtt_url, node_name=self.config.node_name)
         if self.cloud is not None:
             self.mqtt.upload_listener = self.cloud.upload
+        if self.calls is not None:
+            self.mqtt.serve_calls(self.calls)
         await self.mqtt.start()
         if self.rest is not None:
             self.rest.mqtt = self.mqtt  # /metrics exports the bridge's counters

@@ -19,6 +19,7 @@ import pytest
 
 from dmi_helpers import report, report_state
 from edge_helpers import RunningEdge, running_app, thermo_model
+from twinplane.fleet import device_manifests
 from twinplane.rest.guard import CLIENT_HEADER
 
 METHODS_ANNOTATION = json.dumps(
@@ -412,3 +413,22 @@ async def test_sent_call_without_outcome_fails_after_a_restart(home: Path) -> No
         await edge.wait_state("s2", "Sent")
         await report(edge.target, "thermo-1", {"setpoint": "21"})
         await edge.wait_state("s2", "Succeeded")
+
+
+async def test_the_make_run_fleet_has_a_setpoint_method(home: Path) -> None:
+    """The fleet's thermostats carry a setpoint method (5..35) and the readRegisters command."""
+    manifests = device_manifests([(5020, 1)])
+    base = "/api/v1/namespaces/default/devices/thermostat-1"
+    async with (
+        running_app(home, manifests) as app,
+        aiohttp.ClientSession(base_url=app.rest_url, headers=CLIENT) as http,
+    ):
+        async with http.post(f"{base}/methods/setpoint", json={"setpoint": 40}) as resp:
+            body = await resp.json()
+            assert resp.status == 422, body
+            assert body["details"]["causes"][0]["field"] == "args.setpoint"
+        await report_state(RunningEdge(app).target, "thermostat-1", "online")
+        async with http.post(f"{base}/methods/readRegisters?wait=5s", json={"offset": 10}) as resp:
+            body = await resp.json()
+            assert resp.status == 200, body
+            assert body["error"]["code"] == "NotOffered"

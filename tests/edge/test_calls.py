@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from dmi_helpers import report, report_state
+from edge.test_write_errors import mapper_of, outcome
 from edge_helpers import RunningEdge, running_app, thermo_model
 from twinplane.fleet import device_manifests
 from twinplane.rest.guard import CLIENT_HEADER
@@ -432,3 +433,15 @@ async def test_the_make_run_fleet_has_a_setpoint_method(home: Path) -> None:
             body = await resp.json()
             assert resp.status == 200, body
             assert body["error"]["code"] == "NotOffered"
+
+
+async def test_a_failed_write_fails_the_call(edge: Edge) -> None:
+    """A mapper's failed write of the call's value ends the call Failed (WriteFailed)."""
+    await online(edge)
+    body = await edge.post_call("setpoint", {"setpoint": 19}, "timeout=30s&id=wf")
+    await edge.wait_state(body["id"], "Sent")
+    async with mapper_of(edge.app) as mapper:
+        await mapper.report(outcome("19"))
+    failed = await edge.wait_state("wf", "Failed")
+    assert failed["error"]["code"] == "WriteFailed"
+    assert "ModbusTimeoutError" in failed["error"]["message"]

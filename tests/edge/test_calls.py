@@ -440,6 +440,10 @@ async def test_a_failed_write_fails_the_call(edge: Edge) -> None:
     await online(edge)
     body = await edge.post_call("setpoint", {"setpoint": 19}, "timeout=30s&id=wf")
     await edge.wait_state(body["id"], "Sent")
+    for _ in range(500):  # a mapper writes once it has the desired value
+        if edge.core.desired_values("default/thermo-1").get("setpoint") == "19":
+            break
+        await asyncio.sleep(0.01)
     async with mapper_of(edge.app) as mapper:
         await mapper.report(outcome("19"))
     failed = await edge.wait_state("wf", "Failed")

@@ -25,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from twinplane.edge.calls import Call, DeliveryError
 from twinplane.edge.core import EdgeCore
 from twinplane.edge.methods import Method, property_text
 from twinplane.edge.write_errors import WriteError
-from twinplane.twin import Changes
+from twinplane.errors import TwinplaneError
+from twinplane.twin import Changes, PropertyTypeName, canonical
 
 __all__ = ["DesiredDeliverer"]
 
@@ -94,12 +95,12 @@ class DesiredDeliverer:
             for prop, value in call.args.items()
             if prop in method.property_names and value is not None
         }
-        waiter = _Waiter(call.device_id, {})
-        self._waiters.setdefault(call.device_id, []).append(waiter)
+        waiter = _Waiter(call.device_id, self._canonical(call.device_id, values))
+        self._waiters.setdefault(call.device_id, []).append(waiter)  # before: no outcome is missed
         try:
             await self.core.set_desired(call.device_id, values)
             desired = self.core.desired_values(call.device_id)
-            waiter.wanted = {prop: desired.get(prop, text) for prop, text in values.items()}
+            waiter.wanted = {prop: desired.get(prop, text) for prop, text in waiter.wanted.items()}
             waiter.check(self.core)
             reported = await waiter.future
         finally:
@@ -109,6 +110,21 @@ class DesiredDeliverer:
             if not waiters:
                 self._waiters.pop(call.device_id, None)
         return {"reported": reported}
+
+    def _canonical(self, device_id: str, values: Mapping[str, str]) -> dict[str, str]:
+        """The values in the twin's canonical text (as the device will report them)."""
+        device = self.core.devices.get(device_id)
+        model = self.core.models.get(device.model_id) if device is not None else None
+        out: dict[str, str] = {}
+        for prop, text in values.items():
+            mp = model.get_property(prop) if model is not None else None
+            try:
+                out[prop] = (
+                    canonical(cast("PropertyTypeName", mp.type.upper()), text) if mp else text
+                )
+            except TwinplaneError:
+                out[prop] = text
+        return out
 
     def _on_changes(self, changes: Changes) -> None:
         if not self._waiters:

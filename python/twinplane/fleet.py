@@ -131,6 +131,7 @@ def device_manifests(
             prop["desired"] = {"value": "21"}
         device_props.append(prop)
     items: list[dict[str, Any]] = [model]
+    writes_setpoint = any(name == "setpoint" for name, *_ in props)
     for index, (port, unit) in enumerate(addresses):
         config: dict[str, Any] = {
             "ip": host,
@@ -140,16 +141,43 @@ def device_manifests(
         }
         if max_in_flight is not None:
             config["maxInFlight"] = max_in_flight
-        items.append(
-            {
-                "apiVersion": "devices.kubeedge.io/v1beta1",
-                "kind": "Device",
-                "metadata": {"name": f"thermostat-{index + 1}", "namespace": "default"},
-                "spec": {
-                    "deviceModelRef": {"name": MODEL_NAME},
-                    "protocol": {"protocolName": "modbus", "configData": config},
-                    "properties": device_props,
-                },
-            }
-        )
+        device: dict[str, Any] = {
+            "apiVersion": "devices.kubeedge.io/v1beta1",
+            "kind": "Device",
+            "metadata": {"name": f"thermostat-{index + 1}", "namespace": "default"},
+            "spec": {
+                "deviceModelRef": {"name": MODEL_NAME},
+                "protocol": {"protocolName": "modbus", "configData": config},
+                "properties": device_props,
+            },
+        }
+        if writes_setpoint:
+            _add_methods(device)
+        items.append(device)
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+
+
+SAMPLE_METHODS: Final = {
+    "setpoint": {
+        "description": "the target temperature, 5 to 35 degrees",
+        "idempotent": True,
+        "parameters": {"setpoint": {"minimum": 5, "maximum": 35, "required": True}},
+    },
+    "readRegisters": {
+        "description": "read holding registers on demand (a driver command)",
+        "parameters": {
+            "offset": {"type": "int", "minimum": 0, "maximum": 65535, "required": True},
+            "count": {"type": "int", "minimum": 1, "maximum": 125, "default": 1},
+        },
+        "driver": {"command": "readRegisters", "register": "HoldingRegister"},
+    },
+}
+"""The ``twinplane.io/methods`` of the fleet's thermostats (``docs/commands.md``)."""
+
+
+def _add_methods(device: dict[str, Any]) -> None:
+    """Gives a thermostat its ``setpoint`` method and the sample driver command."""
+    device["metadata"]["annotations"] = {"twinplane.io/methods": json.dumps(SAMPLE_METHODS)}
+    device["spec"]["methods"] = [
+        {"name": "setpoint", "description": "the target temperature", "propertyNames": ["setpoint"]}
+    ]

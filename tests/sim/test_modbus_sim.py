@@ -420,10 +420,11 @@ def test_a_paced_simulator_reads_many_connections_in_one_turn() -> None:
     """With ``pace``, requests that arrive while the loop sleeps are all answered next turn.
 
     The simulator runs on its own event loop in a thread (the pause stops the whole loop);
-    the clients are plain blocking sockets.
+    the clients are plain blocking sockets. The pause is a whole second so that a busy machine
+    sends the eleven requests within it (at 0.3 s, descheduled test threads split them).
     """
     clients = 12
-    sim = ModbusSimulator(clients, port=0, units_per_port=1, rate=0, pace=0.3)
+    sim = ModbusSimulator(clients, port=0, units_per_port=1, rate=0, pace=1.0)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     stop = asyncio.Event()
@@ -442,7 +443,7 @@ def test_a_paced_simulator_reads_many_connections_in_one_turn() -> None:
             for sock in socks:
                 stack.enter_context(sock)
             socks[0].sendall(_read_request(1, 1, 0, 4))
-            first = socks[0].recv(64)  # answered, then the loop sleeps out its 0.3 s
+            first = socks[0].recv(64)  # answered, then the loop sleeps out its 1 s
             for tid, sock in enumerate(socks[1:], 2):
                 sock.sendall(_read_request(tid, 1, 0, 4))
             answers = [first] + [sock.recv(64) for sock in socks[1:]]

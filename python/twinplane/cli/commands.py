@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from twinplane.cli.calls import get_calls
 from twinplane.cli.client import ApiClient, CliError
 from twinplane.cli.describe import describe_device, describe_model
 from twinplane.cli.events import get_events
@@ -52,6 +53,8 @@ RESOURCES: Final = {
     "event": "events",
     "events": "events",
     "ev": "events",
+    "call": "calls",
+    "calls": "calls",
 }
 """Accepted resource names (singular, plural, short, full) and the plural each means."""
 
@@ -65,7 +68,7 @@ def resource_arg(text: str) -> str:
         return RESOURCES[text.lower()]
     except KeyError:
         raise argparse.ArgumentTypeError(
-            f"unknown resource {text!r}: use device(s), devicemodel(s), mapper(s) or events"
+            f"unknown resource {text!r}: use device(s), devicemodel(s), mapper(s), events or calls"
         ) from None
 
 
@@ -197,7 +200,7 @@ def _attribute(causes: list[dict[str, Any]], inputs: list[tuple[str, bytes]], so
 
 
 def get(args: argparse.Namespace, client: ApiClient) -> int:
-    """``twinplane get devices|devicemodels|mappers [NAME] [-n NS | -A] [-o table|json|yaml]``."""
+    """``twinplane get devices|devicemodels|mappers [NAME] | calls DEVICE [-n NS | -A] [-o …]``."""
     resource: str = args.resource
     if resource == "events":
         return get_events(args, client)
@@ -205,6 +208,8 @@ def get(args: argparse.Namespace, client: ApiClient) -> int:
         raise CliError("--watch and --type are for get events")
     if resource == "mappers":
         return _get_mappers(args, client)
+    if resource == "calls":
+        return get_calls(args, client)
     if args.name and args.all_namespaces:
         raise CliError("a NAME cannot be looked up across all namespaces: drop -A or NAME")
     if args.name:
@@ -318,6 +323,10 @@ def describe(args: argparse.Namespace, client: ApiClient) -> int:
     """``twinplane describe device|devicemodel NAME [-n NS]``."""
     if args.resource == "events":
         raise CliError("describe takes a device or a devicemodel; for events: twinplane get events")
+    if args.resource == "calls":
+        raise CliError(
+            f"describe takes a device or a devicemodel; calls: twinplane get calls {args.name}"
+        )
     if args.resource == "mappers":
         raise CliError(
             f"describe takes a device or a devicemodel; for a mapper: twinplane get mapper"
@@ -334,6 +343,8 @@ def delete(args: argparse.Namespace, client: ApiClient) -> int:
     """``twinplane delete device|devicemodel NAME [-n NS]``, ``twinplane delete mapper NAME``."""
     if args.resource == "events":
         raise CliError("events cannot be deleted: the log bounds itself (docs/events.md)")
+    if args.resource == "calls":
+        raise CliError("calls are not deleted: the edge keeps the newest of each device")
     client.request("DELETE", _object_path(args.resource, args.namespace, args.name))
     if args.resource == "mappers":
         print(f'mapper "{args.name}" deleted')

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from twinplane import __version__
-from twinplane.cli import baseline, bench, cloud, commands, edge, mapper, sim, up
+from twinplane.cli import baseline, bench, calls, cloud, commands, edge, mapper, sim, up
 from twinplane.cli.client import ApiClient, CliError, default_server
 
 __all__ = ["main"]
@@ -98,10 +98,14 @@ def _build_parser() -> argparse.ArgumentParser:
     p = cmds.add_parser(
         "get",
         parents=[server, ns_all, out],
-        help="list devices, device models, mappers or events, or show one",
+        help="list devices, device models, mappers, events or calls, or show one",
     )
-    p.add_argument("resource", help="devices, devicemodels, mappers or events", **resource)  # type: ignore[arg-type]
-    p.add_argument("name", nargs="?", help="one object's name (events: a device's)")
+    p.add_argument(
+        "resource",
+        help="devices, devicemodels, mappers, events, or calls (of the device NAME)",
+        **resource,  # type: ignore[arg-type]
+    )
+    p.add_argument("name", nargs="?", help="one object's name (events, calls: a device's)")
     p.add_argument("--type", default=None, help="events: only these types (state,comm,...)")
     p.add_argument("--limit", type=int, default=None, help="events: at most this many")
     p.add_argument(
@@ -125,6 +129,22 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("resource", help="device, devicemodel or mapper", **resource)  # type: ignore[arg-type]
     p.add_argument("name")
     p.set_defaults(run=commands.delete)
+
+    p = cmds.add_parser(
+        "call",
+        parents=[server, ns, out],
+        help="call a device's method (KEY=VALUE arguments); prints its outcome",
+        description="Call a method of a device. Values are JSON scalars when they parse as one "
+        "(21, 2.5, true), text otherwise. Without --wait the call is accepted and runs on; "
+        "without --ttl a call to a device that is not online fails at once.",
+    )
+    p.add_argument("device")
+    p.add_argument("method")
+    p.add_argument("arguments", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--wait", metavar="DURATION", help="wait for the outcome up to this long (5s)")
+    p.add_argument("--ttl", metavar="DURATION", help="how long it may wait for an offline device")
+    p.add_argument("--timeout", metavar="DURATION", help="its deadline once sent (default 10s)")
+    p.set_defaults(run=calls.call)
 
     twin = cmds.add_parser("twin", help="read or set a device's twins")
     twin_cmds = twin.add_subparsers(dest="twin_command", required=True, metavar="ACTION")

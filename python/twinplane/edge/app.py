@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from twinplane.edge.call_delivery import DesiredDeliverer
+from twinplane.edge.calls import CallService
 from twinplane.edge.core import EdgeCore
 from twinplane.edge.device_events import EVENT_LOG_MAX_AGE_S, EVENT_LOG_MAX_COUNT, EdgeEvents
 from twinplane.edge.dmi_server import DmiServer
@@ -96,6 +98,7 @@ class EdgeApp:
         self.rest: Any = None
         self.mqtt: MqttBridge | None = None
         self.cloud: CloudLink | None = None
+        self.calls: CallService | None = None
         self.rest_url = ""
 
     async def start(self) -> None:
@@ -128,6 +131,8 @@ class EdgeApp:
                 continue
             self.mappers.register(info, with_data=False)
         self.dmi = DmiServer(core, self.mappers, rate=cfg.dmi_rate, burst=cfg.dmi_burst)
+        self.calls = CallService(core, DesiredDeliverer(core))
+        await self.calls.start()
         await self.dmi.start(cfg.socket_path)
         await self._start_rest()
         await self._start_cloud()  # before the bridge, which hands it $hw/events/upload/#
@@ -159,6 +164,7 @@ class EdgeApp:
             self.core,
             self.dmi,
             self.mappers,
+            calls=self.calls,
             allowed_hosts=self.config.allowed_hosts,
             max_event_streams=self.config.max_event_streams,
         )
@@ -174,6 +180,8 @@ class EdgeApp:
         self.mqtt = MqttBridge(self.core, self.config.mqtt_url, node_name=self.config.node_name)
         if self.cloud is not None:
             self.mqtt.upload_listener = self.cloud.upload
+        if self.calls is not None:
+            self.mqtt.serve_calls(self.calls)
         await self.mqtt.start()
         if self.rest is not None:
             self.rest.mqtt = self.mqtt  # /metrics exports the bridge's counters
@@ -186,6 +194,8 @@ class EdgeApp:
             await self.mqtt.stop()
         if self.rest is not None:
             await self.rest.stop()
+        if self.calls is not None:
+            await self.calls.stop()
         if self.dmi is not None:
             await self.dmi.stop()
         if self.mappers is not None:

@@ -31,6 +31,7 @@ from twinplane.dmi.convert import config_errors
 from twinplane.edge.desired import DesiredValueError, desired_issues
 from twinplane.edge.device_events import EdgeEvents
 from twinplane.edge.events import Event, EventHub
+from twinplane.edge.methods import MethodError, device_methods
 from twinplane.edge.persist import TwinPersister
 from twinplane.edge.store import AsyncEdgeStore
 from twinplane.edge.write_errors import WriteError, WriteErrors, WriteOutcome
@@ -855,6 +856,20 @@ def _device_issues(loaded: LoadResult, models: Mapping[str, DeviceModel]) -> lis
                     obj.namespace,
                 )
                 for err in protocol_issues(effective.spec.protocol.config_data or {})
+            )
+        try:
+            device_methods(obj)
+        except MethodError as err:
+            issues.append(
+                ManifestIssue(
+                    document,
+                    "Device",
+                    obj.name,
+                    err.path or "",
+                    err.message,
+                    "value",
+                    obj.namespace,
+                )
             )
         if model is None:
             continue

@@ -20,7 +20,7 @@ from typing import Any, Final, Literal, get_args
 
 import msgspec
 
-EventKind = Literal["twin", "state", "lifecycle", "event", "dropped"]
+EventKind = Literal["twin", "state", "lifecycle", "event", "call", "dropped"]
 
 EventType = Literal["state", "alarm", "comm", "call", "write", "mapper", "upgrade"]
 """What a device event is about."""

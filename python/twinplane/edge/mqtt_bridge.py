@@ -41,8 +41,10 @@ from typing import Any, Final, cast
 
 import aiomqtt
 
+from twinplane.edge.calls import CallService
 from twinplane.edge.core import EdgeCore, now_ms
 from twinplane.edge.events import DeviceEvent
+from twinplane.edge.mqtt_calls import MqttCalls
 from twinplane.edge.mqtt_payloads import (
     BAD_REQUEST,
     DEVICE_PREFIX,
@@ -144,6 +146,8 @@ class MqttBridge:
         self.rejected = 0
         self.upload_listener: Callable[[str, bytes], None] | None = None
         """Set by the cloud link: called with each ``$hw/events/upload/...`` message."""
+        self.calls: MqttCalls | None = None
+        """The method-call topics (:mod:`twinplane.edge.mqtt_calls`), once :meth:`serve_calls`."""
         self._queue: asyncio.Queue[_Outgoing] = asyncio.Queue(queue_limit)
         self._retry: deque[_Outgoing] = deque()
         self._inflight: dict[int, _Outgoing] = {}
@@ -160,6 +164,10 @@ class MqttBridge:
         self._logged_rejects: set[tuple[str, int]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------
+
+    def serve_calls(self, calls: CallService) -> None:
+        """Serves ``…/method/call`` through ``calls`` (answers on ``…/method/result``)."""
+        self.calls = MqttCalls(calls, self._offer_json)
 
     async def start(self) -> None:
         """Starts forwarding changes and connecting in the background (returns at once)."""
@@ -407,11 +415,19 @@ class MqttBridge:
                     await self._state_update(request, payload)
                 case "membership/get":
                     self._membership_get(request, payload)
+                case "method/call":
+                    await self._method_call(request, payload)
         except RequestError as err:
             self._reject(request, err)
         except Exception:  # a bug in one request must not end the bridge
             log.exception("MQTT request failed", extra={"topic": topic})
             self._reject(request, RequestError(INTERNAL_ERROR, "internal error"))
+
+    async def _method_call(self, request: Request, payload: bytes) -> None:
+        """``…/method/call``: a method call (:mod:`twinplane.edge.mqtt_calls`)."""
+        if self.calls is None:
+            raise RequestError(NOT_FOUND, "method calls are not served here")
+        await self.calls.handle(request.identity, payload)
 
     def _reject(self, request: Request, err: RequestError) -> None:
         self.rejected += 1

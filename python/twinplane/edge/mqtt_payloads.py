@@ -54,9 +54,14 @@ _TWIN_TYPES = {
 }
 """Property type → the twin ``metadata.type`` EdgeCore's ``ValidateValue`` accepts."""
 
-RequestKind = Literal["twin/update", "twin/get", "state/update", "membership/get"]
+RequestKind = Literal["twin/update", "twin/get", "state/update", "method/call", "membership/get"]
 
-_DEVICE_SUFFIXES: tuple[RequestKind, ...] = ("twin/update", "twin/get", "state/update")
+_DEVICE_SUFFIXES: tuple[RequestKind, ...] = (
+    "twin/update",
+    "twin/get",
+    "state/update",
+    "method/call",
+)
 
 
 UPLOAD_PREFIX = "$hw/events/upload/"

@@ -13,6 +13,8 @@ Routes (``{ns}`` a namespace, ``{name}`` an object name):
   :mod:`twinplane.edge.events_rest`, which also serves the event log's routes.
 - ``GET /api/v1/mappers[/{name}]``: the registered mappers; ``DELETE /api/v1/mappers/{name}``
   forgets one (it is contacted no more; its devices go to another mapper of its protocol).
+- ``POST …/devices/{name}/methods/{method}``, ``GET …/devices/{name}/calls[/{id}]``: method
+  calls (:mod:`twinplane.edge.calls_rest`).
 - ``GET /healthz``, ``GET /metrics`` (:mod:`twinplane.edge.metrics`).
 
 Every request passes :class:`~twinplane.rest.guard.RequestGuard` first (``Host``, ``Origin``, how
@@ -36,6 +38,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from twinplane import __version__
+from twinplane.edge.calls import CallService
+from twinplane.edge.calls_rest import CallRoutes
 from twinplane.edge.core import EdgeCore, InUseError
 from twinplane.edge.desired import DesiredValueError
 from twinplane.edge.dmi_server import DmiServer
@@ -159,6 +163,7 @@ class RestServer:
         dmi: DmiServer,
         mappers: MapperDirectory,
         *,
+        calls: CallService | None = None,
         heartbeat: float = HEARTBEAT_S,
         max_body: int = MAX_BODY_BYTES,
         allowed_hosts: Sequence[str] = (),
@@ -167,6 +172,7 @@ class RestServer:
         self.core = core
         self.dmi = dmi
         self.mappers = mappers
+        self.calls = calls
         self.heartbeat = heartbeat
         self.max_body = max_body
         self.allowed_hosts = tuple(allowed_host(name) for name in allowed_hosts)
@@ -238,6 +244,8 @@ class RestServer:
         router.add_get("/api/v1/mappers", self.list_mappers)
         router.add_get("/api/v1/mappers/{name}", self.get_mapper)
         router.add_delete("/api/v1/mappers/{name}", self.delete_mapper)
+        if self.calls is not None:
+            CallRoutes(self.calls).add_routes(router)
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

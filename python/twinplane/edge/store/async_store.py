@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar, TypeVarTuple
 
+from twinplane.edge.store.calls import StoredCall
 from twinplane.edge.store.cloud_outbox import CloudMark
 from twinplane.edge.store.device_events import EventQuery, StoredEvent
 from twinplane.edge.store.errors import StoreError
@@ -211,6 +212,22 @@ class AsyncEdgeStore:
     async def list_write_errors(self) -> list[StoredWriteError]:
         """See :meth:`EdgeStore.list_write_errors`."""
         return await self._call(self._sync().list_write_errors)
+
+    async def put_call(self, row: StoredCall, keep: int = 100) -> None:
+        """See :meth:`EdgeStore.put_call`."""
+        await self._call(self._sync().put_call, row, keep)
+
+    async def get_call(self, call_id: str) -> StoredCall | None:
+        """See :meth:`EdgeStore.get_call`."""
+        return await self._call(self._sync().get_call, call_id)
+
+    async def list_calls(self, device_id: str, limit: int = 100) -> list[StoredCall]:
+        """See :meth:`EdgeStore.list_calls`."""
+        return await self._call(self._sync().list_calls, device_id, limit)
+
+    async def open_calls(self) -> list[StoredCall]:
+        """See :meth:`EdgeStore.open_calls`."""
+        return await self._call(self._sync().open_calls)
 
     async def append_outbox(self, topic: str, payload: bytes) -> int:
         """See :meth:`EdgeStore.append_outbox`."""

@@ -164,6 +164,27 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX device_events_last_ts ON device_events (last_ts_ms)",
         ),
     ),
+    Migration(
+        7,
+        "method calls: durable before they are acknowledged, outcomes kept for inspection",
+        (
+            """CREATE TABLE calls (
+                id TEXT NOT NULL PRIMARY KEY,
+                device_id TEXT NOT NULL,
+                method TEXT NOT NULL,
+                body TEXT NOT NULL,
+                state TEXT NOT NULL,
+                created_ms INTEGER NOT NULL
+            ) WITHOUT ROWID""",
+            "CREATE INDEX calls_device_created ON calls (device_id, created_ms)",
+            "CREATE INDEX calls_state ON calls (state)",
+            """CREATE TRIGGER objects_device_calls_cascade AFTER DELETE ON objects
+            WHEN old.kind = 'Device'
+            BEGIN
+                DELETE FROM calls WHERE device_id = old.namespace || '/' || old.name;
+            END""",
+        ),
+    ),
 )
 
 LATEST: Final = MIGRATIONS[-1].version

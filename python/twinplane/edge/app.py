@@ -151,6 +151,7 @@ class EdgeApp:
             node=cfg.node_name,
             token=cfg.cloud_token,
             ca_file=cfg.cloud_ca,
+            calls=self.calls,
         )
         await self.cloud.start()
 

@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
@@ -51,6 +51,9 @@ from twinplane.errors import TwinplaneError, UnknownDeviceError
 from twinplane.manifests import ManifestError
 from twinplane.tasks import cancel_and_wait
 from twinplane.twin import Changes
+
+if TYPE_CHECKING:
+    from twinplane.edge.calls import Call, CallService
 
 __all__ = ["CloudLink", "LinkStats"]
 
@@ -102,8 +105,10 @@ class CloudLink:
         window: int = 20_000,
         reconnect_min: float = 0.5,
         reconnect_max: float = 30.0,
+        calls: CallService | None = None,
     ) -> None:
         self.core = core
+        self.calls = calls
         self.url = url.rstrip("/") + wire.CONNECT_PATH
         self.node = node
         self.token = token
@@ -131,6 +136,7 @@ class CloudLink:
         self._task: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._uploads_pending = asyncio.Event()
+        self._call_sends: set[asyncio.Task[None]] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -138,12 +144,16 @@ class CloudLink:
         """Starts watching the device manager and connecting."""
         self.core.add_change_listener(self._on_changes)
         self.core.add_state_listener(lambda device_id, _state: self.mark_state(device_id))
+        if self.calls is not None:
+            self.calls.add_listener(self._on_call)
         self._flusher = asyncio.create_task(self._flush_loop(), name="cloud outbox")
         self._task = asyncio.create_task(self._run(), name="cloud link")
 
     async def stop(self) -> None:
         """Disconnects; what is pending stays in the outbox for the next start."""
         self.core.remove_change_listener(self._on_changes)
+        if self.calls is not None:
+            self.calls.remove_listener(self._on_call)
         for task in (self._task, self._flusher):
             if task is not None:
                 task.cancel()
@@ -319,6 +329,10 @@ class CloudLink:
             self._on_report_ack(message)
         elif isinstance(message, wire.UploadAck):
             await self._on_upload_ack(message)
+        elif isinstance(message, wire.CallRequest):
+            self.stats.downstream += 1
+            await self._call_request(message)
+            await self._send(wire.Ack(ids=[message.id]))
         elif isinstance(message, (wire.Upsert, wire.Remove, wire.DesiredUpdate, wire.Synced)):
             self.stats.downstream += 1
             errors: dict[str, str] = {}
@@ -348,9 +362,59 @@ class CloudLink:
                 newer.append(device_id)
         self._mark_all(newer)
         await self._flush()
+        await self._resend_calls()
         backlog = await self.core.store.count_cloud()
         self.stats.backlog_at_connect = backlog
         asyncio.get_running_loop().create_task(self._drain(started))
+
+    # -- method calls made in the cloud (DeviceCall objects) -------------------------------
+
+    async def _call_request(self, request: wire.CallRequest) -> None:
+        """Submits a cloud call under its uid (a second delivery finds the first)."""
+        if self.calls is None or not self._owned(f"{request.namespace}/{request.device}"):
+            why = "this edge takes no calls" if self.calls is None else "not a device of this node"
+            await self._send_call(_refused(request, "UnknownDevice", why))
+            return
+        try:
+            await self.calls.submit_call(
+                request.namespace,
+                request.device,
+                request.method,
+                request.arguments,
+                source="cloud",
+                timeout_s=request.timeout_s,
+                ttl_s=request.ttl_s,
+                call_id=request.call,
+            )
+        except TwinplaneError as exc:  # refused before anything was stored: say why
+            code = _CALL_ERROR_CODES.get(type(exc).__name__, "Invalid")
+            log.info("refused call %s from the cloud: %s", request.call, exc)
+            await self._send_call(_refused(request, code, str(exc)[:2000]))
+        # An accepted call answers through _on_call (it was stored and notified).
+
+    def _on_call(self, call: Call) -> None:
+        if call.source != "cloud" or self._ws is None or self._ws.closed:
+            return  # not the cloud's, or the link is down: resent on the next welcome
+        task = asyncio.get_running_loop().create_task(self._send_call(_update(call)))
+        self._call_sends.add(task)
+        task.add_done_callback(self._call_sends.discard)
+
+    async def _send_call(self, update: wire.CallUpdate) -> None:
+        try:
+            await self._send(update)
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("call update %s not sent (%s): resent on reconnect", update.call, exc)
+
+    async def _resend_calls(self) -> None:
+        """After a (re)connect: where every call the cloud made stands, as the edge holds it."""
+        if self.calls is None:
+            return
+        for device_id, device in list(self.core.devices.items()):
+            if not self._owned(device_id):
+                continue
+            for call in await self.calls.list_calls(device.namespace, device.name, limit=100):
+                if call.source == "cloud":
+                    await self._send(_update(call))
 
     def _owned(self, device_id: str) -> bool:
         device = self.core.devices.get(device_id)
@@ -521,3 +585,38 @@ def _side(side: Any) -> wire.SideReport | None:  # noqa: ANN401 - a TwinSideDict
     if side is None:
         return None
     return wire.SideReport(value=side["value"], timestamp=side["timestamp"])
+
+
+_CALL_ERROR_CODES: dict[str, str] = {
+    "UnknownDeviceError": "UnknownDevice",
+    "UnknownMethodError": "UnknownMethod",
+    "CallArgumentError": "InvalidArguments",
+    "CallConflictError": "Conflict",
+}
+"""A refused submission's error, as the call's ``status.error.code`` in the cloud."""
+
+
+def _update(call: Call) -> wire.CallUpdate:
+    error = None if call.error is None else {"code": call.error.code, "message": call.error.message}
+    return wire.CallUpdate(
+        call=call.id,
+        namespace=call.namespace,
+        device=call.device,
+        state=call.state,
+        result=call.result,
+        error=error,
+        created_ms=call.created_ms,
+        sent_ms=call.sent_ms,
+        finished_ms=call.finished_ms,
+    )
+
+
+def _refused(request: wire.CallRequest, code: str, message: str) -> wire.CallUpdate:
+    return wire.CallUpdate(
+        call=request.call,
+        namespace=request.namespace,
+        device=request.device,
+        state="Failed",
+        error={"code": code, "message": message},
+        finished_ms=time.time_ns() // 1_000_000,
+    )

@@ -377,3 +377,56 @@ async def test_a_device_moved_with_kubectl_leaves_node_a_and_arrives_on_node_b(
     assert moved is not None
     assert moved["spec"]["nodeName"] == "node-b"
     assert await fleet.get("devicestatus") is not None  # the same Device: its status stays
+
+
+async def test_a_device_call_applied_with_kubectl_writes_through_the_mapper_and_fills_status(
+    fleet: Fleet,
+) -> None:
+    """``kubectl apply`` of a DeviceCall: the mapper writes the setpoint; the call Succeeded.
+
+    The call is twinplane's own CRD (deploy/crds/twinplane_v1alpha1_devicecall.yaml); the cloud
+    (as ``twinplane-cloud``) delivers it to node-a and writes the outcome into its status
+    subresource, which ``kubectl get devicecall`` shows in its State column.
+    """
+    body = device(fleet.namespace, "node-a")
+    body["spec"]["methods"] = [{"name": "set", "propertyNames": ["setpoint"]}]
+    stream = yaml.safe_dump_all([vmodel(fleet.namespace), body], sort_keys=False)
+    await fleet.kubectl("apply", "-f", "-", stdin=stream)
+    await fleet.on_edge(fleet.a)
+    await fleet.on_mapper()
+
+    async def online() -> bool:
+        state = core_of(fleet.a).states.get(fleet.key)
+        return state is not None and state.state in ("online", "ok")
+
+    await eventually(online, "the mapper reporting the device online")
+    call = {
+        "apiVersion": "twinplane.io/v1alpha1",
+        "kind": "DeviceCall",
+        "metadata": {"name": "set-33"},
+        "spec": {"deviceRef": {"name": DEVICE}, "method": "set", "arguments": {"setpoint": 33}},
+    }
+    created = await fleet.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(call))
+    assert "devicecall.twinplane.io/set-33 created" in created, created
+
+    async def succeeded() -> bool:
+        obj = await fleet.get("devicecall", "set-33")
+        return ((obj or {}).get("status") or {}).get("state") == "Succeeded"
+
+    await eventually(succeeded, "kubectl get devicecall set-33: Succeeded")
+    obj = await fleet.get("devicecall", "set-33")
+    assert obj is not None
+    assert obj["status"]["node"] == "node-a"
+    assert obj["status"]["result"]["reported"]["setpoint"] == "33"
+    status, answer = await fleet.mapper.answer(
+        f"/api/v1/device/{fleet.namespace}/{DEVICE}/setpoint"
+    )
+    assert (status, answer["Data"]["Value"]) == (200, "33"), answer
+    listed = await fleet.kubectl("get", "devicecalls")
+    assert "Succeeded" in listed, listed
+    assert "node-a" in listed, listed
+    refused = await fleet.kubectl(
+        "patch", "devicecall", "set-33", "--type", "merge",
+        "-p", '{"spec": {"arguments": {"setpoint": 34}}}', check=False,
+    )  # fmt: skip
+    assert "spec is immutable" in refused, refused

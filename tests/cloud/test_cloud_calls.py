@@ -10,6 +10,7 @@ edge's call service.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -195,3 +196,51 @@ async def test_a_node_cannot_report_the_outcome_of_anothers_call() -> None:
                 calls = cloud.controller.calls
                 await until(lambda: calls.stats.refused_updates == 1, "the forged update refused")
             assert (await call_status(cloud, "set-5")).get("state") in (None, "Pending")
+
+
+async def test_twinplane_call_and_get_calls_work_against_the_cloud() -> None:
+    """``twinplane call … --server <cloud> --wait`` makes a DeviceCall and prints its outcome."""
+    with cloud_home() as c, cloud_home() as h:
+        async with running_cloud(c) as cloud, aiohttp.ClientSession() as http:
+            assert cloud.registry is not None
+            await cloud.registry.create("devicemodels", vmodel())
+            await cloud.registry.create("devices", device_with_method("pump-a", "node-a"))
+            edge = edge_for(cloud, h, "node-a")
+            await edge.start()
+            try:
+                core = core_of(edge)
+                await until(lambda: "default/pump-a" in core.devices, "pump-a on node-a")
+                await core.report_state("default/pump-a", "online")
+                cli = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "twinplane", "call", "pump-a", "set", "setpoint=55",
+                    "--wait", "20s", "--server", cloud.url,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+                await play_mapper(edge, "default/pump-a", "55")
+                out, err = await asyncio.wait_for(cli.communicate(), 30)
+                assert cli.returncode == 0, err.decode()
+                assert ": Succeeded" in out.decode()
+                assert '"setpoint": "55"' in out.decode()
+
+                base = f"{cloud.url}/api/v1/namespaces/default/devices/pump-a"
+                async with http.get(f"{base}/calls") as listed:
+                    items = (await listed.json())["items"]
+                assert [(i["method"], i["state"], i["node"]) for i in items] == [
+                    ("set", "Succeeded", "node-a")
+                ]
+                async with http.get(f"{base}/calls/{items[0]['id']}") as one:
+                    assert (await one.json())["uid"] == items[0]["uid"]
+                async with http.post(f"{base}/methods/set?wait=nonsense", json={}) as bad:
+                    assert bad.status == 400
+                    assert (await bad.json())["details"]["causes"][0]["field"] == "wait"
+                async with http.post(
+                    f"{cloud.url}/api/v1/namespaces/default/devices/ghost/methods/set", json={}
+                ) as ghost:
+                    assert ghost.status == 404
+                async with http.post(f"{base}/methods/set", json={"setpoint": 1}) as later:
+                    assert later.status == 202
+                    location = later.headers["Location"]
+                    assert location.startswith("/api/v1/namespaces/default/devices/pump-a/calls/")
+                    assert (await later.json())["state"] == "Pending"
+            finally:
+                await edge.stop()

@@ -15,7 +15,9 @@ Two sets of routes share one port with the hub (``twinplane cloud --listen``):
   /api/v1/apply``; devices and models per namespace or all; a Device with its status from its
   DeviceStatus; ``.../devices/{name}/twin`` with the newest values the cloud holds (the edge's
   reports, ahead of the DeviceStatus by at most the status interval) and ``PATCH`` of desired
-  values, which writes ``spec.properties[].desired`` of the Device, as KubeEdge's users do.
+  values, which writes ``spec.properties[].desired`` of the Device, as KubeEdge's users do;
+  ``.../methods/{method}`` and ``.../calls`` make and read DeviceCalls
+  (:mod:`twinplane.cloud.calls_rest`), so ``twinplane call`` works too.
 """
 
 from __future__ import annotations
@@ -189,6 +191,10 @@ class CloudApi:
         router.add_delete(f"{ns}/devicemodels/{{name}}", self.cli_delete_model)
         router.add_get(f"{ns}/devices/{{name}}/twin", self.cli_get_twin)
         router.add_patch(f"{ns}/devices/{{name}}/twin", self.cli_patch_twin)
+        if self.registry.serves("devicecalls"):
+            from twinplane.cloud.calls_rest import CallRoutes  # noqa: PLC0415 - imports this
+
+            CallRoutes(self.registry).add_routes(router)
 
     @staticmethod
     def _bind(

@@ -430,3 +430,27 @@ async def test_a_device_call_applied_with_kubectl_writes_through_the_mapper_and_
         "-p", '{"spec": {"arguments": {"setpoint": 34}}}', check=False,
     )  # fmt: skip
     assert "spec is immutable" in refused, refused
+
+
+async def test_device_events_become_kubernetes_events_on_the_device(fleet: Fleet) -> None:
+    """The edge's DeviceOnline reaches ``kubectl get events`` on the Device, from node-a."""
+    await fleet.kubectl("apply", "-f", "-", stdin=manifest(fleet.namespace, "node-a"))
+    await fleet.on_edge(fleet.a)
+    await fleet.on_mapper()
+    selector = f"involvedObject.kind=Device,involvedObject.name={DEVICE}"
+    seen: list[dict[str, Any]] = []
+
+    async def online_event() -> bool:
+        text = await fleet.kubectl("get", "events", "--field-selector", selector, "-o", "yaml")
+        seen[:] = (yaml.safe_load(text) or {}).get("items") or []
+        return any(e.get("reason") == "DeviceOnline" for e in seen)
+
+    await eventually(online_event, "a DeviceOnline Event on the Device")
+    event = next(e for e in seen if e["reason"] == "DeviceOnline")
+    device_obj = await fleet.get("device")
+    assert device_obj is not None
+    assert event["involvedObject"]["uid"] == device_obj["metadata"]["uid"]
+    assert (event["type"], event["source"]["host"]) == ("Normal", "node-a")
+    assert event["count"] >= 1
+    described = await fleet.kubectl("describe", "device", DEVICE)
+    assert "DeviceOnline" in described, described

@@ -191,10 +191,33 @@ class CloudApi:
         router.add_delete(f"{ns}/devicemodels/{{name}}", self.cli_delete_model)
         router.add_get(f"{ns}/devices/{{name}}/twin", self.cli_get_twin)
         router.add_patch(f"{ns}/devices/{{name}}/twin", self.cli_patch_twin)
+        router.add_get(f"{ns}/events", self.cli_events)
+        router.add_get("/api/v1/events/log", self.cli_events)
         if self.registry.serves("devicecalls"):
             from twinplane.cloud.calls_rest import CallRoutes  # noqa: PLC0415 - imports this
 
             CallRoutes(self.registry).add_routes(router)
+
+    async def cli_events(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/namespaces/{ns}/events?device=&type=&limit=``: the edges' events.
+
+        Newest first, each with the ``node`` that sent it (docs/events.md, "From the cloud").
+        """
+        if self.controller is None:
+            raise ApiError(503, "this cloud runs no device controller: no events")
+        text = request.query.get("limit", "100")
+        if not text.isdigit() or not 1 <= int(text) <= 1000:  # noqa: PLR2004 - documented
+            message = f"limit must be a number from 1 to 1000 (got {clip(text)!r})"
+            raise ApiError(
+                400, message, details={"causes": [{"field": "limit", "message": message}]}
+            )
+        items = await self.controller.state.events(
+            namespace=request.match_info.get("ns"),
+            device=request.query.get("device") or None,
+            type_=request.query.get("type") or None,
+            limit=int(text),
+        )
+        return _json({"kind": "EventList", "apiVersion": "v1", "items": items})
 
     @staticmethod
     def _bind(

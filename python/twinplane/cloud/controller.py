@@ -31,6 +31,7 @@ from typing import Any
 
 from twinplane.cloud import wire
 from twinplane.cloud.calls import CallController
+from twinplane.cloud.events import CloudEvents
 from twinplane.cloud.informer import Informer, object_key
 from twinplane.cloud.registry import NotFoundError, Registry, RegistryError
 from twinplane.cloud.registry.base import GROUP_VERSION
@@ -161,6 +162,8 @@ class DeviceController:
         self.devices = Informer(registry, "devices", self._on_device)
         self.models = Informer(registry, "devicemodels", self._on_model)
         self.calls = CallController(registry, self)
+        writer = registry if hasattr(registry, "write_event") else None
+        self.events = CloudEvents(self, writer)  # type: ignore[arg-type]
         self.sessions: dict[str, Session] = {}
         self.latest: dict[str, Latest] = {}
         self._node_of: dict[str, str] = {}
@@ -314,7 +317,8 @@ class DeviceController:
         reported = {
             k: self.latest[k].reported_ms for k in self._by_node.get(node, ()) if k in self.latest
         }
-        await session.send(wire.Welcome(node=node, reported=reported))
+        events_seq = await self.state.events_seq(node)
+        await session.send(wire.Welcome(node=node, reported=reported, events_seq=events_seq))
         for kind, key in list(session.sent):
             session.enqueue(kind, key)
         for key in sorted(self._by_node.get(node, ())):
@@ -431,6 +435,11 @@ class DeviceController:
             log.warning("node %s refused message %s: %s", session.node, failed, error)
 
     # -- upstream ---------------------------------------------------------------------------
+
+    def device_uid(self, event: dict[str, Any]) -> str:
+        """The uid of an event's Device (``""`` when it is not cached)."""
+        obj = self.devices.cache.get(f"{event['namespace']}/{event['device']}") or {}
+        return str(obj.get("metadata", {}).get("uid", ""))
 
     def node_of(self, device_key: str) -> str:
         """The node a device is on (``""`` if none, or no such device)."""

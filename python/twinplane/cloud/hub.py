@@ -171,6 +171,8 @@ class Hub:
             await self._upload(session, message)
         elif isinstance(message, wire.CallUpdate):
             await self.controller.calls.on_update(session, message)
+        elif isinstance(message, wire.Events):
+            await self.controller.events.on_events(session, message)
         else:  # a second hello: the session is already synced from the first
             log.info("node %s said hello twice; ignored", session.node)
 

@@ -14,10 +14,12 @@ SQLite in WAL mode with ``synchronous=FULL``; every write commits before the cal
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from twinplane.owner_only import make_dirs, private_file
 
@@ -43,6 +45,24 @@ _SCHEMA = (
         timestamp INTEGER NOT NULL,
         UNIQUE (node, id)
     )""",
+    # The edges' device events (docs/events.md, "From the cloud"): one row per event id, its
+    # count and last time updated as the edge aggregates it; edge_seq is where each node's
+    # stream stands (the resume point after a reconnect).
+    """CREATE TABLE IF NOT EXISTS device_events (
+        node TEXT NOT NULL,
+        id TEXT NOT NULL,
+        edge_seq INTEGER NOT NULL,
+        namespace TEXT NOT NULL,
+        device TEXT NOT NULL,
+        type TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        last_ts_ms INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (node, id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS device_events_device ON device_events (namespace, device)",
+    "CREATE INDEX IF NOT EXISTS device_events_last ON device_events (last_ts_ms)",
 )
 
 
@@ -72,9 +92,12 @@ class UploadRow:
 class CloudState:
     """The cloud's own SQLite file; :meth:`open` loads the desired table into :attr:`desired`."""
 
-    def __init__(self, path: Path, *, keep_uploads: int = 10_000) -> None:
+    def __init__(
+        self, path: Path, *, keep_uploads: int = 10_000, keep_events: int = 50_000
+    ) -> None:
         self.path = path
         self.keep_uploads = keep_uploads
+        self.keep_events = keep_events
         self.desired: dict[str, dict[str, DesiredRow]] = {}
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
@@ -184,3 +207,80 @@ class CloudState:
         async with self._lock:
             rows = await asyncio.to_thread(lambda: self._db().execute(sql, args).fetchall())
         return [UploadRow(*r) for r in rows]
+
+    async def put_events(self, node: str, events: list[dict[str, Any]]) -> None:
+        """Stores a node's events (a repeated id replaces its row: the newer count wins)."""
+
+        def write() -> None:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT INTO device_events (node, id, edge_seq, namespace, device, type,"
+                    " reason, severity, last_ts_ms, body) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                    " ON CONFLICT (node, id) DO UPDATE SET edge_seq = excluded.edge_seq,"
+                    " last_ts_ms = excluded.last_ts_ms, body = excluded.body"
+                    " WHERE excluded.edge_seq > device_events.edge_seq",
+                    [
+                        (
+                            node,
+                            str(e["id"]),
+                            int(e["seq"]),
+                            str(e["namespace"]),
+                            str(e["device"]),
+                            str(e["type"]),
+                            str(e["reason"]),
+                            str(e["severity"]),
+                            int(e["last_ts_ms"]),
+                            json.dumps(e, separators=(",", ":")),
+                        )
+                        for e in events
+                    ],
+                )
+                db.execute(
+                    "DELETE FROM device_events WHERE last_ts_ms < (SELECT last_ts_ms FROM"
+                    " device_events ORDER BY last_ts_ms DESC LIMIT 1 OFFSET ?)",
+                    (self.keep_events,),
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        async with self._lock:
+            await asyncio.to_thread(write)
+
+    async def events_seq(self, node: str) -> int:
+        """The highest edge sequence number stored of ``node`` (0 if none)."""
+
+        def read() -> int:
+            row = (
+                self._db()
+                .execute("SELECT max(edge_seq) FROM device_events WHERE node = ?", (node,))
+                .fetchone()
+            )
+            return int(row[0] or 0)
+
+        async with self._lock:
+            return await asyncio.to_thread(read)
+
+    async def events(
+        self,
+        *,
+        namespace: str | None = None,
+        device: str | None = None,
+        type_: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Stored events, newest first, each with its ``node``."""
+        sql = "SELECT node, body FROM device_events WHERE 1=1"
+        args: list[object] = []
+        for column, value in (("namespace", namespace), ("device", device), ("type", type_)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                args.append(value)
+        sql += " ORDER BY last_ts_ms DESC LIMIT ?"
+        args.append(limit)
+        async with self._lock:
+            rows = await asyncio.to_thread(lambda: self._db().execute(sql, args).fetchall())
+        return [{**json.loads(body), "node": node} for node, body in rows]

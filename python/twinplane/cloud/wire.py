@@ -47,6 +47,8 @@ __all__ = [
     "DesiredUpdate",
     "DeviceReport",
     "EdgeMessage",
+    "Events",
+    "EventsAck",
     "Hello",
     "Remove",
     "Report",
@@ -183,7 +185,18 @@ class CallUpdate(_Msg, tag="call_update", frozen=True):
     finished_ms: int | None = None
 
 
-EdgeMessage = Hello | Ack | Report | Upload | CallUpdate
+class Events(_Msg, tag="events", frozen=True):
+    """Device events of the edge's log, oldest first; ``id`` is the last one's sequence number.
+
+    Each event is the edge's JSON form (docs/events.md); a repeated event (the same ``id``
+    with a higher ``count``) replaces the one before it.
+    """
+
+    id: int
+    events: list[dict[str, Any]]
+
+
+EdgeMessage = Hello | Ack | Report | Upload | CallUpdate | Events
 
 # -- cloud → edge -----------------------------------------------------------------------------
 
@@ -199,6 +212,8 @@ class Welcome(_Msg, tag="welcome", frozen=True):
     node: str
     reported: dict[str, int]
     protocol: int = PROTOCOL
+    events_seq: int = 0
+    """The highest sequence number of the node's event log the cloud holds: it resumes there."""
 
 
 class Upsert(_Msg, tag="upsert", frozen=True):
@@ -265,8 +280,22 @@ class CallRequest(_Msg, tag="call", frozen=True):
     ttl_s: float | None = None
 
 
+class EventsAck(_Msg, tag="events_ack", frozen=True):
+    """Events stored by the cloud, through sequence number ``seq``."""
+
+    seq: int
+
+
 CloudMessage = (
-    Welcome | Upsert | Remove | DesiredUpdate | Synced | ReportAck | UploadAck | CallRequest
+    Welcome
+    | Upsert
+    | Remove
+    | DesiredUpdate
+    | Synced
+    | ReportAck
+    | UploadAck
+    | CallRequest
+    | EventsAck
 )
 
 _ENCODER = msgspec.json.Encoder()

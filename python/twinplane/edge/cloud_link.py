@@ -47,6 +47,7 @@ import msgspec
 from twinplane.cloud import wire
 from twinplane.edge.core import EdgeCore
 from twinplane.edge.store.cloud_outbox import CloudMark
+from twinplane.edge.store.device_events import EventQuery
 from twinplane.errors import TwinplaneError, UnknownDeviceError
 from twinplane.manifests import ManifestError
 from twinplane.tasks import cancel_and_wait
@@ -54,6 +55,10 @@ from twinplane.twin import Changes
 
 if TYPE_CHECKING:
     from twinplane.edge.calls import Call, CallService
+    from twinplane.edge.events import DeviceEvent
+
+EVENTS_BATCH = 200
+"""Device events per upstream message, at most (one message unacknowledged at a time)."""
 
 __all__ = ["CloudLink", "LinkStats"]
 
@@ -74,6 +79,7 @@ class LinkStats:
     downstream: int = 0
     refused_downstream: int = 0
     uploads_sent: int = 0
+    events_sent: int = 0
     backlog_at_connect: int = 0
     last_resync_s: float = 0.0
 
@@ -137,6 +143,10 @@ class CloudLink:
         self._flusher: asyncio.Task[None] | None = None
         self._uploads_pending = asyncio.Event()
         self._call_sends: set[asyncio.Task[None]] = set()
+        self._events_from: int | None = None  # the cloud's resume point, from its welcome
+        self._events_new = asyncio.Event()
+        self._events_acked = 0
+        self._events_ack = asyncio.Event()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -146,6 +156,7 @@ class CloudLink:
         self.core.add_state_listener(lambda device_id, _state: self.mark_state(device_id))
         if self.calls is not None:
             self.calls.add_listener(self._on_call)
+        self.core.events.add_listener(self._on_event)
         self._flusher = asyncio.create_task(self._flush_loop(), name="cloud outbox")
         self._task = asyncio.create_task(self._run(), name="cloud link")
 
@@ -154,6 +165,7 @@ class CloudLink:
         self.core.remove_change_listener(self._on_changes)
         if self.calls is not None:
             self.calls.remove_listener(self._on_call)
+        self.core.events.remove_listener(self._on_event)
         for task in (self._task, self._flusher):
             if task is not None:
                 task.cancel()
@@ -264,6 +276,7 @@ class CloudLink:
                 ) from exc
             raise
         self._ws = ws
+        self._events_from = None  # until the welcome says where the cloud stands
         self._inflight.clear()
         self._inflight_devices = 0
         self._window_free.set()
@@ -275,10 +288,13 @@ class CloudLink:
             log.info("connected to the cloud", extra={"url": self.url, "node": self.node})
             receive = asyncio.create_task(self._receive(ws), name="cloud receive")
             uploads = asyncio.create_task(self._uploads(ws), name="cloud uploads")
+            events = asyncio.create_task(self._events(ws), name="cloud events")
             try:
-                done, _ = await asyncio.wait({receive, uploads}, return_when="FIRST_COMPLETED")
+                done, _ = await asyncio.wait(
+                    {receive, uploads, events}, return_when="FIRST_COMPLETED"
+                )
             finally:
-                for task in (receive, uploads):
+                for task in (receive, uploads, events):
                     if not task.done():
                         await cancel_and_wait(task)
             for task in done:
@@ -329,6 +345,9 @@ class CloudLink:
             self._on_report_ack(message)
         elif isinstance(message, wire.UploadAck):
             await self._on_upload_ack(message)
+        elif isinstance(message, wire.EventsAck):
+            self._events_acked = max(self._events_acked, message.seq)
+            self._events_ack.set()
         elif isinstance(message, wire.CallRequest):
             self.stats.downstream += 1
             await self._call_request(message)
@@ -363,9 +382,54 @@ class CloudLink:
         self._mark_all(newer)
         await self._flush()
         await self._resend_calls()
+        self._events_from = welcome.events_seq
+        self._events_new.set()
         backlog = await self.core.store.count_cloud()
         self.stats.backlog_at_connect = backlog
         asyncio.get_running_loop().create_task(self._drain(started))
+
+    # -- device events (the edge's log, forwarded by sequence number) -----------------------
+
+    def _on_event(self, _event: object) -> None:
+        self._events_new.set()
+
+    async def _events(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Sends the log forward from where the cloud stands, a batch at a time, acknowledged.
+
+        The events of this node's devices and of its mappers go; what the cloud holds comes
+        from its welcome, so nothing is kept here: a log the edge lost (a new home) starts over.
+        """
+        while not ws.closed:
+            await self._events_new.wait()
+            self._events_new.clear()
+            if self._events_from is None:
+                continue  # no welcome yet
+            await self.core.events.flush()  # what was emitted is in the log, to be read
+            last = await self._latest_event_seq()
+            if last < self._events_from:
+                self._events_from = 0  # the edge's log is newer than the cloud thinks: restart
+            while True:
+                batch = await self.core.events.query(
+                    EventQuery(after_seq=self._events_from, limit=EVENTS_BATCH)
+                )
+                if not batch:
+                    break
+                mine = [e.to_json() for e in batch if self._event_is_mine(e)]
+                through = batch[-1].seq
+                self._events_ack.clear()
+                await self._send(wire.Events(id=through, events=mine))
+                self.stats.events_sent += len(mine)
+                await self._events_ack.wait()
+                self._events_from = max(self._events_acked, through)
+
+    async def _latest_event_seq(self) -> int:
+        newest = await self.core.events.query(EventQuery(limit=1))
+        return newest[0].seq if newest else 0
+
+    def _event_is_mine(self, event: DeviceEvent) -> bool:
+        if not event.namespace:
+            return True  # a mapper of this node
+        return self._owned(f"{event.namespace}/{event.device}")
 
     # -- method calls made in the cloud (DeviceCall objects) -------------------------------
 

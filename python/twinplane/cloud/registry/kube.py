@@ -32,6 +32,7 @@ import msgspec
 from kubernetes_asyncio.client import (
     ApiClient,
     Configuration,
+    CoreV1Api,
     CustomObjectsApi,
     V1DeleteOptions,
     V1Preconditions,
@@ -429,6 +430,37 @@ class KubeRegistry:
                 continue
             return current if answer.get("kind") == "Status" else answer
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    async def write_event(self, namespace: str, event: JsonObject, *, update: bool) -> None:
+        """Creates a core/v1 Event (``update``: merge-patches count, times and message).
+
+        A create that finds the Event there (a cloud restarted) patches it instead.
+        """
+        if self._client is None:
+            raise RegistryError("the Kubernetes registry is not started (or closed)")
+        core = CoreV1Api(self._client)
+        name = str(event["metadata"]["name"])
+        if not update:
+            # The API takes the JSON as is; the stubs ask for its model class.
+            request = core.create_namespaced_event(
+                namespace,
+                event,  # type: ignore[arg-type]
+                _request_timeout=REQUEST_TIMEOUT_S,
+            )
+            try:
+                await self._call(request)
+            except AlreadyExistsError:
+                pass
+            else:
+                return
+        patch = {k: event[k] for k in ("count", "lastTimestamp", "message", "type")}
+        # The package's stubs omit _content_type, which its code takes (see MERGE_PATCH).
+        await self._call(
+            core.patch_namespaced_event(  # type: ignore[call-arg]
+                name, namespace, patch, _content_type=MERGE_PATCH,
+                _request_timeout=REQUEST_TIMEOUT_S,
+            )
+        )  # fmt: skip
 
     # -- watch
 

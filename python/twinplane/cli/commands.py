@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from twinplane.cli.alarms import get_alarms
 from twinplane.cli.client import ApiClient, CliError
 from twinplane.cli.describe import describe_device, describe_model
 from twinplane.cli.events import get_events
@@ -52,6 +53,8 @@ RESOURCES: Final = {
     "event": "events",
     "events": "events",
     "ev": "events",
+    "alarm": "alarms",
+    "alarms": "alarms",
 }
 """Accepted resource names (singular, plural, short, full) and the plural each means."""
 
@@ -65,7 +68,7 @@ def resource_arg(text: str) -> str:
         return RESOURCES[text.lower()]
     except KeyError:
         raise argparse.ArgumentTypeError(
-            f"unknown resource {text!r}: use device(s), devicemodel(s), mapper(s) or events"
+            f"unknown resource {text!r}: use device(s), devicemodel(s), mapper(s), events or alarms"
         ) from None
 
 
@@ -203,6 +206,8 @@ def get(args: argparse.Namespace, client: ApiClient) -> int:
         return get_events(args, client)
     if args.watch or args.type:
         raise CliError("--watch and --type are for get events")
+    if resource == "alarms":
+        return get_alarms(args, client)
     if resource == "mappers":
         return _get_mappers(args, client)
     if args.name and args.all_namespaces:
@@ -316,8 +321,11 @@ def _model_rows(items: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
 
 def describe(args: argparse.Namespace, client: ApiClient) -> int:
     """``twinplane describe device|devicemodel NAME [-n NS]``."""
-    if args.resource == "events":
-        raise CliError("describe takes a device or a devicemodel; for events: twinplane get events")
+    if args.resource in ("events", "alarms"):
+        raise CliError(
+            f"describe takes a device or a devicemodel; for {args.resource}: twinplane get"
+            f" {args.resource}"
+        )
     if args.resource == "mappers":
         raise CliError(
             f"describe takes a device or a devicemodel; for a mapper: twinplane get mapper"
@@ -334,6 +342,8 @@ def delete(args: argparse.Namespace, client: ApiClient) -> int:
     """``twinplane delete device|devicemodel NAME [-n NS]``, ``twinplane delete mapper NAME``."""
     if args.resource == "events":
         raise CliError("events cannot be deleted: the log bounds itself (docs/events.md)")
+    if args.resource == "alarms":
+        raise CliError("alarms cannot be deleted: they clear; acknowledge one with twinplane ack")
     client.request("DELETE", _object_path(args.resource, args.namespace, args.name))
     if args.resource == "mappers":
         print(f'mapper "{args.name}" deleted')

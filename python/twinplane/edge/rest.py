@@ -11,6 +11,8 @@ Routes (``{ns}`` a namespace, ``{name}`` an object name):
 - ``POST /api/v1/apply``: YAML or JSON manifests, one or many documents; 422 lists every issue.
 - ``GET /api/v1/events``: server-sent events (:mod:`twinplane.edge.sse`), filtered by
   :mod:`twinplane.edge.events_rest`, which also serves the event log's routes.
+- ``GET …/devices/{name}/alarms``, ``GET /api/v1/alarms``, ``POST …/alarms/{rule}/ack``:
+  the alarms (:mod:`twinplane.edge.alarms_rest`).
 - ``GET /api/v1/mappers[/{name}]``: the registered mappers; ``DELETE /api/v1/mappers/{name}``
   forgets one (it is contacted no more; its devices go to another mapper of its protocol).
 - ``GET /healthz``, ``GET /metrics`` (:mod:`twinplane.edge.metrics`).
@@ -36,6 +38,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from twinplane import __version__
+from twinplane.edge.alarms_rest import AlarmRoutes
 from twinplane.edge.core import EdgeCore, InUseError
 from twinplane.edge.desired import DesiredValueError
 from twinplane.edge.dmi_server import DmiServer
@@ -235,6 +238,7 @@ class RestServer:
         router.add_post("/api/v1/apply", self.apply)
         router.add_get("/api/v1/events", self.events, allow_head=False)  # a stream has no HEAD
         EventLogRoutes(self.core.events).add_routes(router)
+        AlarmRoutes(self.core.alarms, self.core.devices).add_routes(router)
         router.add_get("/api/v1/mappers", self.list_mappers)
         router.add_get("/api/v1/mappers/{name}", self.get_mapper)
         router.add_delete("/api/v1/mappers/{name}", self.delete_mapper)

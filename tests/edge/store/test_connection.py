@@ -33,6 +33,7 @@ def test_open_creates_parents_and_configures_sqlite(tmp_path: Path) -> None:
         "write_errors",
         "cloud_outbox",
         "device_events",
+        "alarms",
     }
 
 
@@ -118,6 +119,7 @@ def test_v1_database_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
         "write_errors",
         "cloud_outbox",
         "device_events",
+        "alarms",
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from twinplane.edge.store.alarms import AlarmTable
 from twinplane.edge.store.cloud_outbox import CloudOutboxTable
 from twinplane.edge.store.device_events import DeviceEventTable
 from twinplane.edge.store.mappers import MapperTable
@@ -23,6 +24,7 @@ class EdgeStore(
     OutboxTable,
     CloudOutboxTable,
     DeviceEventTable,
+    AlarmTable,
 ):
     """The synchronous store over one SQLite connection; open it with :meth:`open`.
 

@@ -8,11 +8,13 @@ from typing import Any
 
 import aiohttp
 import msgspec
+import pytest
 
+from edge.store.helpers import raw
 from edge_helpers import device_yaml, running_app
 from twinplane.edge.app import EdgeApp
 from twinplane.edge.core import EdgeCore
-from twinplane.edge.store import EdgeStore
+from twinplane.edge.store import EdgeStore, StoreError, migrations
 from twinplane.rest.guard import CLIENT_HEADER
 
 HOT = {
@@ -256,3 +258,26 @@ async def test_metrics_count_active_alarms_by_severity(home: Path) -> None:
         assert metric(text, 'twinplane_alarms_active{severity="warning"}') == 0
         assert metric(text, "twinplane_alarms_raised_total") == 2
         assert metric(text, "twinplane_alarms_cleared_total") == 1
+
+
+async def test_a_failing_alarm_write_keeps_the_rows_and_never_stops_ingestion(home: Path) -> None:
+    """With the alarms table gone, raises and clears go on in memory; the rows land later."""
+    async with running_app(home, fleet(HOT)) as app:
+        core = core_of(app)
+        db = app.config.db_path
+        with raw(db) as conn:
+            conn.execute("DROP TABLE alarms")
+        report(core, "d1", 31, 32)
+        assert len(core.alarms.active()) == 1
+        with pytest.raises(StoreError):
+            await core.alarms.flush()
+        assert core.alarms.counters.write_failures == 1
+        report(core, "d1", 20, start_ms=5000)
+        assert core.alarms.active() == []
+        create = next(m for m in migrations.MIGRATIONS if m.version == 7).statements[0]
+        with raw(db) as conn:
+            conn.execute(create)
+        await core.alarms.flush()
+    with EdgeStore.open(db) as store:
+        (row,) = store.list_alarms()
+        assert (row.rule, row.raised_ms, row.cleared_ms) == ("too-hot", 2000, 5000)

@@ -243,7 +243,8 @@ class AlarmBook:
             self._active.setdefault(alarm.device_id, {})[alarm.rule] = alarm
         if dropped:
             self._pending.deleted.update(dropped)
-            await self.flush()
+            with contextlib.suppress(Exception):  # logged; the writer retries
+                await self.flush()
             log.info("alarms of removed devices or rules dropped", extra={"alarms": len(dropped)})
         self._writer = asyncio.create_task(self._write_loop(), name="alarm writer")
 
@@ -254,7 +255,8 @@ class AlarmBook:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
-        await self.flush()
+        with contextlib.suppress(Exception):  # logged: the store is going away with what is left
+            await self.flush()
 
     # -- what the engine found ------------------------------------------------------------
 

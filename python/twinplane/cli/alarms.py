@@ -33,6 +33,13 @@ def _device_path(namespace: str, name: str) -> str:
     return f"/api/v1/namespaces/{_q(namespace)}/devices/{_q(name)}/alarms"
 
 
+def _number(value: object) -> str:
+    """A value for a person: 6 significant digits (a float32 register's 30.6 is not 30.6000003)."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else str(value)
+
+
 def alarm_rows(items: list[dict[str, Any]], *, namespace: bool = False) -> list[list[str]]:
     """Table rows of alarms, in the order given."""
     rows = []
@@ -43,8 +50,8 @@ def alarm_rows(items: list[dict[str, Any]], *, namespace: bool = False) -> list[
             str(a.get("property", "")),
             str(a.get("severity", "")),
             str(a.get("state", "")),
-            f"{a.get('value', '')}",
-            f"{a.get('threshold', '')}",
+            _number(a.get("value")),
+            _number(a.get("threshold")),
             age(a.get("raised_ms")),
             clip(str(a.get("acknowledged_by") or "<none>"), 40),
         ]

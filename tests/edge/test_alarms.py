@@ -118,6 +118,10 @@ async def test_an_alarm_raises_is_acknowledged_and_clears(home: Path) -> None:
         ]
         _, body = await call(app, "GET", "/api/v1/alarms?severity=info,warning")
         assert body["items"] == []
+        _, body = await call(app, "GET", "/api/v1/namespaces/default/devices/d1/twin")
+        assert [a["rule"] for a in body["alarms"]] == ["too-hot"]
+        _, body = await call(app, "GET", "/api/v1/namespaces/default/devices/d2/twin")
+        assert body["alarms"] == []
 
         ack = "/api/v1/namespaces/default/devices/d1/alarms/too-hot/ack"
         status, body = await call(app, "POST", ack, json.dumps({"by": "alice"}).encode())

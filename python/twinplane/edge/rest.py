@@ -5,7 +5,8 @@ Routes (``{ns}`` a namespace, ``{name}`` an object name):
 - ``GET /api/v1/devices``, ``GET /api/v1/devicemodels``: every namespace;
   ``GET /api/v1/namespaces/{ns}/devices[/{name}]``, ``…/devicemodels[/{name}]``;
   ``DELETE`` the same single-object paths (409 for a model that devices still use).
-- ``GET|PATCH /api/v1/namespaces/{ns}/devices/{name}/twin``: the twins; a PATCH body
+- ``GET|PATCH /api/v1/namespaces/{ns}/devices/{name}/twin``: the twins (a GET also lists the
+  device's active alarms, ``alarms``); a PATCH body
   ``{"desired": {"<property>": "<value>" | null}}`` sets (or clears) desired values and answers
   with the device's delta and the changed twins.
 - ``POST /api/v1/apply``: YAML or JSON manifests, one or many documents; 422 lists every issue.
@@ -415,10 +416,12 @@ class RestServer:
         return device_id
 
     async def get_twin(self, request: web.Request) -> web.Response:
-        """``GET …/twin``: every twin of the device (desired, reported, versions)."""
+        """``GET …/twin``: every twin of the device (desired, reported, versions), its alarms."""
         device_id = self._device_id(request)
         errors = self.core.write_errors.of(device_id)
-        return _json_response(twins_json(device_id, self.core.twins(device_id), errors))
+        body = twins_json(device_id, self.core.twins(device_id), errors)
+        body["alarms"] = [a.to_json() for a in self.core.alarms.active(device_id)]
+        return _json_response(body)
 
     async def patch_twin(self, request: web.Request) -> web.Response:
         """``PATCH …/twin``: sets desired values; answers the delta and the changed twins."""

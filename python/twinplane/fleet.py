@@ -32,7 +32,7 @@ ALARM_RULES: Final = [
         "message": "temperature above 30 °C",
     }
 ]
-"""The model's sample alarm rule (``twinplane.io/alarms``; docs/alarms.md)."""
+"""The model's sample alarm rule (``twinplane.io/alarms``; docs/events.md)."""
 
 TEMPERATURE_RAMP: Final = (280, 320, 2.0)
 """The first thermostat's temperature register as ``make run`` ramps it: raw 280..320 (28.0 to

@@ -532,6 +532,32 @@ async def test_device_events_are_published_on_the_devices_events_topic(
     assert (mapper["reason"], mapper["device"]) == ("MapperLost", "m1")
 
 
+async def test_an_alarm_from_an_mqtt_report_is_published_on_the_events_topic(
+    edge: EdgeApp, mqtt: Inbox
+) -> None:
+    """An actual value over MQTT past a rule raises AlarmRaised on …/events; back, AlarmCleared."""
+    assert edge.core is not None
+    rules = [{"name": "hot", "property": "temp", "condition": "above", "threshold": 30}]
+    annotated = MANIFESTS.split("---\n")[0].replace(
+        "metadata: {name: thermo, namespace: default}",
+        "metadata: {name: thermo, namespace: default, annotations: {twinplane.io/alarms: "
+        + json.dumps(json.dumps(rules))
+        + "}}",
+    )
+    await edge.core.apply(annotated)
+    topic = f"{DEVICE}/twin/update"
+    for value in ("35", "20"):
+        twin = {"actual": {"value": value}, "metadata": {"type": "int"}}
+        await mqtt.send(topic, {"event_id": event_id(), "timestamp": 1, "twin": {"temp": twin}})
+        event = await mqtt.get(f"{DEVICE}/events", lambda b: b["type"] == "alarm")
+        reason = "AlarmRaised" if value == "35" else "AlarmCleared"
+        assert (event["reason"], event["body"]["rule"], event["body"]["value"]) == (
+            reason,
+            "hot",
+            35.0,
+        )
+
+
 async def test_events_toward_an_unreachable_broker_are_dropped_and_counted(edge: EdgeApp) -> None:
     """With no broker, emits still return at once; the bridge's queue drops the oldest, counted."""
     assert edge.core is not None

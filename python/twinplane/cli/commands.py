@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from twinplane.cli.alarms import get_alarms
 from twinplane.cli.calls import get_calls
 from twinplane.cli.client import ApiClient, CliError
 from twinplane.cli.describe import describe_device, describe_model
@@ -55,6 +56,8 @@ RESOURCES: Final = {
     "ev": "events",
     "call": "calls",
     "calls": "calls",
+    "alarm": "alarms",
+    "alarms": "alarms",
 }
 """Accepted resource names (singular, plural, short, full) and the plural each means."""
 
@@ -68,7 +71,8 @@ def resource_arg(text: str) -> str:
         return RESOURCES[text.lower()]
     except KeyError:
         raise argparse.ArgumentTypeError(
-            f"unknown resource {text!r}: use device(s), devicemodel(s), mapper(s), events or calls"
+            f"unknown resource {text!r}: use device(s), devicemodel(s), mapper(s), events, calls"
+            " or alarms"
         ) from None
 
 
@@ -206,10 +210,9 @@ def get(args: argparse.Namespace, client: ApiClient) -> int:
         return get_events(args, client)
     if args.watch or args.type:
         raise CliError("--watch and --type are for get events")
-    if resource == "mappers":
-        return _get_mappers(args, client)
-    if resource == "calls":
-        return get_calls(args, client)
+    per_resource = {"alarms": get_alarms, "mappers": _get_mappers, "calls": get_calls}
+    if resource in per_resource:
+        return per_resource[resource](args, client)
     if args.name and args.all_namespaces:
         raise CliError("a NAME cannot be looked up across all namespaces: drop -A or NAME")
     if args.name:
@@ -321,8 +324,11 @@ def _model_rows(items: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]
 
 def describe(args: argparse.Namespace, client: ApiClient) -> int:
     """``twinplane describe device|devicemodel NAME [-n NS]``."""
-    if args.resource == "events":
-        raise CliError("describe takes a device or a devicemodel; for events: twinplane get events")
+    if args.resource in ("events", "alarms"):
+        raise CliError(
+            f"describe takes a device or a devicemodel; for {args.resource}: twinplane get"
+            f" {args.resource}"
+        )
     if args.resource == "calls":
         raise CliError(
             f"describe takes a device or a devicemodel; calls: twinplane get calls {args.name}"
@@ -345,6 +351,8 @@ def delete(args: argparse.Namespace, client: ApiClient) -> int:
         raise CliError("events cannot be deleted: the log bounds itself (docs/events.md)")
     if args.resource == "calls":
         raise CliError("calls are not deleted: the edge keeps the newest of each device")
+    if args.resource == "alarms":
+        raise CliError("alarms cannot be deleted: they clear; acknowledge one with twinplane ack")
     client.request("DELETE", _object_path(args.resource, args.namespace, args.name))
     if args.resource == "mappers":
         print(f'mapper "{args.name}" deleted')

@@ -5,6 +5,8 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
+from twinplane.cli.alarms import HEADERS as ALARM_HEADERS
+from twinplane.cli.alarms import alarm_rows, device_alarms
 from twinplane.cli.client import ApiClient, CliError
 from twinplane.cli.events import event_rows, recent_events
 from twinplane.cli.output import NONE, clip, table, timestamp
@@ -112,8 +114,22 @@ def describe_device(client: ApiClient, namespace: str, name: str) -> str:
             out.field(method["name"], ", ".join(method.get("propertyNames", [])), indent=2)
     else:
         out.field("Methods", None)
+    _alarms(out, client, namespace, name)
     _events(out, client, namespace, name)
     return out.render()
+
+
+def _alarms(out: _Text, client: ApiClient, namespace: str, name: str) -> None:
+    """The device's active alarms, then its recently cleared ones."""
+    try:
+        items = device_alarms(client, namespace, name)
+    except CliError:  # an older device manager without alarms
+        items = []
+    if not items:
+        out.field("Alarms", None)
+        return
+    out.heading("Alarms")
+    out.block(table(ALARM_HEADERS[1:], [row[1:] for row in alarm_rows(items)]))
 
 
 def _events(out: _Text, client: ApiClient, namespace: str, name: str) -> None:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from twinplane import __version__
-from twinplane.cli import baseline, bench, calls, cloud, commands, edge, mapper, sim, up
+from twinplane.cli import alarms, baseline, bench, calls, cloud, commands, edge, mapper, sim, up
 from twinplane.cli.client import ApiClient, CliError, default_server
 
 __all__ = ["main"]
@@ -56,7 +56,7 @@ def _output_option() -> argparse.ArgumentParser:
     return parent
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one parser, every command
     parser = argparse.ArgumentParser(
         prog="twinplane",
         description="Edge device-management data plane in KubeEdge's DMI design.",
@@ -98,20 +98,33 @@ def _build_parser() -> argparse.ArgumentParser:
     p = cmds.add_parser(
         "get",
         parents=[server, ns_all, out],
-        help="list devices, device models, mappers, events or calls, or show one",
+        help="list devices, device models, mappers, events, calls or alarms, or show one",
     )
     p.add_argument(
         "resource",
-        help="devices, devicemodels, mappers, events, or calls (of the device NAME)",
+        help="devices, devicemodels, mappers, events, alarms, or calls (of the device NAME)",
         **resource,  # type: ignore[arg-type]
     )
-    p.add_argument("name", nargs="?", help="one object's name (events, calls: a device's)")
+    p.add_argument("name", nargs="?", help="one object's name (events, alarms, calls: a device's)")
     p.add_argument("--type", default=None, help="events: only these types (state,comm,...)")
     p.add_argument("--limit", type=int, default=None, help="events: at most this many")
     p.add_argument(
         "-w", "--watch", action="store_true", help="events: then follow new ones as they happen"
     )
     p.set_defaults(run=commands.get)
+
+    p = cmds.add_parser(
+        "ack",
+        parents=[server, ns, out],
+        help="acknowledge a device's active alarm",
+        description="Acknowledge the active alarm of RULE on DEVICE. The first acknowledgement"
+        " is kept: acknowledging again changes nothing.",
+    )
+    p.add_argument("device")
+    p.add_argument("rule")
+    p.add_argument("--by", default=None, metavar="NAME", help="who acknowledges (default: the"
+                   " device manager records the client's address)")  # fmt: skip
+    p.set_defaults(run=alarms.ack)
 
     p = cmds.add_parser("describe", parents=[server, ns], help="show one object in detail")
     p.add_argument("resource", help="device or devicemodel", **resource)  # type: ignore[arg-type]

@@ -28,6 +28,7 @@ import msgspec
 
 from twinplane import heap
 from twinplane.dmi.convert import config_errors
+from twinplane.edge.alarms import AlarmBook
 from twinplane.edge.desired import DesiredValueError, desired_issues
 from twinplane.edge.device_events import EdgeEvents
 from twinplane.edge.events import Event, EventHub
@@ -47,7 +48,7 @@ from twinplane.manifests import (
     overridden_device,
     validate_references,
 )
-from twinplane.manifests.alarms import device_rules, rules_by_property
+from twinplane.manifests.alarms import AlarmRule, device_rules, rules_by_property
 from twinplane.protocols.modbus import protocol_issues
 from twinplane.stream.v1 import stream_pb2
 from twinplane.twin import Changes, Engine, PropertySpec, TwinDict, ValueLike
@@ -147,6 +148,8 @@ class EdgeCore:
 
     Attributes:
         events: Where every device event is published (:meth:`EdgeEvents.emit`).
+        alarms: The active and recently cleared alarms (:mod:`twinplane.edge.alarms`), fed
+            from every batch of changes the engine applies.
     """
 
     def __init__(
@@ -169,6 +172,7 @@ class EdgeCore:
         self.counters = Counters()
         self.persister = TwinPersister(self.engine, store, interval=flush_interval)
         self.write_errors = WriteErrors(store)
+        self.alarms = AlarmBook(self.engine, self.events, store, self.alarm_rules)
         self._write_lock = asyncio.Lock()  # one write-error update at a time
         self._write_listeners: list[WriteListener] = []
         self._listeners: list[ChangeListener] = []
@@ -201,6 +205,7 @@ class EdgeCore:
             self.states[st.device_id] = DeviceState(st.state, st.last_online, st.updated_ms)
         await self.write_errors.load()
         await self.events.start()
+        await self.alarms.start()  # after the devices: restores their active alarms
         self.engine.take_dirty()  # restored state is already stored
         self.engine.reset_latency()  # ... so its read times are not latencies to measure
         self.persister.start()
@@ -216,6 +221,7 @@ class EdgeCore:
             self._heap_held = False
             heap.release()
         await self.persister.stop()
+        await self.alarms.stop()
         await self.events.stop()
 
     def add_change_listener(self, listener: ChangeListener) -> None:
@@ -373,6 +379,7 @@ class EdgeCore:
                 self.engine.remove_device(device_id)
             self.states.pop(device_id, None)
             self.write_errors.forget(device_id)
+            self.alarms.forget_device(device_id)
             self._emit_lifecycle("device-delete", device_id, old)
             return True
 
@@ -397,6 +404,20 @@ class EdgeCore:
             await self.store.delete_object("DeviceModel", namespace, name)
             self._emit_lifecycle("model-delete", model_id, old)
             return True
+
+    def alarm_rules(self, device_id: str) -> dict[str, AlarmRule]:
+        """A device's alarm rules by name (none for an unknown device or model).
+
+        Rules were validated when they were applied; a rule that no longer parses counts as none.
+        """
+        device = self.devices.get(device_id)
+        model = self.models.get(device.model_id) if device is not None else None
+        if device is None or model is None:
+            return {}
+        try:
+            return {r.name: r for r in device_rules(device, model)}
+        except SpecError:
+            return {}
 
     def devices_for_protocol(self, protocol: str) -> list[tuple[Device, DeviceModel]]:
         """Devices routed to mappers of ``protocol``, with their models."""
@@ -757,6 +778,7 @@ class EdgeCore:
     # -- fan-out --------------------------------------------------------------------------
 
     def _fan_out(self, changes: Changes) -> None:
+        self.alarms.observe(changes)
         for listener in self._listeners:
             try:
                 listener(changes)
@@ -768,6 +790,8 @@ class EdgeCore:
 
     def _emit_lifecycle(self, action: str, object_id: str, obj: object | None) -> None:
         heap.changed(removed=action.endswith("delete"))
+        if action == "device-upsert":
+            self.alarms.reconcile_rules(object_id)
         for listener in self._lifecycle:
             try:
                 listener(action, object_id, obj)

@@ -164,6 +164,7 @@ def render_metrics(
         hub.dropped,
     )
     _write_device_events(out, core, mqtt)
+    _write_alarms(out, core)
     if requests is not None:
         out.family(
             "http_requests_total",
@@ -303,6 +304,29 @@ def _write_device_events(out: MetricsWriter, core: EdgeCore, mqtt: MqttBridge | 
         "Events a consumer lost because it fell behind: the log's full queue, SSE clients' queues"
         " (all kinds), the MQTT bridge's outbound queue (all messages).",
         dropped,
+    )
+
+
+def _write_alarms(out: MetricsWriter, core: EdgeCore) -> None:
+    """The active alarms by severity, and the alarms raised and cleared."""
+    active = core.alarms.count_by_severity()
+    out.family(
+        "alarms_active",
+        "gauge",
+        "Active alarms (acknowledged or not), by the rule's severity.",
+        [({"severity": severity}, count) for severity, count in active.items()],
+    )
+    counters = core.alarms.counters
+    out.single("alarms_raised_total", "counter", "Alarms raised.", counters.raised)
+    out.single("alarms_cleared_total", "counter", "Alarms cleared.", counters.cleared)
+    out.single(
+        "alarms_acknowledged_total", "counter", "Alarms acknowledged.", counters.acknowledged
+    )
+    out.single(
+        "alarms_write_failures_total",
+        "counter",
+        "Alarm batches the store could not write (kept for the next batch).",
+        counters.write_failures,
     )
 
 

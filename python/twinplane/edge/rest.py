@@ -5,12 +5,15 @@ Routes (``{ns}`` a namespace, ``{name}`` an object name):
 - ``GET /api/v1/devices``, ``GET /api/v1/devicemodels``: every namespace;
   ``GET /api/v1/namespaces/{ns}/devices[/{name}]``, ``…/devicemodels[/{name}]``;
   ``DELETE`` the same single-object paths (409 for a model that devices still use).
-- ``GET|PATCH /api/v1/namespaces/{ns}/devices/{name}/twin``: the twins; a PATCH body
+- ``GET|PATCH /api/v1/namespaces/{ns}/devices/{name}/twin``: the twins (a GET also lists the
+  device's active alarms, ``alarms``); a PATCH body
   ``{"desired": {"<property>": "<value>" | null}}`` sets (or clears) desired values and answers
   with the device's delta and the changed twins.
 - ``POST /api/v1/apply``: YAML or JSON manifests, one or many documents; 422 lists every issue.
 - ``GET /api/v1/events``: server-sent events (:mod:`twinplane.edge.sse`), filtered by
   :mod:`twinplane.edge.events_rest`, which also serves the event log's routes.
+- ``GET …/devices/{name}/alarms``, ``GET /api/v1/alarms``, ``POST …/alarms/{rule}/ack``:
+  the alarms (:mod:`twinplane.edge.alarms_rest`).
 - ``GET /api/v1/mappers[/{name}]``: the registered mappers; ``DELETE /api/v1/mappers/{name}``
   forgets one (it is contacted no more; its devices go to another mapper of its protocol).
 - ``POST …/devices/{name}/methods/{method}``, ``GET …/devices/{name}/calls[/{id}]``: method
@@ -38,6 +41,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from twinplane import __version__
+from twinplane.edge.alarms_rest import AlarmRoutes
 from twinplane.edge.calls import CallService
 from twinplane.edge.calls_rest import CallRoutes
 from twinplane.edge.core import EdgeCore, InUseError
@@ -241,6 +245,7 @@ class RestServer:
         router.add_post("/api/v1/apply", self.apply)
         router.add_get("/api/v1/events", self.events, allow_head=False)  # a stream has no HEAD
         EventLogRoutes(self.core.events).add_routes(router)
+        AlarmRoutes(self.core.alarms, self.core.devices).add_routes(router)
         router.add_get("/api/v1/mappers", self.list_mappers)
         router.add_get("/api/v1/mappers/{name}", self.get_mapper)
         router.add_delete("/api/v1/mappers/{name}", self.delete_mapper)
@@ -419,10 +424,12 @@ class RestServer:
         return device_id
 
     async def get_twin(self, request: web.Request) -> web.Response:
-        """``GET …/twin``: every twin of the device (desired, reported, versions)."""
+        """``GET …/twin``: every twin of the device (desired, reported, versions), its alarms."""
         device_id = self._device_id(request)
         errors = self.core.write_errors.of(device_id)
-        return _json_response(twins_json(device_id, self.core.twins(device_id), errors))
+        body = twins_json(device_id, self.core.twins(device_id), errors)
+        body["alarms"] = [a.to_json() for a in self.core.alarms.active(device_id)]
+        return _json_response(body)
 
     async def patch_twin(self, request: web.Request) -> web.Response:
         """``PATCH …/twin``: sets desired values; answers the delta and the changed twins."""

@@ -6,7 +6,8 @@ annotation.
 A DeviceModel property with ``minimum`` and/or ``maximum`` implies a rule named
 ``<property>-range`` (``outside`` the band, or ``below``/``above`` with one bound). The
 annotation on the DeviceModel is a JSON list of rules; the same annotation on a Device replaces
-the model's rules of the same name and adds the others. The schema is in docs/alarms.md.
+the model's rules of the same name and adds the others. The schema is in docs/events.md,
+"Alarm rules".
 """
 
 from __future__ import annotations

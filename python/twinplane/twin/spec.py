@@ -36,7 +36,7 @@ class VisitorConfig(TypedDict, total=False):
 
 
 AlarmConditionName = Literal["above", "below", "outside", "inside", "rate"]
-"""When an alarm rule's sample is in violation (see docs/alarms.md)."""
+"""When an alarm rule's sample is in violation (see docs/events.md, "Alarm rules")."""
 
 
 class AlarmRuleSpec(TypedDict):

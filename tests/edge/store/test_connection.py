@@ -34,6 +34,7 @@ def test_open_creates_parents_and_configures_sqlite(tmp_path: Path) -> None:
         "cloud_outbox",
         "device_events",
         "calls",
+        "alarms",
     }
 
 
@@ -120,6 +121,7 @@ def test_v1_database_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
         "cloud_outbox",
         "device_events",
         "calls",
+        "alarms",
     }
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from edge.store.helpers import device, raw, twin
 from twinplane.edge.store import DEVICE, DEVICE_MODEL, EdgeStore, StoredWriteError, StoreError
+from twinplane.edge.store.alarms import StoredAlarm
 
 
 def test_objects_round_trip(store: EdgeStore) -> None:
@@ -183,3 +185,31 @@ def test_a_write_error_needs_an_attempt(store: EdgeStore) -> None:
     with pytest.raises(StoreError, match="put_write_errors"):
         store.put_write_errors(rows)
     assert store.list_write_errors() == []
+
+
+# -- alarms ----------------------------------------------------------------------------------------
+
+
+def alarm_row(i: int, device_id: str = "default/a", cleared_ms: int | None = None) -> StoredAlarm:
+    """Alarm ``a<i>`` of rule ``r<i>`` raised at ``i`` ms."""
+    return StoredAlarm(
+        f"a{i}", device_id, f"r{i}", "temp", "warning", "hot", 31.5, 30.0, i, None, None, cleared_ms
+    )
+
+
+def test_alarms_are_stored_replaced_and_cleared_ones_pruned(store: EdgeStore) -> None:
+    """put_alarms replaces by id, deletes ids, keeps only the newest max_cleared cleared rows."""
+    store.put_alarms([alarm_row(1), alarm_row(2)], max_cleared=3)
+    acked = msgspec.structs.replace(alarm_row(1), acknowledged_by="me", acknowledged_ms=5)
+    store.put_alarms([acked], max_cleared=3)
+    assert [(a.id, a.acknowledged_by) for a in store.list_alarms()] == [("a1", "me"), ("a2", None)]
+    store.put_alarms([alarm_row(i, cleared_ms=100 + i) for i in range(3, 8)], ["a2"], max_cleared=3)
+    assert [a.id for a in store.list_alarms()] == ["a1", "a5", "a6", "a7"]
+
+
+def test_deleting_a_device_deletes_its_alarms(store: EdgeStore) -> None:
+    """The trigger removes a deleted Device's alarm rows and keeps the others'."""
+    store.put_object(DEVICE, "default", "a", device("a"))
+    store.put_alarms([alarm_row(1), alarm_row(2, "default/b")], max_cleared=10)
+    assert store.delete_object(DEVICE, "default", "a")
+    assert [a.device_id for a in store.list_alarms()] == ["default/b"]

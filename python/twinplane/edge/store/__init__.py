@@ -13,7 +13,8 @@ One file per concept:
 - :mod:`~twinplane.edge.store.migrations`: the schema as ordered steps;
 - :mod:`~twinplane.edge.store.objects`, :mod:`~twinplane.edge.store.mappers`,
   :mod:`~twinplane.edge.store.twins`, :mod:`~twinplane.edge.store.states`,
-  :mod:`~twinplane.edge.store.write_errors`, :mod:`~twinplane.edge.store.outbox`: one table
+  :mod:`~twinplane.edge.store.write_errors`, :mod:`~twinplane.edge.store.outbox`,
+  :mod:`~twinplane.edge.store.alarms`: one table
   each, its rows and its methods;
 - :mod:`~twinplane.edge.store.sync_store`: :class:`EdgeStore`, every table on one connection;
 - :mod:`~twinplane.edge.store.async_store`: :class:`AsyncEdgeStore`, its asyncio face;

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar, TypeVarTuple
 
+from twinplane.edge.store.alarms import StoredAlarm
 from twinplane.edge.store.calls import StoredCall
 from twinplane.edge.store.cloud_outbox import CloudMark
 from twinplane.edge.store.device_events import EventQuery, StoredEvent
@@ -276,3 +277,15 @@ class AsyncEdgeStore:
     async def last_event_seq(self) -> int:
         """See :meth:`EdgeStore.last_event_seq`."""
         return await self._call(self._sync().last_event_seq)
+
+    async def put_alarms(
+        self, alarms: Iterable[StoredAlarm], deleted: Iterable[str] = (), *, max_cleared: int
+    ) -> int:
+        """See :meth:`EdgeStore.put_alarms`."""
+        rows, gone = list(alarms), list(deleted)
+        store = self._sync()
+        return await self._call(lambda: store.put_alarms(rows, gone, max_cleared=max_cleared))
+
+    async def list_alarms(self) -> list[StoredAlarm]:
+        """See :meth:`EdgeStore.list_alarms`."""
+        return await self._call(self._sync().list_alarms)

@@ -185,6 +185,34 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             END""",
         ),
     ),
+    Migration(
+        8,
+        "alarms: active and recently cleared, with their acknowledgements; deleting a Device"
+        " deletes them",
+        (
+            """CREATE TABLE alarms (
+                id TEXT NOT NULL PRIMARY KEY,
+                device_id TEXT NOT NULL,
+                rule TEXT NOT NULL,
+                property TEXT NOT NULL,
+                severity TEXT NOT NULL,
+                message TEXT NOT NULL,
+                value REAL NOT NULL,
+                threshold REAL NOT NULL,
+                raised_ms INTEGER NOT NULL,
+                acknowledged_by TEXT,
+                acknowledged_ms INTEGER,
+                cleared_ms INTEGER
+            ) WITHOUT ROWID""",
+            "CREATE INDEX alarms_device ON alarms (device_id, rule)",
+            "CREATE INDEX alarms_cleared ON alarms (cleared_ms) WHERE cleared_ms IS NOT NULL",
+            """CREATE TRIGGER objects_device_alarms_cascade AFTER DELETE ON objects
+            WHEN old.kind = 'Device'
+            BEGIN
+                DELETE FROM alarms WHERE device_id = old.namespace || '/' || old.name;
+            END""",
+        ),
+    ),
 )
 
 LATEST: Final = MIGRATIONS[-1].version

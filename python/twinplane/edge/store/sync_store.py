@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from twinplane.edge.store.alarms import AlarmTable
 from twinplane.edge.store.calls import CallTable
 from twinplane.edge.store.cloud_outbox import CloudOutboxTable
 from twinplane.edge.store.device_events import DeviceEventTable
@@ -25,6 +26,7 @@ class EdgeStore(
     CloudOutboxTable,
     DeviceEventTable,
     CallTable,
+    AlarmTable,
 ):
     """The synchronous store over one SQLite connection; open it with :meth:`open`.
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import grpc
 import pytest
 from mapper_helpers import manifests, mapper_config, running_mapper
 from pymodbus.client import AsyncModbusTcpClient
@@ -24,9 +25,11 @@ from modbus_peers import HOST, PymodbusServer
 from twinplane.drivers.modbus.adapter import ModbusDriver
 from twinplane.edge.app import EdgeApp
 from twinplane.edge.method_delivery import MethodsDeliverer
+from twinplane.fleet import device_manifests
 from twinplane.mapper.app import MapperApp
 from twinplane.rest.guard import CLIENT_HEADER
 from twinplane.sim.modbus import ModbusSimulator
+from twinplane.stream.v1 import stream_pb2, stream_pb2_grpc
 from waits import until
 
 MODEL = """\
@@ -120,11 +123,16 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def stack(*devices: str, compat: bool = False) -> AsyncIterator[Stack]:
-    """Edge + a twinplane Modbus mapper (``compat``: ``--edgecore-compat``) with ``devices``."""
-    names = [doc.split("name: ", 1)[1].split("\n", 1)[0] for doc in devices]
+async def stack(
+    *devices: str, compat: bool = False, text: str | None = None, names: tuple[str, ...] = ()
+) -> AsyncIterator[Stack]:
+    """Edge + a twinplane Modbus mapper (``compat``: ``--edgecore-compat``) with ``devices``.
+
+    ``text`` replaces the model and devices (then ``names`` are the devices to wait for).
+    """
+    names = names or tuple(doc.split("name: ", 1)[1].split("\n", 1)[0] for doc in devices)
     with short_home() as home:
-        async with running_app(home, manifests(MODEL, *devices)) as app:
+        async with running_app(home, text or manifests(MODEL, *devices)) as app:
             cfg = mapper_config(home, app.config.socket_path, protocol="modbus")
             cfg = dataclasses.replace(cfg, edgecore_compat=compat)
             async with (
@@ -306,3 +314,48 @@ async def test_calls_pre_empt_polls_on_a_busy_bus() -> None:
             assert len(calls) == 1, journal
             # At most the poll in flight when the call came, and one starting with it, before it.
             assert calls[0] <= 1, journal
+
+
+@pytest.mark.timeout(60)
+async def test_the_make_run_fleets_read_registers_command_works() -> None:
+    """The fleet's readRegisters (as `make run` applies it) answers through the mapper."""
+    async with ModbusSimulator(devices=1, port=0, rate=0, max_in_flight=1) as sim:
+        sim.set_registers(1, 40, [215, 3])
+        text = device_manifests([(sim.port, 1)])
+        async with stack(text=text, names=("thermostat-1",)) as s:
+            call = await s.call("readRegisters", {"offset": 40, "count": 2}, "thermostat-1")
+            assert call["state"] == "Succeeded", call
+            assert call["result"]["words"] == [215, 3]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("compat", [False, True])
+async def test_capabilities_on_the_mappers_socket(compat: bool) -> None:
+    """Methods.Capabilities lists the Modbus commands; --edgecore-compat answers UNIMPLEMENTED."""
+    async with (
+        ModbusSimulator(devices=1, port=0, rate=0) as sim,
+        stack(thermostat("t1", sim.port), compat=compat) as s,
+        grpc.aio.insecure_channel(f"unix:{s.mapper.config.socket_path}") as channel,
+    ):
+        stub = stream_pb2_grpc.MethodsStub(channel)
+        request = stream_pb2.MethodsCapabilitiesRequest(caller="tests")
+        if compat:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Capabilities(request, timeout=5)
+            assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            return
+        answer = await stub.Capabilities(request, timeout=5)
+        assert answer.protocol == "modbus"
+        assert list(answer.driver_commands) == [
+            "pulseCoil",
+            "readRegisters",
+            "writeRegisters",
+        ]
+        assert answer.property_writes
+        unknown = await stub.Call(
+            stream_pb2.MethodCall(
+                id="x", device_namespace="default", device_name="nope", command="x"
+            ),
+            timeout=5,
+        )
+        assert unknown.error_code == "NotFound"

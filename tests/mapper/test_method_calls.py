@@ -233,6 +233,7 @@ async def test_registers_are_read_on_demand_and_decoded() -> None:
             }
             call = await s.call("readRegisters", {"offset": 30, "count": 3, "dataType": "int16"})
             assert call["result"]["decoded"] == [1, -1, 300]
+            assert s.mapper.runtime.devices["default/t1"].bus.stats.commands == 2
 
 
 @pytest.mark.timeout(60)

@@ -54,7 +54,11 @@ METHODS = {
         "driver": {"command": "readRegisters", "register": "HoldingRegister"},
     },
     "writeBlock": {
-        "parameters": {"offset": {"type": "int", "required": True}, "values": {"type": "string"}},
+        "parameters": {
+            "offset": {"type": "int", "required": True},
+            "values": {"type": "string"},
+            "register": {"type": "string"},
+        },
         "driver": {"command": "writeRegisters"},
     },
     "pulse": {
@@ -113,9 +117,11 @@ class Stack:
         assert isinstance(deliverer, MethodsDeliverer)
         return deliverer
 
-    async def call(self, method: str, args: dict[str, Any], device: str = "t1") -> Any:  # noqa: ANN401
-        """``POST …/methods/{method}?wait=10s``; the finished call."""
-        url = CALLS.format(name=device, method=method)
+    async def call(
+        self, method: str, args: dict[str, Any], device: str = "t1", query: str = ""
+    ) -> Any:  # noqa: ANN401
+        """``POST …/methods/{method}?wait=10s[&query]``; the finished call."""
+        url = CALLS.format(name=device, method=method) + (f"&{query}" if query else "")
         async with self.http.post(url, json=args) as resp:
             body = await resp.json()
             assert resp.status == 200, body
@@ -360,3 +366,30 @@ async def test_capabilities_on_the_mappers_socket(compat: bool) -> None:
             timeout=5,
         )
         assert unknown.error_code == "NotFound"
+
+
+@pytest.mark.timeout(60)
+async def test_a_coil_block_write_uses_fc15() -> None:
+    """A writeRegisters call on CoilRegister writes the coils (FC15); the simulator holds them."""
+    async with ModbusSimulator(devices=1, port=0, rate=0) as sim:
+        sim.journal = []
+        async with stack(thermostat("t1", sim.port)) as s:
+            args = {"offset": 8, "values": "1,0,true", "register": "CoilRegister"}
+            call = await s.call("writeBlock", args)
+            assert call["state"] == "Succeeded", call
+            assert call["result"]["values"] == [1, 0, 1]
+            assert writes(sim, 15) == [b"\x0f\x00\x08\x00\x03\x01\x05"]
+            assert sim.peek(1, "CoilRegister", 8, 3) == b"\x05"
+
+
+@pytest.mark.timeout(60)
+async def test_a_pulse_cut_by_its_deadline_still_turns_the_coil_off() -> None:
+    """A pulse longer than the call's deadline ends the call, and the coil is written off."""
+    async with ModbusSimulator(devices=1, port=0, rate=0) as sim:
+        sim.journal = []
+        async with stack(thermostat("t1", sim.port)) as s:
+            call = await s.call("pulse", {"durationMs": 5000}, query="timeout=1s")
+            assert call["state"] in ("TimedOut", "Failed"), call
+            assert call["error"]["code"] == "Timeout", call
+            await until(lambda: len(writes(sim, 5)) == 2, "the off write")
+            assert writes(sim, 5) == [b"\x05\x00\x04\xff\x00", b"\x05\x00\x04\x00\x00"]

@@ -18,7 +18,8 @@ socket) and kept on its link (:attr:`~twinplane.edge.mappers.MapperLink.methods`
   (:class:`~twinplane.edge.call_delivery.DesiredDeliverer`, which refuses driver commands with
   ``NotOffered``); so does a device whose mapper is not registered;
 - a mapper that cannot be reached fails the call (``MapperUnavailable``), and is asked again
-  at the next call.
+  at the next call; one that answers a call ``UNIMPLEMENTED`` (it came back without the
+  service before registering again) gets that call and the next through desired values.
 """
 
 from __future__ import annotations
@@ -112,9 +113,11 @@ class MethodsDeliverer:
             answer = await stub.Call(request, timeout=call.timeout_ms / 1000 + _SLACK_S)
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.UNIMPLEMENTED:  # it restarted without the service
-                link.methods = None
-            else:
-                await link.drop_calls_channel()
+                link.methods = _NOT_OFFERED  # nothing ran: this call and the next go the DMI way
+                self.delivered["methods"] -= 1
+                self.delivered["desired"] += 1
+                return await self.fallback.deliver(call, method)
+            await link.drop_calls_channel()
             raise _unavailable(link, err) from err
         if answer.error_code:
             message = answer.error_message

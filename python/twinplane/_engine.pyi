@@ -191,8 +191,9 @@ class ModbusIo:
         unit: int,
         reads: Sequence[tuple[int, int, int, int]],
         timeout_s: float,
+        first: bool = False,
     ) -> None:
-        """Queues a poll: ``(function, address, count, data bytes)`` per read."""
+        """Queues a poll: ``(function, address, count, data bytes)`` per read (``first``: ahead)."""
     def request(
         self, conn: int, token: int, unit: int, pdu: bytes, timeout_s: float, first: bool = True
     ) -> None:

@@ -120,4 +120,8 @@ def test_a_package_adds_a_driver_with_one_entry_point(tmp_path: Path) -> None:
     assert {"acme", "broken", "modbus", "virtual"} <= set(result["protocols"])
     assert result["driver"] == "AcmeDriver"
     assert "acme_missing:Nothing" in result["broken"]
-    assert result["loaded"] == ["twinplane.drivers.base", "twinplane.drivers.registry"]
+    assert result["loaded"] == [
+        "twinplane.drivers.base",
+        "twinplane.drivers.commands",  # the interface's command types
+        "twinplane.drivers.registry",
+    ]

@@ -12,6 +12,7 @@ mapper-framework (Go)              twinplane (async Python)
 ``DeviceDataWrite(...)``           :meth:`DeviceClient.write`
 ``StopDevice()``                   :meth:`DeviceClient.stop_device`
 ``GetDeviceStates()``              :meth:`DeviceClient.get_device_states`
+(no DMI form)                      :meth:`DeviceClient.prepare_command` (driver commands)
 =================================  ==============================================
 
 Two kinds of client:
@@ -37,8 +38,9 @@ import asyncio
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
+from twinplane.drivers.commands import CommandError, RunCommand
 from twinplane.twin import PropertyTypeName, ValueLike
 
 __all__ = [
@@ -193,6 +195,23 @@ class DeviceClient(abc.ABC):
                 refused it (a Modbus exception response).
         """
 
+    def prepare_command(self, command: str, params: Mapping[str, Any]) -> RunCommand:
+        """Checks a driver command's parameters (no I/O); returns what runs it on the bus.
+
+        Args:
+            command: The command (the method's ``driver.command``).
+            params: Its parameters: the ``driver`` block's fields with the call's arguments
+                over them.
+
+        Raises:
+            CommandError: ``NotOffered`` (the default: a driver without commands), or
+                ``InvalidArgument`` naming the parameter at fault.
+        """
+        del params
+        raise CommandError(
+            f"the driver runs no command {command!r}", code="NotOffered", field="command"
+        )
+
     async def stop_device(self) -> None:  # noqa: B027 - optional hook
         """Releases the device; no other call follows."""
 
@@ -259,6 +278,8 @@ class Driver(abc.ABC):
 
     protocol: str = ""
     frames: bool = False
+    commands: ClassVar[frozenset[str]] = frozenset()
+    """The driver commands its clients run (:meth:`DeviceClient.prepare_command`)."""
 
     @abc.abstractmethod
     def new_client(self, protocol: ProtocolConfig) -> DeviceClient:

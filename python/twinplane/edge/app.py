@@ -21,6 +21,7 @@ from twinplane.edge.dmi_server import DmiServer
 from twinplane.edge.events import EventHub
 from twinplane.edge.mapper_info import MapperInfo
 from twinplane.edge.mappers import MapperDirectory
+from twinplane.edge.method_delivery import MethodsDeliverer
 from twinplane.edge.sse import MAX_EVENT_STREAMS
 from twinplane.edge.store import AsyncEdgeStore
 from twinplane.errors import SpecError
@@ -131,7 +132,8 @@ class EdgeApp:
                 continue
             self.mappers.register(info, with_data=False)
         self.dmi = DmiServer(core, self.mappers, rate=cfg.dmi_rate, burst=cfg.dmi_burst)
-        self.calls = CallService(core, DesiredDeliverer(core))
+        # twinplane mappers' Methods service, else desired values (a plain KubeEdge mapper)
+        self.calls = CallService(core, MethodsDeliverer(self.mappers, DesiredDeliverer(core)))
         await self.calls.start()
         await self.dmi.start(cfg.socket_path)
         await self._start_rest()

@@ -13,6 +13,10 @@ before device (``CreateDeviceModel`` then ``RegisterDevice``), ``UpdateDevice`` 
 device message really changed, ``RemoveDevice``/``RemoveDeviceModel``. Every call has a deadline;
 failures are retried with exponential backoff and jitter, and a newer operation on the same
 object replaces a pending one. A mapper that registers again gets a full re-sync.
+
+Each link also keeps what the mapper's twinplane ``Methods`` service offers
+(:attr:`MapperLink.methods`, asked once per registration by
+:mod:`twinplane.edge.method_delivery`) and a channel of its own for method calls.
 """
 
 from __future__ import annotations
@@ -68,8 +72,27 @@ class LinkStats:
     skipped_unchanged: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class MethodsOffer:
+    """What a mapper's ``Methods`` service runs (``offered`` false: it has none).
+
+    Attributes:
+        offered: The service answers (false: ``UNIMPLEMENTED``, a plain KubeEdge mapper).
+        driver_commands: The driver commands it runs.
+        property_writes: Whether it runs property-writing methods.
+    """
+
+    offered: bool
+    driver_commands: frozenset[str] = frozenset()
+    property_writes: bool = False
+
+
 class MapperLink:
-    """One mapper: its info, gRPC channel and lifecycle worker."""
+    """One mapper: its info, gRPC channels and lifecycle worker.
+
+    Attributes:
+        methods: What its ``Methods`` service offers, once asked since it last registered.
+    """
 
     def __init__(self, info: MapperInfo, directory: MapperDirectory) -> None:
         self.info = info
@@ -83,7 +106,9 @@ class MapperLink:
         self.stats = LinkStats()
         self.lost = False  # sends to it fail since it was last reached
         self._channel: grpc.aio.Channel | None = None
+        self._calls: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
+        self.methods: MethodsOffer | None = None
 
     def start(self) -> None:
         """Starts the worker."""
@@ -98,6 +123,19 @@ class MapperLink:
                 await self._task
             self._task = None
         await self._drop_channel()
+        await self.drop_calls_channel()
+
+    def calls_channel(self) -> grpc.aio.Channel:
+        """The channel method calls go through (dialled on first use, kept)."""
+        if self._calls is None:
+            self._calls = grpc.aio.insecure_channel(f"unix:{self.info.address}")
+        return self._calls
+
+    async def drop_calls_channel(self) -> None:
+        """Closes the method calls' channel (the next call dials afresh)."""
+        if self._calls is not None:
+            channel, self._calls = self._calls, None
+            await channel.close()
 
     async def _drop_channel(self) -> None:
         if self._channel is not None:
@@ -414,6 +452,7 @@ class MapperDirectory:
             link.info = info
             link.retry_now()
         link.forget_sent()
+        link.methods = None  # it may have restarted as another build: ask again
         if not with_data:
             for device, model in self.owned(link):
                 link.enqueue(_Op("model", model.id, model.namespace, model.name))

@@ -22,6 +22,7 @@ from twinplane.dmi.v1beta1 import api_pb2_grpc
 from twinplane.drivers.base import Driver
 from twinplane.mapper.comm_errors import CommErrorReporter
 from twinplane.mapper.config import MapperConfig
+from twinplane.mapper.methods_service import MethodsServicer
 from twinplane.mapper.metrics import render_mapper_metrics
 from twinplane.mapper.register import load_answer, register_mapper
 from twinplane.mapper.reporter import Reporter
@@ -81,7 +82,9 @@ class MapperApp:
     async def start(self) -> None:
         """Starts every part in order; raises if one cannot start (:meth:`stop` cleans up)."""
         cfg = self.config
-        self.server = MapperServer(self.runtime)
+        # --edgecore-compat: a plain KubeEdge mapper, without twinplane's Methods service
+        methods = None if cfg.edgecore_compat else MethodsServicer(self.runtime)
+        self.server = MapperServer(self.runtime, methods=methods)
         await self.server.start(cfg.socket_path)
         rest = MapperRestServer(
             self.runtime,

@@ -69,7 +69,8 @@ class MapperConfig:
         http_host: Address the REST data API listens on (mapper-framework: every interface).
         http_port: Port of the REST data API (``0`` picks a free one).
         edgecore_compat: The device manager is KubeEdge EdgeCore: at most about one DMI call
-            per second in total (EdgeCore's limiter), everything batched.
+            per second in total (EdgeCore's limiter), everything batched; and no twinplane
+            ``Methods`` service on the mapper's socket (a plain KubeEdge mapper's surface).
         report_interval_ms: Report tick; ``0`` reports at the shortest collect cycle.
         dmi_concurrency: Most ``ReportDeviceStatus`` calls in flight at once.
         write_attempts: Most attempts per desired value while its write fails transiently

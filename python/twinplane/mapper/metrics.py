@@ -55,6 +55,18 @@ _BUS_STATS: Final[tuple[tuple[str, str, MetricType, str], ...]] = (
     ("writes", "bus_writes_total", "counter", "Device writes that succeeded on a bus."),
     ("write_errors", "bus_write_errors_total", "counter", "Device writes that failed on a bus."),
     (
+        "commands",
+        "bus_commands_total",
+        "counter",
+        "Driver commands of method calls that succeeded on a bus.",
+    ),
+    (
+        "command_errors",
+        "bus_command_errors_total",
+        "counter",
+        "Driver commands of method calls that failed on a bus.",
+    ),
+    (
         "overruns",
         "bus_overruns_total",
         "counter",

@@ -45,6 +45,7 @@ from aiohttp.typedefs import Handler
 from twinplane.errors import ValueTypeError
 from twinplane.mapper.config import DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT
 from twinplane.mapper.instance import device_id
+from twinplane.mapper.method_calls import MethodCallError, write_properties
 from twinplane.mapper.runtime import MapperRuntime, RunningDevice
 from twinplane.metrics import CONTENT_TYPE
 from twinplane.rest.echo import bounded, clip, quote
@@ -408,14 +409,15 @@ class MapperRestServer:
             ) from err
         if running.scheduled.state == "offline":
             self._check_online(running)
-        try:
-            await running.bus.write(inst.id, prop, value)
-        except LookupError as err:  # removed while the write waited
-            raise RestError(404, str(err), field="name", value=inst.name) from err
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:  # the driver's failure, answered as the gateway's
-            text = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        try:  # the mapper's one path for method writes (the Methods service's too)
+            await write_properties(running, [(prop_name, value)])
+        except MethodCallError as err:
+            if err.code == "NotFound":  # removed while the write waited
+                raise RestError(404, err.message, field="name", value=inst.name) from err
+            if err.code == "InvalidArgument":  # the register's encoding refused it
+                raise RestError(400, err.message, field="data", value=data) from err
+            cause = err.__cause__ or err
+            text = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
             log.warning("device %s: REST write %s=%s failed: %s", inst.id, prop_name, value, text)
             raise RestError(
                 502,

@@ -16,8 +16,9 @@ task keeps a heap of due times and
   one plan; a device whose properties share one cycle is read whole every cycle;
 - runs at most ``max_in_flight`` requests at once (1 on a serial line); a device with a poll
   still running is not polled again (the overrun is counted);
-- runs pending writes before any due poll (writes pre-empt polls), then polls the written
-  device at once so its reported value follows;
+- runs pending writes and method calls' driver commands before any due poll (they pre-empt
+  polls, in the order they came), then polls a written device at once so its reported value
+  follows;
 - isolates a failing or slow device: every poll has a deadline, and a device that fails is
   retried after an exponential backoff (a cycle, doubling, up to :data:`MAX_BACKOFF_S`), so it
   never holds the bus for its neighbours; its first error is logged once, a different error
@@ -62,6 +63,7 @@ from twinplane.drivers.base import (
     PropertyVisitor,
     ValueClient,
 )
+from twinplane.drivers.commands import RunCommand
 from twinplane.mapper.cycles import PropertyCycles
 from twinplane.twin import Engine, RegisterKindName, ValueLike
 
@@ -157,6 +159,10 @@ class BusStats:
         polls_on_time: Succeeded polls that started within :data:`ON_TIME_TOLERANCE` of a
             cycle after their due time and finished before the next one was due.
         polls_late: Succeeded polls that did not.
+        writes: Property writes that succeeded (desired values, method calls, REST).
+        write_errors: Property writes that failed.
+        commands: Driver commands (:meth:`BusScheduler.run`) that succeeded.
+        command_errors: Driver commands that failed.
         overruns: Polls skipped because the device's previous poll was still running.
         lateness: Polls by how late they started (buckets of :data:`LATENESS_BOUNDS_S`, then
             +Inf); ``lateness_sum_s`` the seconds summed.
@@ -166,6 +172,8 @@ class BusStats:
     poll_errors: int = 0
     writes: int = 0
     write_errors: int = 0
+    commands: int = 0
+    command_errors: int = 0
     overruns: int = 0
     polls_on_time: int = 0
     polls_late: int = 0
@@ -182,7 +190,16 @@ class _Write:
     device: ScheduledDevice
     prop: PropertyVisitor
     value: str
-    done: asyncio.Future[None] = field(
+    done: asyncio.Future[Any] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass(slots=True)
+class _Command:
+    device: ScheduledDevice
+    run: RunCommand
+    done: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
@@ -220,7 +237,8 @@ class BusScheduler:
         """Where in each cycle this bus's devices are polled (a fraction of the cycle)."""
         self._heap: list[tuple[float, int, ScheduledDevice]] = []
         self._seq = 0
-        self._writes: deque[_Write] = deque()
+        self._writes: deque[_Write | _Command] = deque()
+        """Writes and commands, run before any due poll in the order they came."""
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._polls: set[asyncio.Future[Any]] = set()
@@ -301,6 +319,26 @@ class BusScheduler:
         self._kick()
         await write.done
 
+    async def run(self, device_id: str, command: RunCommand) -> Any:  # noqa: ANN401 - JSON
+        """Runs a driver command of the device ahead of any due poll; returns its result.
+
+        The device is initialised first if it was not yet. The caller bounds the wait (a
+        command cancelled while it waits is dropped unsent; one already running is cancelled
+        as the driver allows). The device is not polled afterwards: a command that writes
+        registers of properties shows in the next regular poll.
+
+        Raises:
+            LookupError: The device is not on this bus.
+            Exception: What the driver raised.
+        """
+        device = self.devices.get(device_id)
+        if device is None:
+            raise LookupError(f"device {device_id} is not on bus {self.key}")
+        job = _Command(device, command)
+        self._writes.append(job)
+        self._kick()
+        return await job.done
+
     # -- the task --------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -352,8 +390,10 @@ class BusScheduler:
 
     def _dispatch(self) -> None:
         while self._writes and self._in_flight < self.max_in_flight:
-            write = self._writes.popleft()
-            self._spawn(self._do_write(write))
+            job = self._writes.popleft()
+            if job.done.done():  # its caller gave up while it waited: not sent
+                continue
+            self._spawn(self._do_write(job) if isinstance(job, _Write) else self._do_command(job))
         now = time.monotonic()
         heap = self._heap
         while heap and self._in_flight < self.max_in_flight and heap[0][0] <= now:
@@ -501,6 +541,28 @@ class BusScheduler:
             write.done.set_result(None)
         if not device.removed:
             self._poll_soon(device)  # the reported value follows at once
+
+    async def _do_command(self, job: _Command) -> None:
+        device = job.device
+        task = asyncio.current_task()
+
+        def abandoned(done: asyncio.Future[Any]) -> None:
+            if done.cancelled() and task is not None:
+                task.cancel()  # the caller's deadline passed: the command stops where it is
+
+        job.done.add_done_callback(abandoned)
+        try:
+            async with asyncio.timeout(device.timeout_s):
+                await self._initialized(device)  # a command may come before the first poll
+            result = await job.run()
+        except Exception as err:  # the driver's error goes to the caller
+            self.stats.command_errors += 1
+            if not job.done.done():
+                job.done.set_exception(err)
+            return
+        self.stats.commands += 1
+        if not job.done.done():
+            job.done.set_result(result)
 
     # -- the rules of a finished poll ----------------------------------------------------------
 

@@ -5,6 +5,9 @@ All seven RPCs, idempotent: ``RegisterDevice`` of a known device succeeds withou
 through the running client (no restart); ``RemoveDevice`` of an unknown device succeeds.
 ``GetDevice`` returns the device with its current twins (not mapper-framework's quirk of a JSON
 text in ``reported.value``). Served with gRPC reflection, like KubeEdge's servers.
+
+A twinplane mapper serves twinplane's ``Methods`` service on the same socket
+(:mod:`twinplane.mapper.methods_service`), given as ``methods``.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from twinplane.dmi.reflection import enable_reflection
 from twinplane.dmi.v1beta1 import api_pb2, api_pb2_grpc
 from twinplane.errors import TwinplaneError
 from twinplane.mapper.instance import device_id
+from twinplane.stream.v1 import stream_pb2_grpc
 
-__all__ = ["SERVICE", "MapperHost", "MapperServer", "MapperServicer"]
+__all__ = ["METHODS_SERVICE", "SERVICE", "MapperHost", "MapperServer", "MapperServicer"]
 
 log = logging.getLogger(__name__)
 
 SERVICE: Final = "v1beta1.DeviceMapperService"
+METHODS_SERVICE: Final = "twinplane.v1.Methods"
 MODEL_WAIT_S: Final = 3.0
 """How long ``RegisterDevice`` waits for its model (mapper-framework: 3 tries 1 s apart)."""
 
@@ -166,10 +171,19 @@ class MapperServicer(api_pb2_grpc.DeviceMapperServiceServicer):
 
 
 class MapperServer:
-    """The gRPC server on the mapper's socket."""
+    """The gRPC server on the mapper's socket.
 
-    def __init__(self, runtime: MapperHost) -> None:
+    Args:
+        runtime: What ``DeviceMapperService`` drives.
+        methods: twinplane's ``Methods`` service, served beside it (``None``: not served, the
+            device manager gets ``UNIMPLEMENTED`` as from a plain KubeEdge mapper).
+    """
+
+    def __init__(
+        self, runtime: MapperHost, *, methods: stream_pb2_grpc.MethodsServicer | None = None
+    ) -> None:
         self.runtime = runtime
+        self.methods = methods
         self.server: grpc.aio.Server | None = None
         self.socket_path: Path | None = None
 
@@ -179,7 +193,11 @@ class MapperServer:
         await asyncio.to_thread(owner_only.prepare_socket, path)
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
         api_pb2_grpc.add_DeviceMapperServiceServicer_to_server(MapperServicer(self.runtime), server)
-        enable_reflection(server, SERVICE)
+        services = [SERVICE]
+        if self.methods is not None:
+            stream_pb2_grpc.add_MethodsServicer_to_server(self.methods, server)
+            services.append(METHODS_SERVICE)
+        enable_reflection(server, *services)
         with owner_only.creating(path):  # mode 0600: only its owner's device manager may call
             server.add_insecure_port(f"unix:{path}")
         await server.start()

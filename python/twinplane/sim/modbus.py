@@ -721,6 +721,9 @@ class ModbusSimulator:
         counters: What the simulator did.
         max_in_flight: Requests a connection answers at once (``None``: no limit); may be
             changed at any time.
+        journal: When a list (``None`` by default: nothing kept), each request answered is
+            appended as ``(unit id, request PDU)``, in the order they arrived; tests read the
+            order of polls and writes from it.
     """
 
     def __init__(  # noqa: PLR0913 - the fleet's shape
@@ -760,6 +763,7 @@ class ModbusSimulator:
         self.rate = rate
         self.faults = faults if isinstance(faults, SimFaults) else SimFaults(faults, seed=seed)
         self.counters = SimCounters()
+        self.journal: list[tuple[int, bytes]] | None = None
         self._layout = _layout(devices, port, units_per_port, port_range)
         self._ports: list[_Port] = []
         self._pins: dict[tuple[int, int], dict[int, int]] = {}
@@ -1000,6 +1004,8 @@ class ModbusSimulator:
         counters.requests += 1
         fault = self.faults.get(conn.port.number, unit) if self.faults else None
         function = data[start]
+        if self.journal is not None:
+            self.journal.append((unit, bytes(data[start:stop])))
         if fault is None and stop - start == 5 and 3 <= function <= 4:  # noqa: PLR2004
             # The hot path: a register read, packed with its header in one call.
             address: int

@@ -106,7 +106,9 @@ impl ModbusIo {
             .map_err(|e| PyOSError::new_err(e.to_string()))
     }
 
-    /// Queues a poll: `(function, address, count, data bytes)` per read.
+    /// Queues a poll: `(function, address, count, data bytes)` per read; ahead of the queued
+    /// polls when `first` (a read a method call asked for).
+    #[pyo3(signature = (conn, token, unit, reads, timeout_s, first = false))]
     fn read(
         &mut self,
         conn: u64,
@@ -114,6 +116,7 @@ impl ModbusIo {
         unit: u8,
         reads: Vec<(u8, u16, u16, u8)>,
         timeout_s: f64,
+        first: bool,
     ) -> PyResult<()> {
         let parts = reads
             .into_iter()
@@ -130,7 +133,7 @@ impl ModbusIo {
             parts,
             timeout: timeout(timeout_s)?,
         };
-        self.channel.submit(conn, request, false);
+        self.channel.submit(conn, request, first);
         Ok(())
     }
 

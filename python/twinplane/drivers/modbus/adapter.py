@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
-from typing import Final, Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final, Protocol
 
 from twinplane.drivers.base import (
     BusSpec,
@@ -37,6 +37,8 @@ from twinplane.drivers.base import (
     ProtocolConfig,
     WriteOp,
 )
+from twinplane.drivers.commands import RunCommand
+from twinplane.drivers.modbus import commands as modbus_commands
 from twinplane.drivers.modbus.pool import ClientPool
 from twinplane.drivers.modbus.tcp import ModbusCounters, ModbusTcpClient, PreparedReads
 from twinplane.errors import SpecError
@@ -100,7 +102,9 @@ _FIELDS: Final = tuple(f.name for f in dataclasses.fields(ModbusCounters))
 class _Client(Protocol):
     counters: ModbusCounters
 
-    async def read(self, unit: int, kind: str, address: int, count: int) -> bytes: ...
+    async def read(
+        self, unit: int, kind: str, address: int, count: int, *, urgent: bool = False
+    ) -> bytes: ...
     async def execute_write(self, unit: int, write: WriteOp) -> None: ...
     async def close(self) -> None: ...
 
@@ -179,6 +183,10 @@ class ModbusDeviceClient(FrameClient):
             raise SpecError(f"property {prop.name} has no Modbus visitor", property=prop.name)
         await self._shared().execute_write(self.settings.unit, prop.encode_write(value))
 
+    def prepare_command(self, command: str, params: Mapping[str, Any]) -> RunCommand:
+        """A Modbus command (:mod:`twinplane.drivers.modbus.commands`), checked."""
+        return modbus_commands.prepare(command, params, self._shared, self.settings.unit)
+
     async def stop_device(self) -> None:
         """Releases the shared client (closed when its last device stops)."""
         if self._client is not None:
@@ -196,6 +204,7 @@ class ModbusDriver(Driver):
 
     protocol = "modbus"
     frames = True
+    commands = modbus_commands.COMMANDS
 
     def __init__(self, timeout: float = 3.0) -> None:
         self.timeout = timeout

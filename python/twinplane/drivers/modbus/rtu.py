@@ -177,12 +177,16 @@ class ModbusRtuClient:
 
     # --- requests ---
 
-    async def read(self, unit: int, kind: str, address: int, count: int) -> bytes:
+    async def read(
+        self, unit: int, kind: str, address: int, count: int, *, urgent: bool = False
+    ) -> bytes:
         """Reads registers or bits: the data bytes of the response.
 
         As :meth:`twinplane.drivers.modbus.tcp.ModbusTcpClient.read`: registers big-endian, bits
-        packed LSB first, and the same typed errors.
+        packed LSB first, and the same typed errors. ``urgent`` changes nothing here: a serial
+        line carries one request at a time and its bus scheduler already runs calls first.
         """
+        del urgent
         function = READ_FUNCTIONS.get(kind) or read_function(kind)
         read_size(function, address, count)
         response = await self._execute(unit, function, address, count)

@@ -546,7 +546,9 @@ class ModbusTcpClient:
 
     # --- requests ---
 
-    async def read(self, unit: int, kind: str, address: int, count: int) -> bytes:
+    async def read(
+        self, unit: int, kind: str, address: int, count: int, *, urgent: bool = False
+    ) -> bytes:
         """Reads registers or bits: the data bytes of the response.
 
         Args:
@@ -555,6 +557,8 @@ class ModbusTcpClient:
                 ``InputRegister``.
             address: The first address.
             count: How many registers (1..125) or bits (1..2000).
+            urgent: Queue it ahead of the polls waiting on the connection, as writes are (a
+                read a method call asked for).
 
         Returns:
             Registers as big-endian bytes (2 per register), bits packed LSB first: what
@@ -570,7 +574,8 @@ class ModbusTcpClient:
         function = READ_FUNCTIONS.get(kind) or read_function(kind)
         size = read_size(function, address, count)
         link = await self._connection()
-        fut = self._submit(link, unit, ((function, address, count, size),), self.timeout)
+        reads = ((function, address, count, size),)
+        fut = self._submit(link, unit, reads, self.timeout, first=urgent)
         return (await fut)[0]
 
     @staticmethod
@@ -622,12 +627,12 @@ class ModbusTcpClient:
         return self._submit(link, unit, reads, self.timeout if timeout is None else timeout)
 
     def _submit(
-        self, link: _Link, unit: int, reads: PreparedReads, seconds: float
+        self, link: _Link, unit: int, reads: PreparedReads, seconds: float, *, first: bool = False
     ) -> asyncio.Future[list[bytes]]:
         hub = link.hub
         fut: asyncio.Future[list[bytes]] = asyncio.get_running_loop().create_future()
         token = hub.token(_Request(self, unit, seconds, fut, reads=reads))
-        hub.io.read(link.conn, token, unit, reads, seconds)
+        hub.io.read(link.conn, token, unit, reads, seconds, first)
         hub.flush_soon()
         return fut
 

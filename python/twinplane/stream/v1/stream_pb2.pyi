@@ -119,3 +119,61 @@ class CommErrorsAck(_message.Message):
     applied: int
     ignored: int
     def __init__(self, applied: _Optional[int] = ..., ignored: _Optional[int] = ...) -> None: ...
+
+class MethodsCapabilitiesRequest(_message.Message):
+    __slots__ = ("caller",)
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    caller: str
+    def __init__(self, caller: _Optional[str] = ...) -> None: ...
+
+class MethodsCapabilities(_message.Message):
+    __slots__ = ("protocol", "driver_commands", "property_writes")
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    PROPERTY_WRITES_FIELD_NUMBER: _ClassVar[int]
+    protocol: str
+    driver_commands: _containers.RepeatedScalarFieldContainer[str]
+    property_writes: bool
+    def __init__(self, protocol: _Optional[str] = ..., driver_commands: _Optional[_Iterable[str]] = ..., property_writes: _Optional[bool] = ...) -> None: ...
+
+class MethodCall(_message.Message):
+    __slots__ = ("id", "device_namespace", "device_name", "method", "command", "parameters_json", "writes", "arguments_json", "deadline_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
+    WRITES_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_JSON_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    device_namespace: str
+    device_name: str
+    method: str
+    command: str
+    parameters_json: str
+    writes: _containers.RepeatedCompositeFieldContainer[PropertyWrite]
+    arguments_json: str
+    deadline_ms: int
+    def __init__(self, id: _Optional[str] = ..., device_namespace: _Optional[str] = ..., device_name: _Optional[str] = ..., method: _Optional[str] = ..., command: _Optional[str] = ..., parameters_json: _Optional[str] = ..., writes: _Optional[_Iterable[_Union[PropertyWrite, _Mapping]]] = ..., arguments_json: _Optional[str] = ..., deadline_ms: _Optional[int] = ...) -> None: ...
+
+class PropertyWrite(_message.Message):
+    __slots__ = ("property", "value")
+    PROPERTY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    property: str
+    value: str
+    def __init__(self, property: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class MethodResult(_message.Message):
+    __slots__ = ("result_json", "error_code", "error_message", "error_field")
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_FIELD_NUMBER: _ClassVar[int]
+    result_json: str
+    error_code: str
+    error_message: str
+    error_field: str
+    def __init__(self, result_json: _Optional[str] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ..., error_field: _Optional[str] = ...) -> None: ...

@@ -228,3 +228,125 @@ class TwinStream:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class MethodsStub:
+    """On the mapper's socket (see the top of the file).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Capabilities = channel.unary_unary(
+                '/twinplane.v1.Methods/Capabilities',
+                request_serializer=twinplane_dot_v1_dot_stream__pb2.MethodsCapabilitiesRequest.SerializeToString,
+                response_deserializer=twinplane_dot_v1_dot_stream__pb2.MethodsCapabilities.FromString,
+                _registered_method=True)
+        self.Call = channel.unary_unary(
+                '/twinplane.v1.Methods/Call',
+                request_serializer=twinplane_dot_v1_dot_stream__pb2.MethodCall.SerializeToString,
+                response_deserializer=twinplane_dot_v1_dot_stream__pb2.MethodResult.FromString,
+                _registered_method=True)
+
+
+class MethodsServicer:
+    """On the mapper's socket (see the top of the file).
+    """
+
+    def Capabilities(self, request, context):
+        """What the mapper's driver runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Call(self, request, context):
+        """Runs one call on the device's bus ahead of its polls, within deadline_ms; answers with the
+        outcome (a failed call is an answer with error_code set, not a gRPC error; a gRPC error means
+        the call was not run: UNIMPLEMENTED, or the mapper went away).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_MethodsServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Capabilities': grpc.unary_unary_rpc_method_handler(
+                    servicer.Capabilities,
+                    request_deserializer=twinplane_dot_v1_dot_stream__pb2.MethodsCapabilitiesRequest.FromString,
+                    response_serializer=twinplane_dot_v1_dot_stream__pb2.MethodsCapabilities.SerializeToString,
+            ),
+            'Call': grpc.unary_unary_rpc_method_handler(
+                    servicer.Call,
+                    request_deserializer=twinplane_dot_v1_dot_stream__pb2.MethodCall.FromString,
+                    response_serializer=twinplane_dot_v1_dot_stream__pb2.MethodResult.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'twinplane.v1.Methods', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('twinplane.v1.Methods', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Methods:
+    """On the mapper's socket (see the top of the file).
+    """
+
+    @staticmethod
+    def Capabilities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinplane.v1.Methods/Capabilities',
+            twinplane_dot_v1_dot_stream__pb2.MethodsCapabilitiesRequest.SerializeToString,
+            twinplane_dot_v1_dot_stream__pb2.MethodsCapabilities.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Call(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/twinplane.v1.Methods/Call',
+            twinplane_dot_v1_dot_stream__pb2.MethodCall.SerializeToString,
+            twinplane_dot_v1_dot_stream__pb2.MethodResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

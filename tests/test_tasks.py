@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 
 import pytest
 
-from twinplane.tasks import cancel_and_wait
+from twinplane.tasks import cancel_and_wait, thread_to_end
 
 
 async def _slow_to_end(cancelled: asyncio.Event) -> None:
@@ -89,3 +90,25 @@ async def test_a_plain_cancel_gives_none(delay: float) -> None:
     await asyncio.sleep(delay)
     assert await cancel_and_wait(child) is None
     assert child.cancelled()
+
+
+async def test_thread_to_end_holds_a_cancelled_caller_until_the_thread_is_done() -> None:
+    """A caller cancelled while its thread works leaves only after the thread has finished."""
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def work() -> int:
+        started.set()
+        release.wait(5)
+        finished.set()
+        return 1
+
+    task = asyncio.create_task(thread_to_end(work))
+    await asyncio.to_thread(started.wait, 5)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert not task.done()  # still waiting for the thread, cancellation pending
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert finished.is_set()
+    assert await thread_to_end(lambda: 2) == 2

@@ -1,11 +1,15 @@
-"""Ending a child task from inside a task that may itself be cancelled meanwhile."""
+"""Cancellation-safe waiting: for a child task, and for thread work that must run to its end."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["cancel_and_wait"]
+__all__ = ["cancel_and_wait", "thread_to_end"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 async def cancel_and_wait(task: asyncio.Task[Any]) -> BaseException | None:
@@ -20,3 +24,19 @@ async def cancel_and_wait(task: asyncio.Task[Any]) -> BaseException | None:
     task.cancel()
     await asyncio.wait({task})
     return None if task.cancelled() else task.exception()
+
+
+async def thread_to_end(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """``asyncio.to_thread(func, ...)`` whose caller, if cancelled, waits for the thread first.
+
+    A thread cannot be stopped: with plain ``to_thread`` a cancelled caller leaves at once, lets
+    go of the lock it held around the work, and the next holder (a ``close()`` of the SQLite
+    connection the thread is writing with) runs while the thread still does. Here the caller's
+    cancellation is raised only once the thread has finished.
+    """
+    future = asyncio.ensure_future(asyncio.to_thread(func, *args, **kwargs))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait({future})
+        raise

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from twinplane.owner_only import make_dirs, private_file
+from twinplane.tasks import thread_to_end
 
 __all__ = ["CloudState", "DesiredRow", "UploadRow"]
 
@@ -148,7 +149,7 @@ class CloudState:
                 raise
 
         async with self._lock:
-            await asyncio.to_thread(write)
+            await thread_to_end(write)
         for device_id, prop, row in batch:
             self.desired.setdefault(device_id, {})[prop] = row
 
@@ -156,7 +157,7 @@ class CloudState:
         """Drops a deleted device's desired rows."""
         self.desired.pop(device_id, None)
         async with self._lock:
-            await asyncio.to_thread(
+            await thread_to_end(
                 self._db().execute, "DELETE FROM desired WHERE device_id=?", (device_id,)
             )
 
@@ -191,7 +192,7 @@ class CloudState:
             return new
 
         async with self._lock:
-            return await asyncio.to_thread(write)
+            return await thread_to_end(write)
 
     async def uploads(
         self, *, after: int = 0, node: str | None = None, limit: int = 1000
@@ -205,7 +206,7 @@ class CloudState:
         sql += " ORDER BY seq LIMIT ?"
         args.append(limit)
         async with self._lock:
-            rows = await asyncio.to_thread(lambda: self._db().execute(sql, args).fetchall())
+            rows = await thread_to_end(lambda: self._db().execute(sql, args).fetchall())
         return [UploadRow(*r) for r in rows]
 
     async def put_events(self, node: str, events: list[dict[str, Any]]) -> None:
@@ -248,7 +249,7 @@ class CloudState:
                 raise
 
         async with self._lock:
-            await asyncio.to_thread(write)
+            await thread_to_end(write)
 
     async def events_seq(self, node: str) -> int:
         """The highest edge sequence number stored of ``node`` (0 if none)."""
@@ -262,7 +263,7 @@ class CloudState:
             return int(row[0] or 0)
 
         async with self._lock:
-            return await asyncio.to_thread(read)
+            return await thread_to_end(read)
 
     async def events(
         self,
@@ -282,5 +283,5 @@ class CloudState:
         sql += " ORDER BY last_ts_ms DESC LIMIT ?"
         args.append(limit)
         async with self._lock:
-            rows = await asyncio.to_thread(lambda: self._db().execute(sql, args).fetchall())
+            rows = await thread_to_end(lambda: self._db().execute(sql, args).fetchall())
         return [{**json.loads(body), "node": node} for node, body in rows]

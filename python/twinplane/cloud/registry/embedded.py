@@ -49,6 +49,7 @@ from twinplane.cloud.registry.base import (
 )
 from twinplane.manifests import load_documents
 from twinplane.owner_only import make_dirs, private_file
+from twinplane.tasks import thread_to_end
 
 __all__ = ["EmbeddedRegistry", "merge_patch"]
 
@@ -310,7 +311,7 @@ class EmbeddedRegistry:
             rows.append((kind, resource, meta["namespace"], meta["name"], rv, encoded))
             changes.append((rv, resource, kind, encoded))
         trim_below = rv - self.keep_changes
-        await asyncio.to_thread(self._write, rows, changes, rv, trim_below)
+        await thread_to_end(self._write, rows, changes, rv, trim_below)
         self._rv = rv
         out = []
         for (resource, kind, body), (version, _, _, encoded) in zip(writes, changes, strict=True):

@@ -40,7 +40,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import alarm_rules  # noqa: E402 - the sibling bench
+import alarm_rules
 
 REST = re.compile(r"device manager\s+REST (http://\S+)")
 
@@ -70,7 +70,8 @@ async def running_up(devices: int, home: Path, mapper_port: int) -> AsyncIterato
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "TERM": "dumb"},
     )  # fmt: skip
-    assert proc.stdout is not None
+    if proc.stdout is None:
+        raise RuntimeError("no pipe to twinplane up's output")
     url = ""
     try:
         async with asyncio.timeout(60):

@@ -20,6 +20,8 @@ BENCH_SCALE_ARGS ?=
 UP_ARGS ?=
 # `make bench-cloud`'s options for bench/cloud_sync.py (e.g. BENCH_CLOUD_ARGS='--nodes 2 --no-baseline').
 BENCH_CLOUD_ARGS ?=
+# `make bench-calls`'s options for bench/calls.py (e.g. BENCH_CALLS_ARGS='--duration 20 --concurrency 1 4 16').
+BENCH_CALLS_ARGS ?=
 # `make kube-up`'s options for tools/kube/cluster.py (e.g. KUBE_UP_ARGS='--workdir /tmp/k').
 KUBE_UP_ARGS ?=
 
@@ -63,7 +65,7 @@ gen-proto = ( gen=$$(mktemp -d); trap 'rm -rf "$$gen"' EXIT; \
 gen-dmi = $(call gen-proto,dmi/v1beta1,api,twinplane.dmi.v1beta1,$(1))
 gen-stream = $(call gen-proto,twinplane/v1,stream,twinplane.stream.v1,$(1))
 
-.PHONY: help venv dev kube-tools kube-up test lint fmt run bench bench-alarms bench-cloud proto proto-check clean FORCE
+.PHONY: help venv dev kube-tools kube-up test lint fmt run bench bench-alarms bench-calls bench-cloud proto proto-check clean FORCE
 
 help: ## Show this list of targets
 	@printf 'twinplane make targets:\n\n'
@@ -129,6 +131,9 @@ bench: dev ## Run the micro-benchmarks in bench/ (engine, DMI ingest, Modbus pol
 
 bench-alarms: dev ## Alarm rules' cost: the edge engine's pass over 10,000 devices x 10 properties with a rule on every property vs none (bench/alarm_rules.py)
 	$(PY) bench/alarm_rules.py $(BENCH_ARGS)
+
+bench-calls: dev ## Method calls end to end (REST -> edge -> mapper -> device -> result): calls/s, latency, and the alarm rules' cost (bench/calls.py)
+	$(PY) bench/calls.py --json bench-results/calls.json $(BENCH_CALLS_ARGS)
 
 bench-cloud: dev kube-tools ## Cloud sync: twinplane vs KubeEdge's upstream shape (Go, client-go) on kube-apiserver, and the embedded registry
 	$(PY) bench/cloud_sync.py --json bench-results/cloud-sync.json $(BENCH_CLOUD_ARGS)

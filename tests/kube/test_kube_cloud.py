@@ -419,10 +419,14 @@ async def test_a_device_call_applied_with_kubectl_writes_through_the_mapper_and_
     assert obj["status"]["node"] == "node-a"
     # The mapper offers twinplane's Methods service: the write went straight to its driver.
     assert obj["status"]["result"] == {"written": {"setpoint": "33"}}
-    status, answer = await fleet.mapper.answer(
-        f"/api/v1/device/{fleet.namespace}/{DEVICE}/setpoint"
-    )
-    assert (status, answer["Data"]["Value"]) == (200, "33"), answer
+
+    async def read_back() -> bool:  # the mapper's next poll of the device shows it
+        status, answer = await fleet.mapper.answer(
+            f"/api/v1/device/{fleet.namespace}/{DEVICE}/setpoint"
+        )
+        return status == 200 and answer["Data"]["Value"] == "33"
+
+    await eventually(read_back, "setpoint 33 read back by the mapper")
     listed = await fleet.kubectl("get", "devicecalls")
     assert "Succeeded" in listed, listed
     assert "node-a" in listed, listed

@@ -457,7 +457,10 @@ def test_a_paced_simulator_reads_many_connections_in_one_turn() -> None:
         assert (tid, length, unit, function, size) == (i + 1, 11, 1, 3, 8)
         assert answer[9:] == expected[i]
     assert sim.counters.responses == clients
-    assert sim.counters.paced_turns == 2  # the first request's turn, then the other eleven's
+    # The first request's turn, then the other eleven's: two turns. A loaded machine may split
+    # the eleven over two turns (their bytes arrive around the end of the pause); requests not
+    # read together would take a turn each (twelve).
+    assert 2 <= sim.counters.paced_turns <= 3
 
 
 def test_pace_is_checked() -> None:

@@ -18,7 +18,7 @@ from typing import Any, Final
 import aiohttp
 import pytest
 
-from cloud_helpers import cloud_home, edge_for, running_cloud, vdevice, vmodel
+from cloud_helpers import cloud_home, edge_for, opened_registry, running_cloud, vdevice, vmodel
 from twinplane.cloud import wire
 from twinplane.cloud.app import CloudApp
 from twinplane.edge.app import EdgeApp
@@ -242,5 +242,33 @@ async def test_twinplane_call_and_get_calls_work_against_the_cloud() -> None:
                     location = later.headers["Location"]
                     assert location.startswith("/api/v1/namespaces/default/devices/pump-a/calls/")
                     assert (await later.json())["state"] == "Pending"
+            finally:
+                await edge.stop()
+
+
+async def test_a_cloud_restart_leaves_calls_in_flight_to_their_edge() -> None:
+    """A call made before a restart, node not yet back, is not failed; it completes on reconnect."""
+    with cloud_home() as c, cloud_home() as h:
+        async with running_cloud(c) as cloud:
+            assert cloud.registry is not None
+            await cloud.registry.create("devicemodels", vmodel())
+            await cloud.registry.create("devices", device_with_method("pump-a", "node-a"))
+            edge = edge_for(cloud, h, "node-a")
+            await edge.start()
+            core = core_of(edge)
+            await until(lambda: "default/pump-a" in core.devices, "pump-a on node-a")
+            await core.report_state("default/pump-a", "online")
+            await edge.stop()
+        async with opened_registry(c) as registry:  # made while no cloud ran: no TTL
+            await registry.create(CALLS, device_call("across", "pump-a", 9))
+        async with running_cloud(c) as cloud:
+            await asyncio.sleep(1.5)  # the sweeper has run; no node is connected yet
+            assert (await call_status(cloud, "across")).get("state") in (None, "Pending")
+            edge = edge_for(cloud, h, "node-a")
+            await edge.start()
+            try:
+                await play_mapper(edge, "default/pump-a", "9")
+                done = await wait_state(cloud, "across", "Succeeded")
+                assert done["node"] == "node-a"
             finally:
                 await edge.stop()

@@ -7,9 +7,11 @@ outcome: the edge's call id is the object's uid, so a second delivery is the sam
 edge says (:class:`~twinplane.cloud.wire.CallUpdate`) is merged into the call's ``status``,
 never moving a finished call back, and only from the node that holds the device.
 
-Across a partition: a call whose node is not connected fails at once (``NodeOffline``) unless
-it has ``ttlSeconds``; then it waits in the cloud and goes down when the node returns, with what
-is left of its TTL, or ends ``Expired`` when the TTL runs out before the edge accepted it.
+Across a partition: a call made while its node is not connected fails at once (``NodeOffline``)
+unless it has ``ttlSeconds`` (a call found at the cloud's start waits :data:`STARTUP_GRACE_S`
+for its node first; one an edge already holds is left to that edge). With a TTL it waits in the
+cloud and goes down when the node returns, with what is left of its TTL, or ends ``Expired``
+when the TTL runs out before the edge accepted it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ log = logging.getLogger(__name__)
 
 SWEEP_S: Final = 1.0
 """Seconds between checks for calls whose TTL ran out in the cloud."""
+
+STARTUP_GRACE_S: Final = 30.0
+"""After a cloud (re)start, how long a call without TTL waits for its node to reconnect before it
+fails ``NodeOffline``: the edges come back within seconds, and a restart must not fail the calls
+that were on their way."""
 
 _RANK: Final = {"Pending": 0, "Sent": 1}
 """A state's progress (a finished state ranks 2): an update never lowers it."""
@@ -71,11 +78,13 @@ class CallController:
         self._by_uid: dict[str, str] = {}
         self._writes: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._started = time.monotonic()
 
     async def start(self) -> None:
         """Starts the informer (when the registry serves DeviceCalls) and the TTL sweeper."""
         if not self.enabled:
             return
+        self._started = time.monotonic()
         self.calls.start()
         await self.calls.synced.wait()
         self._sweeper = asyncio.create_task(self._sweep(), name="device call sweeper")
@@ -104,9 +113,9 @@ class CallController:
             if session is not None:
                 if session.synced:  # otherwise on_attach sends it once the edge has its devices
                     self._spawn(self._deliver(session, obj))
-            elif not _ttl(obj):
-                why = f"node {node} is not connected" if node else "the device has no node"
-                self._spawn(self._fail(obj, "NodeOffline", f"{why}; give ttlSeconds to wait"))
+            elif not _ttl(obj) and self.calls.synced.is_set() and not _accepted(obj):
+                # A new call; those listed at start wait for their node (see _sweep).
+                self._spawn(self._fail_offline(obj, node))
 
     # -- delivery -------------------------------------------------------------------------
 
@@ -181,10 +190,17 @@ class CallController:
         while True:
             await asyncio.sleep(SWEEP_S)
             now = time.time()
+            grace_over = time.monotonic() - self._started >= STARTUP_GRACE_S
             for obj in list(self.calls.cache.values()):
+                if _state(obj) != "Pending" or _accepted(obj):
+                    continue  # the edge has it: its outcome comes from there
                 ttl = _ttl(obj)
-                if ttl and _state(obj) == "Pending" and now - _created_s(obj) >= ttl:
+                if ttl and now - _created_s(obj) >= ttl:
                     await self._expire(obj)
+                elif not ttl and grace_over:
+                    node = self._node(obj)
+                    if node not in self.devices.sessions:
+                        await self._fail_offline(obj, node)
 
     async def _expire(self, obj: dict[str, Any]) -> None:
         self.stats.expired += 1
@@ -194,9 +210,13 @@ class CallController:
             obj, {"state": "Expired", "error": {"code": "Expired", "message": message}}
         )
 
-    async def _fail(self, obj: dict[str, Any], code: str, message: str) -> None:
+    async def _fail_offline(self, obj: dict[str, Any], node: str) -> None:
         self.stats.failed_offline += 1
-        await self._write(obj, {"state": "Failed", "error": {"code": code, "message": message}})
+        why = f"node {node} is not connected" if node else "the device has no node"
+        message = f"{why}; give ttlSeconds to wait"
+        await self._write(
+            obj, {"state": "Failed", "error": {"code": "NodeOffline", "message": message}}
+        )
 
     async def _write(self, obj: dict[str, Any], status: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -232,6 +252,11 @@ class CallController:
 
 def _state(obj: dict[str, Any]) -> str:
     return str((obj.get("status") or {}).get("state") or "Pending")
+
+
+def _accepted(obj: dict[str, Any]) -> bool:
+    """Whether an edge has said anything of the call (it holds it)."""
+    return bool((obj.get("status") or {}).get("callId"))
 
 
 def _finished(obj: dict[str, Any]) -> bool:

@@ -88,19 +88,22 @@ def _properties(count: int) -> list[tuple[str, str, str, dict[str, Any]]]:
     return props
 
 
-def device_manifests(
+def device_manifests(  # noqa: PLR0913 - keyword-only settings
     addresses: list[tuple[int, int]],
     *,
     properties: int = 4,
     host: str = "127.0.0.1",
     cycle_ms: int = 1000,
     max_in_flight: int | None = None,
+    node_name: str | None = None,
 ) -> str:
     """A ``v1 List`` (JSON) of the model and one Device per ``(port, unit)`` of the simulator.
 
     Every property is read every ``cycle_ms`` milliseconds (its ``collectCycle``). With
     ``max_in_flight`` the devices ask for that many pipelined requests (``maxInFlight``);
     without it their connections carry one transaction at a time (the driver's default).
+    With ``node_name`` every Device names that node (``spec.nodeName``), as devices made in
+    the cloud for one edge do.
     """
     props = _properties(properties)
     model = {
@@ -141,15 +144,18 @@ def device_manifests(
         }
         if max_in_flight is not None:
             config["maxInFlight"] = max_in_flight
+        spec: dict[str, Any] = {
+            "deviceModelRef": {"name": MODEL_NAME},
+            "protocol": {"protocolName": "modbus", "configData": config},
+            "properties": device_props,
+        }
+        if node_name is not None:
+            spec = {"nodeName": node_name, **spec}
         device: dict[str, Any] = {
             "apiVersion": "devices.kubeedge.io/v1beta1",
             "kind": "Device",
             "metadata": {"name": f"thermostat-{index + 1}", "namespace": "default"},
-            "spec": {
-                "deviceModelRef": {"name": MODEL_NAME},
-                "protocol": {"protocolName": "modbus", "configData": config},
-                "properties": device_props,
-            },
+            "spec": spec,
         }
         if writes_setpoint:
             _add_methods(device)

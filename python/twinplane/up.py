@@ -9,7 +9,13 @@ only when ``--mqtt`` is given.
 Startup order: the device manager (it loads what an earlier run stored), the simulator (on the
 ports the stored devices name, when they are free, so a restart finds its devices where they
 were), the manifests (applied before any mapper is there: a mapper never polls a stale
-address), then the mapper, which gets every device in its registration answer. The simulator
+address), then the mapper, which gets every device in its registration answer.
+
+With ``--cloud`` the device manager links to ``twinplane cloud`` as ``--node-name``, and the
+manifests are applied in the cloud (``spec.nodeName`` set to the node) instead of on the edge:
+the cloud delivers them down the link, as it delivers any device made there, and ``up`` waits
+for that delivery before the mapper starts. A cloud that cannot be reached does not stop a
+restart whose home holds the fleet already (edge autonomy); a first run needs it. The simulator
 takes one Modbus transaction at a time per connection, as many real devices do.
 
 Startup prints one progress line per part; then a live summary is redrawn every second on a
@@ -45,9 +51,13 @@ if TYPE_CHECKING:
     from twinplane.twin import Changes
 
 __all__ = [
+    "DELIVERY_TIMEOUT_S",
     "MAPPER_PORT",
+    "CloudUnreachableError",
     "LiveOutput",
     "UpConfig",
+    "apply_in_cloud",
+    "cloud_api_url",
     "default_home",
     "run_up",
     "stored_sim_port",
@@ -56,6 +66,8 @@ __all__ = [
 MAPPER_PORT: Final = 7777
 PLAIN_INTERVAL_S: Final = 5.0
 FLUSH_TIMEOUT_S: Final = 5.0
+DELIVERY_TIMEOUT_S: Final = 30.0
+"""With ``--cloud``: seconds the cloud has to deliver the applied fleet to this edge."""
 
 
 def default_home() -> Path:
@@ -94,6 +106,11 @@ class UpConfig:
         allowed_hosts: Names the device manager's REST API answers to besides its address.
         max_event_streams: Most event streams the device manager keeps open (``None``: its
             default).
+        node_name: This edge's node name (the fleet's ``spec.nodeName`` with ``cloud_url``).
+        cloud_url: ``ws://`` or ``wss://`` URL of ``twinplane cloud``; ``None``: no cloud, the
+            fleet is applied on the edge.
+        cloud_token: The node's token for the cloud.
+        cloud_ca: A CA bundle to trust for ``wss://`` (and the cloud's ``https://`` API).
     """
 
     home: Path
@@ -107,6 +124,10 @@ class UpConfig:
     on_tick: Callable[[], None] | None = None
     allowed_hosts: tuple[str, ...] = ()
     max_event_streams: int | None = None
+    node_name: str = "edge"
+    cloud_url: str | None = None
+    cloud_token: str = ""
+    cloud_ca: Path | None = None
 
 
 def stored_sim_port(core: EdgeCore) -> int:
@@ -173,6 +194,10 @@ class _Up:
             rest_addr=cfg.rest_addr,
             mqtt_url=cfg.mqtt_url,
             allowed_hosts=cfg.allowed_hosts,
+            node_name=cfg.node_name,
+            cloud_url=cfg.cloud_url,
+            cloud_token=cfg.cloud_token,
+            cloud_ca=cfg.cloud_ca,
         )
         if cfg.max_event_streams is not None:
             edge_config.max_event_streams = cfg.max_event_streams
@@ -184,7 +209,8 @@ class _Up:
         core = self.edge.core
         core.add_change_listener(self.meter.on_changes)
         mqtt = f"  MQTT {redact_url(cfg.mqtt_url)}" if cfg.mqtt_url else ""
-        self.step("device manager", f"REST {self.edge.rest_url}{mqtt}", t0)
+        cloud = f"  cloud {redact_url(cfg.cloud_url)} as {cfg.node_name}" if cfg.cloud_url else ""
+        self.step("device manager", f"REST {self.edge.rest_url}{mqtt}{cloud}", t0)
 
         t0 = time.monotonic()
         self.sim = await self._simulator(ModbusSimulator, stored_sim_port(core))
@@ -194,13 +220,18 @@ class _Up:
 
         t0 = time.monotonic()
         addresses = [self.sim.address(i) for i in range(cfg.devices)]
-        text = device_manifests(addresses, properties=cfg.properties, host=self.sim.host)
-        result = await core.apply(text, source="twinplane up")
-        kinds: dict[str, int] = {}
-        for _, _, outcome in result.outcomes[1:]:
-            kinds[outcome] = kinds.get(outcome, 0) + 1
-        how = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        self.step(f"{cfg.devices} devices", f"applied ({how})", t0)
+        if cfg.cloud_url:
+            node = cfg.node_name
+            text = device_manifests(
+                addresses, properties=cfg.properties, host=self.sim.host, node_name=node
+            )
+            how = await self._apply_in_cloud(core, cfg.cloud_url, text, addresses)
+            self.step(f"{cfg.devices} devices", how, t0)
+        else:
+            text = device_manifests(addresses, properties=cfg.properties, host=self.sim.host)
+            result = await core.apply(text, source="twinplane up")
+            outcomes = [outcome for _, _, outcome in result.outcomes[1:]]
+            self.step(f"{cfg.devices} devices", f"applied ({_counted(outcomes)})", t0)
 
         t0 = time.monotonic()
         host = "127.0.0.1"
@@ -218,6 +249,44 @@ class _Up:
         await asyncio.wait_for(self.mapper.registered.wait(), timeout=10)
         rest = self.mapper.rest.url if self.mapper.rest is not None else "-"
         self.step("mapper", f"modbus-mapper registered, REST {rest}", t0)
+
+    async def _apply_in_cloud(
+        self, core: EdgeCore, url: str, text: str, addresses: list[tuple[int, int]]
+    ) -> str:
+        """Applies the fleet in the cloud and waits until its link delivered every device here.
+
+        Returns what the progress line says. A cloud that cannot be reached is a warning when
+        this home holds the fleet at the simulator's addresses already, otherwise an error.
+
+        Raises:
+            TwinplaneError: The cloud refused the manifests, cannot be reached on a first run,
+                or did not deliver the fleet within :data:`DELIVERY_TIMEOUT_S`.
+        """
+        cfg = self.config
+        host = self.sim.host if self.sim is not None else "127.0.0.1"
+        fleet = {f"default/thermostat-{i + 1}": (host, *a) for i, a in enumerate(addresses)}
+        try:
+            outcomes = await apply_in_cloud(url, text, ca_file=cfg.cloud_ca)
+        except CloudUnreachableError as err:
+            if not _holds(core, fleet):
+                raise TwinplaneError(
+                    f"{err}: start `twinplane cloud` first, or leave out --cloud"
+                ) from err
+            self.say(f"  ! cloud            {err}; the stored devices run, the link keeps trying")
+            return "stored (the cloud is not reachable)"
+        deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+        link = self.edge.cloud if self.edge is not None else None
+        while not _holds(core, fleet):
+            if link is not None and link.refused is not None:
+                raise TwinplaneError(f"the fleet is applied in the cloud, but {link.refused}")
+            if time.monotonic() > deadline:
+                raise TwinplaneError(
+                    f"the cloud took the fleet but did not deliver it to node {cfg.node_name} "
+                    f"within {DELIVERY_TIMEOUT_S:g} s: is the token {cfg.node_name}'s (see the "
+                    "log above)?"
+                )
+            await asyncio.sleep(0.1)
+        return f"applied in the cloud ({_counted(outcomes[1:])}), delivered to {cfg.node_name}"
 
     async def _simulator(self, make: type[ModbusSimulator], remembered: int) -> ModbusSimulator:
         """The simulator on ``--sim-port``, else where the stored devices are, else free ports.
@@ -269,9 +338,13 @@ class _Up:
         samples, changes = self.meter.rates(self._samples())
         mapper = self.mapper.rest.url if self.mapper and self.mapper.rest else "-"
         rest = self.edge.rest_url
+        link = self.edge.cloud
+        cloud = ""
+        if link is not None:
+            cloud = "   cloud " + ("connected" if link.connected.is_set() else "reconnecting")
         return [
             f"devices online {online}/{total}   samples/s {samples:,.0f}   "
-            f"twin changes/s {changes:,.0f}",
+            f"twin changes/s {changes:,.0f}{cloud}",
             f"REST {rest}/api/v1/devices   events {rest}/api/v1/events",
             f"mapper REST {mapper}   Ctrl-C stops",
         ]
@@ -295,6 +368,85 @@ class _Up:
             await self.edge.stop()
         if self.sim is not None:
             await self.sim.stop()
+
+
+class CloudUnreachableError(TwinplaneError):
+    """No answer from the cloud's API (refused, timed out, TLS failed)."""
+
+
+def cloud_api_url(url: str) -> str:
+    """The cloud's REST API for its hub URL: ``ws://h:p`` is ``http://h:p``, ``wss`` ``https``."""
+    base = url.rstrip("/")
+    return "https" + base.removeprefix("wss") if base.startswith("wss") else "http" + base[2:]
+
+
+async def apply_in_cloud(url: str, text: str, *, ca_file: Path | None = None) -> list[str]:
+    """``POST /api/v1/apply`` of ``text`` to the cloud at hub URL ``url``; each outcome.
+
+    Raises:
+        CloudUnreachableError: No answer.
+        TwinplaneError: The cloud refused the manifests (its message, with the first cause).
+    """
+    import ssl  # noqa: PLC0415 - loaded with --cloud only
+
+    import aiohttp  # noqa: PLC0415
+
+    from twinplane import __version__  # noqa: PLC0415
+    from twinplane.rest.guard import CLIENT_HEADER  # noqa: PLC0415
+
+    api = cloud_api_url(url)
+    tls: ssl.SSLContext | bool = False
+    if api.startswith("https"):
+        tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    headers = {CLIENT_HEADER: f"twinplane-up/{__version__}", "Content-Type": "application/json"}
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http,
+            http.post(
+                f"{api}/api/v1/apply",
+                params={"source": "twinplane up"},
+                data=text,
+                headers=headers,
+                ssl=tls,
+            ) as resp,
+        ):
+            body = await resp.json(content_type=None)
+            status = resp.status
+    except (aiohttp.ClientConnectionError, OSError, TimeoutError) as err:
+        os_error = getattr(err, "os_error", err)
+        if isinstance(os_error, ConnectionRefusedError):
+            why = "connection refused"
+        else:
+            why = str(err) or type(err).__name__
+        raise CloudUnreachableError(f"cannot reach the cloud at {api} ({why})") from err
+    except ValueError as err:
+        raise TwinplaneError(f"the cloud at {api} answered something that is not JSON") from err
+    if status >= 400 or not isinstance(body, dict):  # noqa: PLR2004
+        message = body.get("message") if isinstance(body, dict) else None
+        raise TwinplaneError(f"the cloud at {api} refused the fleet ({status}): {message}")
+    return [str(item.get("outcome")) for item in body.get("items") or []]
+
+
+def _holds(core: EdgeCore, fleet: dict[str, tuple[str, int, int]]) -> bool:
+    """Whether the edge holds every fleet device, delivered by the cloud, at its address."""
+    from twinplane.cloud.wire import SOURCE_ANNOTATION  # noqa: PLC0415
+
+    for device_id, (host, port, unit) in fleet.items():
+        device = core.devices.get(device_id)
+        if device is None or (device.metadata.annotations or {}).get(SOURCE_ANNOTATION) != "cloud":
+            return False
+        config = device.spec.protocol.config_data or {}
+        if (config.get("ip"), config.get("port"), config.get("slaveID")) != (host, port, unit):
+            return False
+    return True
+
+
+def _counted(outcomes: Sequence[str]) -> str:
+    """``"3 created, 97 unchanged"``."""
+    kinds: dict[str, int] = {}
+    for outcome in outcomes:
+        kinds[outcome] = kinds.get(outcome, 0) + 1
+    return ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
 
 
 async def run_up(config: UpConfig, *, stop: asyncio.Event | None = None) -> None:

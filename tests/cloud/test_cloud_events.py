@@ -7,13 +7,16 @@ over a real WebSocket. Events come from the edge's own sources (state changes re
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from cloud_helpers import cloud_home, edge_for, running_cloud, vdevice, vmodel
+from twinplane.cloud.state import CloudState
 from twinplane.edge.app import EdgeApp
 from twinplane.edge.core import EdgeCore
 from waits import until
@@ -79,3 +82,46 @@ async def until_true(check: Callable[[], Awaitable[bool]], what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+def _event(seq: int, age_s: float) -> dict[str, object]:
+    """An edge event as the link carries it, that last happened ``age_s`` ago."""
+    last = int((time.time() - age_s) * 1000)
+    return {
+        "id": f"e{seq}",
+        "seq": seq,
+        "namespace": "default",
+        "device": "d1",
+        "type": "state",
+        "reason": "DeviceOnline",
+        "severity": "info",
+        "message": f"event {seq}",
+        "count": 1,
+        "first_ts_ms": last,
+        "last_ts_ms": last,
+    }
+
+
+async def test_the_cloud_keeps_events_by_count_and_by_age(tmp_path: Path) -> None:
+    """The newest N are kept, none older than the age bound: not served, and gone on reopen."""
+    state = CloudState(tmp_path / "cloud.db", keep_events=3, keep_events_s=3600)
+    state.open()
+    try:
+        await state.put_events("n1", [_event(1, 7200), _event(2, 60), _event(3, 50)])
+        assert [e["id"] for e in await state.events()] == ["e3", "e2"]  # e1 is too old
+        await state.put_events("n1", [_event(4, 40), _event(5, 30)])
+        assert [e["id"] for e in await state.events()] == ["e5", "e4", "e3"]  # the newest 3
+        assert await state.events_seq("n1") == 5
+    finally:
+        state.close()
+    state = CloudState(tmp_path / "cloud.db", keep_events=3, keep_events_s=35)
+    state.open()  # a shorter bound on restart prunes at once
+    try:
+        assert [e["id"] for e in await state.events()] == ["e5"]
+        conn = sqlite3.connect(tmp_path / "cloud.db")
+        stored = conn.execute("SELECT id FROM device_events").fetchall()
+        conn.close()
+        assert stored == [("e5",)]
+        assert await state.events_seq("n1") == 5  # pruning never moves the resume point back
+    finally:
+        state.close()

@@ -27,6 +27,7 @@ from twinplane.edge.app import EdgeApp
 from twinplane.edge.method_delivery import MethodsDeliverer
 from twinplane.fleet import device_manifests
 from twinplane.mapper.app import MapperApp
+from twinplane.mapper.methods_service import MethodsServicer
 from twinplane.rest.guard import CLIENT_HEADER
 from twinplane.sim.modbus import ModbusSimulator
 from twinplane.stream.v1 import stream_pb2, stream_pb2_grpc
@@ -297,6 +298,51 @@ async def test_a_mapper_without_the_service_gets_desired_values() -> None:
             call = await s.call("readRegisters", {"offset": 0})
             assert call["state"] == "Failed", call
             assert call["error"]["code"] == "NotOffered", call
+
+
+async def test_a_mapper_that_offered_the_service_and_then_answers_unimplemented(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Capabilities said yes, then Call answers UNIMPLEMENTED (the mapper lost the service).
+
+    Nothing ran on the mapper, so that call and the next go as desired values, and
+    Capabilities is not asked again.
+    """
+    asked: list[str] = []
+    capabilities = MethodsServicer.Capabilities
+
+    async def counted(
+        self: MethodsServicer,
+        request: stream_pb2.MethodsCapabilitiesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> stream_pb2.MethodsCapabilities:
+        asked.append(request.caller)
+        return await capabilities(self, request, context)
+
+    async def unimplemented(
+        self: MethodsServicer,
+        request: stream_pb2.MethodCall,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> None:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+
+    monkeypatch.setattr(MethodsServicer, "Capabilities", counted)  # before the server starts:
+    monkeypatch.setattr(MethodsServicer, "Call", unimplemented)  # it binds the handlers then
+    async with ModbusSimulator(devices=1, port=0, rate=0) as sim:
+        sim.set_registers(1, 0, [20, 7])
+        async with stack(thermostat("t1", sim.port)) as s:
+            call = await s.call("setpoint", {"setpoint": 26})
+            assert call["state"] == "Succeeded", call
+            assert call["result"] == {"reported": {"setpoint": "26"}}  # the desired-value way
+            assert sim.peek(1, "HoldingRegister", 1, 1) == b"\x00\x1a"
+            assert s.deliverer.delivered == {"methods": 0, "desired": 1}
+            call = await s.call("setpoint", {"setpoint": 27})
+            assert call["state"] == "Succeeded", call
+            assert sim.peek(1, "HoldingRegister", 1, 1) == b"\x00\x1b"
+            assert s.deliverer.delivered == {"methods": 0, "desired": 2}
+            call = await s.call("readRegisters", {"offset": 0})
+            assert call["error"]["code"] == "NotOffered", call  # no driver commands that way
+    assert asked == ["twinplane-edge"]  # once, for the first call
 
 
 @pytest.mark.timeout(60)

@@ -46,17 +46,19 @@ def fill(engine: Engine, ts: int) -> None:
         engine.ingest_values(d, values, ts)
 
 
-def ran_alongside(windows: list[tuple[float, float]], stamps: list[float]) -> bool:
+def ran_alongside(
+    windows: list[tuple[float, float]], stamps: list[float], shortest: float = 0.01
+) -> bool:
     """Whether the stamping thread kept running during each call.
 
     Its longest pause inside a call's window must be well under the call's length. A call that
     holds the GIL pauses it for the whole call; a call that releases it lets it go on, pausing
     only for the GIL's switch interval (and while the call turns its result into Python
-    objects).
+    objects). A window must be ``shortest`` long at least, well above the switch interval.
     """
     pauses = list(itertools.pairwise(stamps))
     for start, end in windows:
-        assert end - start > 0.01, "a call too short to tell"
+        assert end - start > shortest, "a call too short to tell"
         inside = [min(b, end) - max(a, start) for a, b in pauses if a < end and b > start]
         if max(inside, default=end - start) >= (end - start) / 2:
             return False
@@ -162,6 +164,21 @@ def test_batch_ingest_and_encoded_report_release_the_gil(big_engine: Engine) -> 
 
 async def test_to_thread_keeps_the_event_loop_free(big_engine: Engine) -> None:
     """Awaiting asyncio.to_thread(engine.report) lets the event loop run other tasks."""
+    # A fast machine reports 200,000 properties in under 10 ms: a 1 ms switch interval keeps
+    # such a window long enough to tell a released GIL from a held one.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.001)
+    try:
+        for attempt in range(3):
+            if await _loop_ran_alongside(big_engine, attempt):
+                return
+    finally:
+        sys.setswitchinterval(switch)
+    pytest.fail("the event loop stalled while the engine worked in a thread")
+
+
+async def _loop_ran_alongside(engine: Engine, attempt: int) -> bool:
+    """One attempt of the test above: report and encode in threads while a task ticks."""
     ticks: list[float] = []
     running = True
 
@@ -170,23 +187,17 @@ async def test_to_thread_keeps_the_event_loop_free(big_engine: Engine) -> None:
             ticks.append(time.perf_counter())
             await asyncio.sleep(0)
 
-    windows = []
-    for attempt in range(3):
-        fill(big_engine, attempt)
-        ticks.clear()
-        task = asyncio.create_task(ticker())
-        await asyncio.sleep(0)
-        start = time.perf_counter()
-        changes = await asyncio.to_thread(big_engine.report)
-        middle = time.perf_counter()
-        await asyncio.to_thread(changes.to_mqtt)
-        windows = [(start, middle), (middle, time.perf_counter())]
-        running = False
-        await task
-        running = True
-        if ran_alongside(windows, ticks):
-            return
-    pytest.fail("the event loop stalled while the engine worked in a thread")
+    fill(engine, attempt)
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    start = time.perf_counter()
+    changes = await asyncio.to_thread(engine.report)
+    middle = time.perf_counter()
+    await asyncio.to_thread(changes.to_mqtt)
+    windows = [(start, middle), (middle, time.perf_counter())]
+    running = False
+    await task
+    return ran_alongside(windows, ticks, shortest=0.004)
 
 
 def own_device_run(engine: Engine, worker: int, seed: int) -> tuple[list[Any], dict[str, Any]]:

@@ -13,6 +13,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from twinplane.cli.args import positive_int
 from twinplane.cli.runtime import LOG_LEVELS, configure_logging, default_home, loop_factory
 from twinplane.errors import TwinplaneError
 
@@ -65,6 +66,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="NAME",
         help="a host name or address that the REST API answers to besides its own address and "
         "loopback (a proxy's or DNS name; repeatable; default: none)",
+    )
+    parser.add_argument(
+        "--event-log-max",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="the edges' device events kept (default: 50000)",
+    )
+    parser.add_argument(
+        "--event-log-max-age",
+        type=positive_int,
+        default=None,
+        metavar="SECONDS",
+        help="seconds an event is kept after it last happened (default: 604800)",
     )
     parser.add_argument(
         "--log-level", choices=LOG_LEVELS, default="info", help="(default: %(default)s)"
@@ -162,6 +177,10 @@ def _serve(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit per ref
         status_interval=args.status_interval,
         allowed_hosts=allowed,
     )
+    if args.event_log_max is not None:
+        config.event_log_max = args.event_log_max
+    if args.event_log_max_age is not None:
+        config.event_log_max_age_s = float(args.event_log_max_age)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(run_cloud(config))

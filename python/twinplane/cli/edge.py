@@ -11,7 +11,12 @@ import asyncio
 import sys
 from pathlib import Path
 
-from twinplane.cli.args import add_device_manager_options, positive_int
+from twinplane.cli.args import (
+    add_cloud_options,
+    add_device_manager_options,
+    cloud_token,
+    positive_int,
+)
 from twinplane.cli.runtime import LOG_LEVELS, configure_logging, default_home, loop_factory
 from twinplane.errors import TwinplaneError
 
@@ -39,16 +44,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--dmi-socket", type=Path, default=None, help="DMI Unix socket (default: HOME/run/dmi.sock)"
     )
     add_device_manager_options(parser)
-    parser.add_argument("--node-name", default="edge", help="this node's name (default: edge)")
-    parser.add_argument(
-        "--cloud", default=None, metavar="URL", help="connect to twinplane cloud (ws:// or wss://)"
-    )
-    parser.add_argument(
-        "--token-file", type=Path, default=None, help="this node's cloud token (a file)"
-    )
-    parser.add_argument(
-        "--cloud-ca", type=Path, default=None, help="CA bundle to trust for a wss:// cloud"
-    )
+    add_cloud_options(parser)
     parser.add_argument(
         "--event-log-max",
         type=positive_int,
@@ -68,29 +64,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
 
 
-def _cloud_token(args: argparse.Namespace) -> str | None:
-    """The cloud token the options name (``""`` without ``--cloud``); ``None`` after an error."""
-    if not args.cloud:
-        return ""
-    problem = ""
-    if not args.cloud.startswith(("ws://", "wss://")):
-        problem = f"--cloud: {args.cloud!r} is not a ws:// or wss:// URL"
-    elif args.token_file is None:
-        problem = "--cloud needs --token-file (twinplane cloud token create NODE)"
-    else:
-        try:
-            token: str = args.token_file.read_text().strip()
-        except OSError as err:
-            problem = f"--token-file: {err}"
-        else:
-            if token:
-                return token
-            problem = f"--token-file: {args.token_file} is empty"
-    print(f"twinplane edge: error: {problem}", file=sys.stderr)
-    return None
-
-
-def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit per failure
+def run(args: argparse.Namespace) -> int:
     """Runs ``twinplane edge``; returns the exit status."""
     from twinplane.edge.app import EdgeConfig, run_edge  # noqa: PLC0415 - see the module doc
     from twinplane.edge.rest import parse_addr  # noqa: PLC0415
@@ -104,22 +78,9 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit per failur
         flag = "--rest-addr: " if err.path == "rest_addr" else ""
         print(f"twinplane edge: error: {flag}{err.message}", file=sys.stderr)
         return 2
-    token = ""
-    if args.cloud:
-        if not args.cloud.startswith(("ws://", "wss://")):
-            print(
-                f"twinplane edge: error: --cloud: {args.cloud!r} is not a ws:// or wss:// URL",
-                file=sys.stderr,
-            )
-            return 2
-        if args.token_file is None:
-            print("twinplane edge: error: --cloud needs --token-file", file=sys.stderr)
-            return 2
-        try:
-            token = args.token_file.read_text().strip()
-        except OSError as err:
-            print(f"twinplane edge: error: --token-file: {err}", file=sys.stderr)
-            return 2
+    token = cloud_token(args, "twinplane edge")
+    if token is None:
+        return 2
     configure_logging(args.log_level)
     home: Path = args.home if args.home is not None else default_home()
     config = EdgeConfig(

@@ -10,7 +10,12 @@ from pathlib import Path
 from typing import TextIO, cast
 
 from twinplane import up
-from twinplane.cli.args import add_device_manager_options, positive_int
+from twinplane.cli.args import (
+    add_cloud_options,
+    add_device_manager_options,
+    cloud_token,
+    positive_int,
+)
 from twinplane.cli.console import LiveConsole, keys_stop
 from twinplane.cli.runtime import LOG_LEVELS, configure_logging, loop_factory
 from twinplane.errors import TwinplaneError
@@ -28,6 +33,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Run the embedded default: a Modbus simulator with --devices devices, the device "
             "manager (SQLite state in --home), a Modbus mapper registered with it, and generated "
             "DeviceModel/Device manifests. No external service needed; MQTT only with --mqtt. "
+            "With --cloud the fleet is applied in twinplane cloud for --node-name and reaches "
+            "the device manager down its cloud link, as devices made in the cloud do. "
             "Stops cleanly on Ctrl-C or q (on a terminal), SIGINT or SIGTERM, and exits 0."
         ),
     )
@@ -45,6 +52,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="state directory (default: $TWINPLANE_HOME or ~/.twinplane/up)",
     )
     add_device_manager_options(parser)
+    add_cloud_options(parser)
     parser.add_argument(
         "--sim-port",
         type=int,
@@ -62,7 +70,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit per failure
     """Runs ``twinplane up``; returns the exit status."""
     from twinplane.edge.rest import parse_addr  # noqa: PLC0415 - fast CLI start
     from twinplane.rest.guard import allowed_host  # noqa: PLC0415
@@ -76,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     except TwinplaneError as err:
         flag = "--rest-addr: " if err.path == "rest_addr" else ""
         print(f"twinplane up: error: {flag}{err.message}", file=sys.stderr)
+        return 2
+    token = cloud_token(args, "twinplane up")
+    if token is None:
         return 2
     console = LiveConsole(sys.stdout) if sys.stdout.isatty() else None
     out = sys.stdout if console is None else cast("TextIO", console)
@@ -94,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
         max_event_streams=args.max_event_streams,
         sim_port=args.sim_port,
         mapper_port=args.mapper_port,
+        node_name=args.node_name,
+        cloud_url=args.cloud,
+        cloud_token=token,
+        cloud_ca=args.cloud_ca,
         out=out,
         on_tick=handler.flush_repeats,
     )

@@ -21,7 +21,7 @@ from aiohttp import web
 from twinplane.cloud.controller import DeviceController
 from twinplane.cloud.hub import Hub
 from twinplane.cloud.registry import Registry
-from twinplane.cloud.state import CloudState
+from twinplane.cloud.state import KEEP_EVENTS_S, CloudState
 from twinplane.cloud.tokens import TokenBook
 from twinplane.cloud.uploads import UploadRoutes
 from twinplane.rest.guard import RequestGuard
@@ -46,6 +46,8 @@ class CloudConfig:
         status_interval: Seconds between DeviceStatus writes of one device, at most.
         online_refresh: Seconds between rewrites of an unchanged ``lastOnlineTime``.
         allowed_hosts: Names the REST API answers to besides its address and loopback.
+        event_log_max: The edges' device events kept, at most (the newest).
+        event_log_max_age_s: Seconds an event is kept after it last happened.
     """
 
     home: Path
@@ -57,6 +59,8 @@ class CloudConfig:
     status_interval: float = 1.0
     online_refresh: float = 60.0
     allowed_hosts: tuple[str, ...] = ()
+    event_log_max: int = 50_000
+    event_log_max_age_s: float = KEEP_EVENTS_S
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -82,7 +86,11 @@ class CloudApp:
     def __init__(self, config: CloudConfig, registry: Registry | None = None) -> None:
         self.config = config
         self.registry = registry
-        self.state = CloudState(config.home / "cloud.db")
+        self.state = CloudState(
+            config.home / "cloud.db",
+            keep_events=config.event_log_max,
+            keep_events_s=config.event_log_max_age_s,
+        )
         self.tokens = TokenBook(config.home)
         self.controller: DeviceController | None = None
         self.hub: Hub | None = None

@@ -7,6 +7,9 @@
   value and version: the two converge.
 - ``uploads``: what edge applications published to ``$hw/events/upload/#`` (path 9), bounded to
   the newest ``keep`` rows.
+- ``device_events``: the edges' device events, bounded by count (``keep_events``, the newest)
+  and by age (``keep_events_s`` after an event last happened; older ones are neither served
+  nor kept).
 
 SQLite in WAL mode with ``synchronous=FULL``; every write commits before the call returns.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +28,10 @@ from typing import Any
 from twinplane.owner_only import make_dirs, private_file
 from twinplane.tasks import thread_to_end
 
-__all__ = ["CloudState", "DesiredRow", "UploadRow"]
+__all__ = ["KEEP_EVENTS_S", "CloudState", "DesiredRow", "UploadRow"]
+
+KEEP_EVENTS_S = 7 * 24 * 3600.0
+"""Seconds a device event stays after it last happened (the edge's event log keeps as long)."""
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS desired (
@@ -64,6 +71,12 @@ _SCHEMA = (
     ) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS device_events_device ON device_events (namespace, device)",
     "CREATE INDEX IF NOT EXISTS device_events_last ON device_events (last_ts_ms)",
+    # Where each node's event stream stands, kept apart from the events: pruning a node's
+    # events (by count or age) must not move its resume point back.
+    """CREATE TABLE IF NOT EXISTS events_seq (
+        node TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    )""",
 )
 
 
@@ -94,11 +107,17 @@ class CloudState:
     """The cloud's own SQLite file; :meth:`open` loads the desired table into :attr:`desired`."""
 
     def __init__(
-        self, path: Path, *, keep_uploads: int = 10_000, keep_events: int = 50_000
+        self,
+        path: Path,
+        *,
+        keep_uploads: int = 10_000,
+        keep_events: int = 50_000,
+        keep_events_s: float = KEEP_EVENTS_S,
     ) -> None:
         self.path = path
         self.keep_uploads = keep_uploads
         self.keep_events = keep_events
+        self.keep_events_s = keep_events_s
         self.desired: dict[str, dict[str, DesiredRow]] = {}
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
@@ -112,6 +131,7 @@ class CloudState:
         conn.execute("PRAGMA synchronous=FULL")
         for statement in _SCHEMA:
             conn.execute(statement)
+        conn.execute("DELETE FROM device_events WHERE last_ts_ms < ?", (self._events_cutoff(),))
         for device_id, prop, spec_value, value, cloud, edge in conn.execute(
             "SELECT device_id, property, spec_value, value, cloud, edge FROM desired"
         ):
@@ -125,6 +145,10 @@ class CloudState:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def _events_cutoff(self) -> int:
+        """Events that last happened before this (ms since the epoch) are past the age bound."""
+        return int((time.time() - self.keep_events_s) * 1000)
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -211,6 +235,8 @@ class CloudState:
 
     async def put_events(self, node: str, events: list[dict[str, Any]]) -> None:
         """Stores a node's events (a repeated id replaces its row: the newer count wins)."""
+        if not events:
+            return
 
         def write() -> None:
             db = self._db()
@@ -239,9 +265,17 @@ class CloudState:
                     ],
                 )
                 db.execute(
-                    "DELETE FROM device_events WHERE last_ts_ms < (SELECT last_ts_ms FROM"
-                    " device_events ORDER BY last_ts_ms DESC LIMIT 1 OFFSET ?)",
+                    "INSERT INTO events_seq (node, seq) VALUES (?, ?) ON CONFLICT (node)"
+                    " DO UPDATE SET seq = max(seq, excluded.seq)",
+                    (node, max(int(e["seq"]) for e in events)),
+                )
+                db.execute(
+                    "DELETE FROM device_events WHERE (node, id) IN (SELECT node, id FROM"
+                    " device_events ORDER BY last_ts_ms DESC LIMIT -1 OFFSET ?)",
                     (self.keep_events,),
+                )
+                db.execute(
+                    "DELETE FROM device_events WHERE last_ts_ms < ?", (self._events_cutoff(),)
                 )
                 db.execute("COMMIT")
             except BaseException:
@@ -255,11 +289,14 @@ class CloudState:
         """The highest edge sequence number stored of ``node`` (0 if none)."""
 
         def read() -> int:
-            row = (
-                self._db()
-                .execute("SELECT max(edge_seq) FROM device_events WHERE node = ?", (node,))
-                .fetchone()
-            )
+            db = self._db()
+            row = db.execute("SELECT seq FROM events_seq WHERE node = ?", (node,)).fetchone()
+            if row is not None:
+                return int(row[0])
+            # A cloud.db from before events_seq: where its stored events stand.
+            row = db.execute(
+                "SELECT max(edge_seq) FROM device_events WHERE node = ?", (node,)
+            ).fetchone()
             return int(row[0] or 0)
 
         async with self._lock:
@@ -273,9 +310,9 @@ class CloudState:
         type_: str | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """Stored events, newest first, each with its ``node``."""
-        sql = "SELECT node, body FROM device_events WHERE 1=1"
-        args: list[object] = []
+        """Stored events, newest first, each with its ``node`` (none older than the bound)."""
+        sql = "SELECT node, body FROM device_events WHERE last_ts_ms >= ?"
+        args: list[object] = [self._events_cutoff()]
         for column, value in (("namespace", namespace), ("device", device), ("type", type_)):
             if value is not None:
                 sql += f" AND {column} = ?"

@@ -178,14 +178,18 @@ class CallConflictError(TwinplaneError):
 
 
 class CallArgumentError(SpecError):
-    """A call's arguments are refused; ``issues`` has every refusal (the first one's message)."""
+    """A call's arguments are refused; ``issues`` has every refusal (the first one's message).
+
+    The message is the first issue's (``setpoint: 99 is outside 5..35``); ``path`` names the
+    argument (``args.setpoint``).
+    """
 
     def __init__(self, device: str, method: str, issues: list[ArgumentIssue]) -> None:
         first = issues[0]
         more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
         path = f"args.{first.argument}" if first.argument else "args"
         super().__init__(
-            f"{method}: {first.message}{more}", device=device, property=first.argument, path=path
+            f"{first.message}{more}", device=device, property=first.argument, path=path
         )
         self.method = method
         self.issues = issues

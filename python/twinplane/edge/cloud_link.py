@@ -60,11 +60,15 @@ if TYPE_CHECKING:
 EVENTS_BATCH = 200
 """Device events per upstream message, at most (one message unacknowledged at a time)."""
 
-__all__ = ["CloudLink", "LinkStats"]
+__all__ = ["CloudLink", "CloudRefusedError", "LinkStats"]
 
 log = logging.getLogger(__name__)
 
 _BATCH = 500  # devices per report message
+
+
+class CloudRefusedError(TwinplaneError):
+    """The cloud refused this node's token (401)."""
 
 
 @dataclass(slots=True)
@@ -127,6 +131,8 @@ class CloudLink:
         self.stats = LinkStats()
         self.connected = asyncio.Event()
         self.synced = asyncio.Event()
+        self.refused: CloudRefusedError | None = None
+        """Why the cloud refused the last connection attempt (a token it does not know)."""
         self._marks: dict[str, set[str] | None] = {}
         self._state_marks: set[str] = set()
         self._live: dict[str, CloudMark] = {}
@@ -252,6 +258,8 @@ class CloudLink:
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     log.warning("cloud link: %s; retrying", exc, extra={"url": self.url})
                 except TwinplaneError as exc:
+                    if isinstance(exc, CloudRefusedError):
+                        self.refused = exc
                     log.error("cloud link: %s", exc, extra={"url": self.url})  # noqa: TRY400
                 finally:
                     self.connected.clear()
@@ -270,12 +278,13 @@ class CloudLink:
             )
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status == 401:  # noqa: PLR2004
-                raise TwinplaneError(
+                raise CloudRefusedError(
                     f"the cloud refused node {self.node}'s token (401): make one with "
                     f"`twinplane cloud token create {self.node}`"
                 ) from exc
             raise
         self._ws = ws
+        self.refused = None
         self._events_from = None  # until the welcome says where the cloud stands
         self._inflight.clear()
         self._inflight_devices = 0

@@ -65,7 +65,7 @@ gen-proto = ( gen=$$(mktemp -d); trap 'rm -rf "$$gen"' EXIT; \
 gen-dmi = $(call gen-proto,dmi/v1beta1,api,twinplane.dmi.v1beta1,$(1))
 gen-stream = $(call gen-proto,twinplane/v1,stream,twinplane.stream.v1,$(1))
 
-.PHONY: help venv dev kube-tools kube-up test lint fmt run bench bench-alarms bench-calls bench-cloud proto proto-check clean FORCE
+.PHONY: help venv dev kube-tools interop-tools kube-up test lint fmt run bench bench-alarms bench-calls bench-cloud proto proto-check clean FORCE
 
 help: ## Show this list of targets
 	@printf 'twinplane make targets:\n\n'
@@ -97,10 +97,15 @@ $(DEV_STAMP): $(VENV_STAMP) pyproject.toml $(RUST_SOURCES) $(if $(ENGINE_SO),,FO
 kube-tools: ## Build kube-apiserver, kubectl and etcd for the tests (tools/kube/build.sh; needs Go)
 	tools/kube/build.sh
 
+# KubeEdge's own code as the peer (interop/go): mapper-framework-modbus and the DMI client, built
+# with Go into a cache outside the clone (tools/interop/build.sh; instant when nothing changed).
+interop-tools: ## Build interop/go's programs (KubeEdge's mapper-framework and DMI stubs; needs Go)
+	tools/interop/build.sh
+
 kube-up: dev kube-tools ## A local kube-apiserver + etcd with deploy/ applied, to try twinplane cloud on (tools/kube/cluster.py; Ctrl-C stops it)
 	$(PY) tools/kube/cluster.py --deploy $(KUBE_UP_ARGS)
 
-test: dev kube-tools ## Run cargo test, pytest, then the engine tests again under PYTHONMALLOC=debug
+test: dev kube-tools interop-tools ## Run cargo test, pytest, then the engine tests again under PYTHONMALLOC=debug
 	$(CARGO) test --workspace --exclude twin-py
 	$(PY) -m pytest
 	PYTHONMALLOC=debug $(PY) -m pytest -m engine -q -p no:cacheprovider

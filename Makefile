@@ -110,7 +110,7 @@ test: dev kube-tools interop-tools ## Run cargo test, pytest, then the engine te
 	$(PY) -m pytest
 	PYTHONMALLOC=debug $(PY) -m pytest -m engine -q -p no:cacheprovider
 
-lint: dev proto-check ## Protocol code freshness, ruff, mypy --strict, stubtest, cargo fmt --check, clippy
+lint: dev proto-check ## Protocol code freshness, ruff, mypy --strict, stubtest, cargo fmt --check, clippy, gofmt, go vet
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict
@@ -118,6 +118,9 @@ lint: dev proto-check ## Protocol code freshness, ruff, mypy --strict, stubtest,
 		--mypy-config-file pyproject.toml
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@echo "gofmt -l interop/go && go vet ./... (interop/go)"
+	@test -z "$$(gofmt -l interop/go)" || { gofmt -l interop/go; echo "error: gofmt would change these files" >&2; exit 1; }
+	cd interop/go && go vet ./...
 
 fmt: dev ## Format and auto-fix: ruff check --fix, ruff format, cargo fmt
 	$(BIN)/ruff check --fix .

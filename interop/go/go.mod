@@ -6,6 +6,8 @@ require (
 	github.com/kubeedge/api v1.23.0
 	github.com/kubeedge/mapper-framework v1.23.0
 	github.com/simonvetter/modbus v1.6.4
+	github.com/spf13/pflag v1.0.6-0.20210604193023-d5e0c0615ace
+	k8s.io/klog/v2 v2.130.1
 )
 
 require (
@@ -15,7 +17,6 @@ require (
 	github.com/golang/protobuf v1.5.4 // indirect
 	github.com/gorilla/mux v1.8.0 // indirect
 	github.com/kr/text v0.2.0 // indirect
-	github.com/spf13/pflag v1.0.6-0.20210604193023-d5e0c0615ace // indirect
 	golang.org/x/net v0.37.0 // indirect
 	golang.org/x/sys v0.31.0 // indirect
 	golang.org/x/text v0.23.0 // indirect
@@ -23,7 +24,6 @@ require (
 	google.golang.org/grpc v1.67.1 // indirect
 	google.golang.org/protobuf v1.35.2 // indirect
 	gopkg.in/yaml.v2 v2.4.0 // indirect
-	k8s.io/klog/v2 v2.130.1 // indirect
 )
 
 // mapper-framework requires github.com/kubeedge/api v0.0.0 and replaces it with ../api, its

@@ -19,7 +19,7 @@ import pytest
 
 from mqtt_broker import running_mosquitto
 from twinplane.loadtest import plots, report
-from twinplane.loadtest.baselines import IMITATION
+from twinplane.loadtest.baselines import IMITATION, MAPPER_FRAMEWORK, Baseline
 from twinplane.loadtest.procs import ProcUsage
 from twinplane.loadtest.prom import Histogram, histogram_quantile, parse
 from twinplane.loadtest.scale import write_results
@@ -336,19 +336,26 @@ def test_when_matplotlib_fails_the_results_are_written_with_a_warning(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md"]
 
 
-def test_reports_name_the_baseline_for_what_it_is(tmp_path: Path) -> None:
-    """Table, results.md and the plots call the baseline a Python imitation, never KubeEdge."""
+def _with_baseline(known: Baseline) -> dict[str, Any]:
+    """Window results with a baseline phase of ``known``, as run_scale writes them."""
     results = _window_results()
-    base = {**_window_results(), "mapper": IMITATION.name}
+    base = {**_window_results(), "mapper": known.name}
     results.update(
         baseline=base,
-        baseline_name=IMITATION.name,
-        baseline_description=IMITATION.description,
+        baseline_name=known.name,
+        baseline_description=known.description,
         ratios=report.ratios(results, base),
     )
+    return results
+
+
+def test_reports_name_the_baseline_for_what_it_is(tmp_path: Path) -> None:
+    """Table, results.md and the plots call the baseline a Python imitation, never KubeEdge."""
+    results = _with_baseline(IMITATION)
     text, markdown = report.table(results), report.markdown(results)
     assert IMITATION.label in text.splitlines()[1]  # the column
-    assert f"baseline: {IMITATION.description}; not KubeEdge's own code" in text
+    assert f"baseline: {IMITATION.description}; {IMITATION.provenance}" in text
+    assert IMITATION.provenance.endswith("not KubeEdge's own code")
     assert f"## Ratios against {IMITATION.description} (same run)" in markdown
     assert f"| twinplane | {IMITATION.label} | target |" in markdown
     assert "python imitation of mapper-framework" in IMITATION.description.lower()
@@ -362,6 +369,17 @@ def test_reports_name_the_baseline_for_what_it_is(tmp_path: Path) -> None:
         IMITATION.name,
         IMITATION.description,
     )
+
+
+def test_reports_say_the_mapper_framework_baseline_is_kubeedges_code() -> None:
+    """The Go baseline is named as KubeEdge's mapper-framework, with what is written here."""
+    results = _with_baseline(MAPPER_FRAMEWORK)
+    text, markdown = report.table(results), report.markdown(results)
+    assert MAPPER_FRAMEWORK.label in text.splitlines()[1]
+    assert f"baseline: {MAPPER_FRAMEWORK.description}; {MAPPER_FRAMEWORK.provenance}" in text
+    assert "not KubeEdge's own code" not in text + markdown
+    assert "written in interop/go" in markdown
+    assert "mapper CPU per sample, baseline / twinplane" in text
 
 
 def _run_bench(

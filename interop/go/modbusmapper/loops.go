@@ -134,7 +134,10 @@ func report(instance common.DeviceInstance, twin common.Twin, value any, stats *
 		DeviceNamespace: instance.Namespace,
 		ReportedDevice:  &dmiapi.DeviceStatus{Twins: parse.ConvMsgTwinToGrpc(msg.Twin)},
 	}
-	if err := grpcclient.ReportDeviceStatus(request); err != nil {
+	sent := time.Now()
+	err = grpcclient.ReportDeviceStatus(request)
+	stats.ReportTime(time.Since(sent).Seconds())
+	if err != nil {
 		stats.ReportError()
 		klog.Errorf("fail to report device status of %s with err: %+v", instance.Name, err)
 		return

@@ -23,6 +23,26 @@ type Stats struct {
 	mu         sync.Mutex
 	polls      map[string]int64
 	pollErrors map[string]int64
+	reportTime histogram
+}
+
+// ReportBounds are the buckets (seconds) of the time a ReportDeviceStatus takes, dial included.
+var ReportBounds = []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5}
+
+type histogram struct {
+	counts []int64 // one per bound, then +Inf
+	sum    float64
+	count  int64
+}
+
+func (h *histogram) observe(seconds float64) {
+	if h.counts == nil {
+		h.counts = make([]int64, len(ReportBounds)+1)
+	}
+	i := sort.SearchFloat64s(ReportBounds, seconds)
+	h.counts[i]++
+	h.sum += seconds
+	h.count++
 }
 
 // NewStats makes zeroed counters.
@@ -57,6 +77,13 @@ func (s *Stats) Late(n int64) { s.late.Add(n) }
 
 // Report counts a ReportDeviceStatus that succeeded.
 func (s *Stats) Report() { s.reports.Add(1) }
+
+// ReportTime records how long a ReportDeviceStatus took, its dial included, failed or not.
+func (s *Stats) ReportTime(seconds float64) {
+	s.mu.Lock()
+	s.reportTime.observe(seconds)
+	s.mu.Unlock()
+}
 
 // ReportError counts a ReportDeviceStatus that failed.
 func (s *Stats) ReportError() { s.reportErrors.Add(1) }
@@ -97,6 +124,17 @@ func (s *Stats) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	for _, b := range names {
 		fmt.Fprintf(w, "twinplane_mapper_bus_poll_errors_total{bus=%q} %d\n", b, s.pollErrors[b])
 	}
+	name := "twinplane_mapper_report_seconds"
+	fmt.Fprintf(w, "# HELP %s Time a ReportDeviceStatus took, the dial of its connection included.\n# TYPE %s histogram\n", name, name)
+	var cumulative int64
+	h := s.reportTime
+	for i, bound := range ReportBounds {
+		if h.counts != nil {
+			cumulative += h.counts[i]
+		}
+		fmt.Fprintf(w, "%s_bucket{le=\"%g\"} %d\n", name, bound, cumulative)
+	}
+	fmt.Fprintf(w, "%s_bucket{le=\"+Inf\"} %d\n%s_sum %g\n%s_count %d\n", name, h.count, name, h.sum, name, h.count)
 	s.mu.Unlock()
 	single("polls_on_time_total", "counter", "Polls that started within 10% of their cycle after their due time and read in time.", s.onTime.Load())
 	single("polls_late_total", "counter", "Polls that started or finished late, or were dropped because their loop was busy.", s.late.Load())

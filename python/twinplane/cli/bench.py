@@ -23,7 +23,7 @@ from twinplane.cli import baseline
 from twinplane.cli.args import positive_int
 from twinplane.cli.baseline import IMITATION_MAPPER
 from twinplane.fleet import MAX_PROPERTIES
-from twinplane.loadtest.baselines import BASELINES, IMITATION
+from twinplane.loadtest.baselines import BASELINES, IMITATION, MAPPER_FRAMEWORK
 
 __all__ = ["IMITATION_MAPPER", "add_parser", "run"]
 
@@ -121,8 +121,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help=(
             "measure a baseline too, in a second phase with the same load: "
-            f"{IMITATION.name} is {IMITATION.description}, not KubeEdge's own code"
+            f"{MAPPER_FRAMEWORK.name} is {MAPPER_FRAMEWORK.description} (built from interop/go "
+            f"with Go); {IMITATION.name} is {IMITATION.description}, not KubeEdge's own code"
         ),
+    )
+    parser.add_argument(
+        "--edgecore-admission",
+        action="store_true",
+        help="run the device manager with EdgeCore's DMI admission: 1 call/s, burst 100, "
+        "shared by all calls (default: twinplane's budget)",
     )
     kinds.add_parser(
         IMITATION_MAPPER,
@@ -156,6 +163,7 @@ def _config(args: argparse.Namespace, command: Sequence[str]) -> object:
         command=tuple(command),
         tty=sys.stdout.isatty(),
         pipelined=args.pipelined,
+        edgecore_admission=args.edgecore_admission,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 from pathlib import Path
 
@@ -60,11 +61,26 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="seconds an event stays in the log after it last happened (default: 604800)",
     )
     parser.add_argument(
+        "--dmi-rate",
+        type=float,
+        default=None,
+        metavar="CALLS",
+        help="DMI calls admitted per second, shared by all calls; 0: unlimited (default: "
+        "200000; EdgeCore's is 1)",
+    )
+    parser.add_argument(
+        "--dmi-burst",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="DMI calls admitted at once above the rate (default: 20000; EdgeCore's is 100)",
+    )
+    parser.add_argument(
         "--log-level", choices=LOG_LEVELS, default="info", help="(default: %(default)s)"
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit per failure
     """Runs ``twinplane edge``; returns the exit status."""
     from twinplane.edge.app import EdgeConfig, run_edge  # noqa: PLC0415 - see the module doc
     from twinplane.edge.rest import parse_addr  # noqa: PLC0415
@@ -100,6 +116,13 @@ def run(args: argparse.Namespace) -> int:
         config.event_log_max = args.event_log_max
     if args.event_log_max_age is not None:
         config.event_log_max_age_s = float(args.event_log_max_age)
+    if args.dmi_rate is not None:
+        if not (args.dmi_rate >= 0 and math.isfinite(args.dmi_rate)):
+            print("twinplane edge: error: --dmi-rate must be 0 or more", file=sys.stderr)
+            return 2
+        config.dmi_rate = args.dmi_rate
+    if args.dmi_burst is not None:
+        config.dmi_burst = args.dmi_burst
     try:
         make_dirs(config.db_path.parent)  # 0700: the state is the owner's alone
         with asyncio.Runner(loop_factory=loop_factory()) as runner:

@@ -77,17 +77,21 @@ def raise_fd_limit() -> int:
 
 
 class Proc:
-    """One ``twinplane`` process, its output in ``log_dir/<name>.log``.
+    """One ``twinplane`` process (or another program), its output in ``log_dir/<name>.log``.
 
     Args:
         name: A short name (``sim``, ``edge``, ``mapper``).
-        args: The arguments after ``python -m twinplane``.
+        args: The arguments after ``python -m twinplane``, or after ``program``.
         log_dir: Where the log file goes.
+        program: Another executable to run instead of ``python -m twinplane``.
     """
 
-    def __init__(self, name: str, args: Sequence[str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, args: Sequence[str], log_dir: Path, program: Path | None = None
+    ) -> None:
         self.name = name
-        self.argv = [sys.executable, "-m", "twinplane", *args]
+        prefix = [str(program)] if program is not None else [sys.executable, "-m", "twinplane"]
+        self.argv = [*prefix, *args]
         self.log_path = log_dir / f"{name}.log"
         self._popen: subprocess.Popen[bytes] | None = None
 
@@ -99,7 +103,7 @@ class Proc:
     def start(self) -> None:
         """Starts the process in a session of its own."""
         with self.log_path.open("wb") as log:
-            self._popen = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            self._popen = subprocess.Popen(  # noqa: S603 - our interpreter, or an interop/go build
                 self.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

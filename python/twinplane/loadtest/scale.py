@@ -50,6 +50,13 @@ APPLY_CHUNK: Final = 500
 START_TIMEOUT_S: Final = 30.0
 SCRAPE_TIMEOUT_S: Final = 5.0
 MAX_SCRAPE_FAILURES: Final = 5
+STATE_REPORT_MS: Final = 10_000
+"""Every device's ``spec.stateReport.reportCycle``: mapper-framework reports a device's state
+only with ``reportToCloud`` (and the device manager counts a device online by its state), so
+every phase's devices ask for a state report every 10 s, the same for every mapper."""
+EDGECORE_RATE: Final = 1.0
+EDGECORE_BURST: Final = 100
+"""EdgeCore's DMI admission: one limiter of 1 call/s, burst 100, shared by every DMI call."""
 _FD_HEADROOM: Final = 256
 _MAX_UNIX_PATH: Final = 100  # sun_path is 108 bytes on Linux
 
@@ -77,6 +84,9 @@ class ScaleConfig:
             Without it (the default, what real devices need) the simulator takes one
             transaction at a time per connection, as many PLCs and gateways do, and so does
             the mapper.
+        edgecore_admission: Run the device manager with EdgeCore's DMI admission
+            (:data:`EDGECORE_RATE` call/s, burst :data:`EDGECORE_BURST`, shared by all calls)
+            instead of its own budget.
     """
 
     devices: int
@@ -92,6 +102,7 @@ class ScaleConfig:
     command: tuple[str, ...] = ()
     tty: bool = False
     pipelined: bool = False
+    edgecore_admission: bool = False
 
     @property
     def modbus_mode(self) -> str:
@@ -143,6 +154,7 @@ class _Phase:
         self.procs: dict[str, Proc] = {}
         self.edge_url = ""
         self.mapper_url = ""
+        self.metrics_url = ""  # the mapper's /metrics: its REST port, or the baseline's own
         self.base_port = 0
         self.onboarding: dict[str, Any] = {}
         self._sockets: Path | None = None
@@ -227,6 +239,8 @@ class _Phase:
         edge_args += ["--rest-addr", f"127.0.0.1:{rest}", "--log-level", "warning"]
         if cfg.mqtt:
             edge_args += ["--mqtt", cfg.mqtt]
+        if cfg.edgecore_admission:
+            edge_args += ["--dmi-rate", f"{EDGECORE_RATE:g}", "--dmi-burst", str(EDGECORE_BURST)]
         self._spawn("edge", edge_args)
         await self._until("the device manager", lambda: self._get_ok(session, self.edge_url))
         self.progress.step(f"device manager  REST {self.edge_url}", t0)
@@ -250,11 +264,10 @@ class _Phase:
                 }
             )
         )
-        command = ["mapper"] if self.kind == "twinplane" else list(BASELINES[self.kind].command)
-        self._spawn("mapper", [*command, "--config-file", str(config), "--log-level", "warning"])
+        self._spawn_mapper(config)
 
         async def registered() -> bool:
-            if not await self._get_ok(session, self.mapper_url):
+            if not await self._get_ok(session, self.metrics_url):
                 return False
             mappers = (await self.scrape(session, self.edge_url)).total(
                 "twinplane_mappers_registered"
@@ -263,6 +276,22 @@ class _Phase:
 
         await self._until(f"the {self.kind} mapper", registered)
         self.progress.step(f"mapper          {self.kind}, REST {self.mapper_url}", t0)
+
+    def _spawn_mapper(self, config: Path) -> None:
+        """Starts the mapper of this phase on ``config`` (mapper-framework's config file)."""
+        known = BASELINES.get(self.kind)
+        if known is not None and known.program is not None:
+            metrics = _free_port()
+            self.metrics_url = f"http://127.0.0.1:{metrics}"
+            args = ["--config-file", str(config), "--v", "0"]
+            args += ["--metrics-addr", f"127.0.0.1:{metrics}"]
+            proc = Proc("mapper", args, self.work, program=interop_program(known.program))
+            self.procs["mapper"] = proc
+            proc.start()
+            return
+        self.metrics_url = self.mapper_url
+        command = ["mapper"] if known is None else list(known.command)
+        self._spawn("mapper", [*command, "--config-file", str(config), "--log-level", "warning"])
 
     def stop(self) -> None:
         """Stops the processes in reverse order (SIGTERM, then SIGKILL)."""
@@ -312,6 +341,8 @@ class _Phase:
             max_in_flight=PIPELINED_IN_FLIGHT if cfg.pipelined else None,
         )
         items = json.loads(text)["items"]
+        for device in items[1:]:
+            device["spec"]["stateReport"] = {"reportToCloud": True, "reportCycle": STATE_REPORT_MS}
         await self._apply(session, items[:1])
         devices = items[1:]
         for start in range(0, len(devices), APPLY_CHUNK):
@@ -361,8 +392,10 @@ class _Phase:
     async def _online(self, session: aiohttp.ClientSession) -> float:
         edge = await self.scrape(session, self.edge_url)
         online = edge.total("twinplane_devices", state="online")
+        if online is not None:  # a KubeEdge mapper reports "ok", which means online too
+            online += edge.total("twinplane_devices", state="ok") or 0.0
         if online is None:
-            mapper = await self.scrape(session, self.mapper_url)
+            mapper = await self.scrape(session, self.metrics_url)
             online = mapper.total("twinplane_mapper_devices", state="online")
         return online or 0.0
 
@@ -371,7 +404,7 @@ class _Phase:
     async def tick(self, session: aiohttp.ClientSession, t: float) -> Tick:
         """One scrape of both ``/metrics`` and the processes' usage."""
         mapper, edge = await asyncio.gather(
-            self.scrape(session, self.mapper_url), self.scrape(session, self.edge_url)
+            self.scrape(session, self.metrics_url), self.scrape(session, self.edge_url)
         )
         usage = {name: self.procs[name].usage() for name in PROCESSES}
         return Tick(t, mapper, edge, usage)
@@ -446,6 +479,37 @@ async def _run_phase(cfg: ScaleConfig, kind: str, work: Path, progress: Progress
         phase.stop()
 
 
+INTEROP_BUILD: Final = Path(__file__).resolve().parents[3] / "tools" / "interop" / "build.sh"
+"""The build script of interop/go, in a checkout of the repository."""
+
+
+def interop_program(name: str) -> Path:
+    """interop/go's program ``name``, built (or found up to date) by tools/interop/build.sh.
+
+    Raises:
+        BenchError: Not a checkout of the repository, or the build failed (Go missing, ...).
+    """
+    import subprocess  # noqa: PLC0415 - only a baseline phase needs it
+
+    if not INTEROP_BUILD.is_file():
+        raise BenchError(
+            f"the {name} baseline is built from interop/go in a checkout of twinplane "
+            f"({INTEROP_BUILD} is missing): run the bench from a clone, with Go installed"
+        )
+    built = subprocess.run(  # noqa: S603 - the repository's own script
+        [str(INTEROP_BUILD)], capture_output=True, text=True, check=False
+    )
+    if built.returncode != 0:
+        raise BenchError(f"tools/interop/build.sh failed:\n{built.stdout}{built.stderr}")
+    where = subprocess.run(  # noqa: S603
+        [str(INTEROP_BUILD), "--bin-dir"], capture_output=True, text=True, check=True
+    )
+    program = Path(where.stdout.strip()) / name
+    if not program.is_file():
+        raise BenchError(f"tools/interop/build.sh built no {name} in {program.parent}")
+    return program
+
+
 def _check_fds(cfg: ScaleConfig) -> None:
     soft = raise_fd_limit()
     needed = -(-cfg.devices // cfg.devices_per_port) + _FD_HEADROOM
@@ -476,6 +540,7 @@ def _results(
     results["targets"] = report.targets(results)
     results["hardware"] = report.hardware()
     results["command"] = list(cfg.command)
+    results["edgecore_admission"] = cfg.edgecore_admission
     results["started_at"] = started
     results["baseline"] = base
     known = BASELINES.get(cfg.baseline) if cfg.baseline is not None else None

@@ -49,6 +49,10 @@ TO_PERSISTED: Final = "twinplane_read_to_persisted_seconds"
 TO_APPLIED_MAX: Final = "twinplane_read_to_applied_max_seconds"
 TO_PERSISTED_MAX: Final = "twinplane_read_to_persisted_max_seconds"
 MQTT_PUBLISHED: Final = "twinplane_mqtt_published_total"
+DMI_REPORTS: Final = "twinplane_dmi_reports_total"
+REPORT_TIME: Final = "twinplane_mapper_report_seconds"
+"""How long a unary ReportDeviceStatus takes in the mapper, its dial included (the
+mapper-framework baseline's; twinplane's mapper streams and has none)."""
 """The MQTT bridge's publishes acknowledged by the broker (exported only with a broker)."""
 
 
@@ -117,6 +121,10 @@ def _delta(name: str, first: Snapshot, last: Snapshot) -> float | None:
 def _hist_delta(name: str, first: Snapshot, last: Snapshot) -> Histogram | None:
     b = last.histogram(name)
     return None if b is None else b.delta(first.histogram(name))
+
+
+def _us(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1e6, 2)
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -197,11 +205,16 @@ def summarize(ticks: Sequence[Tick], load: WindowLoad, *, mqtt: bool) -> dict[st
         "read_to_applied_p99_ms": quantile_ms(to_applied, 0.99, applied_max),
         "read_to_applied_max_ms": _ms(applied_max),
         "twin_updates_per_s": _per_s(twin_updates, window),
+        "dmi_reports_per_s": _per_s(_delta(DMI_REPORTS, e0, e1), window),
+        "mapper_report_p50_ms": quantile_ms(_hist_delta(REPORT_TIME, m0, m1), 0.5),
+        "mapper_report_p99_ms": quantile_ms(_hist_delta(REPORT_TIME, m0, m1), 0.99),
         "twin_updates_metric": twin_name,
         "samples_per_s": _per_s(samples, window),
         "mqtt_publishes_per_s": _per_s(mqtt_published, window),
         "cpu_s_per_process": cpu,
         "cpu_s_per_sample": ratio(cpu_sut, samples),
+        "mapper_cpu_us_per_sample": _us(ratio(cpu["mapper"], samples)),
+        "edge_cpu_us_per_sample": _us(ratio(cpu["edge"], samples)),
         "rss_mb_per_process": hwm,
         "rss_mb_edge_plus_mapper": edge_mapper,
         "missing_metrics": missing,

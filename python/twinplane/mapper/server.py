@@ -94,6 +94,11 @@ class MapperServicer(api_pb2_grpc.DeviceMapperServiceServicer):
     async def _check_device(self, request_device: api_pb2.Device, context: Context) -> None:
         if not request_device.name:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "device.name must be set")
+        if not request_device.spec.deviceModelReference:
+            # No model has an empty name (CreateDeviceModel refuses one): nothing to wait for.
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "device.spec.deviceModelReference must be set"
+            )
         await self._model_for(request_device, context)
 
     async def RegisterDevice(  # noqa: N802 - the RPC's name

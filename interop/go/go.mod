@@ -7,6 +7,8 @@ require (
 	github.com/kubeedge/mapper-framework v1.23.0
 	github.com/simonvetter/modbus v1.6.4
 	github.com/spf13/pflag v1.0.6-0.20210604193023-d5e0c0615ace
+	google.golang.org/grpc v1.67.1
+	google.golang.org/protobuf v1.35.2
 	k8s.io/klog/v2 v2.130.1
 )
 
@@ -21,8 +23,6 @@ require (
 	golang.org/x/sys v0.31.0 // indirect
 	golang.org/x/text v0.23.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20241007155032-5fefd90f89a9 // indirect
-	google.golang.org/grpc v1.67.1 // indirect
-	google.golang.org/protobuf v1.35.2 // indirect
 	gopkg.in/yaml.v2 v2.4.0 // indirect
 )
 

@@ -97,9 +97,10 @@ $(DEV_STAMP): $(VENV_STAMP) pyproject.toml $(RUST_SOURCES) $(if $(ENGINE_SO),,FO
 kube-tools: ## Build kube-apiserver, kubectl and etcd for the tests (tools/kube/build.sh; needs Go)
 	tools/kube/build.sh
 
-# KubeEdge's own code as the peer (interop/go): mapper-framework-modbus and the DMI client, built
-# with Go into a cache outside the clone (tools/interop/build.sh; instant when nothing changed).
-interop-tools: ## Build interop/go's programs (KubeEdge's mapper-framework and DMI stubs; needs Go)
+# KubeEdge's own code as the peer (interop/): mapper-framework-modbus and the DMI client
+# (interop/go), edgecore-dmi (interop/edgecore: EdgeCore's DMI server), built with Go into a cache
+# outside the clone (tools/interop/build.sh; instant when nothing changed, minutes cold).
+interop-tools: ## Build interop/'s programs (KubeEdge's mapper-framework, DMI stubs, EdgeCore's DMI server; needs Go)
 	tools/interop/build.sh
 
 kube-up: dev kube-tools ## A local kube-apiserver + etcd with deploy/ applied, to try twinplane cloud on (tools/kube/cluster.py; Ctrl-C stops it)
@@ -118,9 +119,10 @@ lint: dev proto-check ## Protocol code freshness, ruff, mypy --strict, stubtest,
 		--mypy-config-file pyproject.toml
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	@echo "gofmt -l interop/go && go vet ./... (interop/go)"
-	@test -z "$$(gofmt -l interop/go)" || { gofmt -l interop/go; echo "error: gofmt would change these files" >&2; exit 1; }
+	@echo "gofmt -l interop && go vet ./... (interop/go, interop/edgecore)"
+	@test -z "$$(gofmt -l interop)" || { gofmt -l interop; echo "error: gofmt would change these files" >&2; exit 1; }
 	cd interop/go && go vet ./...
+	cd interop/edgecore && go vet ./...
 
 fmt: dev ## Format and auto-fix: ruff check --fix, ruff format, cargo fmt
 	$(BIN)/ruff check --fix .

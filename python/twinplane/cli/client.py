@@ -15,8 +15,8 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
-from typing import Any, Final
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, BinaryIO, Final
 
 from twinplane import __version__
 from twinplane.rest.guard import CLIENT_HEADER
@@ -101,8 +101,37 @@ class ApiClient:
         if content_type is not None:
             headers["Content-Type"] = content_type
         req = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310 - scheme checked
+        return self._send(req)
+
+    def upload(
+        self,
+        method: str,
+        path: str,
+        body: BinaryIO,
+        size: int,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+    ) -> Any:  # noqa: ANN401 - decoded JSON
+        """Sends ``size`` bytes read from ``body`` (streamed, not read whole); the JSON answer.
+
+        Raises:
+            CliError: No answer (connection refused, timeout) or an error status.
+        """
+        url = self.server + path
+        if query:
+            url += "?" + urllib.parse.urlencode(list(query))
+        headers = {
+            "Accept": "application/json",
+            CLIENT_HEADER: CLIENT,
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(size),
+        }
+        req = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310 - scheme checked
+        return self._send(req)
+
+    def _send(self, req: urllib.request.Request) -> Any:  # noqa: ANN401 - decoded JSON
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - checked
                 return _decode(resp.read())
         except urllib.error.HTTPError as err:
             raise _status_error(err) from None

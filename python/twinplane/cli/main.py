@@ -14,7 +14,19 @@ import sys
 from collections.abc import Callable, Sequence
 
 from twinplane import __version__
-from twinplane.cli import alarms, baseline, bench, calls, cloud, commands, edge, mapper, sim, up
+from twinplane.cli import (
+    alarms,
+    baseline,
+    bench,
+    calls,
+    cloud,
+    commands,
+    edge,
+    firmware,
+    mapper,
+    sim,
+    up,
+)
 from twinplane.cli.client import ApiClient, CliError, default_server
 
 __all__ = ["main"]
@@ -158,6 +170,8 @@ def _build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one parser, e
     p.add_argument("--ttl", metavar="DURATION", help="how long it may wait for an offline device")
     p.add_argument("--timeout", metavar="DURATION", help="its deadline once sent (default 10s)")
     p.set_defaults(run=calls.call)
+
+    firmware.add_parser(cmds, [server, out])
 
     twin = cmds.add_parser("twin", help="read or set a device's twins")
     twin_cmds = twin.add_subparsers(dest="twin_command", required=True, metavar="ACTION")

@@ -19,6 +19,7 @@ from twinplane.edge.core import EdgeCore
 from twinplane.edge.device_events import EVENT_LOG_MAX_AGE_S, EVENT_LOG_MAX_COUNT, EdgeEvents
 from twinplane.edge.dmi_server import DmiServer
 from twinplane.edge.events import EventHub
+from twinplane.edge.firmware import FirmwareStore
 from twinplane.edge.mapper_info import MapperInfo
 from twinplane.edge.mappers import MapperDirectory
 from twinplane.edge.method_delivery import MethodsDeliverer
@@ -100,6 +101,7 @@ class EdgeApp:
         self.mqtt: MqttBridge | None = None
         self.cloud: CloudLink | None = None
         self.calls: CallService | None = None
+        self.firmware: FirmwareStore | None = None
         self.rest_url = ""
 
     async def start(self) -> None:
@@ -135,6 +137,8 @@ class EdgeApp:
         # twinplane mappers' Methods service, else desired values (a plain KubeEdge mapper)
         self.calls = CallService(core, MethodsDeliverer(self.mappers, DesiredDeliverer(core)))
         await self.calls.start()
+        self.firmware = FirmwareStore(self.store, cfg.home / "state" / "firmware")
+        self.firmware.start()
         await self.dmi.start(cfg.socket_path)
         await self._start_rest()
         await self._start_cloud()  # before the bridge, which hands it $hw/events/upload/#
@@ -168,6 +172,7 @@ class EdgeApp:
             self.dmi,
             self.mappers,
             calls=self.calls,
+            firmware=self.firmware,
             allowed_hosts=self.config.allowed_hosts,
             max_event_streams=self.config.max_event_streams,
         )

@@ -53,6 +53,8 @@ from twinplane.edge.events_rest import (
     param_error,
     parse_stream_filter,
 )
+from twinplane.edge.firmware import FirmwareStore
+from twinplane.edge.firmware_rest import FirmwareRoutes
 from twinplane.edge.mappers import MapperDirectory
 from twinplane.edge.metrics import CONTENT_TYPE, RequestCounts, render_metrics
 from twinplane.edge.resources import (
@@ -168,6 +170,7 @@ class RestServer:
         mappers: MapperDirectory,
         *,
         calls: CallService | None = None,
+        firmware: FirmwareStore | None = None,
         heartbeat: float = HEARTBEAT_S,
         max_body: int = MAX_BODY_BYTES,
         allowed_hosts: Sequence[str] = (),
@@ -177,6 +180,7 @@ class RestServer:
         self.dmi = dmi
         self.mappers = mappers
         self.calls = calls
+        self.firmware = firmware
         self.heartbeat = heartbeat
         self.max_body = max_body
         self.allowed_hosts = tuple(allowed_host(name) for name in allowed_hosts)
@@ -251,6 +255,8 @@ class RestServer:
         router.add_delete("/api/v1/mappers/{name}", self.delete_mapper)
         if self.calls is not None:
             CallRoutes(self.calls).add_routes(router)
+        if self.firmware is not None:
+            FirmwareRoutes(self.firmware).add_routes(router)
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

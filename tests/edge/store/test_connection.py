@@ -35,6 +35,7 @@ def test_open_creates_parents_and_configures_sqlite(tmp_path: Path) -> None:
         "device_events",
         "calls",
         "alarms",
+        "firmware",
     }
 
 
@@ -122,6 +123,7 @@ def test_v1_database_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
         "device_events",
         "calls",
         "alarms",
+        "firmware",
     }
 
 

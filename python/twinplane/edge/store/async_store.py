@@ -21,6 +21,7 @@ from twinplane.edge.store.calls import StoredCall
 from twinplane.edge.store.cloud_outbox import CloudMark
 from twinplane.edge.store.device_events import EventQuery, StoredEvent
 from twinplane.edge.store.errors import StoreError
+from twinplane.edge.store.firmware import StoredFirmware
 from twinplane.edge.store.mappers import StoredMapper
 from twinplane.edge.store.objects import StoredObject
 from twinplane.edge.store.outbox import OutboxEntry
@@ -289,3 +290,19 @@ class AsyncEdgeStore:
     async def list_alarms(self) -> list[StoredAlarm]:
         """See :meth:`EdgeStore.list_alarms`."""
         return await self._call(self._sync().list_alarms)
+
+    async def put_firmware(self, fw: StoredFirmware) -> None:
+        """See :meth:`EdgeStore.put_firmware`."""
+        await self._call(self._sync().put_firmware, fw)
+
+    async def get_firmware(self, name: str, version: str) -> StoredFirmware | None:
+        """See :meth:`EdgeStore.get_firmware`."""
+        return await self._call(self._sync().get_firmware, name, version)
+
+    async def list_firmware(self) -> list[StoredFirmware]:
+        """See :meth:`EdgeStore.list_firmware`."""
+        return await self._call(self._sync().list_firmware)
+
+    async def delete_firmware(self, name: str, version: str) -> int | None:
+        """See :meth:`EdgeStore.delete_firmware`."""
+        return await self._call(self._sync().delete_firmware, name, version)

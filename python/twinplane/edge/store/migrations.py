@@ -213,6 +213,24 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             END""",
         ),
     ),
+    Migration(
+        9,
+        "firmware: the artifacts stored on the edge (name, version, models, size, sha256); the"
+        " bytes live in files named by their sha256",
+        (
+            """CREATE TABLE firmware (
+                name TEXT NOT NULL,
+                version TEXT NOT NULL,
+                models TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                sha256 TEXT NOT NULL,
+                description TEXT NOT NULL,
+                created_ms INTEGER NOT NULL,
+                PRIMARY KEY (name, version)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX firmware_sha256 ON firmware (sha256)",
+        ),
+    ),
 )
 
 LATEST: Final = MIGRATIONS[-1].version

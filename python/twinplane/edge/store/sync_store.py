@@ -6,6 +6,7 @@ from twinplane.edge.store.alarms import AlarmTable
 from twinplane.edge.store.calls import CallTable
 from twinplane.edge.store.cloud_outbox import CloudOutboxTable
 from twinplane.edge.store.device_events import DeviceEventTable
+from twinplane.edge.store.firmware import FirmwareTable
 from twinplane.edge.store.mappers import MapperTable
 from twinplane.edge.store.objects import ObjectTable
 from twinplane.edge.store.outbox import OutboxTable
@@ -27,6 +28,7 @@ class EdgeStore(
     DeviceEventTable,
     CallTable,
     AlarmTable,
+    FirmwareTable,
 ):
     """The synchronous store over one SQLite connection; open it with :meth:`open`.
 

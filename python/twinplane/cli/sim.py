@@ -54,7 +54,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=(
             "faults: comma-separated entries of colon-separated fields, e.g. "
             "unit=5:slow=200ms,unit=6:dead,unit=7:exception=4,unit=8:garble=0.1,"
-            "port=5021:garble=tid+truncated@0.5 (see docs/modbus.md)"
+            "port=5021:garble=tid+truncated@0.5 (see docs/modbus.md); firmware transfers: "
+            "unit=3:powerloss=2048:reboot=5s,unit=4:badchunk=3,unit=5:bootfail "
+            "(see docs/upgrades.md)"
         ),
     )
     parser.add_argument("--devices", type=positive_int, default=1, help="(default: 1)")
@@ -114,6 +116,23 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     parser.add_argument("--faults", default=None, metavar="SPEC", help="faults to inject")
+    parser.add_argument(
+        "--firmware-base",
+        type=int,
+        default=60000,
+        metavar="ADDRESS",
+        help=(
+            "first holding register of each device's firmware transfer block, answered "
+            "whatever --registers is (default: 60000; see docs/upgrades.md)"
+        ),
+    )
+    parser.add_argument(
+        "--firmware-version",
+        type=lambda text: int(text, 0),
+        default=0x0001_0000,
+        metavar="VERSION",
+        help="every device's ACTIVE_VERSION at start, major<<16|minor (default: 0x10000, 1.0)",
+    )
     parser.add_argument(
         "--ramp",
         action="append",
@@ -211,6 +230,8 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             max_in_flight=args.max_in_flight,
             pace=args.pace_ms / 1000,
+            firmware_base=args.firmware_base,
+            firmware_version=args.firmware_version,
         )
         for text in args.ramp:
             unit, address, ramp = parse_ramp(text)

@@ -16,6 +16,11 @@ Faults (:class:`SimFaults`, or the ``--faults`` text ``unit=5:slow=200ms,unit=6:
 unit or a port slow, dead (no answer), answer an exception (to every request, or only to those
 touching some addresses: ``unit=5:exception=2@40-41``), or garble its frames.
 
+Every device also has a firmware transfer block (holding registers from 60000, whatever
+``registers`` is; :mod:`twinplane.sim.firmware`, docs/upgrades.md): a host can upload an image in
+CRC-checked chunks, commit it (the unit reboots: it answers nothing for a while) and roll it
+back, and the faults ``powerloss=K``, ``badchunk=N``, ``reboot=5s`` and ``bootfail`` break it.
+
 ``max_in_flight=1`` (``--max-in-flight 1``) makes every connection behave like the many devices
 and gateways that take one Modbus TCP transaction at a time: of the requests that arrive
 together, it answers the first and drops the others.
@@ -52,6 +57,15 @@ from twinplane.drivers.modbus.frames import (
     pack_registers,
 )
 from twinplane.errors import SpecError
+from twinplane.sim.firmware import (
+    BLOCK_SIZE,
+    DEFAULT_BASE,
+    DEFAULT_VERSION,
+    NO_FAULTS,
+    FirmwareFaults,
+    FirmwareSlot,
+    Outage,
+)
 
 __all__ = [
     "GARBLE_KINDS",
@@ -96,6 +110,12 @@ class Fault:
             ``None``: every address.
         garble: The probability (0..1) that an answer is garbled.
         garble_kinds: Which garbling, picked at random for each garbled answer.
+        power_loss_at: Firmware transfers: the unit loses power when a chunk would take the
+            bytes received to this many (once per transfer; see
+            :class:`~twinplane.sim.firmware.FirmwareFaults`).
+        bad_chunk: Firmware transfers: the Nth chunk of a transfer is corrupted on receipt.
+        reboot: Firmware: seconds a reboot or power loss keeps the unit silent (``None``: 1 s).
+        boot_fail: Firmware: a committed image fails to boot (the unit keeps the old one).
     """
 
     delay: float = 0.0
@@ -104,8 +124,18 @@ class Fault:
     exception_at: tuple[int, int] | None = None
     garble: float = 0.0
     garble_kinds: tuple[GarbleKind, ...] = GARBLE_KINDS
+    power_loss_at: int | None = None
+    bad_chunk: int | None = None
+    reboot: float | None = None
+    boot_fail: bool = False
 
     def __post_init__(self) -> None:
+        if self.power_loss_at is not None and self.power_loss_at < 1:
+            raise SpecError(f"a power loss needs 1 or more bytes, not {self.power_loss_at}")
+        if self.bad_chunk is not None and self.bad_chunk < 1:
+            raise SpecError(f"a bad chunk is the 1st or a later one, not {self.bad_chunk}")
+        if self.reboot is not None and not (self.reboot >= 0 and math.isfinite(self.reboot)):
+            raise SpecError(f"a reboot takes 0 or more seconds, not {self.reboot}")
         if not (self.delay >= 0 and math.isfinite(self.delay)):
             raise SpecError(f"a delay must be 0 or more seconds, not {self.delay}")
         if self.exception is not None and not 1 <= self.exception <= 0xFF:  # noqa: PLR2004
@@ -126,7 +156,15 @@ class Fault:
     @property
     def active(self) -> bool:
         """Whether this fault changes anything."""
-        return bool(self.delay or self.dead or self.exception is not None or self.garble)
+        return (
+            bool(self.delay or self.dead or self.exception is not None or self.garble)
+            or self.firmware != NO_FAULTS
+        )
+
+    @property
+    def firmware(self) -> FirmwareFaults:
+        """The firmware transfer faults."""
+        return FirmwareFaults(self.power_loss_at, self.bad_chunk, self.reboot, self.boot_fail)
 
 
 _Selector = tuple[int | None, int | None]
@@ -147,6 +185,7 @@ class SimFaults:
         sim.faults.exception(4, unit=7)
         sim.faults.garble(0.1, unit=8)  # any kind; or kinds=("tid",)
         sim.faults.apply("unit=9:slow=50ms:garble=truncated@0.5")
+        sim.faults.firmware(unit=3, power_loss_at=2048, reboot=0.5)  # see docs/upgrades.md
         sim.faults.clear(unit=5)
 
     Args:
@@ -186,6 +225,10 @@ class SimFaults:
         exception_at: tuple[int, int] | None = None,
         garble: float | None = None,
         garble_kinds: Sequence[GarbleKind] | None = None,
+        power_loss_at: int | None = None,
+        bad_chunk: int | None = None,
+        reboot: float | None = None,
+        boot_fail: bool | None = None,
     ) -> None:
         """Changes the given fields of the fault of a unit, a port, or a unit on a port.
 
@@ -206,6 +249,13 @@ class SimFaults:
             changes["garble"] = float(garble)
         if garble_kinds is not None:
             changes["garble_kinds"] = tuple(garble_kinds)
+        firmware = {
+            "power_loss_at": power_loss_at,
+            "bad_chunk": bad_chunk,
+            "reboot": reboot,
+            "boot_fail": boot_fail,
+        }
+        changes.update({k: v for k, v in firmware.items() if v is not None})
         fault = replace(old, **changes)  # type: ignore[arg-type]
         if fault.active:
             self._entries[key] = fault
@@ -249,6 +299,35 @@ class SimFaults:
         """Garbles answers with ``probability``, in one of ``kinds`` at random."""
         self.set(unit=unit, port=port, garble=probability, garble_kinds=kinds)
 
+    def firmware(  # noqa: PLR0913 - one keyword per firmware fault
+        self,
+        *,
+        unit: int | None = None,
+        port: int | None = None,
+        power_loss_at: int | None = None,
+        bad_chunk: int | None = None,
+        reboot: float | None = None,
+        boot_fail: bool | None = None,
+    ) -> None:
+        """Sets firmware transfer faults (the given ones; ``clear`` ends them).
+
+        Args:
+            unit: The unit id.
+            port: The port.
+            power_loss_at: Lose power when a chunk would take the bytes received to this many.
+            bad_chunk: Corrupt the Nth chunk of a transfer on receipt.
+            reboot: Seconds a reboot or a power loss keeps the unit silent.
+            boot_fail: A committed image fails to boot.
+        """
+        self.set(
+            unit=unit,
+            port=port,
+            power_loss_at=power_loss_at,
+            bad_chunk=bad_chunk,
+            reboot=reboot,
+            boot_fail=boot_fail,
+        )
+
     def clear(self, *, unit: int | None = None, port: int | None = None) -> None:
         """Removes the fault of a unit, a port, or a unit on a port (everything: no arguments)."""
         if unit is None and port is None:
@@ -270,7 +349,8 @@ class SimFaults:
         ``0.2s``), ``dead``, ``exception=CODE`` (``exception=CODE@A`` or ``@A-B``: only requests
         touching addresses A..B, any register kind), ``garble=P`` (a probability, any kind),
         ``garble=KIND[+KIND...][@P]`` (kinds: length, tid, truncated, header; P defaults to 1),
-        or ``ok`` (no fault).
+        or ``ok`` (no fault); for firmware transfers (docs/upgrades.md) ``powerloss=K`` (bytes),
+        ``badchunk=N``, ``reboot=5s`` (or ``500ms``) and ``bootfail``.
 
         Example: ``unit=5:slow=200ms,unit=6:dead,unit=7:exception=4,unit=8:garble=0.1``.
 
@@ -309,6 +389,10 @@ class _FaultFields(TypedDict, total=False):
     exception_at: tuple[int, int]
     garble: float
     garble_kinds: tuple[GarbleKind, ...]
+    power_loss_at: int
+    bad_chunk: int
+    reboot: float
+    boot_fail: bool
 
 
 def _parse_range(text: str, path: str) -> list[int]:
@@ -360,7 +444,11 @@ def _parse_entry(entry: str, index: int) -> tuple[list[_Selector], _FaultFields 
     if selected == {"unit": [None], "port": [None]}:
         raise SpecError(f"{entry!r} names no unit= or port=", path=path)
     if not changes and not clear:
-        raise SpecError(f"{entry!r} names no fault (slow, dead, exception, garble, ok)", path=path)
+        raise SpecError(
+            f"{entry!r} names no fault (slow, dead, exception, garble, powerloss, badchunk, "
+            "reboot, bootfail, ok)",
+            path=path,
+        )
     try:
         selectors = [
             _selector(port, unit) for port in selected["port"] for unit in selected["unit"]
@@ -373,12 +461,15 @@ def _parse_entry(entry: str, index: int) -> tuple[list[_Selector], _FaultFields 
 
 def _parse_fault(key: str, value: str | None, path: str) -> _FaultFields:
     """One fault field of an entry (``slow=200ms``, ``dead``, ...) as :class:`Fault` fields."""
-    if key == "slow" and value is not None:
+    if key in {"slow", "reboot"} and value is not None:
         duration = _DURATION.match(value)
         if duration is None:
-            raise SpecError(f"slow takes a duration like 200ms or 0.2s, not {value!r}", path=path)
+            raise SpecError(f"{key} takes a duration like 200ms or 0.2s, not {value!r}", path=path)
         scale = 1e-3 if duration.group(2) == "ms" else 1.0
-        return {"delay": float(duration.group(1)) * scale}
+        seconds = float(duration.group(1)) * scale
+        return {"delay": seconds} if key == "slow" else {"reboot": seconds}
+    if key in {"powerloss", "badchunk", "bootfail"}:
+        return _parse_firmware_fault(key, value, path)
     if key == "exception" and value is not None:
         code, _, where = value.partition("@")
         span = _RANGE.match(where) if where else None
@@ -398,6 +489,16 @@ def _parse_fault(key: str, value: str | None, path: str) -> _FaultFields:
         return {"dead": True}
     shown = key if value is None else f"{key}={value}"
     raise SpecError(f"unknown fault field {shown!r}", path=path)
+
+
+def _parse_firmware_fault(key: str, value: str | None, path: str) -> _FaultFields:
+    """``powerloss=K``, ``badchunk=N`` or ``bootfail`` as :class:`Fault` fields."""
+    if key == "bootfail" and value is None:
+        return {"boot_fail": True}
+    if key != "bootfail" and value is not None and value.isdigit():
+        return {"power_loss_at": int(value)} if key == "powerloss" else {"bad_chunk": int(value)}
+    shown = key if value is None else f"{key}={value}"
+    raise SpecError(f"cannot read {shown!r} (powerloss=BYTES, badchunk=N, bootfail)", path=path)
 
 
 def _touches(request: bytes, fault: Fault) -> bool:
@@ -430,6 +531,14 @@ def _describe(selector: _Selector, fault: Fault) -> str:
         parts.append(f"garble={fault.garble:g}")
     elif fault.garble:
         parts.append(f"garble={'+'.join(fault.garble_kinds)}@{fault.garble:g}")
+    if fault.power_loss_at is not None:
+        parts.append(f"powerloss={fault.power_loss_at}")
+    if fault.bad_chunk is not None:
+        parts.append(f"badchunk={fault.bad_chunk}")
+    if fault.reboot is not None:
+        parts.append(f"reboot={fault.reboot * 1000:g}ms")
+    if fault.boot_fail:
+        parts.append("bootfail")
     return ":".join(parts)
 
 
@@ -473,6 +582,8 @@ _KIND_CODES: Final = {
 _FUNCTION_KIND: Final = {1: 0, 2: 1, 4: 2, 3: 3}
 """Read function -> kind code (0 coils, 1 discrete inputs, 2 input registers, 3 holding)."""
 _READ_LIMITS: Final = {1: 2000, 2: 2000, 3: 125, 4: 125}
+_BLOCK_FUNCTIONS: Final = (3, 6, 16)
+"""Functions of the firmware block (holding registers)."""
 
 
 def _phase(device: int, kind: int) -> int:
@@ -715,6 +826,9 @@ class ModbusSimulator:
             simulator serving thousands of them on the gateway under test should cost it as
             little as it can. 0 (the default) answers as soon as a request arrives; only for
             a simulator in a process of its own (the pause stops the whole event loop).
+        firmware_base: The first holding register of every device's firmware transfer block
+            (docs/upgrades.md), which answers whatever ``registers`` is; ``None``: no block.
+        firmware_version: Every device's ACTIVE_VERSION at the start (``major << 16 | minor``).
 
     Attributes:
         faults: The faults in force; change them at any time.
@@ -740,6 +854,8 @@ class ModbusSimulator:
         seed: int | None = 0,
         max_in_flight: int | None = None,
         pace: float = 0.0,
+        firmware_base: int | None = DEFAULT_BASE,
+        firmware_version: int = DEFAULT_VERSION,
     ) -> None:
         if devices < 1:
             raise SpecError(f"devices must be at least 1, not {devices}", path="devices")
@@ -753,6 +869,22 @@ class ModbusSimulator:
             )
         if not (0 <= pace <= _MAX_PACE_S):
             raise SpecError(f"pace must be 0..{_MAX_PACE_S:g} s, not {pace}", path="pace")
+        if firmware_base is not None and not 0 <= firmware_base <= _TABLE_SIZE - BLOCK_SIZE:
+            raise SpecError(
+                f"the firmware block needs a base 0..{_TABLE_SIZE - BLOCK_SIZE}, not "
+                f"{firmware_base}",
+                path="firmware_base",
+            )
+        if not 0 <= firmware_version <= 0xFFFF_FFFF:  # noqa: PLR2004
+            raise SpecError(
+                f"a firmware version is a uint32, not {firmware_version}", path="firmware_version"
+            )
+        self.firmware_base = firmware_base
+        self.firmware_version = firmware_version
+        self._slots: dict[int, FirmwareSlot] = {}
+        self._dark: dict[int, asyncio.TimerHandle] = {}
+        self._plain = registers if firmware_base is None else min(registers, firmware_base)
+        """Addresses below this are ordinary registers on the hot path."""
         self.max_in_flight = max_in_flight
         self.pace = pace
         self._pacing = False
@@ -820,6 +952,9 @@ class ModbusSimulator:
     async def stop(self) -> None:
         """Stops listening and closes every connection."""
         ports, self._ports = self._ports, []
+        for timer in self._dark.values():
+            timer.cancel()
+        self._dark.clear()
         for port in ports:
             if port.server is not None:
                 port.server.close()
@@ -880,6 +1015,70 @@ class ModbusSimulator:
         if not 0 <= unit <= 0xFF or chosen.units[unit] < 0:  # noqa: PLR2004
             raise KeyError(f"no device has unit id {unit} on port {chosen.number}")
         return chosen.units[unit]
+
+    # --- firmware ---
+
+    def firmware(self, unit: int, *, port: int | None = None) -> FirmwareSlot:
+        """A device's firmware slot (its versions, transfer state and image received so far)."""
+        device = self._device(unit, port)
+        slot = self._slots.get(device)
+        if slot is None:
+            slot = self._slots[device] = FirmwareSlot(self.firmware_version)
+        return slot
+
+    def rebooting(self, unit: int, *, port: int | None = None) -> bool:
+        """Whether a unit is silent (rebooting, or out of power)."""
+        return self._device(unit, port) in self._dark
+
+    def _in_block(self, request: bytes) -> bool:
+        """Whether a holding-register read or write request starts in the firmware block."""
+        base = self.firmware_base
+        if base is None or request[0] not in _BLOCK_FUNCTIONS or len(request) < 5:  # noqa: PLR2004
+            return False
+        return base <= int.from_bytes(request[1:3], "big") < base + BLOCK_SIZE
+
+    def _block(self, device: int, fault: Fault | None, request: bytes) -> bytes | None:
+        """Answers a request to the firmware block (``None``: not at all)."""
+        assert self.firmware_base is not None  # noqa: S101 - checked by _in_block
+        slot = self._slots.get(device)
+        if slot is None:
+            slot = self._slots[device] = FirmwareSlot(self.firmware_version)
+        function = request[0]
+        offset = int.from_bytes(request[1:3], "big") - self.firmware_base
+        if function == Function.READ_HOLDING_REGISTERS and len(request) == 5:  # noqa: PLR2004
+            count = int.from_bytes(request[3:5], "big")
+            if not 1 <= count <= _READ_LIMITS[function]:
+                raise ModbusExceptionError(function, ExceptionCode.ILLEGAL_DATA_VALUE)
+            if offset + count > BLOCK_SIZE:
+                raise ModbusExceptionError(function, ExceptionCode.ILLEGAL_DATA_ADDRESS)
+            body = pack_registers(slot.registers(offset, count))
+            return bytes((function, len(body))) + body
+        try:
+            write = decode_request(request)
+        except ModbusFrameError:
+            raise ModbusExceptionError(function, ExceptionCode.ILLEGAL_DATA_VALUE) from None
+        if write.function <= Function.READ_INPUT_REGISTERS:
+            raise ModbusExceptionError(function, ExceptionCode.ILLEGAL_DATA_VALUE)
+        if offset + write.count > BLOCK_SIZE:
+            raise ModbusExceptionError(function, ExceptionCode.ILLEGAL_DATA_ADDRESS)
+        faults = NO_FAULTS if fault is None else fault.firmware
+        outage = slot.write(function, offset, write.values, faults)
+        self.counters.writes += 1
+        if outage is not None:
+            self._go_dark(device, slot, outage)
+            if not outage.answer:
+                return None
+        return encode_write_response(write)
+
+    def _go_dark(self, device: int, slot: FirmwareSlot, outage: Outage) -> None:
+        assert self._loop is not None  # noqa: S101 - a request means it runs
+        log.info("modbus simulator: device %d silent for %gs (firmware)", device, outage.seconds)
+
+        def wake() -> None:
+            self._dark.pop(device, None)
+            slot.wake()
+
+        self._dark[device] = self._loop.call_later(outage.seconds, wake)
 
     # --- values ---
 
@@ -1003,6 +1202,9 @@ class ModbusSimulator:
         counters = self.counters
         counters.requests += 1
         fault = self.faults.get(conn.port.number, unit) if self.faults else None
+        if self._dark and conn.port.units[unit] in self._dark:
+            counters.dropped += 1  # rebooting: silent
+            return off
         function = data[start]
         if self.journal is not None:
             self.journal.append((unit, bytes(data[start:stop])))
@@ -1012,7 +1214,7 @@ class ModbusSimulator:
             count: int
             _, address, count = _READ_REQUEST.unpack_from(data, start)
             device = conn.port.units[unit]
-            if device >= 0 and 1 <= count <= 125 and address + count <= self.registers:  # noqa: PLR2004
+            if device >= 0 and 1 <= count <= 125 and address + count <= self._plain:  # noqa: PLR2004
                 kind = 2 if function == Function.READ_INPUT_REGISTERS else 3
                 values = self._values(device, kind, address, count, self.tick())
                 _REG_RESPONSES[count].pack_into(
@@ -1024,6 +1226,9 @@ class ModbusSimulator:
             counters.dropped += 1
             return off
         pdu = self._pdu(conn.port.units[unit], fault, data[start:stop])
+        if pdu is None:
+            counters.dropped += 1
+            return off
         frame = MBAP.pack(tid, 0, len(pdu) + 1, unit) + pdu
         counters.responses += 1
         if fault is None:
@@ -1031,7 +1236,7 @@ class ModbusSimulator:
             return off + len(frame)
         return self._faulty(conn, out, off, fault, frame)
 
-    def _pdu(self, device: int, fault: Fault | None, request: bytes) -> bytes:
+    def _pdu(self, device: int, fault: Fault | None, request: bytes) -> bytes | None:
         """The answer PDU to a request PDU: data, a write echo, or an exception."""
         try:
             return self._respond(device, fault, request)
@@ -1039,7 +1244,7 @@ class ModbusSimulator:
             self.counters.exceptions += 1
             return bytes((request[0] | 0x80, err.code))
 
-    def _respond(self, device: int, fault: Fault | None, request: bytes) -> bytes:
+    def _respond(self, device: int, fault: Fault | None, request: bytes) -> bytes | None:
         function = request[0]
         if device < 0:
             raise ModbusExceptionError(
@@ -1047,6 +1252,8 @@ class ModbusSimulator:
             )
         if fault is not None and fault.exception is not None and _touches(request, fault):
             raise ModbusExceptionError(function, fault.exception)
+        if self._in_block(request):
+            return self._block(device, fault, request)
         if 1 <= function <= 4 and len(request) == 5:  # noqa: PLR2004 - a read
             return self._read(device, request)
         return self._write(device, request)

@@ -216,6 +216,7 @@ def test_up_shows_no_mqtt_password_and_keeps_its_state_to_its_owner(tmp_path: Pa
     assert "s3cret" not in out + err
     assert f"MQTT mqtt://edge:***@127.0.0.1:{broker.port}" in out
     assert modes.pop(".") == modes.pop("state") == modes.pop("run") == 0o700
+    assert modes.pop("state/firmware") == 0o700  # the firmware images' folder
     assert modes == dict.fromkeys(modes, 0o600)  # every file and socket in state/ and run/
     assert {"state/edge.db", "run/dmi.sock", "run/modbus.sock"} <= set(modes)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from interop_tools import interop_binary
 from mqtt_broker import running_mosquitto
 from twinplane.loadtest import plots, report
 from twinplane.loadtest.baselines import IMITATION, MAPPER_FRAMEWORK, Baseline
@@ -492,3 +493,27 @@ def test_bench_scale_without_matplotlib_exits_0_with_results_and_a_warning(
     assert "matplotlib blocked by the test" in output
     assert f"results: {out}/results.json, results.md\n" in output
     assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.md", "work"]
+
+
+def test_bench_scale_runs_kubeedges_mapper_framework_as_the_baseline(tmp_path: Path) -> None:
+    """``--baseline mapper-framework``: the Go mapper runs as the second phase.
+
+    Its figures, CPU per sample split between mapper and device manager, land under
+    ``baseline``.
+    """
+    interop_binary("mapper-framework-modbus")  # built (or Go missing: fails under CI)
+    _, results = _run_bench(
+        tmp_path / "out", "--devices", "5", "--cycle-ms", "1000", "--baseline", "mapper-framework"
+    )
+    base = results["baseline"]
+    assert results["baseline_name"] == MAPPER_FRAMEWORK.name
+    assert base["mapper"] == MAPPER_FRAMEWORK.name
+    assert base["onboarding"]["online"] == 5  # its state reports arrived (spec.stateReport)
+    assert base["polls"] > 0
+    assert base["dmi_reports_per_s"] > 0  # one unary report per sample
+    assert isinstance(base["mapper_report_p50_ms"], float)
+    for side in (results, base):
+        assert side["mapper_cpu_us_per_sample"] > 0
+        assert side["edge_cpu_us_per_sample"] > 0
+    assert results["ratios"]["mapper_cpu_us_per_sample"] is not None
+    assert results["edgecore_admission"] is False

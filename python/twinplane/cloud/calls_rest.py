@@ -33,8 +33,7 @@ from twinplane.cloud.api import ApiError
 from twinplane.cloud.device_calls import FINAL_STATES, MAX_TIMEOUT_S, MAX_TTL_S
 from twinplane.cloud.registry import NotFoundError, Registry
 from twinplane.cloud.registry.base import TWINPLANE_GROUP_VERSION
-from twinplane.durations import parse_duration
-from twinplane.errors import SpecError
+from twinplane.rest.call_query import call_arguments, query_duration
 from twinplane.rest.echo import clip
 
 __all__ = ["CallRoutes", "call_json"]
@@ -65,10 +64,10 @@ class CallRoutes:
     async def post_call(self, request: web.Request) -> web.Response:
         """``POST …/methods/{method}``: a new DeviceCall."""
         ns, name, method = (request.match_info[k] for k in ("ns", "name", "method"))
-        wait = _duration(request, "wait", MAX_WAIT_S)
-        timeout = _duration(request, "timeout", MAX_TIMEOUT_S)
-        ttl = _duration(request, "ttl", MAX_TTL_S)
-        args = await _arguments(request)
+        wait = query_duration(request, "wait", MAX_WAIT_S, _bad)
+        timeout = query_duration(request, "timeout", MAX_TIMEOUT_S, _bad)
+        ttl = query_duration(request, "ttl", MAX_TTL_S, _bad)
+        args = await call_arguments(request, _bad)
         await self._device(ns, name)
         spec: dict[str, Any] = {"deviceRef": {"name": name}, "method": method, "arguments": args}
         if timeout is not None:
@@ -175,32 +174,6 @@ def _ms(stamp: object) -> int | None:
         return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
     except ValueError:
         return None
-
-
-async def _arguments(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        args = msgspec.json.decode(raw)
-    except msgspec.DecodeError as err:
-        raise _bad("args", f"the body is not JSON: {clip(str(err))}") from None
-    if not isinstance(args, dict):
-        raise _bad("args", "the body must be a JSON object of argument names to values")
-    return args
-
-
-def _duration(request: web.Request, key: str, maximum: float) -> float | None:
-    text = request.query.get(key)
-    if not text:
-        return None
-    try:
-        value = parse_duration(text, key)
-    except SpecError as err:
-        raise _bad(key, clip(err.message)) from None
-    if value > maximum:
-        raise _bad(key, f"{key} is at most {maximum:g}s (got {clip(text)})")
-    return value
 
 
 def _bad(field: str, message: str) -> ApiError:

@@ -17,13 +17,11 @@ Unknown device, method or call: ``404`` naming it. A refused argument: ``422`` w
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
 import msgspec
 from aiohttp import web
 
-from twinplane.durations import parse_duration
 from twinplane.edge.calls import (
     Call,
     CallArgumentError,
@@ -34,7 +32,8 @@ from twinplane.edge.calls import (
 )
 from twinplane.edge.methods import MethodError
 from twinplane.edge.resources import ApiError
-from twinplane.errors import SpecError, UnknownDeviceError
+from twinplane.errors import UnknownDeviceError
+from twinplane.rest.call_query import call_arguments, query_duration
 from twinplane.rest.echo import clip
 
 __all__ = ["CallRoutes"]
@@ -72,10 +71,10 @@ class CallRoutes:
     async def post_call(self, request: web.Request) -> web.Response:
         """``POST …/methods/{method}``."""
         ns, name, method = (request.match_info[k] for k in ("ns", "name", "method"))
-        wait = _duration(request, "wait", MAX_WAIT_S)
-        ttl = _duration(request, "ttl", None)
-        timeout = _duration(request, "timeout", None)
-        args = await _arguments(request)
+        wait = query_duration(request, "wait", MAX_WAIT_S, _bad)
+        ttl = query_duration(request, "ttl", None, _bad)
+        timeout = query_duration(request, "timeout", None, _bad)
+        args = await call_arguments(request, _bad)
         try:
             call = await self.calls.submit_call(
                 ns,
@@ -144,29 +143,3 @@ class CallRoutes:
 
 def _bad(field: str, message: str) -> ApiError:
     return ApiError(400, message, details={"causes": [{"field": field, "message": message}]})
-
-
-def _duration(request: web.Request, key: str, maximum: float | None) -> float | None:
-    text = request.query.get(key)
-    if text is None or text == "":
-        return None
-    try:
-        value = parse_duration(text, key)
-    except SpecError as err:
-        raise _bad(key, clip(err.message)) from None
-    if maximum is not None and value > maximum:
-        raise _bad(key, f"{key} is at most {maximum:g}s (got {clip(text)})")
-    return value
-
-
-async def _arguments(request: web.Request) -> dict[str, Any]:
-    body = await request.read()
-    if not body.strip():
-        return {}
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise _bad("body", f"the body is not JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise _bad("body", "the body must be a JSON object of arguments")
-    return data

@@ -15,7 +15,6 @@ still reaches the device manager through ``ReportDeviceStates``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Final
 import grpc
 
 from twinplane.stream.v1 import stream_pb2
+from twinplane.tasks import cancel_and_wait
 
 __all__ = ["REPORT_COMM_ERRORS", "CommErrorReporter", "CommErrorStats", "classify"]
 
@@ -156,9 +156,7 @@ class CommErrorReporter:
     async def stop(self) -> None:
         """Stops the task (unsent counts are dropped)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:

@@ -16,7 +16,6 @@ is sent again after a backoff. A device that stops takes its pending outcomes wi
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import grpc
 
 from twinplane.mapper.desired_writes import WriteResult
 from twinplane.stream.v1 import stream_pb2
+from twinplane.tasks import cancel_and_wait
 
 __all__ = ["REPORT_WRITE_OUTCOMES", "WriteOutcomeReporter", "WriteOutcomeStats"]
 
@@ -109,9 +109,7 @@ class WriteOutcomeReporter:
     async def stop(self) -> None:
         """Stops the task (unsent outcomes are dropped)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:
